@@ -1,0 +1,182 @@
+"""Model and training configuration: plain dataclasses, validated on construction.
+
+Every invalid value raises ``ValueError`` with a message that names the field, the value
+given and what is allowed, so that the service can hand the message straight to a user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+CELLS = ("gru", "lstm", "rnn")
+ACTIVATIONS = ("tanh", "relu")
+OPTIMIZERS = ("sgd", "rmsprop", "adam")
+DTYPES = ("float32", "float64")
+# Learning rates that train a sentence-level LM well with a per-token mean loss.
+DEFAULT_LEARNING_RATES = {"sgd": 1.0, "rmsprop": 0.002, "adam": 0.002}
+MIN_VOCAB_SIZE = 4  # the three special tokens and at least one word
+
+
+def _require_int(owner: str, name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{owner}.{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _require_float(owner: str, name: str, value: Any, low: float, high: float,
+                   *, low_open: bool = False, high_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high)
+    if not ok:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{owner}.{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
+
+
+def _require_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{owner}.{name} must be one of {allowed}, got {value!r}")
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    """Build a config from a dict (e.g. parsed JSON), refusing unknown keys by name."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} expects a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(known))}")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the model is: everything needed to rebuild it from its weights.
+
+    ``embed_size``, ``num_layers``, ``dropout`` and ``tie_weights`` apply to ``gru`` and
+    ``lstm``; ``activation`` and ``dtype="float64"`` are for the NumPy ``rnn``, whose input
+    matrix ``U`` maps a one-hot word straight to the hidden state, as in the tutorial.
+    """
+
+    cell: str = "gru"
+    vocab_size: int = 8000  # at most this many tokens, the three special tokens included
+    embed_size: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.0
+    tie_weights: bool = False
+    activation: str = "tanh"
+    lowercase: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        owner = "model_config"
+        _require_choice(owner, "cell", self.cell, CELLS)
+        _require_int(owner, "vocab_size", self.vocab_size, MIN_VOCAB_SIZE)
+        _require_int(owner, "embed_size", self.embed_size, 1)
+        _require_int(owner, "hidden_size", self.hidden_size, 1)
+        _require_int(owner, "num_layers", self.num_layers, 1)
+        _require_float(owner, "dropout", self.dropout, 0.0, 1.0, high_open=True)
+        _require_choice(owner, "activation", self.activation, ACTIVATIONS)
+        _require_choice(owner, "dtype", self.dtype, DTYPES)
+        if not isinstance(self.tie_weights, bool):
+            raise ValueError(f"{owner}.tie_weights must be true or false, got {self.tie_weights!r}")
+        if not isinstance(self.lowercase, bool):
+            raise ValueError(f"{owner}.lowercase must be true or false, got {self.lowercase!r}")
+        if self.cell == "rnn":
+            if self.num_layers != 1:
+                raise ValueError(f"{owner}.num_layers must be 1 for cell 'rnn' "
+                                 f"(more layers need 'gru' or 'lstm'), got {self.num_layers}")
+            if self.dropout != 0.0:
+                raise ValueError(f"{owner}.dropout must be 0 for cell 'rnn' "
+                                 f"(dropout needs 'gru' or 'lstm'), got {self.dropout}")
+            if self.tie_weights:
+                raise ValueError(f"{owner}.tie_weights is only allowed for 'gru' and 'lstm'")
+        else:
+            if self.activation != "tanh":
+                raise ValueError(f"{owner}.activation applies to cell 'rnn' only; "
+                                 f"'{self.cell}' has fixed gates, got {self.activation!r}")
+            if self.tie_weights and self.embed_size != self.hidden_size:
+                raise ValueError(f"{owner}.tie_weights needs embed_size == hidden_size, "
+                                 f"got {self.embed_size} and {self.hidden_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimisation, batching, validation, checkpoints and progress."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float | None = None  # None: DEFAULT_LEARNING_RATES[optimizer]
+    optimizer: str = "adam"
+    clip: float | None = 5.0  # max global gradient norm; None disables clipping
+    bptt_truncate: int | None = None  # cell 'rnn' only: steps back per loss term; None = full
+    lr_decay: float = 0.5  # learning rate multiplier when the epoch's loss rises; 1 disables
+    valid_fraction: float = 0.1  # share of sentences held out for validation perplexity
+    patience: int | None = 3  # epochs without validation improvement before stopping
+    max_length: int = 100  # longer sentences are cut into windows of this many tokens
+    seed: int = 0
+    device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'
+    log_every: int = 50  # steps between progress events
+    checkpoint_every: int | None = None  # steps between on_checkpoint calls
+
+    def __post_init__(self) -> None:
+        owner = "train_config"
+        _require_int(owner, "epochs", self.epochs, 1)
+        _require_int(owner, "batch_size", self.batch_size, 1)
+        _require_choice(owner, "optimizer", self.optimizer, OPTIMIZERS)
+        if self.learning_rate is not None:
+            _require_float(owner, "learning_rate", self.learning_rate, 0.0, math.inf,
+                           low_open=True, high_open=True)
+        if self.clip is not None:
+            _require_float(owner, "clip", self.clip, 0.0, math.inf, low_open=True, high_open=True)
+        if self.bptt_truncate is not None:
+            _require_int(owner, "bptt_truncate", self.bptt_truncate, 1)
+        _require_float(owner, "lr_decay", self.lr_decay, 0.0, 1.0, low_open=True)
+        _require_float(owner, "valid_fraction", self.valid_fraction, 0.0, 0.5)
+        if self.patience is not None:
+            _require_int(owner, "patience", self.patience, 1)
+        _require_int(owner, "max_length", self.max_length, 2)
+        _require_int(owner, "seed", self.seed, 0)
+        _require_int(owner, "log_every", self.log_every, 1)
+        if self.checkpoint_every is not None:
+            _require_int(owner, "checkpoint_every", self.checkpoint_every, 1)
+        device = self.device
+        if not isinstance(device, str) or not (
+            device in ("auto", "cpu", "cuda")
+            or (device.startswith("cuda:") and device[5:].isdigit())):
+            raise ValueError(f"{owner}.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
+                             f"got {device!r}")
+
+    @property
+    def effective_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return DEFAULT_LEARNING_RATES[self.optimizer]
+
+    def check_compatible(self, model: ModelConfig) -> None:
+        """Options that only some engines understand are refused, not silently ignored."""
+        if self.bptt_truncate is not None and model.cell != "rnn":
+            raise ValueError("train_config.bptt_truncate applies to cell 'rnn' only "
+                             f"(the hand-written BPTT); got cell {model.cell!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, data)

@@ -1,0 +1,95 @@
+"""Training text: plain text or a CSV column, split into paragraphs.
+
+Paragraphs are the units Punkt splits into sentences. By default a blank line separates
+paragraphs and single newlines inside one are line wrapping (prose, WikiText); with
+``paragraphs="line"`` every line stands alone (verse, one-sentence-per-line files).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PARAGRAPH_MODES = ("blank-line", "line")
+_BLANK_LINE = re.compile(r"\n\s*\n")
+
+
+def _check_mode(paragraphs: str) -> None:
+    if paragraphs not in PARAGRAPH_MODES:
+        allowed = ", ".join(repr(m) for m in PARAGRAPH_MODES)
+        raise ValueError(f"corpus.paragraphs must be one of {allowed}, got {paragraphs!r}")
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"corpus {source} is not valid UTF-8 (byte {err.start}: {data[err.start:err.start + 1]!r}); "
+            "save it as UTF-8 text") from None
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A list of paragraphs of raw text. Build it with one of the ``from_*`` constructors."""
+
+    paragraphs: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not any(p.strip() for p in self.paragraphs):
+            raise ValueError("corpus is empty or only whitespace; give at least one sentence of text")
+
+    @classmethod
+    def from_text(cls, text: str, *, paragraphs: str = "blank-line") -> Corpus:
+        _check_mode(paragraphs)
+        if not isinstance(text, str):
+            raise ValueError(f"corpus text must be str, got {type(text).__name__}")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        pieces = text.split("\n") if paragraphs == "line" else _BLANK_LINE.split(text)
+        return cls(tuple(p.strip() for p in pieces if p.strip()))
+
+    @classmethod
+    def from_csv_text(cls, text: str, *, column: str = "body") -> Corpus:
+        """One paragraph per CSV row, taken from ``column`` (the reddit dump uses 'body')."""
+        reader = csv.DictReader(io.StringIO(text))
+        if reader.fieldnames is None or column not in reader.fieldnames:
+            found = ", ".join(reader.fieldnames or []) or "none"
+            raise ValueError(f"corpus CSV has no column {column!r}; columns found: {found}")
+        return cls(tuple(row[column].strip() for row in reader if (row[column] or "").strip()))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, format: str = "text", column: str = "body",
+                   paragraphs: str = "blank-line", source: str = "data") -> Corpus:
+        """Decode UTF-8 bytes (``format`` 'text' or 'csv'), with errors that name ``source``."""
+        if format not in ("text", "csv"):
+            raise ValueError(f"corpus.format must be 'text' or 'csv', got {format!r}")
+        text = _decode(data, source)
+        if format == "csv":
+            return cls.from_csv_text(text, column=column)
+        return cls.from_text(text, paragraphs=paragraphs)
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, format: str = "auto", column: str = "body",
+                  paragraphs: str = "blank-line") -> Corpus:
+        """Read a UTF-8 file; ``format='auto'`` treats ``*.csv`` as CSV, anything else as text."""
+        path = Path(path)
+        if format == "auto":
+            format = "csv" if path.suffix.lower() == ".csv" else "text"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ValueError(f"corpus file {str(path)!r} does not exist") from None
+        except IsADirectoryError:
+            raise ValueError(f"corpus path {str(path)!r} is a directory, not a file") from None
+        return cls.from_bytes(data, format=format, column=column, paragraphs=paragraphs,
+                              source=f"file {str(path)!r}")
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(self.paragraphs)
+
+    def __len__(self) -> int:
+        return len(self.paragraphs)

@@ -1,0 +1,69 @@
+"""The interface every engine implements, so that callers never ask which one they have.
+
+Arrays cross this boundary as NumPy (ids in, float64 log-probabilities out); an engine
+keeps its own parameters and optimizer state in whatever form it computes with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..batching import Batch
+
+State = Any  # an engine's recurrent state for decoding; opaque to callers
+
+
+@dataclass(frozen=True)
+class StepStats:
+    loss_sum: float  # summed negative log-likelihood (nats) over the batch's real tokens
+    num_tokens: int
+    grad_norm: float  # global gradient norm before clipping
+
+
+class Engine(Protocol):
+    vocab_size: int
+
+    def token_log_probs(self, batch: Batch) -> np.ndarray:
+        """ln p(target | prefix) at every position, (B, T) float64, 0 at padding."""
+
+    def configure_training(self, optimizer: str, learning_rate: float, clip: float | None,
+                           bptt_truncate: int | None) -> None:
+        """Create the optimizer; must be called before ``train_step``."""
+
+    def train_step(self, batch: Batch) -> StepStats:
+        """One gradient step on the mean per-token loss of ``batch``."""
+
+    def set_learning_rate(self, learning_rate: float) -> None: ...
+
+    def initial_state(self, batch_size: int) -> State: ...
+
+    def step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """Feed one token per row, (B,) int64; returns log-probs (B, V) float64, next state."""
+
+    def select_state(self, state: State, rows: np.ndarray) -> State:
+        """Rows of a decoding state (beam search reorders and duplicates hypotheses)."""
+
+    def state_dict(self) -> dict[str, np.ndarray]: ...
+
+    def load_state_dict(self, tensors: dict[str, np.ndarray]) -> None: ...
+
+    def optimizer_state_dict(self) -> dict[str, np.ndarray]:
+        """Optimizer state (and RNG state) for resuming; empty before configure_training."""
+
+    def load_optimizer_state_dict(self, tensors: dict[str, np.ndarray]) -> None: ...
+
+
+def check_state_dict(expected: dict[str, tuple[int, ...]], tensors: dict[str, np.ndarray]) -> None:
+    """Refuse weights whose names or shapes do not fit the model, naming the difference."""
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise ValueError(f"checkpoint weights do not fit the model: missing {missing}, "
+                         f"unexpected {extra}")
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != tuple(shape):
+            raise ValueError(f"checkpoint weight {name!r} has shape {tuple(tensors[name].shape)}, "
+                             f"the model needs {tuple(shape)}")

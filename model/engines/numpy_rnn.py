@@ -1,0 +1,222 @@
+"""The vanilla RNN of the tutorial in NumPy, with backpropagation through time by hand.
+
+    z_t = U x_t + W s_{t-1} + b        s_t = f(z_t)  (tanh or ReLU), s_{-1} = 0
+    o_t = V s_t + c                    p_t = softmax(o_t)
+
+``x_t`` is one-hot, so ``U x_t`` is the column ``U[:, x_t]``. Shapes follow the tutorial:
+U (H, V), W (H, H), V (V, H). Work is batched over sentences: one step of the recurrence is
+a (B, H) @ (H, H) product, and the output layer, where almost all the time goes, is done
+for every real (non-padding) position of the batch at once as (N, H) @ (H, V) products.
+
+Truncated BPTT follows the tutorial: the loss at step t sends gradient back to
+z_t, z_{t-1}, .., z_{t-k} (k = ``bptt_truncate``) and no further. Instead of the tutorial's
+inner loop over those k+1 steps for every t, the backward pass carries a stack of deltas by
+age (0..k) and moves the whole stack one step back with one matrix product, so truncated
+BPTT costs about as much as full BPTT.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..batching import Batch
+from ..config import ModelConfig
+from .base import StepStats, check_state_dict
+from .numpy_optim import OPTIMIZER_CLASSES, NumpyOptimizer
+
+Params = dict[str, np.ndarray]
+
+
+def init_params(hidden_size: int, vocab_size: int, seed: int, dtype: str = "float32") -> Params:
+    """The tutorial's initialisation: uniform in +-1/sqrt(fan-in), zero biases."""
+    rng = np.random.default_rng(seed)
+    h, v = hidden_size, vocab_size
+
+    def uniform(bound: float, shape: tuple[int, ...]) -> np.ndarray:
+        return rng.uniform(-bound, bound, shape).astype(dtype)
+
+    return {
+        "U": uniform(1 / math.sqrt(v), (h, v)),
+        "W": uniform(1 / math.sqrt(h), (h, h)),
+        "b": np.zeros(h, dtype=dtype),
+        "V": uniform(1 / math.sqrt(h), (v, h)),
+        "c": np.zeros(v, dtype=dtype),
+    }
+
+
+def _activate(z: np.ndarray, activation: str) -> np.ndarray:
+    return np.tanh(z) if activation == "tanh" else np.maximum(z, 0)
+
+
+def _activation_grad(z: np.ndarray, s: np.ndarray, activation: str) -> np.ndarray:
+    """f'(z), from the cached output s = f(z) where that is cheaper."""
+    return 1 - s * s if activation == "tanh" else (z > 0).astype(s.dtype)
+
+
+def forward_states(params: Params, inputs: np.ndarray, activation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Run the recurrence over a (B, T) id batch.
+
+    Returns Z (T, B, H), the pre-activations, and S (T+1, B, H) with S[0] = s_{-1} = 0,
+    so S[t+1] is the state after reading inputs[:, t].
+    """
+    U, W, b = params["U"], params["W"], params["b"]
+    batch, steps = inputs.shape
+    hidden = W.shape[0]
+    # U.T[ids] gathers U[:, x_t] for every position at once: (T, B, H).
+    inputs_term = U.T[inputs.T] + b
+    Z = np.empty((steps, batch, hidden), dtype=W.dtype)
+    S = np.zeros((steps + 1, batch, hidden), dtype=W.dtype)
+    for t in range(steps):
+        np.matmul(S[t], W.T, out=Z[t])
+        Z[t] += inputs_term[t]
+        S[t + 1] = _activate(Z[t], activation)
+    return Z, S
+
+
+def output_log_probs(params: Params, states: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax output for N states (N, H) and their targets (N,).
+
+    Returns ln p(target) (N,) and the full softmax (N, V). The softmax is computed in place
+    in one (N, V) buffer: at V=8000 it is the largest array of a training step.
+    """
+    probs = states @ params["V"].T  # (N, V) logits
+    probs += params["c"]
+    probs -= probs.max(axis=1, keepdims=True)
+    rows = np.arange(len(targets))
+    target_logits = probs[rows, targets].copy()
+    np.exp(probs, out=probs)
+    totals = probs.sum(axis=1)
+    probs /= totals[:, None]
+    return target_logits - np.log(totals), probs
+
+
+def loss_and_grads(params: Params, batch: Batch, activation: str = "tanh",
+                   bptt_truncate: int | None = None) -> tuple[float, Params]:
+    """Summed loss (nats) over the batch's real tokens and gradients of the *mean* loss."""
+    W, V = params["W"], params["V"]
+    Z, S = forward_states(params, batch.inputs, activation)
+    steps, _, hidden = Z.shape
+    real = batch.mask.T  # (T, B): positions in time-major order
+    n_tokens = int(real.sum())
+    states = S[1:][real]  # (N, H)
+    logp, grad_logits = output_log_probs(params, states, batch.targets.T[real])
+
+    # dL/do = softmax - onehot(target), scaled for the mean loss. (N, V)
+    grad_logits[np.arange(n_tokens), batch.targets.T[real]] -= 1
+    grad_logits *= 1.0 / n_tokens
+    grads: Params = {"V": grad_logits.T @ states, "c": grad_logits.sum(axis=0)}
+
+    # dL_t/ds_t from the output layer; zero at padding. (T, B, H)
+    E = np.zeros_like(Z)
+    E[real] = grad_logits @ V
+    F = _activation_grad(Z, S[1:], activation)  # f'(z_t), (T, B, H)
+
+    # D[t] = dL/dz_t summed over the losses that reach z_t. (T, B, H)
+    D = np.empty_like(Z)
+    if bptt_truncate is None or bptt_truncate >= steps:
+        carry = np.zeros_like(Z[0])  # dL/ds_t from steps after t
+        for t in range(steps - 1, -1, -1):
+            D[t] = (E[t] + carry) * F[t]
+            carry = D[t] @ W
+    else:
+        k = bptt_truncate
+        # ages[a] = gradient at z_t of the loss at step t + a, for a = 0..k. (k+1, B, H)
+        ages = np.zeros((k + 1, *Z.shape[1:]), dtype=Z.dtype)
+        for t in range(steps - 1, -1, -1):
+            older = (ages[:-1].reshape(-1, hidden) @ W).reshape(k, *Z.shape[1:])
+            ages[1:] = older * F[t]
+            ages[0] = E[t] * F[t]
+            D[t] = ages.sum(axis=0)
+
+    flat_D = D.reshape(-1, hidden)
+    grads["W"] = flat_D.T @ S[:-1].reshape(-1, hidden)
+    grads["b"] = flat_D.sum(axis=0)
+    grad_U = np.zeros_like(params["U"])
+    # Scatter-add into the columns of the words read; padding rows carry no gradient.
+    np.add.at(grad_U.T, batch.inputs.T[real], D[real])
+    grads["U"] = grad_U
+    return -float(logp.sum(dtype=np.float64)), grads
+
+
+def clip_by_global_norm(grads: Params, max_norm: float | None) -> float:
+    """Scale all gradients together so their joint L2 norm is at most ``max_norm``;
+    returns the norm before clipping."""
+    norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+    if max_norm is not None and norm > max_norm:
+        scale = max_norm / (norm + 1e-12)
+        for g in grads.values():
+            g *= scale
+    return norm
+
+
+class NumpyRNNEngine:
+    """The ``rnn`` cell: needs NumPy only."""
+
+    def __init__(self, config: ModelConfig, vocab_size: int, seed: int = 0) -> None:
+        self.vocab_size = vocab_size
+        self.activation = config.activation
+        self.params = init_params(config.hidden_size, vocab_size, seed, config.dtype)
+        self.optimizer: NumpyOptimizer | None = None
+        self.clip: float | None = None
+        self.bptt_truncate: int | None = None
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def token_log_probs(self, batch: Batch) -> np.ndarray:
+        _, S = forward_states(self.params, batch.inputs, self.activation)
+        real = batch.mask.T
+        logp, _ = output_log_probs(self.params, S[1:][real], batch.targets.T[real])
+        out = np.zeros(batch.inputs.T.shape, dtype=np.float64)  # (T, B)
+        out[real] = logp
+        return out.T
+
+    def configure_training(self, optimizer: str, learning_rate: float, clip: float | None,
+                           bptt_truncate: int | None) -> None:
+        self.optimizer = OPTIMIZER_CLASSES[optimizer](self.params, learning_rate)
+        self.clip = clip
+        self.bptt_truncate = bptt_truncate
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        assert self.optimizer is not None, "configure_training() first"
+        self.optimizer.learning_rate = learning_rate
+
+    def train_step(self, batch: Batch) -> StepStats:
+        assert self.optimizer is not None, "configure_training() first"
+        loss_sum, grads = loss_and_grads(self.params, batch, self.activation, self.bptt_truncate)
+        norm = clip_by_global_norm(grads, self.clip)
+        self.optimizer.update(grads)
+        return StepStats(loss_sum, batch.num_tokens, norm)
+
+    def initial_state(self, batch_size: int) -> np.ndarray:
+        return np.zeros((batch_size, self.params["W"].shape[0]), dtype=self.params["W"].dtype)
+
+    def step(self, tokens: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        z = p["U"].T[tokens] + state @ p["W"].T + p["b"]  # (B, H)
+        new_state = _activate(z, self.activation)
+        logits = (new_state @ p["V"].T + p["c"]).astype(np.float64)  # (B, V)
+        logits -= logits.max(axis=1, keepdims=True)
+        logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return logits, new_state
+
+    def select_state(self, state: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return state[rows]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: arr.copy() for name, arr in self.params.items()}
+
+    def load_state_dict(self, tensors: dict[str, np.ndarray]) -> None:
+        check_state_dict({k: v.shape for k, v in self.params.items()}, tensors)
+        for name, arr in self.params.items():
+            arr[...] = tensors[name]  # in place: the optimizer holds references
+
+    def optimizer_state_dict(self) -> dict[str, np.ndarray]:
+        return self.optimizer.state_dict() if self.optimizer is not None else {}
+
+    def load_optimizer_state_dict(self, tensors: dict[str, np.ndarray]) -> None:
+        assert self.optimizer is not None, "configure_training() first"
+        self.optimizer.load_state_dict(tensors)

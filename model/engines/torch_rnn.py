@@ -1,0 +1,188 @@
+"""GRU and LSTM language models on PyTorch (cuDNN kernels on CUDA, MKL/oneDNN on CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..batching import Batch
+from ..config import ModelConfig
+from .base import StepStats, check_state_dict
+from .numpy_optim import ADAM_BETAS, EPS, RMSPROP_DECAY
+
+_CELL_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' is CUDA when a GPU is visible, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but no CUDA GPU is visible; "
+                         "use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+class RNNModel(nn.Module):
+    """Embedding -> dropout -> GRU/LSTM stack -> dropout -> linear decoder (optionally tied)."""
+
+    def __init__(self, config: ModelConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(config.dropout)
+        self.embedding = nn.Embedding(vocab_size, config.embed_size)
+        # Dropout between stacked layers only exists with two or more layers.
+        between = config.dropout if config.num_layers > 1 else 0.0
+        self.rnn = _CELL_CLASSES[config.cell](config.embed_size, config.hidden_size,
+                                              config.num_layers, dropout=between, batch_first=True)
+        self.decoder = nn.Linear(config.hidden_size, vocab_size)
+        if config.tie_weights:  # Press & Wolf 2017: one matrix for input and output words
+            self.decoder.weight = self.embedding.weight
+        # Small uniform init, as in the PyTorch word-language-model example: the initial
+        # output distribution is close to uniform, so the first loss is near ln(V).
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+        if not config.tie_weights:
+            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+
+    def hidden_states(self, inputs: torch.Tensor, state=None):
+        """(B, T) ids -> (B, T, H) top-layer outputs and the final state."""
+        out, state = self.rnn(self.drop(self.embedding(inputs)), state)
+        return self.drop(out), state
+
+
+class TorchRNNEngine:
+    """The ``gru`` and ``lstm`` cells."""
+
+    def __init__(self, config: ModelConfig, vocab_size: int, seed: int = 0,
+                 device: str = "auto") -> None:
+        self.vocab_size = vocab_size
+        self.seed = seed
+        self.device = resolve_device(device)
+        # A private generator keeps initialisation reproducible without touching the
+        # global RNG of the process (other models may be training in other threads).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = RNNModel(config, vocab_size)
+        self.model = model.to(device=self.device, dtype=_DTYPES[config.dtype])
+        self.model.eval()
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.clip: float | None = None
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device, non_blocking=True)
+
+    def _token_logits(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decoder output at real positions only: the output layer is most of the work,
+        and padding would only add to it. Returns logits (N, V), targets (N,), mask (B, T)."""
+        mask = self._tensor(batch.mask)
+        out, _ = self.model.hidden_states(self._tensor(batch.inputs))  # (B, T, H)
+        logits = self.model.decoder(out[mask])  # (N, V)
+        return logits, self._tensor(batch.targets)[mask], mask
+
+    @torch.inference_mode()
+    def token_log_probs(self, batch: Batch) -> np.ndarray:
+        self.model.eval()
+        logits, targets, mask = self._token_logits(batch)
+        logp = F.log_softmax(logits.double(), dim=-1).gather(1, targets[:, None])[:, 0]
+        out = torch.zeros(mask.shape, dtype=torch.float64, device=self.device)
+        out[mask] = logp
+        return out.cpu().numpy()
+
+    def configure_training(self, optimizer: str, learning_rate: float, clip: float | None,
+                           bptt_truncate: int | None) -> None:
+        params = self.model.parameters()
+        if optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=learning_rate)
+        elif optimizer == "rmsprop":
+            self.optimizer = torch.optim.RMSprop(params, lr=learning_rate, alpha=RMSPROP_DECAY, eps=EPS)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=learning_rate, betas=ADAM_BETAS, eps=EPS)
+        self.clip = clip
+        # Dropout draws from torch's global generator: seed it so that the same seed gives
+        # the same model. (Resuming restores the saved generator state instead.)
+        torch.manual_seed(self.seed)
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        assert self.optimizer is not None, "configure_training() first"
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+
+    def train_step(self, batch: Batch) -> StepStats:
+        assert self.optimizer is not None, "configure_training() first"
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        logits, targets, _ = self._token_logits(batch)
+        loss_sum = F.cross_entropy(logits, targets, reduction="sum")
+        (loss_sum / batch.num_tokens).backward()
+        max_norm = self.clip if self.clip is not None else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        self.optimizer.step()
+        return StepStats(loss_sum.item(), batch.num_tokens, norm.item())
+
+    def initial_state(self, batch_size: int):
+        return None  # nn.GRU / nn.LSTM start from zeros when given no state
+
+    @torch.inference_mode()
+    def step(self, tokens: np.ndarray, state):
+        self.model.eval()
+        out, state = self.model.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
+        logp = F.log_softmax(self.model.decoder(out[:, 0]).double(), dim=-1)  # (B, V)
+        return logp.cpu().numpy(), state
+
+    def select_state(self, state, rows: np.ndarray):
+        if state is None:
+            return None
+        index = self._tensor(np.asarray(rows, dtype=np.int64))
+        if isinstance(state, tuple):  # LSTM: (h, c), each (layers, B, H)
+            return tuple(s.index_select(1, index) for s in state)
+        return state.index_select(1, index)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        # Tied weights appear once in state_dict() under both names; keep both so the
+        # checkpoint is self-describing, load_state_dict() restores the tie.
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
+
+    def load_state_dict(self, tensors: dict[str, np.ndarray]) -> None:
+        expected = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+        check_state_dict(expected, tensors)
+        dtype = next(self.model.parameters()).dtype
+        self.model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype)
+                                    for k, v in tensors.items()})
+
+    def optimizer_state_dict(self) -> dict[str, np.ndarray]:
+        """Flattened torch optimizer state, plus the RNG (dropout) state."""
+        out = {"rng.cpu": torch.random.get_rng_state().numpy().copy()}
+        if self.device.type == "cuda":
+            out["rng.cuda"] = torch.cuda.get_rng_state(self.device).numpy().copy()
+        if self.optimizer is None:
+            return out
+        for index, slots in self.optimizer.state_dict()["state"].items():
+            for slot, value in slots.items():
+                out[f"{index}.{slot}"] = torch.as_tensor(value).detach().cpu().reshape(-1).numpy().copy()
+        return out
+
+    def load_optimizer_state_dict(self, tensors: dict[str, np.ndarray]) -> None:
+        assert self.optimizer is not None, "configure_training() first"
+        if "rng.cpu" in tensors:
+            torch.random.set_rng_state(torch.from_numpy(tensors["rng.cpu"].copy()))
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(torch.from_numpy(tensors["rng.cuda"].copy()), self.device)
+        current = self.optimizer.state_dict()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("rng."):
+                continue
+            index, slot = key.split(".", 1)
+            i = int(index)
+            tensor = torch.from_numpy(value.copy())
+            if slot != "step":  # moment buffers have the parameter's shape
+                tensor = tensor.reshape(params[i].shape)
+            else:
+                tensor = tensor.reshape(())
+            state.setdefault(i, {})[slot] = tensor
+        current["state"] = state
+        self.optimizer.load_state_dict(current)

@@ -1,0 +1,202 @@
+"""Text generation: sampling (temperature, top-k, top-p), greedy decoding and beam search.
+
+``UNKNOWN_TOKEN`` and ``SENTENCE_START`` are never produced; ``SENTENCE_END`` is held back
+until ``min_length`` words exist. Reported log-probabilities are the model's own
+(before temperature and filtering), so a generated sentence's log-probabilities add up to
+what ``score`` gives for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .engines import Engine
+from .vocab import END_ID, SENTENCE_END, START_ID, UNK_ID, Vocabulary
+
+METHODS = ("sample", "greedy", "beam")
+FINISH_END = "end"  # the model chose SENTENCE_END
+FINISH_LENGTH = "length"  # max_length words were produced
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    method: str = "sample"
+    num_sentences: int = 1  # for 'sample' and 'greedy'; beam search returns beam_width
+    temperature: float = 1.0
+    top_k: int = 0  # 0: no top-k filter
+    top_p: float = 1.0  # 1: no nucleus filter
+    seed: int | None = None  # None: fresh randomness each call
+    min_length: int = 1  # words before SENTENCE_END may be chosen
+    max_length: int = 50  # words at most (prompt not counted)
+    beam_width: int = 4
+
+    def __post_init__(self) -> None:
+        def fail(name: str, allowed: str) -> None:
+            raise ValueError(f"generate: {name} must be {allowed}, got {getattr(self, name)!r}")
+
+        def is_int(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if self.method not in METHODS:
+            fail("method", "one of " + ", ".join(repr(m) for m in METHODS))
+        if not is_int(self.num_sentences) or self.num_sentences < 1:
+            fail("num_sentences", "an integer >= 1")
+        if not isinstance(self.temperature, (int, float)) or not 0 < self.temperature <= 100:
+            fail("temperature", "a number in (0, 100] (use method='greedy' for temperature 0)")
+        if not is_int(self.top_k) or self.top_k < 0:
+            fail("top_k", "an integer >= 0 (0 disables it)")
+        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+            fail("top_p", "a number in (0, 1] (1 disables it)")
+        if self.seed is not None and (not is_int(self.seed) or self.seed < 0):
+            fail("seed", "a non-negative integer or None")
+        if not is_int(self.max_length) or self.max_length < 1:
+            fail("max_length", "an integer >= 1")
+        if not is_int(self.min_length) or not 0 <= self.min_length <= self.max_length:
+            fail("min_length", f"an integer in [0, max_length={self.max_length}]")
+        if not is_int(self.beam_width) or self.beam_width < 1:
+            fail("beam_width", "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class GenerationEvent:
+    """One generated token, as a server would stream it."""
+
+    sentence: int  # which sentence (0-based) the token belongs to
+    token: str  # a word, or SENTENCE_END as the last token of a finished sentence
+    logprob: float  # ln p(token | prompt and earlier tokens)
+    finish_reason: str | None = None  # set on a sentence's last event: 'end' or 'length'
+
+
+@dataclass(frozen=True)
+class GeneratedSentence:
+    prompt: list[str]
+    tokens: list[str]  # generated words, without SENTENCE_END
+    logprobs: list[float]  # one per generated token, SENTENCE_END's last when it ended so
+    finish_reason: str
+    text: str = field(default="")  # prompt and generated words, detokenised
+
+    @property
+    def logprob(self) -> float:
+        return float(sum(self.logprobs))
+
+
+def _banned(vocab_size: int) -> np.ndarray:
+    mask = np.zeros(vocab_size, dtype=bool)
+    mask[[UNK_ID, START_ID]] = True
+    return mask
+
+
+def _read_prompt(engine: Engine, prompt_ids: np.ndarray, rows: int):
+    """Feed SENTENCE_START and the prompt; returns the next-token log-probs (rows, V) and state."""
+    state = engine.initial_state(rows)
+    logp = None
+    for token in np.concatenate([[START_ID], prompt_ids]):
+        logp, state = engine.step(np.full(rows, token, dtype=np.int64), state)
+    return logp, state
+
+
+def _choose(logp: np.ndarray, allowed: np.ndarray, config: GenerationConfig,
+            rng: np.random.Generator) -> int:
+    """Pick the next token from one row of log-probs (V,)."""
+    scores = np.where(allowed, logp, -np.inf)
+    if config.method == "greedy":
+        return int(np.argmax(scores))
+    scores = scores / config.temperature
+    if config.top_k and config.top_k < int(allowed.sum()):
+        kth = np.partition(scores, -config.top_k)[-config.top_k]
+        scores[scores < kth] = -np.inf
+    probs = np.exp(scores - scores.max())
+    probs /= probs.sum()
+    if config.top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        cumulative = np.cumsum(probs[order])
+        keep = order[: int(np.searchsorted(cumulative, config.top_p)) + 1]
+        trimmed = np.zeros_like(probs)
+        trimmed[keep] = probs[keep]
+        probs = trimmed / trimmed.sum()
+    cdf = np.cumsum(probs)
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
+
+
+def sample_events(engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray,
+                  config: GenerationConfig) -> Iterator[GenerationEvent]:
+    """Sampling or greedy decoding, one sentence after another, token by token."""
+    rng = np.random.default_rng(config.seed)
+    banned = _banned(len(vocab))
+    for sentence in range(config.num_sentences):
+        logp, state = _read_prompt(engine, prompt_ids, 1)
+        for produced in range(config.max_length):
+            allowed = ~banned
+            allowed[END_ID] = produced >= config.min_length
+            token = _choose(logp[0], allowed, config, rng)
+            if token == END_ID:
+                yield GenerationEvent(sentence, SENTENCE_END, float(logp[0, token]), FINISH_END)
+                break
+            last = produced + 1 == config.max_length
+            yield GenerationEvent(sentence, vocab.tokens[token], float(logp[0, token]),
+                                  FINISH_LENGTH if last else None)
+            if not last:
+                logp, state = engine.step(np.array([token], dtype=np.int64), state)
+
+
+def beam_search(engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray,
+                config: GenerationConfig) -> list[tuple[list[int], list[float], str]]:
+    """The ``beam_width`` most probable continuations found, best first, as
+    (token ids without SENTENCE_END, per-token log-probs, finish reason).
+
+    Stops once ``beam_width`` hypotheses have finished and no live one scores higher than
+    the worst of them (log-probabilities only fall as a hypothesis grows, so none could
+    overtake it). With width 1 this is exactly greedy decoding.
+    """
+    width = config.beam_width
+    banned = _banned(len(vocab))
+    logp, state = _read_prompt(engine, prompt_ids, 1)
+    alive: list[tuple[list[int], list[float]]] = [([], [])]
+    scores = np.zeros(1)
+    finished: list[tuple[float, list[int], list[float], str]] = []
+    while True:
+        length = len(alive[0][0])
+        allowed = ~banned
+        allowed[END_ID] = length >= config.min_length
+        candidates = np.where(allowed[None, :], logp, -np.inf) + scores[:, None]  # (A, V)
+        flat = candidates.ravel()
+        top = np.argpartition(-flat, min(2 * width, flat.size) - 1)[: 2 * width]
+        top = top[np.argsort(-flat[top], kind="stable")]
+        parents, tokens, next_alive = [], [], []
+        for index in top:
+            if not np.isfinite(flat[index]):
+                break
+            parent, token = divmod(int(index), logp.shape[1])
+            ids, lps = alive[parent]
+            step_lps = [*lps, float(logp[parent, token])]
+            if token == END_ID:
+                finished.append((float(flat[index]), ids, step_lps, FINISH_END))
+            elif len(next_alive) < width:
+                parents.append(parent)
+                tokens.append(token)
+                next_alive.append(([*ids, token], step_lps))
+        finished = sorted(finished, key=lambda f: -f[0])[:width]
+        next_scores = np.array([sum(lps) for _, lps in next_alive])
+        if length + 1 >= config.max_length:  # the new words reach the limit: stop here
+            finished += [(float(s), ids, lps, FINISH_LENGTH)
+                         for s, (ids, lps) in zip(next_scores, next_alive)]
+            break
+        if not next_alive or (len(finished) >= width and next_scores.max() <= finished[-1][0]):
+            break
+        state = engine.select_state(state, np.array(parents))
+        logp, state = engine.step(np.array(tokens, dtype=np.int64), state)
+        alive, scores = next_alive, next_scores
+    finished.sort(key=lambda f: -f[0])
+    return [(ids, lps, reason) for _, ids, lps, reason in finished[:width]]
+
+
+def beam_events(engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray,
+                config: GenerationConfig) -> Iterator[GenerationEvent]:
+    """Beam search results as events (emitted after the search, best hypothesis first)."""
+    for sentence, (ids, lps, reason) in enumerate(beam_search(engine, vocab, prompt_ids, config)):
+        words = vocab.decode(ids) + ([SENTENCE_END] if reason == FINISH_END else [])
+        for k, (word, lp) in enumerate(zip(words, lps)):
+            yield GenerationEvent(sentence, word, lp, reason if k == len(words) - 1 else None)

@@ -1,0 +1,72 @@
+"""Vocabulary: the N most frequent words plus the three special tokens of the tutorial."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+UNKNOWN_TOKEN = "UNKNOWN_TOKEN"
+SENTENCE_START = "SENTENCE_START"
+SENTENCE_END = "SENTENCE_END"
+SPECIAL_TOKENS = (UNKNOWN_TOKEN, SENTENCE_START, SENTENCE_END)
+UNK_ID, START_ID, END_ID = 0, 1, 2
+
+
+@dataclass
+class Vocabulary:
+    """Index <-> token. Ids 0..2 are the special tokens; words follow, most frequent first."""
+
+    tokens: list[str]
+    index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if tuple(self.tokens[:3]) != SPECIAL_TOKENS:
+            raise ValueError(f"a vocabulary starts with {', '.join(SPECIAL_TOKENS)}")
+        if len(set(self.tokens)) != len(self.tokens):
+            raise ValueError("a vocabulary may not list a token twice")
+        self.index = {token: i for i, token in enumerate(self.tokens)}
+
+    @classmethod
+    def build(cls, sentences: Iterable[Sequence[str]], max_size: int) -> Vocabulary:
+        """Keep the ``max_size - 3`` most frequent words; ties go to the alphabetically first
+        word so that the same corpus always gives the same vocabulary."""
+        counts = Counter(word for sentence in sentences for word in sentence)
+        for special in SPECIAL_TOKENS:  # the literal strings cannot be ordinary words
+            counts.pop(special, None)
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        words = [word for word, _ in ranked[: max(0, max_size - len(SPECIAL_TOKENS))]]
+        return cls([*SPECIAL_TOKENS, *words])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.index
+
+    def encode(self, words: Sequence[str]) -> np.ndarray:
+        """Word ids, ``UNK_ID`` for words outside the vocabulary. Shape (len(words),)."""
+        get = self.index.get
+        return np.fromiter((get(w, UNK_ID) for w in words), dtype=np.int64, count=len(words))
+
+    def frame(self, words: Sequence[str], *, bos: bool = True, eos: bool = True) -> np.ndarray:
+        """``SENTENCE_START w1 .. wn SENTENCE_END`` as ids (either end switchable)."""
+        parts = [np.array([START_ID])] if bos else []
+        parts.append(self.encode(words))
+        if eos:
+            parts.append(np.array([END_ID]))
+        return np.concatenate(parts).astype(np.int64)
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.tokens[int(i)] for i in ids]
+
+    def to_json(self) -> list[str]:
+        return list(self.tokens)
+
+    @classmethod
+    def from_json(cls, data: list[str]) -> Vocabulary:
+        if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
+            raise ValueError("vocabulary must be a list of strings")
+        return cls(data)

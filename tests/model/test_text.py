@@ -1,0 +1,76 @@
+"""Tokenisation (NLTK, offline), vocabulary and corpus formats."""
+
+import json
+
+import nltk
+import pytest
+from nltk.tabdata import TabEncoder
+
+from rnnlm.model import SENTENCE_END, SENTENCE_START, UNKNOWN_TOKEN, Corpus, Tokenizer, Vocabulary
+from tests.conftest import shared_file
+
+TEXT = ("Dr. Smith went to Washington. He arrived at 5 p.m. on Monday! "
+        "Didn't he call Mrs. Jones? She said: \"I can't come.\"")
+
+
+def test_trained_punkt_splits_sentences_and_words():
+    tok = Tokenizer.fit(TEXT * 20, use_pretrained=False)
+    assert tok.punkt_source == "trained"
+    sentences = tok.sentences("He arrived on Monday. She didn't call!")
+    assert sentences == [["he", "arrived", "on", "monday", "."], ["she", "did", "n't", "call", "!"]]
+
+
+def test_lowercase_is_switchable():
+    tok = Tokenizer.fit(TEXT, lowercase=False, use_pretrained=False)
+    assert tok.words("The Cat") == ["The", "Cat"]
+    assert tok.normalize(["The"]) == ["The"]
+
+
+def test_tokenizer_json_round_trip_is_identical():
+    tok = Tokenizer.fit(TEXT * 5, use_pretrained=False)
+    data = json.loads(json.dumps(tok.to_json()))
+    again = Tokenizer.from_json(data)
+    assert again.to_json() == tok.to_json()
+    assert again.sentences(TEXT) == tok.sentences(TEXT)
+
+
+def test_pretrained_punkt_is_used_where_installed(tmp_path, monkeypatch):
+    """Install a punkt_tab model in a temporary NLTK data dir and check it is picked up."""
+    trained = Tokenizer.fit(TEXT * 5, use_pretrained=False).punkt
+    model_dir = tmp_path / "tokenizers" / "punkt_tab" / "english"
+    model_dir.mkdir(parents=True)
+    enc = TabEncoder()
+    (model_dir / "collocations.tab").write_text(enc.tups2tab(trained.collocations))
+    (model_dir / "sent_starters.txt").write_text(enc.set2txt(trained.sent_starters | {"zzz"}))
+    (model_dir / "abbrev_types.txt").write_text(enc.set2txt(trained.abbrev_types))
+    (model_dir / "ortho_context.tab").write_text(enc.ivdict2tab(trained.ortho_context))
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path), *nltk.data.path])
+    tok = Tokenizer.fit("Some other text. Entirely.")
+    assert tok.punkt_source == "pretrained:english"
+    assert "zzz" in tok.punkt.sent_starters
+
+
+def test_vocabulary_keeps_most_frequent_with_deterministic_ties():
+    sentences = [["b", "a", "c"], ["a", "d", "c"], ["e"]]
+    vocab = Vocabulary.build(sentences, max_size=6)
+    # a and c appear twice; b, d, e once: the tie goes to the alphabetically first.
+    assert vocab.tokens == [UNKNOWN_TOKEN, SENTENCE_START, SENTENCE_END, "a", "c", "b"]
+    assert Vocabulary.build(list(reversed(sentences)), 6).tokens == vocab.tokens
+    assert vocab.frame(["a", "zzz"]).tolist() == [1, 3, 0, 2]
+    assert vocab.frame(["a"], bos=False, eos=False).tolist() == [3]
+
+
+def test_corpus_paragraph_modes():
+    text = "one line\nwrapped here.\n\nsecond paragraph.\r\n"
+    assert Corpus.from_text(text).paragraphs == ("one line\nwrapped here.", "second paragraph.")
+    assert len(Corpus.from_text(text, paragraphs="line")) == 3
+    with pytest.raises(ValueError, match="paragraphs must be one of"):
+        Corpus.from_text(text, paragraphs="sentence")
+
+
+def test_reddit_csv_corpus():
+    corpus = Corpus.from_file(shared_file("reddit/reddit-comments-2015-08-sample.csv"))
+    # 1,000 lines of CSV; comments span several lines, so there are about 210 rows.
+    assert 200 <= len(corpus) <= 1000
+    tok = Tokenizer.fit(corpus.text)
+    assert sum(len(tok.sentences(p)) for p in corpus.paragraphs[:50]) > 50
