@@ -53,12 +53,13 @@ def split_long(sequences: Sequence[np.ndarray], max_length: int) -> list[np.ndar
             out.append(seq)
             continue
         for start in range(0, len(seq) - 1, max_length):
-            out.append(seq[start:start + max_length + 1])
+            out.append(seq[start : start + max_length + 1])
     return out
 
 
-def length_sorted_batches(sequences: Sequence[np.ndarray], batch_size: int,
-                          rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, Batch]]:
+def length_sorted_batches(
+    sequences: Sequence[np.ndarray], batch_size: int, rng: np.random.Generator | None = None
+) -> Iterator[tuple[np.ndarray, Batch]]:
     """Yield ``(indices, batch)`` over all sequences, grouped by length to minimise padding.
 
     With ``rng`` the grouping of equal lengths and the order of batches are shuffled
@@ -70,7 +71,7 @@ def length_sorted_batches(sequences: Sequence[np.ndarray], batch_size: int,
     else:
         perm = rng.permutation(len(sequences))
         order = perm[np.argsort(lengths[perm], kind="stable")]
-    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if rng is not None:
         chunks = [chunks[i] for i in rng.permutation(len(chunks))]
     for idx in chunks:

@@ -36,8 +36,11 @@ class CheckpointError(ValueError):
 
 def dumps(groups: dict[str, dict[str, np.ndarray]], meta: dict[str, Any]) -> bytes:
     """Serialise tensor groups ({"model": {...}, "optimizer": {...}}) and JSON metadata."""
-    tensors = {f"{group}.{name}": np.ascontiguousarray(arr)
-               for group, arrs in groups.items() for name, arr in arrs.items()}
+    tensors = {
+        f"{group}.{name}": np.ascontiguousarray(arr)
+        for group, arrs in groups.items()
+        for name, arr in arrs.items()
+    }
     document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **meta}
     return st_save(tensors, metadata={METADATA_KEY: json.dumps(document, sort_keys=True)})
 
@@ -47,17 +50,21 @@ def _read_metadata(data: bytes) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint is {len(data)} bytes long: too short to be safetensors")
     (header_len,) = struct.unpack("<Q", data[:8])
     if header_len > MAX_HEADER_BYTES or 8 + header_len > len(data):
-        raise CheckpointError("checkpoint header length is out of range (truncated or not safetensors)")
+        raise CheckpointError(
+            "checkpoint header length is out of range (truncated or not safetensors)"
+        )
     try:
-        header = json.loads(data[8:8 + header_len])
+        header = json.loads(data[8 : 8 + header_len])
         document = json.loads(header["__metadata__"][METADATA_KEY])
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"checkpoint has no rnnlm metadata: {err!r}") from None
     if document.get("format") != FORMAT_NAME:
         raise CheckpointError(f"not an rnnlm checkpoint (format {document.get('format')!r})")
     if document.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint format version {document.get('version')!r} is not "
-                              f"supported; this rnnlm reads version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"checkpoint format version {document.get('version')!r} is not "
+            f"supported; this rnnlm reads version {FORMAT_VERSION}"
+        )
     return document
 
 

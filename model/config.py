@@ -25,12 +25,21 @@ def _require_int(owner: str, name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{owner}.{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _require_float(owner: str, name: str, value: Any, low: float, high: float,
-                   *, low_open: bool = False, high_open: bool = False) -> None:
+def _require_float(
+    owner: str,
+    name: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high)
+            value < high if high_open else value <= high
+        )
     if not ok:
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
@@ -52,7 +61,8 @@ def _from_dict(cls, data: dict[str, Any]):
     if unknown:
         raise ValueError(
             f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(known))}")
+            f"allowed: {', '.join(sorted(known))}"
+        )
     return cls(**data)
 
 
@@ -92,20 +102,28 @@ class ModelConfig:
             raise ValueError(f"{owner}.lowercase must be true or false, got {self.lowercase!r}")
         if self.cell == "rnn":
             if self.num_layers != 1:
-                raise ValueError(f"{owner}.num_layers must be 1 for cell 'rnn' "
-                                 f"(more layers need 'gru' or 'lstm'), got {self.num_layers}")
+                raise ValueError(
+                    f"{owner}.num_layers must be 1 for cell 'rnn' "
+                    f"(more layers need 'gru' or 'lstm'), got {self.num_layers}"
+                )
             if self.dropout != 0.0:
-                raise ValueError(f"{owner}.dropout must be 0 for cell 'rnn' "
-                                 f"(dropout needs 'gru' or 'lstm'), got {self.dropout}")
+                raise ValueError(
+                    f"{owner}.dropout must be 0 for cell 'rnn' "
+                    f"(dropout needs 'gru' or 'lstm'), got {self.dropout}"
+                )
             if self.tie_weights:
                 raise ValueError(f"{owner}.tie_weights is only allowed for 'gru' and 'lstm'")
         else:
             if self.activation != "tanh":
-                raise ValueError(f"{owner}.activation applies to cell 'rnn' only; "
-                                 f"'{self.cell}' has fixed gates, got {self.activation!r}")
+                raise ValueError(
+                    f"{owner}.activation applies to cell 'rnn' only; "
+                    f"'{self.cell}' has fixed gates, got {self.activation!r}"
+                )
             if self.tie_weights and self.embed_size != self.hidden_size:
-                raise ValueError(f"{owner}.tie_weights needs embed_size == hidden_size, "
-                                 f"got {self.embed_size} and {self.hidden_size}")
+                raise ValueError(
+                    f"{owner}.tie_weights needs embed_size == hidden_size, "
+                    f"got {self.embed_size} and {self.hidden_size}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,8 +158,15 @@ class TrainConfig:
         _require_int(owner, "batch_size", self.batch_size, 1)
         _require_choice(owner, "optimizer", self.optimizer, OPTIMIZERS)
         if self.learning_rate is not None:
-            _require_float(owner, "learning_rate", self.learning_rate, 0.0, math.inf,
-                           low_open=True, high_open=True)
+            _require_float(
+                owner,
+                "learning_rate",
+                self.learning_rate,
+                0.0,
+                math.inf,
+                low_open=True,
+                high_open=True,
+            )
         if self.clip is not None:
             _require_float(owner, "clip", self.clip, 0.0, math.inf, low_open=True, high_open=True)
         if self.bptt_truncate is not None:
@@ -158,9 +183,11 @@ class TrainConfig:
         device = self.device
         if not isinstance(device, str) or not (
             device in ("auto", "cpu", "cuda")
-            or (device.startswith("cuda:") and device[5:].isdigit())):
-            raise ValueError(f"{owner}.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
-                             f"got {device!r}")
+            or (device.startswith("cuda:") and device[5:].isdigit())
+        ):
+            raise ValueError(
+                f"{owner}.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+            )
 
     @property
     def effective_learning_rate(self) -> float:
@@ -171,8 +198,10 @@ class TrainConfig:
     def check_compatible(self, model: ModelConfig) -> None:
         """Options that only some engines understand are refused, not silently ignored."""
         if self.bptt_truncate is not None and model.cell != "rnn":
-            raise ValueError("train_config.bptt_truncate applies to cell 'rnn' only "
-                             f"(the hand-written BPTT); got cell {model.cell!r}")
+            raise ValueError(
+                "train_config.bptt_truncate applies to cell 'rnn' only "
+                f"(the hand-written BPTT); got cell {model.cell!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

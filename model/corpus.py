@@ -28,8 +28,9 @@ def _decode(data: bytes, source: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise ValueError(
-            f"corpus {source} is not valid UTF-8 (byte {err.start}: {data[err.start:err.start + 1]!r}); "
-            "save it as UTF-8 text") from None
+            f"corpus {source} is not valid UTF-8 (byte {err.start}: "
+            f"{data[err.start : err.start + 1]!r}); save it as UTF-8 text"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ class Corpus:
 
     def __post_init__(self) -> None:
         if not any(p.strip() for p in self.paragraphs):
-            raise ValueError("corpus is empty or only whitespace; give at least one sentence of text")
+            raise ValueError(
+                "corpus is empty or only whitespace; give at least one sentence of text"
+            )
 
     @classmethod
     def from_text(cls, text: str, *, paragraphs: str = "blank-line") -> Corpus:
@@ -61,8 +64,15 @@ class Corpus:
         return cls(tuple(row[column].strip() for row in reader if (row[column] or "").strip()))
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, format: str = "text", column: str = "body",
-                   paragraphs: str = "blank-line", source: str = "data") -> Corpus:
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        format: str = "text",
+        column: str = "body",
+        paragraphs: str = "blank-line",
+        source: str = "data",
+    ) -> Corpus:
         """Decode UTF-8 bytes (``format`` 'text' or 'csv'), with errors that name ``source``."""
         if format not in ("text", "csv"):
             raise ValueError(f"corpus.format must be 'text' or 'csv', got {format!r}")
@@ -72,8 +82,14 @@ class Corpus:
         return cls.from_text(text, paragraphs=paragraphs)
 
     @classmethod
-    def from_file(cls, path: str | Path, *, format: str = "auto", column: str = "body",
-                  paragraphs: str = "blank-line") -> Corpus:
+    def from_file(
+        cls,
+        path: str | Path,
+        *,
+        format: str = "auto",
+        column: str = "body",
+        paragraphs: str = "blank-line",
+    ) -> Corpus:
         """Read a UTF-8 file; ``format='auto'`` treats ``*.csv`` as CSV, anything else as text."""
         path = Path(path)
         if format == "auto":
@@ -84,8 +100,9 @@ class Corpus:
             raise ValueError(f"corpus file {str(path)!r} does not exist") from None
         except IsADirectoryError:
             raise ValueError(f"corpus path {str(path)!r} is a directory, not a file") from None
-        return cls.from_bytes(data, format=format, column=column, paragraphs=paragraphs,
-                              source=f"file {str(path)!r}")
+        return cls.from_bytes(
+            data, format=format, column=column, paragraphs=paragraphs, source=f"file {str(path)!r}"
+        )
 
     @property
     def text(self) -> str:

@@ -98,8 +98,9 @@ def _read_prompt(engine: Engine, prompt_ids: np.ndarray, rows: int):
     return logp, state
 
 
-def _choose(logp: np.ndarray, allowed: np.ndarray, config: GenerationConfig,
-            rng: np.random.Generator) -> int:
+def _choose(
+    logp: np.ndarray, allowed: np.ndarray, config: GenerationConfig, rng: np.random.Generator
+) -> int:
     """Pick the next token from one row of log-probs (V,)."""
     scores = np.where(allowed, logp, -np.inf)
     if config.method == "greedy":
@@ -121,8 +122,9 @@ def _choose(logp: np.ndarray, allowed: np.ndarray, config: GenerationConfig,
     return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
 
 
-def sample_events(engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray,
-                  config: GenerationConfig) -> Iterator[GenerationEvent]:
+def sample_events(
+    engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray, config: GenerationConfig
+) -> Iterator[GenerationEvent]:
     """Sampling or greedy decoding, one sentence after another, token by token."""
     rng = np.random.default_rng(config.seed)
     banned = _banned(len(vocab))
@@ -136,14 +138,19 @@ def sample_events(engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray,
                 yield GenerationEvent(sentence, SENTENCE_END, float(logp[0, token]), FINISH_END)
                 break
             last = produced + 1 == config.max_length
-            yield GenerationEvent(sentence, vocab.tokens[token], float(logp[0, token]),
-                                  FINISH_LENGTH if last else None)
+            yield GenerationEvent(
+                sentence,
+                vocab.tokens[token],
+                float(logp[0, token]),
+                FINISH_LENGTH if last else None,
+            )
             if not last:
                 logp, state = engine.step(np.array([token], dtype=np.int64), state)
 
 
-def beam_search(engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray,
-                config: GenerationConfig) -> list[tuple[list[int], list[float], str]]:
+def beam_search(
+    engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray, config: GenerationConfig
+) -> list[tuple[list[int], list[float], str]]:
     """The ``beam_width`` most probable continuations found, best first, as
     (token ids without SENTENCE_END, per-token log-probs, finish reason).
 
@@ -181,8 +188,10 @@ def beam_search(engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray,
         finished = sorted(finished, key=lambda f: -f[0])[:width]
         next_scores = np.array([sum(lps) for _, lps in next_alive])
         if length + 1 >= config.max_length:  # the new words reach the limit: stop here
-            finished += [(float(s), ids, lps, FINISH_LENGTH)
-                         for s, (ids, lps) in zip(next_scores, next_alive)]
+            finished += [
+                (float(s), ids, lps, FINISH_LENGTH)
+                for s, (ids, lps) in zip(next_scores, next_alive)
+            ]
             break
         if not next_alive or (len(finished) >= width and next_scores.max() <= finished[-1][0]):
             break
@@ -193,8 +202,9 @@ def beam_search(engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray,
     return [(ids, lps, reason) for _, ids, lps, reason in finished[:width]]
 
 
-def beam_events(engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray,
-                config: GenerationConfig) -> Iterator[GenerationEvent]:
+def beam_events(
+    engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray, config: GenerationConfig
+) -> Iterator[GenerationEvent]:
     """Beam search results as events (emitted after the search, best hypothesis first)."""
     for sentence, (ids, lps, reason) in enumerate(beam_search(engine, vocab, prompt_ids, config)):
         words = vocab.decode(ids) + ([SENTENCE_END] if reason == FINISH_END else [])

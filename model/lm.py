@@ -29,9 +29,15 @@ if TYPE_CHECKING:
 class LanguageModel:
     """Score and generate sentences; save and load as safetensors + JSON."""
 
-    def __init__(self, config: ModelConfig, tokenizer: Tokenizer, vocab: Vocabulary,
-                 engine: Engine, train_config: TrainConfig | None = None,
-                 training_state: TrainingState | None = None) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        tokenizer: Tokenizer,
+        vocab: Vocabulary,
+        engine: Engine,
+        train_config: TrainConfig | None = None,
+        training_state: TrainingState | None = None,
+    ) -> None:
         self.config = config
         self.tokenizer = tokenizer
         self.vocab = vocab
@@ -43,8 +49,10 @@ class LanguageModel:
         self.resume_tensors: dict[str, dict[str, np.ndarray]] = {}
 
     def __repr__(self) -> str:
-        return (f"LanguageModel(cell={self.config.cell!r}, vocab={len(self.vocab)}, "
-                f"hidden={self.config.hidden_size}, device={str(self.device)!r})")
+        return (
+            f"LanguageModel(cell={self.config.cell!r}, vocab={len(self.vocab)}, "
+            f"hidden={self.config.hidden_size}, device={str(self.device)!r})"
+        )
 
     @property
     def device(self) -> str:
@@ -52,13 +60,28 @@ class LanguageModel:
 
     # -- scoring ---------------------------------------------------------------------
 
-    def score(self, sentences: Sequence[SentenceInput], *, bos: bool = True, eos: bool = True,
-              batch_size: int = 64) -> list[SentenceScore]:
+    def score(
+        self,
+        sentences: Sequence[SentenceInput],
+        *,
+        bos: bool = True,
+        eos: bool = True,
+        batch_size: int = 64,
+    ) -> list[SentenceScore]:
         """Score sentences given as raw text or as lists of words (already tokenised)."""
-        return score_sentences(self.engine, self.tokenizer, self.vocab, sentences,
-                               bos=bos, eos=eos, batch_size=batch_size)
+        return score_sentences(
+            self.engine,
+            self.tokenizer,
+            self.vocab,
+            sentences,
+            bos=bos,
+            eos=eos,
+            batch_size=batch_size,
+        )
 
-    def rank(self, candidates: Sequence[SentenceInput], **kwargs: Any) -> list[tuple[int, SentenceScore]]:
+    def rank(
+        self, candidates: Sequence[SentenceInput], **kwargs: Any
+    ) -> list[tuple[int, SentenceScore]]:
         """(input index, score) pairs, most probable first: n-best rescoring."""
         scores = self.score(candidates, **kwargs)
         return sorted(enumerate(scores), key=lambda pair: -pair[1].logprob)
@@ -74,7 +97,9 @@ class LanguageModel:
 
     # -- generation --------------------------------------------------------------------
 
-    def stream(self, prompt: SentenceInput | None = None, **options: Any) -> Iterator[GenerationEvent]:
+    def stream(
+        self, prompt: SentenceInput | None = None, **options: Any
+    ) -> Iterator[GenerationEvent]:
         """Generated tokens one by one (see ``GenerationConfig`` for the options)."""
         config = GenerationConfig(**options)
         prompt_ids = self.vocab.encode(self._prompt_words(prompt))
@@ -82,7 +107,9 @@ class LanguageModel:
             return beam_events(self.engine, self.vocab, prompt_ids, config)
         return sample_events(self.engine, self.vocab, prompt_ids, config)
 
-    def generate(self, prompt: SentenceInput | None = None, **options: Any) -> list[GeneratedSentence]:
+    def generate(
+        self, prompt: SentenceInput | None = None, **options: Any
+    ) -> list[GeneratedSentence]:
         """Whole sentences: ``num_sentences`` samples, or the beam's best first."""
         prompt_words = self._prompt_words(prompt)
         sentences: list[GeneratedSentence] = []
@@ -93,9 +120,15 @@ class LanguageModel:
                 words.append(event.token)
             logprobs.append(event.logprob)
             if event.finish_reason is not None:
-                sentences.append(GeneratedSentence(prompt_words, words, logprobs,
-                                                   event.finish_reason,
-                                                   detokenize(prompt_words + words)))
+                sentences.append(
+                    GeneratedSentence(
+                        prompt_words,
+                        words,
+                        logprobs,
+                        event.finish_reason,
+                        detokenize(prompt_words + words),
+                    )
+                )
                 words, logprobs = [], []
         return sentences
 
@@ -131,12 +164,16 @@ class LanguageModel:
         groups, meta = checkpoint.loads(data)
         try:
             config = ModelConfig.from_dict(meta["model_config"])
-            train_config = (TrainConfig.from_dict(meta["train_config"])
-                            if meta.get("train_config") else None)
+            train_config = (
+                TrainConfig.from_dict(meta["train_config"]) if meta.get("train_config") else None
+            )
             vocab = Vocabulary.from_json(meta["vocab"])
             tokenizer = Tokenizer.from_json(meta["tokenizer"])
-            state = (TrainingState.from_dict(meta["training_state"])
-                     if meta.get("training_state") else None)
+            state = (
+                TrainingState.from_dict(meta["training_state"])
+                if meta.get("training_state")
+                else None
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise checkpoint.CheckpointError(f"checkpoint metadata is invalid: {err}") from None
         if "model" not in groups:

@@ -48,13 +48,22 @@ def sentence_words(tokenizer: Tokenizer, sentence: SentenceInput, position: int)
         return tokenizer.words(sentence)
     if isinstance(sentence, Sequence) and all(isinstance(w, str) for w in sentence):
         return tokenizer.normalize(sentence)
-    raise ValueError(f"sentences[{position}] must be a string or a list of word strings, "
-                     f"got {type(sentence).__name__}")
+    raise ValueError(
+        f"sentences[{position}] must be a string or a list of word strings, "
+        f"got {type(sentence).__name__}"
+    )
 
 
-def score_sentences(engine: Engine, tokenizer: Tokenizer, vocab: Vocabulary,
-                    sentences: Sequence[SentenceInput], *, bos: bool = True, eos: bool = True,
-                    batch_size: int = 64) -> list[SentenceScore]:
+def score_sentences(
+    engine: Engine,
+    tokenizer: Tokenizer,
+    vocab: Vocabulary,
+    sentences: Sequence[SentenceInput],
+    *,
+    bos: bool = True,
+    eos: bool = True,
+    batch_size: int = 64,
+) -> list[SentenceScore]:
     """Score each sentence; results are in input order and independent of the batching."""
     if isinstance(sentences, str):
         raise ValueError("sentences must be a list of sentences, not one string")
@@ -70,8 +79,9 @@ def score_sentences(engine: Engine, tokenizer: Tokenizer, vocab: Vocabulary,
     return [_sentence_score(w, ids, lp, vocab, bos) for w, ids, lp in zip(words, framed, logps)]
 
 
-def _sentence_score(words: list[str], ids: np.ndarray, logp: np.ndarray, vocab: Vocabulary,
-                    bos: bool) -> SentenceScore:
+def _sentence_score(
+    words: list[str], ids: np.ndarray, logp: np.ndarray, vocab: Vocabulary, bos: bool
+) -> SentenceScore:
     # Target k is ids[k + 1]: word k after SENTENCE_START, word k + 1 without it, and
     # SENTENCE_END past the last word.
     first_word = 0 if bos else 1
@@ -79,8 +89,11 @@ def _sentence_score(words: list[str], ids: np.ndarray, logp: np.ndarray, vocab: 
     for k, (target, lp) in enumerate(zip(ids[1:], logp)):
         w = k + first_word
         is_word = w < len(words)
-        tokens.append(TokenScore(words[w] if is_word else SENTENCE_END, float(lp),
-                                 bool(is_word and target == UNK_ID)))
+        tokens.append(
+            TokenScore(
+                words[w] if is_word else SENTENCE_END, float(lp), bool(is_word and target == UNK_ID)
+            )
+        )
     total = float(np.sum(logp))
     perplexity = math.exp(-total / len(tokens)) if tokens else math.nan
     unknown = list(dict.fromkeys(w for w in words if w not in vocab))

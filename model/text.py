@@ -99,14 +99,18 @@ class Tokenizer:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"lowercase": self.lowercase, "punkt_source": self.punkt_source,
-                "punkt": _params_to_json(self.punkt)}
+        return {
+            "lowercase": self.lowercase,
+            "punkt_source": self.punkt_source,
+            "punkt": _params_to_json(self.punkt),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Tokenizer:
         try:
-            return cls(_params_from_json(data["punkt"]), str(data["punkt_source"]),
-                       bool(data["lowercase"]))
+            return cls(
+                _params_from_json(data["punkt"]), str(data["punkt_source"]), bool(data["lowercase"])
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"tokenizer parameters are malformed: {err!r}") from err
 

@@ -83,7 +83,9 @@ ProgressCallback = Callable[[ProgressEvent], None]
 CheckpointCallback = Callable[[LanguageModel], None]
 
 
-def evaluate(engine: Engine, sequences: list[np.ndarray], batch_size: int = 64) -> tuple[float, int]:
+def evaluate(
+    engine: Engine, sequences: list[np.ndarray], batch_size: int = 64
+) -> tuple[float, int]:
     """Summed negative log-likelihood and token count of framed sequences."""
     loss, tokens = 0.0, 0
     if sequences:
@@ -95,7 +97,7 @@ def evaluate(engine: Engine, sequences: list[np.ndarray], batch_size: int = 64) 
 
 def _split(sentences: list[list[str]], fraction: float, seed: int) -> tuple[list, list]:
     order = np.random.default_rng(seed).permutation(len(sentences))
-    n_valid = int(round(fraction * len(sentences)))
+    n_valid = round(fraction * len(sentences))
     n_valid = min(n_valid, len(sentences) - 1)  # always keep something to train on
     valid_idx = set(order[:n_valid].tolist())
     train = [s for i, s in enumerate(sentences) if i not in valid_idx]
@@ -103,8 +105,12 @@ def _split(sentences: list[list[str]], fraction: float, seed: int) -> tuple[list
     return train, valid
 
 
-def prepare(corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
-            resume_from: LanguageModel | None):
+def prepare(
+    corpus: Corpus,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    resume_from: LanguageModel | None,
+):
     """Tokenise, split and encode: (tokenizer, vocab, train sequences, valid sequences)."""
     if resume_from is not None:
         tokenizer, vocab = resume_from.tokenizer, resume_from.vocab
@@ -116,27 +122,49 @@ def prepare(corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig
     train_sents, valid_sents = _split(sentences, train_config.valid_fraction, train_config.seed)
     if resume_from is None:
         vocab = Vocabulary.build(train_sents, model_config.vocab_size)
+
     def encode(sents):
         return split_long([vocab.frame(s) for s in sents], train_config.max_length)
-    log.info("corpus: %d sentences (%d train, %d validation), vocabulary %d, Punkt %s",
-             len(sentences), len(train_sents), len(valid_sents), len(vocab), tokenizer.punkt_source)
+
+    log.info(
+        "corpus: %d sentences (%d train, %d validation), vocabulary %d, Punkt %s",
+        len(sentences),
+        len(train_sents),
+        len(valid_sents),
+        len(vocab),
+        tokenizer.punkt_source,
+    )
     return tokenizer, vocab, encode(train_sents), encode(valid_sents)
 
 
 class _Trainer:
     """One training run; holds what the epoch loop and the callbacks share."""
 
-    def __init__(self, lm: LanguageModel, train_seqs, valid_seqs, state: TrainingState,
-                 on_progress: ProgressCallback | None, on_checkpoint: CheckpointCallback | None,
-                 should_stop: Callable[[], bool] | None) -> None:
+    def __init__(
+        self,
+        lm: LanguageModel,
+        train_seqs,
+        valid_seqs,
+        state: TrainingState,
+        on_progress: ProgressCallback | None,
+        on_checkpoint: CheckpointCallback | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
         self.lm, self.engine, self.config = lm, lm.engine, lm.train_config
         self.train_seqs, self.valid_seqs, self.state = train_seqs, valid_seqs, state
-        self.on_progress, self.on_checkpoint, self.should_stop = on_progress, on_checkpoint, should_stop
+        self.on_progress, self.on_checkpoint, self.should_stop = (
+            on_progress,
+            on_checkpoint,
+            should_stop,
+        )
         self.steps_per_epoch = num_batches(len(train_seqs), self.config.batch_size)
         self.total_steps = self.steps_per_epoch * self.config.epochs
         self.started = time.perf_counter()
         self.steps_this_run = 0
-        self._window = [0.0, 0, time.perf_counter()]  # loss sum, tokens, start
+        # Since the last event: loss sum, tokens, time of the first and of the last step
+        # (throughput counts training steps only, not validation).
+        now = time.perf_counter()
+        self._window = [0.0, 0, now, now]
         self._last_grad_norm = 0.0
 
     def run(self) -> LanguageModel:
@@ -168,7 +196,8 @@ class _Trainer:
             if not math.isfinite(stats.loss_sum):
                 raise FloatingPointError(
                     f"training diverged at step {state.global_step + 1} (loss {stats.loss_sum}); "
-                    "lower train_config.learning_rate or set train_config.clip")
+                    "lower train_config.learning_rate or set train_config.clip"
+                )
             state.global_step += 1
             state.epoch_step += 1
             self.steps_this_run += 1
@@ -176,10 +205,14 @@ class _Trainer:
             state.epoch_tokens += stats.num_tokens
             self._window[0] += stats.loss_sum
             self._window[1] += stats.num_tokens
+            self._window[3] = time.perf_counter()
             if state.global_step % cfg.log_every == 0:
                 self._emit("step", stats.grad_norm)
-            if cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0 \
-                    and self.on_checkpoint is not None:
+            if (
+                cfg.checkpoint_every
+                and state.global_step % cfg.checkpoint_every == 0
+                and self.on_checkpoint is not None
+            ):
                 self.on_checkpoint(self.lm)
             self._last_grad_norm = stats.grad_norm
         self._end_epoch()
@@ -199,50 +232,76 @@ class _Trainer:
         state.epoch += 1
         if valid_loss is not None:
             if state.best_valid_loss is None or valid_loss < state.best_valid_loss:
-                state.best_valid_loss, state.best_epoch, state.bad_epochs = valid_loss, state.epoch, 0
+                state.best_valid_loss, state.best_epoch, state.bad_epochs = (
+                    valid_loss,
+                    state.epoch,
+                    0,
+                )
                 self.lm.best_weights = self.engine.state_dict()
             else:
                 state.bad_epochs += 1
                 if cfg.patience is not None and state.bad_epochs >= cfg.patience:
                     state.status = STATUS_EARLY_STOPPED
-        state.history.append({
-            "epoch": state.epoch, "train_loss": train_loss, "train_perplexity": perplexity(train_loss),
-            "valid_loss": valid_loss,
-            "valid_perplexity": perplexity(valid_loss) if valid_loss is not None else None,
-            "learning_rate": state.learning_rate, "steps": state.global_step})
+        state.history.append(
+            {
+                "epoch": state.epoch,
+                "train_loss": train_loss,
+                "train_perplexity": perplexity(train_loss),
+                "valid_loss": valid_loss,
+                "valid_perplexity": perplexity(valid_loss) if valid_loss is not None else None,
+                "learning_rate": state.learning_rate,
+                "steps": state.global_step,
+            }
+        )
         state.epoch_step, state.epoch_loss_sum, state.epoch_tokens = 0, 0.0, 0
-        log.info("epoch %d/%d: train ppl %.2f%s, lr %.4g", state.epoch, cfg.epochs,
-                 perplexity(train_loss),
-                 f", valid ppl {perplexity(valid_loss):.2f}" if valid_loss is not None else "",
-                 state.learning_rate)
+        log.info(
+            "epoch %d/%d: train ppl %.2f%s, lr %.4g",
+            state.epoch,
+            cfg.epochs,
+            perplexity(train_loss),
+            f", valid ppl {perplexity(valid_loss):.2f}" if valid_loss is not None else "",
+            state.learning_rate,
+        )
         self._emit("epoch", self._last_grad_norm, valid_loss)
 
     def _emit(self, kind: str, grad_norm: float, valid_loss: float | None = None) -> None:
-        loss_sum, tokens, since = self._window
+        loss_sum, tokens, since, last_step = self._window
         now = time.perf_counter()
         loss = loss_sum / tokens if tokens else (self.state.last_epoch_loss or 0.0)
-        self._window = [0.0, 0, now]
+        self._window = [0.0, 0, now, now]
         elapsed = now - self.started
         remaining = self.total_steps - self.state.global_step
         pace = elapsed / self.steps_this_run if self.steps_this_run else 0.0
         event = ProgressEvent(
-            kind=kind, epoch=min(self.state.epoch + (kind == "step"), self.config.epochs),
-            epochs=self.config.epochs, step=self.state.global_step, total_steps=self.total_steps,
-            loss=loss, perplexity=perplexity(loss),
-            tokens_per_sec=tokens / (now - since) if now > since else 0.0,
-            learning_rate=self.state.learning_rate, grad_norm=grad_norm, elapsed_s=elapsed,
-            eta_s=max(remaining, 0) * pace, valid_loss=valid_loss,
-            valid_perplexity=perplexity(valid_loss) if valid_loss is not None else None)
+            kind=kind,
+            epoch=min(self.state.epoch + (kind == "step"), self.config.epochs),
+            epochs=self.config.epochs,
+            step=self.state.global_step,
+            total_steps=self.total_steps,
+            loss=loss,
+            perplexity=perplexity(loss),
+            tokens_per_sec=tokens / (last_step - since) if last_step > since else 0.0,
+            learning_rate=self.state.learning_rate,
+            grad_norm=grad_norm,
+            elapsed_s=elapsed,
+            eta_s=max(remaining, 0) * pace,
+            valid_loss=valid_loss,
+            valid_perplexity=perplexity(valid_loss) if valid_loss is not None else None,
+        )
         if self.on_progress is not None:
             self.on_progress(event)
 
 
-def train(corpus: Corpus | str, model_config: ModelConfig | None = None,
-          train_config: TrainConfig | None = None, *,
-          on_progress: ProgressCallback | None = None,
-          on_checkpoint: CheckpointCallback | None = None,
-          should_stop: Callable[[], bool] | None = None,
-          resume_from: LanguageModel | None = None) -> LanguageModel:
+def train(
+    corpus: Corpus | str,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume_from: LanguageModel | None = None,
+) -> LanguageModel:
     """Train a language model on ``corpus`` (a ``Corpus`` or raw text).
 
     ``on_progress`` receives a ``ProgressEvent`` every ``log_every`` steps and after each
@@ -253,32 +312,49 @@ def train(corpus: Corpus | str, model_config: ModelConfig | None = None,
     tokenizer, on the same corpus and configuration.
     """
     model_config = model_config or (resume_from.config if resume_from else ModelConfig())
-    train_config = train_config or (resume_from.train_config if resume_from else None) or TrainConfig()
+    train_config = (
+        train_config or (resume_from.train_config if resume_from else None) or TrainConfig()
+    )
     train_config.check_compatible(model_config)
     if isinstance(corpus, str):
         corpus = Corpus.from_text(corpus)
     if resume_from is not None and resume_from.config != model_config:
-        raise ValueError("resume_from: model_config differs from the checkpoint's; "
-                         "a run resumes with the configuration it started with")
-    tokenizer, vocab, train_seqs, valid_seqs = prepare(corpus, model_config, train_config, resume_from)
+        raise ValueError(
+            "resume_from: model_config differs from the checkpoint's; "
+            "a run resumes with the configuration it started with"
+        )
+    tokenizer, vocab, train_seqs, valid_seqs = prepare(
+        corpus, model_config, train_config, resume_from
+    )
 
     if resume_from is not None:
         lm = resume_from
         lm.train_config = train_config
         state = lm.training_state or TrainingState(train_config.effective_learning_rate)
         state.status = STATUS_RUNNING
-        lm.engine.configure_training(train_config.optimizer, state.learning_rate,
-                                     train_config.clip, train_config.bptt_truncate)
+        lm.engine.configure_training(
+            train_config.optimizer,
+            state.learning_rate,
+            train_config.clip,
+            train_config.bptt_truncate,
+        )
         if lm.resume_tensors.get("optimizer"):
             lm.engine.load_optimizer_state_dict(lm.resume_tensors["optimizer"])
         lm.best_weights = lm.resume_tensors.get("best") or None
     else:
-        engine = create_engine(model_config, len(vocab), seed=train_config.seed,
-                               device=train_config.device)
+        engine = create_engine(
+            model_config, len(vocab), seed=train_config.seed, device=train_config.device
+        )
         state = TrainingState(train_config.effective_learning_rate)
-        engine.configure_training(train_config.optimizer, state.learning_rate,
-                                  train_config.clip, train_config.bptt_truncate)
+        engine.configure_training(
+            train_config.optimizer,
+            state.learning_rate,
+            train_config.clip,
+            train_config.bptt_truncate,
+        )
         lm = LanguageModel(model_config, tokenizer, vocab, engine, train_config, state)
     lm.training_state = state
     lm.resume_tensors = {}
-    return _Trainer(lm, train_seqs, valid_seqs, state, on_progress, on_checkpoint, should_stop).run()
+    return _Trainer(
+        lm, train_seqs, valid_seqs, state, on_progress, on_checkpoint, should_stop
+    ).run()

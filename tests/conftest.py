@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-
 from rnnlm.model import Corpus, ModelConfig, TrainConfig, train
 from rnnlm.model.engines import torch_available
 
-SHARED_DATA = Path(os.environ.get("RNNLM_SHARED_DATA",
-                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("RNNLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 TORCH_CELLS = ["gru", "lstm"]
 ALL_CELLS = ["rnn", *TORCH_CELLS]
@@ -55,8 +55,11 @@ def small_models(pydoc_corpus) -> dict:
     for cell in ALL_CELLS:
         if cell != "rnn" and not torch_available():
             continue
-        models[cell] = train(pydoc_corpus, ModelConfig(cell=cell, **SMALL_MODEL),
-                             TrainConfig(epochs=1, batch_size=32, seed=3, device="cpu"))
+        models[cell] = train(
+            pydoc_corpus,
+            ModelConfig(cell=cell, **SMALL_MODEL),
+            TrainConfig(epochs=1, batch_size=32, seed=3, device="cpu"),
+        )
     return models
 
 

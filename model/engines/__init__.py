@@ -29,13 +29,16 @@ def torch_available() -> bool:
     return True
 
 
-def create_engine(config: ModelConfig, vocab_size: int, *, seed: int = 0,
-                  device: str = "auto") -> Engine:
+def create_engine(
+    config: ModelConfig, vocab_size: int, *, seed: int = 0, device: str = "auto"
+) -> Engine:
     """A freshly initialised engine for ``config.cell`` with ``vocab_size`` outputs."""
     module_name, class_name, needs_torch = ENGINES[config.cell]
     if needs_torch and not torch_available():
-        raise ValueError(f"cell {config.cell!r} needs PyTorch, which is not installed here; "
-                         "install it (pip install 'rnnlm[server]') or use cell 'rnn'")
+        raise ValueError(
+            f"cell {config.cell!r} needs PyTorch, which is not installed here; "
+            "install it (pip install 'rnnlm[server]') or use cell 'rnn'"
+        )
     cls = getattr(importlib.import_module(f".{module_name}", __name__), class_name)
     if needs_torch:
         return cls(config, vocab_size, seed=seed, device=device)

@@ -29,8 +29,9 @@ class Engine(Protocol):
     def token_log_probs(self, batch: Batch) -> np.ndarray:
         """ln p(target | prefix) at every position, (B, T) float64, 0 at padding."""
 
-    def configure_training(self, optimizer: str, learning_rate: float, clip: float | None,
-                           bptt_truncate: int | None) -> None:
+    def configure_training(
+        self, optimizer: str, learning_rate: float, clip: float | None, bptt_truncate: int | None
+    ) -> None:
         """Create the optimizer; must be called before ``train_step``."""
 
     def train_step(self, batch: Batch) -> StepStats:
@@ -61,9 +62,12 @@ def check_state_dict(expected: dict[str, tuple[int, ...]], tensors: dict[str, np
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
-        raise ValueError(f"checkpoint weights do not fit the model: missing {missing}, "
-                         f"unexpected {extra}")
+        raise ValueError(
+            f"checkpoint weights do not fit the model: missing {missing}, unexpected {extra}"
+        )
     for name, shape in expected.items():
         if tuple(tensors[name].shape) != tuple(shape):
-            raise ValueError(f"checkpoint weight {name!r} has shape {tuple(tensors[name].shape)}, "
-                             f"the model needs {tuple(shape)}")
+            raise ValueError(
+                f"checkpoint weight {name!r} has shape {tuple(tensors[name].shape)}, "
+                f"the model needs {tuple(shape)}"
+            )

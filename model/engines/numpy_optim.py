@@ -30,7 +30,9 @@ class NumpyOptimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        out = {f"{slot}.{name}": arr for slot, arrs in self.state.items() for name, arr in arrs.items()}
+        out = {
+            f"{slot}.{name}": arr for slot, arrs in self.state.items() for name, arr in arrs.items()
+        }
         out["steps"] = np.array([self.steps], dtype=np.int64)
         return out
 
@@ -69,8 +71,8 @@ class Adam(NumpyOptimizer):
         m += (1 - beta1) * grad
         v *= beta2
         v += (1 - beta2) * grad * grad
-        step_size = self.learning_rate / (1 - beta1 ** self.steps)
-        denom = np.sqrt(v / (1 - beta2 ** self.steps)) + EPS
+        step_size = self.learning_rate / (1 - beta1**self.steps)
+        denom = np.sqrt(v / (1 - beta2**self.steps)) + EPS
         param -= step_size * m / denom
 
 

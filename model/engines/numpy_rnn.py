@@ -55,7 +55,9 @@ def _activation_grad(z: np.ndarray, s: np.ndarray, activation: str) -> np.ndarra
     return 1 - s * s if activation == "tanh" else (z > 0).astype(s.dtype)
 
 
-def forward_states(params: Params, inputs: np.ndarray, activation: str) -> tuple[np.ndarray, np.ndarray]:
+def forward_states(
+    params: Params, inputs: np.ndarray, activation: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Run the recurrence over a (B, T) id batch.
 
     Returns Z (T, B, H), the pre-activations, and S (T+1, B, H) with S[0] = s_{-1} = 0,
@@ -75,7 +77,9 @@ def forward_states(params: Params, inputs: np.ndarray, activation: str) -> tuple
     return Z, S
 
 
-def output_log_probs(params: Params, states: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def output_log_probs(
+    params: Params, states: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Softmax output for N states (N, H) and their targets (N,).
 
     Returns ln p(target) (N,) and the full softmax (N, V). The softmax is computed in place
@@ -92,8 +96,9 @@ def output_log_probs(params: Params, states: np.ndarray, targets: np.ndarray) ->
     return target_logits - np.log(totals), probs
 
 
-def loss_and_grads(params: Params, batch: Batch, activation: str = "tanh",
-                   bptt_truncate: int | None = None) -> tuple[float, Params]:
+def loss_and_grads(
+    params: Params, batch: Batch, activation: str = "tanh", bptt_truncate: int | None = None
+) -> tuple[float, Params]:
     """Summed loss (nats) over the batch's real tokens and gradients of the *mean* loss."""
     W, V = params["W"], params["V"]
     Z, S = forward_states(params, batch.inputs, activation)
@@ -174,8 +179,9 @@ class NumpyRNNEngine:
         out[real] = logp
         return out.T
 
-    def configure_training(self, optimizer: str, learning_rate: float, clip: float | None,
-                           bptt_truncate: int | None) -> None:
+    def configure_training(
+        self, optimizer: str, learning_rate: float, clip: float | None, bptt_truncate: int | None
+    ) -> None:
         self.optimizer = OPTIMIZER_CLASSES[optimizer](self.params, learning_rate)
         self.clip = clip
         self.bptt_truncate = bptt_truncate

@@ -21,8 +21,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but no CUDA GPU is visible; "
-                         "use 'auto' or 'cpu'")
+        raise ValueError(
+            f"device {device!r} was asked for but no CUDA GPU is visible; use 'auto' or 'cpu'"
+        )
     return torch.device(device)
 
 
@@ -35,8 +36,13 @@ class RNNModel(nn.Module):
         self.embedding = nn.Embedding(vocab_size, config.embed_size)
         # Dropout between stacked layers only exists with two or more layers.
         between = config.dropout if config.num_layers > 1 else 0.0
-        self.rnn = _CELL_CLASSES[config.cell](config.embed_size, config.hidden_size,
-                                              config.num_layers, dropout=between, batch_first=True)
+        self.rnn = _CELL_CLASSES[config.cell](
+            config.embed_size,
+            config.hidden_size,
+            config.num_layers,
+            dropout=between,
+            batch_first=True,
+        )
         self.decoder = nn.Linear(config.hidden_size, vocab_size)
         if config.tie_weights:  # Press & Wolf 2017: one matrix for input and output words
             self.decoder.weight = self.embedding.weight
@@ -56,8 +62,9 @@ class RNNModel(nn.Module):
 class TorchRNNEngine:
     """The ``gru`` and ``lstm`` cells."""
 
-    def __init__(self, config: ModelConfig, vocab_size: int, seed: int = 0,
-                 device: str = "auto") -> None:
+    def __init__(
+        self, config: ModelConfig, vocab_size: int, seed: int = 0, device: str = "auto"
+    ) -> None:
         self.vocab_size = vocab_size
         self.seed = seed
         self.device = resolve_device(device)
@@ -91,13 +98,16 @@ class TorchRNNEngine:
         out[mask] = logp
         return out.cpu().numpy()
 
-    def configure_training(self, optimizer: str, learning_rate: float, clip: float | None,
-                           bptt_truncate: int | None) -> None:
+    def configure_training(
+        self, optimizer: str, learning_rate: float, clip: float | None, bptt_truncate: int | None
+    ) -> None:
         params = self.model.parameters()
         if optimizer == "sgd":
             self.optimizer = torch.optim.SGD(params, lr=learning_rate)
         elif optimizer == "rmsprop":
-            self.optimizer = torch.optim.RMSprop(params, lr=learning_rate, alpha=RMSPROP_DECAY, eps=EPS)
+            self.optimizer = torch.optim.RMSprop(
+                params, lr=learning_rate, alpha=RMSPROP_DECAY, eps=EPS
+            )
         else:
             self.optimizer = torch.optim.Adam(params, lr=learning_rate, betas=ADAM_BETAS, eps=EPS)
         self.clip = clip
@@ -149,8 +159,9 @@ class TorchRNNEngine:
         expected = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
         check_state_dict(expected, tensors)
         dtype = next(self.model.parameters()).dtype
-        self.model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype)
-                                    for k, v in tensors.items()})
+        self.model.load_state_dict(
+            {k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype) for k, v in tensors.items()}
+        )
 
     def optimizer_state_dict(self) -> dict[str, np.ndarray]:
         """Flattened torch optimizer state, plus the RNG (dropout) state."""
@@ -161,7 +172,9 @@ class TorchRNNEngine:
             return out
         for index, slots in self.optimizer.state_dict()["state"].items():
             for slot, value in slots.items():
-                out[f"{index}.{slot}"] = torch.as_tensor(value).detach().cpu().reshape(-1).numpy().copy()
+                out[f"{index}.{slot}"] = (
+                    torch.as_tensor(value).detach().cpu().reshape(-1).numpy().copy()
+                )
         return out
 
     def load_optimizer_state_dict(self, tensors: dict[str, np.ndarray]) -> None:
@@ -178,11 +191,9 @@ class TorchRNNEngine:
                 continue
             index, slot = key.split(".", 1)
             i = int(index)
-            tensor = torch.from_numpy(value.copy())
-            if slot != "step":  # moment buffers have the parameter's shape
-                tensor = tensor.reshape(params[i].shape)
-            else:
-                tensor = tensor.reshape(())
+            # Moment buffers have their parameter's shape; "step" is a scalar.
+            shape = () if slot == "step" else params[i].shape
+            tensor = torch.from_numpy(value.copy()).reshape(shape)
             state.setdefault(i, {})[slot] = tensor
         current["state"] = state
         self.optimizer.load_state_dict(current)

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rnnlm.model import CheckpointError, LanguageModel
 from safetensors import safe_open
 from safetensors.numpy import save as st_save
-
-from rnnlm.model import CheckpointError, LanguageModel
 
 SENTENCES = ["The value of the expression is returned.", ["an", "unknown", "zqx", "word"]]
 
@@ -44,8 +43,10 @@ def test_format_is_safetensors_with_json_metadata(small_lm, tmp_path):
     assert meta["training_state"]["epoch"] == 1
     assert any(k.startswith("model.") for k in keys)
     assert any(k.startswith("optimizer.") for k in keys)
-    assert not any(k.startswith("optimizer.") for k in LanguageModel.from_bytes(
-        small_lm.to_bytes()).resume_tensors)
+    assert not any(
+        k.startswith("optimizer.")
+        for k in LanguageModel.from_bytes(small_lm.to_bytes()).resume_tensors
+    )
 
 
 def test_damaged_checkpoints_are_refused(small_lm):

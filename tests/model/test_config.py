@@ -1,27 +1,31 @@
 """Bad configurations are refused with ValueError naming the field and what is allowed."""
 
 import pytest
-
 from rnnlm.model import Corpus, ModelConfig, TrainConfig, train
 from rnnlm.model.generation import GenerationConfig
 
 
-@pytest.mark.parametrize(("kwargs", "words"), [
-    ({"hidden_size": 0}, ["hidden_size", ">= 1", "0"]),
-    ({"vocab_size": 3}, ["vocab_size", ">= 4", "3"]),
-    ({"cell": "transformer"}, ["cell", "'gru'", "'lstm'", "'rnn'", "transformer"]),
-    ({"embed_size": -2}, ["embed_size", ">= 1"]),
-    ({"num_layers": 0}, ["num_layers", ">= 1"]),
-    ({"dropout": 1.0}, ["dropout", "[0.0, 1.0)"]),
-    ({"activation": "sigmoid"}, ["activation", "'tanh'", "'relu'"]),
-    ({"dtype": "float16"}, ["dtype", "'float32'", "'float64'"]),
-    ({"cell": "rnn", "num_layers": 2}, ["num_layers", "'rnn'"]),
-    ({"cell": "rnn", "dropout": 0.5}, ["dropout", "'rnn'"]),
-    ({"cell": "gru", "activation": "relu"}, ["activation", "'rnn'"]),
-    ({"cell": "gru", "tie_weights": True, "embed_size": 8, "hidden_size": 16},
-     ["tie_weights", "embed_size == hidden_size"]),
-    ({"hidden_size": 2.5}, ["hidden_size", "integer"]),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"hidden_size": 0}, ["hidden_size", ">= 1", "0"]),
+        ({"vocab_size": 3}, ["vocab_size", ">= 4", "3"]),
+        ({"cell": "transformer"}, ["cell", "'gru'", "'lstm'", "'rnn'", "transformer"]),
+        ({"embed_size": -2}, ["embed_size", ">= 1"]),
+        ({"num_layers": 0}, ["num_layers", ">= 1"]),
+        ({"dropout": 1.0}, ["dropout", "[0.0, 1.0)"]),
+        ({"activation": "sigmoid"}, ["activation", "'tanh'", "'relu'"]),
+        ({"dtype": "float16"}, ["dtype", "'float32'", "'float64'"]),
+        ({"cell": "rnn", "num_layers": 2}, ["num_layers", "'rnn'"]),
+        ({"cell": "rnn", "dropout": 0.5}, ["dropout", "'rnn'"]),
+        ({"cell": "gru", "activation": "relu"}, ["activation", "'rnn'"]),
+        (
+            {"cell": "gru", "tie_weights": True, "embed_size": 8, "hidden_size": 16},
+            ["tie_weights", "embed_size == hidden_size"],
+        ),
+        ({"hidden_size": 2.5}, ["hidden_size", "integer"]),
+    ],
+)
 def test_bad_model_config(kwargs, words):
     with pytest.raises(ValueError) as err:
         ModelConfig(**kwargs)
@@ -29,20 +33,23 @@ def test_bad_model_config(kwargs, words):
         assert word in str(err.value)
 
 
-@pytest.mark.parametrize(("kwargs", "words"), [
-    ({"learning_rate": -0.1}, ["learning_rate", "(0.0, inf)", "-0.1"]),
-    ({"learning_rate": 0}, ["learning_rate"]),
-    ({"optimizer": "lbfgs"}, ["optimizer", "'sgd'", "'rmsprop'", "'adam'"]),
-    ({"epochs": 0}, ["epochs", ">= 1"]),
-    ({"batch_size": 0}, ["batch_size", ">= 1"]),
-    ({"clip": 0}, ["clip"]),
-    ({"bptt_truncate": 0}, ["bptt_truncate", ">= 1"]),
-    ({"valid_fraction": 0.9}, ["valid_fraction", "[0.0, 0.5]"]),
-    ({"device": "tpu"}, ["device", "'auto'", "'cpu'", "'cuda'"]),
-    ({"lr_decay": 0}, ["lr_decay"]),
-    ({"patience": 0}, ["patience"]),
-    ({"seed": -1}, ["seed"]),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"learning_rate": -0.1}, ["learning_rate", "(0.0, inf)", "-0.1"]),
+        ({"learning_rate": 0}, ["learning_rate"]),
+        ({"optimizer": "lbfgs"}, ["optimizer", "'sgd'", "'rmsprop'", "'adam'"]),
+        ({"epochs": 0}, ["epochs", ">= 1"]),
+        ({"batch_size": 0}, ["batch_size", ">= 1"]),
+        ({"clip": 0}, ["clip"]),
+        ({"bptt_truncate": 0}, ["bptt_truncate", ">= 1"]),
+        ({"valid_fraction": 0.9}, ["valid_fraction", "[0.0, 0.5]"]),
+        ({"device": "tpu"}, ["device", "'auto'", "'cpu'", "'cuda'"]),
+        ({"lr_decay": 0}, ["lr_decay"]),
+        ({"patience": 0}, ["patience"]),
+        ({"seed": -1}, ["seed"]),
+    ],
+)
 def test_bad_train_config(kwargs, words):
     with pytest.raises(ValueError) as err:
         TrainConfig(**kwargs)
@@ -85,12 +92,20 @@ def test_config_dicts_round_trip_and_refuse_unknown_fields():
     assert TrainConfig.from_dict(TrainConfig(epochs=3).to_dict()).epochs == 3
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"method": "nucleus"}, "method"), ({"temperature": 0}, "temperature"),
-    ({"top_k": -1}, "top_k"), ({"top_p": 0}, "top_p"), ({"max_length": 0}, "max_length"),
-    ({"min_length": 5, "max_length": 3}, "min_length"), ({"beam_width": 0}, "beam_width"),
-    ({"num_sentences": 0}, "num_sentences"), ({"seed": -3}, "seed"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"method": "nucleus"}, "method"),
+        ({"temperature": 0}, "temperature"),
+        ({"top_k": -1}, "top_k"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_length": 0}, "max_length"),
+        ({"min_length": 5, "max_length": 3}, "min_length"),
+        ({"beam_width": 0}, "beam_width"),
+        ({"num_sentences": 0}, "num_sentences"),
+        ({"seed": -3}, "seed"),
+    ],
+)
 def test_bad_generation_options(kwargs, field):
     with pytest.raises(ValueError, match=f"generate: {field} must be"):
         GenerationConfig(**kwargs)

@@ -1,7 +1,6 @@
 """Generation: sampling, greedy, beam search, lengths, seeds and UNKNOWN_TOKEN."""
 
 import pytest
-
 from rnnlm.model import SENTENCE_END, UNKNOWN_TOKEN, Corpus, ModelConfig, TrainConfig, train
 
 
@@ -32,8 +31,9 @@ def test_beam_returns_k_best_first_and_beats_greedy(small_lm):
 
 @pytest.mark.parametrize("method", ["sample", "greedy", "beam"])
 def test_min_and_max_length_are_respected(small_lm, method):
-    for sentence in small_lm.generate(method=method, num_sentences=5, seed=1, min_length=4,
-                                      max_length=9, beam_width=3):
+    for sentence in small_lm.generate(
+        method=method, num_sentences=5, seed=1, min_length=4, max_length=9, beam_width=3
+    ):
         assert 4 <= len(sentence.tokens) <= 9
         assert sentence.finish_reason == ("length" if len(sentence.tokens) == 9 else "end")
         assert UNKNOWN_TOKEN not in sentence.tokens
@@ -60,8 +60,11 @@ def test_prompt_prefix_and_stream_events(small_lm):
 def test_unknown_token_is_never_generated(pydoc_corpus):
     """A vocabulary of 5 words makes UNKNOWN_TOKEN by far the most likely token, yet it is
     never produced, by any method."""
-    lm = train(pydoc_corpus, ModelConfig(cell="rnn", vocab_size=8, hidden_size=8),
-               TrainConfig(epochs=1, valid_fraction=0.0))
+    lm = train(
+        pydoc_corpus,
+        ModelConfig(cell="rnn", vocab_size=8, hidden_size=8),
+        TrainConfig(epochs=1, valid_fraction=0.0),
+    )
     probs = lm.score(["a b c d e f g"])[0]
     assert probs.tokens[0].unknown
     for method in ("sample", "greedy", "beam"):
@@ -70,6 +73,9 @@ def test_unknown_token_is_never_generated(pydoc_corpus):
 
 
 def test_tiny_corpus_generates(tmp_path):
-    lm = train(Corpus.from_text("a b. b a. a a b."), ModelConfig(cell="rnn", hidden_size=4),
-               TrainConfig(epochs=2, valid_fraction=0.0))
+    lm = train(
+        Corpus.from_text("a b. b a. a a b."),
+        ModelConfig(cell="rnn", hidden_size=4),
+        TrainConfig(epochs=2, valid_fraction=0.0),
+    )
     assert lm.generate(seed=0, max_length=5)

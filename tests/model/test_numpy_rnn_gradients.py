@@ -113,7 +113,7 @@ def _ref_surrogate_sum_loss(params, base_params, seqs, activation, k) -> float:
         for t in range(len(x)):
             start = max(0, t - k)
             anchor = base_states[start - 1] if start > 0 else np.zeros(params["W"].shape[0])
-            _, ss = _ref_forward(params, x[start:t + 1], activation, s_init=anchor)
+            _, ss = _ref_forward(params, x[start : t + 1], activation, s_init=anchor)
             total += _neg_log_prob(params, ss[-1], y[t])
     return total
 
@@ -179,8 +179,7 @@ def test_full_bptt_matches_finite_differences(case):
     params, seqs, activation = case
     n = _num_tokens(seqs)
     _, analytical = loss_and_grads(params, make_batch(seqs), activation)
-    numerical = _finite_difference_grads(
-        lambda p: _ref_sum_loss(p, seqs, activation) / n, params)
+    numerical = _finite_difference_grads(lambda p: _ref_sum_loss(p, seqs, activation) / n, params)
     _assert_fd_close(numerical, analytical)
 
 
@@ -192,7 +191,8 @@ def test_truncated_bptt_matches_finite_differences_of_surrogate(case, k):
     base = {name: arr.copy() for name, arr in params.items()}  # anchors stay at theta0
     _, analytical = loss_and_grads(params, make_batch(seqs), activation, bptt_truncate=k)
     numerical = _finite_difference_grads(
-        lambda p: _ref_surrogate_sum_loss(p, base, seqs, activation, k) / n, params)
+        lambda p: _ref_surrogate_sum_loss(p, base, seqs, activation, k) / n, params
+    )
     _assert_fd_close(numerical, analytical)
 
 
@@ -220,8 +220,9 @@ def test_truncation_at_least_sequence_length_equals_full(case):
     for k in (steps - 1, steps, steps + 5):
         _, truncated = loss_and_grads(params, batch, activation, bptt_truncate=k)
         for name in PARAM_NAMES:
-            np.testing.assert_allclose(truncated[name], full[name], rtol=1e-10, atol=1e-14,
-                                       err_msg=f"k={k} {name}")
+            np.testing.assert_allclose(
+                truncated[name], full[name], rtol=1e-10, atol=1e-14, err_msg=f"k={k} {name}"
+            )
 
 
 # --------------------------------------------------------------------------- torch autograd
@@ -249,8 +250,11 @@ def _torch_mean_loss(torch, tp, seqs, activation, k):
                 s_t = states[t]
             else:
                 start = max(0, t - k)
-                s_t = (states[start - 1].detach() if start > 0
-                       else torch.zeros(hidden, dtype=torch.float64))
+                s_t = (
+                    states[start - 1].detach()
+                    if start > 0
+                    else torch.zeros(hidden, dtype=torch.float64)
+                )
                 for j in range(start, t + 1):
                     s_t = step(s_t, x[j])
             logits = tp["V"] @ s_t + tp["c"]
@@ -262,8 +266,10 @@ def _torch_mean_loss(torch, tp, seqs, activation, k):
 def test_gradients_match_torch_autograd(case, k):
     torch = pytest.importorskip("torch")
     params, seqs, activation = case
-    tp = {name: torch.tensor(arr, dtype=torch.float64, requires_grad=True)
-          for name, arr in params.items()}
+    tp = {
+        name: torch.tensor(arr, dtype=torch.float64, requires_grad=True)
+        for name, arr in params.items()
+    }
     mean_loss = _torch_mean_loss(torch, tp, seqs, activation, k)
     mean_loss.backward()
 
@@ -272,8 +278,9 @@ def test_gradients_match_torch_autograd(case, k):
     for name in PARAM_NAMES:
         ref = tp[name].grad.numpy()
         scale = max(np.abs(ref).max(), 1e-300)
-        np.testing.assert_allclose(grads[name], ref, rtol=1e-8, atol=1e-10 * scale,
-                                   err_msg=f"k={k} {name}")
+        np.testing.assert_allclose(
+            grads[name], ref, rtol=1e-8, atol=1e-10 * scale, err_msg=f"k={k} {name}"
+        )
 
 
 # --------------------------------------------------------------------------- initialisation

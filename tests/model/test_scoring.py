@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-
 from rnnlm.model import SENTENCE_END
 
 SENTENCES = [
@@ -38,15 +37,18 @@ def test_unknown_words_are_flagged(small_lm):
 
 
 def test_pretokenised_input_is_not_retokenised(small_lm):
-    raw, words = small_lm.score([SENTENCES[0], ["The", "function", "returns", "a", "new",
-                                                 "list", "."]])
+    raw, words = small_lm.score(
+        [SENTENCES[0], ["The", "function", "returns", "a", "new", "list", "."]]
+    )
     assert words.words == raw.words
     assert words.logprob == pytest.approx(raw.logprob, abs=1e-4)
 
 
 def test_bos_and_eos_switches(small_lm):
-    both, no_eos, no_bos = (small_lm.score([SENTENCES[0]], bos=b, eos=e)[0]
-                            for b, e in [(True, True), (True, False), (False, True)])
+    both, no_eos, no_bos = (
+        small_lm.score([SENTENCES[0]], bos=b, eos=e)[0]
+        for b, e in [(True, True), (True, False), (False, True)]
+    )
     assert [t.token for t in no_eos.tokens] == no_eos.words
     assert no_eos.logprob == pytest.approx(both.logprob - both.tokens[-1].logprob, abs=1e-5)
     # Without bos the first word is context only.

@@ -5,12 +5,14 @@ import json
 import nltk
 import pytest
 from nltk.tabdata import TabEncoder
-
 from rnnlm.model import SENTENCE_END, SENTENCE_START, UNKNOWN_TOKEN, Corpus, Tokenizer, Vocabulary
+
 from tests.conftest import shared_file
 
-TEXT = ("Dr. Smith went to Washington. He arrived at 5 p.m. on Monday! "
-        "Didn't he call Mrs. Jones? She said: \"I can't come.\"")
+TEXT = (
+    "Dr. Smith went to Washington. He arrived at 5 p.m. on Monday! "
+    "Didn't he call Mrs. Jones? She said: \"I can't come.\""
+)
 
 
 def test_trained_punkt_splits_sentences_and_words():

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import importlib.abc, sys
 
     class BlockTorch(importlib.abc.MetaPathFinder):
@@ -27,11 +27,12 @@ SCRIPT = textwrap.dedent('''
         raise AssertionError("gru trained without torch")
     assert "torch" not in sys.modules
     print("ok", lm.training_state.history[-1]["train_perplexity"])
-''')
+""")
 
 
 def test_rnn_engine_works_without_torch():
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok")
