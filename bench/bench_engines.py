@@ -20,12 +20,28 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from rnnlm.model import Corpus, ModelConfig, TrainConfig
 from rnnlm.model.batching import length_sorted_batches
 from rnnlm.model.engines import create_engine, torch_available
 from rnnlm.model.training import prepare
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared/data/wikitext-2/valid.txt"
+
+# The PyTorch word_language_model example's defaults: 2x200, full vocabulary, 35-token
+# sequences, batch 20, dropout 0.2, SGD at 20 with clipping at 0.25.
+EXAMPLE_MODEL = ModelConfig(
+    cell="lstm",
+    vocab_size=1_000_000,
+    embed_size=200,
+    hidden_size=200,
+    num_layers=2,
+    dropout=0.2,
+    lowercase=False,
+)
+EXAMPLE_TRAINING = TrainConfig(
+    batch_size=20, max_length=35, optimizer="sgd", learning_rate=20.0, clip=0.25
+)
 
 # name -> (model config, train config, what it corresponds to)
 SETUPS = {
@@ -35,31 +51,11 @@ SETUPS = {
         "tutorial RNN: vocab 8000, hidden 100, batch 32, BPTT truncated at 4",
     ),
     "lstm": (
-        ModelConfig(
-            cell="lstm",
-            vocab_size=1_000_000,
-            embed_size=200,
-            hidden_size=200,
-            num_layers=2,
-            dropout=0.2,
-            lowercase=False,
-        ),
-        TrainConfig(batch_size=20, max_length=35, optimizer="sgd", learning_rate=20.0, clip=0.25),
+        EXAMPLE_MODEL,
+        EXAMPLE_TRAINING,
         "PyTorch word_language_model defaults: 2x200 LSTM, full vocab, 35 tokens, batch 20",
     ),
-    "gru": (
-        ModelConfig(
-            cell="gru",
-            vocab_size=1_000_000,
-            embed_size=200,
-            hidden_size=200,
-            num_layers=2,
-            dropout=0.2,
-            lowercase=False,
-        ),
-        TrainConfig(batch_size=20, max_length=35, optimizer="sgd", learning_rate=20.0, clip=0.25),
-        "as lstm, GRU cells",
-    ),
+    "gru": (dataclasses.replace(EXAMPLE_MODEL, cell="gru"), EXAMPLE_TRAINING, "as lstm, GRU cells"),
 }
 
 

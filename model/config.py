@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 CELLS = ("gru", "lstm", "rnn")
 ACTIVATIONS = ("tanh", "relu")
@@ -52,22 +52,32 @@ def _require_choice(owner: str, name: str, value: Any, choices: tuple[str, ...])
         raise ValueError(f"{owner}.{name} must be one of {allowed}, got {value!r}")
 
 
-def _from_dict(cls, data: dict[str, Any]):
-    """Build a config from a dict (e.g. parsed JSON), refusing unknown keys by name."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__} expects a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(
-            f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(known))}"
-        )
-    return cls(**data)
+_Config = TypeVar("_Config", bound="_DictConfig")
+
+
+class _DictConfig:
+    """JSON-friendly round trip for the config dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[_Config], data: dict[str, Any]) -> _Config:
+        """Build from a dict (e.g. parsed JSON), refusing unknown keys by name."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__} expects a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(known))}"
+            )
+        return cls(**data)
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_DictConfig):
     """What the model is: everything needed to rebuild it from its weights.
 
     ``embed_size``, ``num_layers``, ``dropout`` and ``tie_weights`` apply to ``gru`` and
@@ -125,16 +135,9 @@ class ModelConfig:
                     f"got {self.embed_size} and {self.hidden_size}"
                 )
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_DictConfig):
     """How to train: optimisation, batching, validation, checkpoints and progress."""
 
     epochs: int = 10
@@ -202,10 +205,3 @@ class TrainConfig:
                 "train_config.bptt_truncate applies to cell 'rnn' only "
                 f"(the hand-written BPTT); got cell {model.cell!r}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return _from_dict(cls, data)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from rnnlm.model import Corpus, ModelConfig, TrainConfig, train
 from rnnlm.model.engines import torch_available
 

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rnnlm.model import CheckpointError, LanguageModel
 from safetensors import safe_open
 from safetensors.numpy import save as st_save
+
+from rnnlm.model import CheckpointError, LanguageModel
 
 SENTENCES = ["The value of the expression is returned.", ["an", "unknown", "zqx", "word"]]
 

@@ -1,6 +1,7 @@
 """Bad configurations are refused with ValueError naming the field and what is allowed."""
 
 import pytest
+
 from rnnlm.model import Corpus, ModelConfig, TrainConfig, train
 from rnnlm.model.generation import GenerationConfig
 

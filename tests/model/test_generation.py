@@ -1,6 +1,7 @@
 """Generation: sampling, greedy, beam search, lengths, seeds and UNKNOWN_TOKEN."""
 
 import pytest
+
 from rnnlm.model import SENTENCE_END, UNKNOWN_TOKEN, Corpus, ModelConfig, TrainConfig, train
 
 

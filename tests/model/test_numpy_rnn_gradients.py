@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 import pytest
+
 from rnnlm.model.batching import make_batch
 from rnnlm.model.engines.numpy_rnn import init_params, loss_and_grads
 

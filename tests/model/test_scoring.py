@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from rnnlm.model import SENTENCE_END
 
 SENTENCES = [

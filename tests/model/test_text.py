@@ -5,8 +5,8 @@ import json
 import nltk
 import pytest
 from nltk.tabdata import TabEncoder
-from rnnlm.model import SENTENCE_END, SENTENCE_START, UNKNOWN_TOKEN, Corpus, Tokenizer, Vocabulary
 
+from rnnlm.model import SENTENCE_END, SENTENCE_START, UNKNOWN_TOKEN, Corpus, Tokenizer, Vocabulary
 from tests.conftest import shared_file
 
 TEXT = (

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+
 from rnnlm.model import (
     Corpus,
     LanguageModel,
@@ -15,7 +16,6 @@ from rnnlm.model import (
 )
 from rnnlm.model.engines import create_engine
 from rnnlm.model.training import prepare
-
 from tests.conftest import ALL_CELLS, needs_torch, shared_file
 
 TINY = {"vocab_size": 300, "embed_size": 16, "hidden_size": 16}
