@@ -292,6 +292,29 @@ class _Trainer:
             self.on_progress(event)
 
 
+# Fields that decide which sentences are trained and validated on, and in which order:
+# changing them on resume would leak validation sentences into training.
+RESUME_FIXED_FIELDS = ("seed", "valid_fraction", "max_length", "batch_size")
+
+
+def _check_resumable(lm: LanguageModel, model_config: ModelConfig, train_config: TrainConfig):
+    if lm.config != model_config:
+        raise ValueError(
+            "resume_from: model_config differs from the checkpoint's; "
+            "a run resumes with the configuration it started with"
+        )
+    before = lm.train_config
+    changed = [
+        f for f in RESUME_FIXED_FIELDS if before and getattr(before, f) != getattr(train_config, f)
+    ]
+    if changed:
+        raise ValueError(
+            f"resume_from: train_config.{changed[0]} must stay "
+            f"{getattr(before, changed[0])!r} when resuming (fixed on resume: "
+            f"{', '.join(RESUME_FIXED_FIELDS)}); epochs, learning rate and the rest may change"
+        )
+
+
 def train(
     corpus: Corpus | str,
     model_config: ModelConfig | None = None,
@@ -318,11 +341,8 @@ def train(
     train_config.check_compatible(model_config)
     if isinstance(corpus, str):
         corpus = Corpus.from_text(corpus)
-    if resume_from is not None and resume_from.config != model_config:
-        raise ValueError(
-            "resume_from: model_config differs from the checkpoint's; "
-            "a run resumes with the configuration it started with"
-        )
+    if resume_from is not None:
+        _check_resumable(resume_from, model_config, train_config)
     tokenizer, vocab, train_seqs, valid_seqs = prepare(
         corpus, model_config, train_config, resume_from
     )

@@ -125,6 +125,13 @@ def test_cancel_stops_before_the_next_step(pydoc_corpus):
     assert lm.training_state.status == "cancelled"
     assert lm.training_state.global_step == 3
     # The final checkpoint is resumable and finishes the job.
+    with pytest.raises(ValueError, match="train_config.seed must stay 0 when resuming"):
+        train(
+            pydoc_corpus,
+            LanguageModel.from_bytes(saved[-1]).config,
+            TrainConfig(seed=1),
+            resume_from=LanguageModel.from_bytes(saved[-1]),
+        )
     resumed = train(
         pydoc_corpus,
         resume_from=LanguageModel.from_bytes(saved[-1]),
