@@ -58,8 +58,9 @@ def _read_metadata(data: bytes) -> dict[str, Any]:
         document = json.loads(header["__metadata__"][METADATA_KEY])
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"checkpoint has no rnnlm metadata: {err!r}") from None
-    if document.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"not an rnnlm checkpoint (format {document.get('format')!r})")
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise CheckpointError(f"not an rnnlm checkpoint (format {found!r})")
     if document.get("version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint format version {document.get('version')!r} is not "

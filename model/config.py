@@ -46,6 +46,14 @@ def _require_float(
         raise ValueError(f"{owner}.{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
 
 
+def check_device(owner: str, device: Any) -> None:
+    """'auto', 'cpu', 'cuda' or 'cuda:N'; whether CUDA is there is checked when it is used."""
+    if not isinstance(device, str) or not (
+        device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
+    ):
+        raise ValueError(f"{owner}device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
 def _require_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
@@ -183,14 +191,7 @@ class TrainConfig(_DictConfig):
         _require_int(owner, "log_every", self.log_every, 1)
         if self.checkpoint_every is not None:
             _require_int(owner, "checkpoint_every", self.checkpoint_every, 1)
-        device = self.device
-        if not isinstance(device, str) or not (
-            device in ("auto", "cpu", "cuda")
-            or (device.startswith("cuda:") and device[5:].isdigit())
-        ):
-            raise ValueError(
-                f"{owner}.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
-            )
+        check_device(f"{owner}.", self.device)
 
     @property
     def effective_learning_rate(self) -> float:

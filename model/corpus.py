@@ -15,6 +15,8 @@ from pathlib import Path
 
 PARAGRAPH_MODES = ("blank-line", "line")
 _BLANK_LINE = re.compile(r"\n\s*\n")
+# Long reddit comments exceed the csv module's default 128 KiB field limit.
+csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
 
 
 def _check_mode(paragraphs: str) -> None:
@@ -58,10 +60,14 @@ class Corpus:
     def from_csv_text(cls, text: str, *, column: str = "body") -> Corpus:
         """One paragraph per CSV row, taken from ``column`` (the reddit dump uses 'body')."""
         reader = csv.DictReader(io.StringIO(text))
-        if reader.fieldnames is None or column not in reader.fieldnames:
-            found = ", ".join(reader.fieldnames or []) or "none"
-            raise ValueError(f"corpus CSV has no column {column!r}; columns found: {found}")
-        return cls(tuple(row[column].strip() for row in reader if (row[column] or "").strip()))
+        try:
+            if reader.fieldnames is None or column not in reader.fieldnames:
+                found = ", ".join(reader.fieldnames or []) or "none"
+                raise ValueError(f"corpus CSV has no column {column!r}; columns found: {found}")
+            rows = [(row[column] or "").strip() for row in reader]
+        except csv.Error as err:
+            raise ValueError(f"corpus CSV is malformed at line {reader.line_num}: {err}") from None
+        return cls(tuple(r for r in rows if r))
 
     @classmethod
     def from_bytes(

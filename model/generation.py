@@ -44,11 +44,15 @@ class GenerationConfig:
             fail("method", "one of " + ", ".join(repr(m) for m in METHODS))
         if not is_int(self.num_sentences) or self.num_sentences < 1:
             fail("num_sentences", "an integer >= 1")
-        if not isinstance(self.temperature, (int, float)) or not 0 < self.temperature <= 100:
+
+        def is_number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        if not is_number(self.temperature) or not 0 < self.temperature <= 100:
             fail("temperature", "a number in (0, 100] (use method='greedy' for temperature 0)")
         if not is_int(self.top_k) or self.top_k < 0:
             fail("top_k", "an integer >= 0 (0 disables it)")
-        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+        if not is_number(self.top_p) or not 0 < self.top_p <= 1:
             fail("top_p", "a number in (0, 1] (1 disables it)")
         if self.seed is not None and (not is_int(self.seed) or self.seed < 0):
             fail("seed", "a non-negative integer or None")
@@ -128,8 +132,10 @@ def sample_events(
     """Sampling or greedy decoding, one sentence after another, token by token."""
     rng = np.random.default_rng(config.seed)
     banned = _banned(len(vocab))
+    # Decoding states are never modified in place, so the prompt is read once.
+    prompt_logp, prompt_state = _read_prompt(engine, prompt_ids, 1)
     for sentence in range(config.num_sentences):
-        logp, state = _read_prompt(engine, prompt_ids, 1)
+        logp, state = prompt_logp, prompt_state
         for produced in range(config.max_length):
             allowed = ~banned
             allowed[END_ID] = produced >= config.min_length
@@ -154,9 +160,11 @@ def beam_search(
     """The ``beam_width`` most probable continuations found, best first, as
     (token ids without SENTENCE_END, per-token log-probs, finish reason).
 
-    Stops once ``beam_width`` hypotheses have finished and no live one scores higher than
-    the worst of them (log-probabilities only fall as a hypothesis grows, so none could
-    overtake it). With width 1 this is exactly greedy decoding.
+    Each step keeps the ``beam_width`` best candidates; one that ends the sentence among
+    them is set aside as finished (an ending ranked below them is not, as in Hugging
+    Face's beam search), so width 1 is exactly greedy decoding. Stops once ``beam_width``
+    hypotheses have finished and no live one scores higher than the worst of them
+    (log-probabilities only fall as a hypothesis grows, so none could overtake it).
     """
     width = config.beam_width
     banned = _banned(len(vocab))
@@ -173,14 +181,15 @@ def beam_search(
         top = np.argpartition(-flat, min(2 * width, flat.size) - 1)[: 2 * width]
         top = top[np.argsort(-flat[top], kind="stable")]
         parents, tokens, next_alive = [], [], []
-        for index in top:
+        for rank, index in enumerate(top):
             if not np.isfinite(flat[index]):
                 break
             parent, token = divmod(int(index), logp.shape[1])
             ids, lps = alive[parent]
             step_lps = [*lps, float(logp[parent, token])]
             if token == END_ID:
-                finished.append((float(flat[index]), ids, step_lps, FINISH_END))
+                if rank < width:
+                    finished.append((float(flat[index]), ids, step_lps, FINISH_END))
             elif len(next_alive) < width:
                 parents.append(parent)
                 tokens.append(token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import checkpoint
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, check_device
 from .engines import Engine, create_engine
 from .generation import (
     GeneratedSentence,
@@ -101,7 +102,14 @@ class LanguageModel:
         self, prompt: SentenceInput | None = None, **options: Any
     ) -> Iterator[GenerationEvent]:
         """Generated tokens one by one (see ``GenerationConfig`` for the options)."""
-        config = GenerationConfig(**options)
+        try:
+            config = GenerationConfig(**options)
+        except TypeError:
+            allowed = ", ".join(f.name for f in dataclasses.fields(GenerationConfig))
+            unknown = ", ".join(
+                sorted(set(options) - {f.name for f in dataclasses.fields(GenerationConfig)})
+            )
+            raise ValueError(f"generate: unknown option(s) {unknown}; allowed: {allowed}") from None
         prompt_ids = self.vocab.encode(self._prompt_words(prompt))
         if config.method == "beam":
             return beam_events(self.engine, self.vocab, prompt_ids, config)
@@ -141,9 +149,15 @@ class LanguageModel:
         """The checkpoint as bytes. ``resumable`` adds optimizer, RNG and best-epoch state."""
         groups = {"model": self.engine.state_dict()}
         if resumable:
-            groups["optimizer"] = self.engine.optimizer_state_dict()
-            if self.best_weights is not None:
-                groups["best"] = self.best_weights
+            # A model loaded from a resumable checkpoint and not trained since keeps the
+            # state it was loaded with, so that saving it again loses nothing.
+            optimizer = self.engine.optimizer_state_dict() or self.resume_tensors.get("optimizer")
+            best = (
+                self.best_weights
+                if self.best_weights is not None
+                else self.resume_tensors.get("best")
+            )
+            groups.update({k: v for k, v in (("optimizer", optimizer), ("best", best)) if v})
         meta = {
             "model_config": self.config.to_dict(),
             "train_config": self.train_config.to_dict() if self.train_config else None,
@@ -161,6 +175,7 @@ class LanguageModel:
     def from_bytes(cls, data: bytes, *, device: str = "auto") -> LanguageModel:
         from .training import TrainingState  # training imports this module
 
+        check_device("", device)
         groups, meta = checkpoint.loads(data)
         try:
             config = ModelConfig.from_dict(meta["model_config"])
@@ -190,4 +205,6 @@ class LanguageModel:
             data = Path(path).read_bytes()
         except FileNotFoundError:
             raise ValueError(f"checkpoint file {str(path)!r} does not exist") from None
+        except IsADirectoryError:
+            raise ValueError(f"checkpoint path {str(path)!r} is a directory, not a file") from None
         return cls.from_bytes(data, device=device)

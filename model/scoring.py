@@ -67,6 +67,10 @@ def score_sentences(
     """Score each sentence; results are in input order and independent of the batching."""
     if isinstance(sentences, str):
         raise ValueError("sentences must be a list of sentences, not one string")
+    if not isinstance(sentences, Sequence):
+        raise ValueError(f"sentences must be a list of sentences, got {type(sentences).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     words = [sentence_words(tokenizer, s, i) for i, s in enumerate(sentences)]
     framed = [vocab.frame(w, bos=bos, eos=eos) for w in words]
     logps: list[np.ndarray] = [np.zeros(0)] * len(framed)

@@ -8,6 +8,7 @@ seed gives the same model twice on the CPU and a resumed run replays the batch o
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import time
@@ -23,7 +24,7 @@ from .corpus import Corpus
 from .engines import Engine, create_engine
 from .lm import LanguageModel
 from .text import Tokenizer
-from .vocab import Vocabulary
+from .vocab import SPECIAL_TOKENS, Vocabulary
 
 log = logging.getLogger("rnnlm.model")
 
@@ -50,6 +51,7 @@ class TrainingState:
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the validation loss last improved
     status: str = STATUS_RUNNING
+    corpus_sha256: str | None = None  # the corpus this run trains on; resuming checks it
     history: list[dict[str, Any]] = field(default_factory=list)  # one summary per epoch
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,12 +65,14 @@ class TrainingState:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    kind: str  # 'step' (every log_every steps) or 'epoch' (end of an epoch, with validation)
+    # 'step' (every log_every steps: loss and tokens/s since the previous step event) or
+    # 'epoch' (end of an epoch: the epoch's mean training loss and tokens/s, validation)
+    kind: str
     epoch: int  # 1-based epoch in progress
     epochs: int
     step: int  # global step
     total_steps: int
-    loss: float  # mean training loss per token since the previous event (nats)
+    loss: float  # mean training loss per token (nats)
     perplexity: float
     tokens_per_sec: float
     learning_rate: float
@@ -122,6 +126,11 @@ def prepare(
     train_sents, valid_sents = _split(sentences, train_config.valid_fraction, train_config.seed)
     if resume_from is None:
         vocab = Vocabulary.build(train_sents, model_config.vocab_size)
+        if len(vocab) <= len(SPECIAL_TOKENS):
+            raise ValueError(
+                "corpus has no words besides the special token names "
+                f"({', '.join(SPECIAL_TOKENS)}); give ordinary text"
+            )
 
     def encode(sents):
         return split_long([vocab.frame(s) for s in sents], train_config.max_length)
@@ -161,10 +170,10 @@ class _Trainer:
         self.total_steps = self.steps_per_epoch * self.config.epochs
         self.started = time.perf_counter()
         self.steps_this_run = 0
-        # Since the last event: loss sum, tokens, time of the first and of the last step
-        # (throughput counts training steps only, not validation).
-        now = time.perf_counter()
-        self._window = [0.0, 0, now, now]
+        # Loss sum, tokens and seconds spent in training steps since the last step event,
+        # and tokens and seconds of this epoch (throughput leaves validation time out).
+        self._window = [0.0, 0, 0.0]
+        self._epoch_work = [0, 0.0]
         self._last_grad_norm = 0.0
 
     def run(self) -> LanguageModel:
@@ -186,13 +195,16 @@ class _Trainer:
     def _run_epoch(self) -> None:
         cfg, state = self.config, self.state
         rng = np.random.default_rng([cfg.seed, state.epoch])
+        self._epoch_work = [0, 0.0]
         for i, (_, batch) in enumerate(length_sorted_batches(self.train_seqs, cfg.batch_size, rng)):
             if i < state.epoch_step:  # resuming: these batches were trained before the stop
                 continue
             if self.should_stop is not None and self.should_stop():
                 state.status = STATUS_CANCELLED
                 return
+            step_started = time.perf_counter()
             stats = self.engine.train_step(batch)
+            seconds = time.perf_counter() - step_started
             if not math.isfinite(stats.loss_sum):
                 raise FloatingPointError(
                     f"training diverged at step {state.global_step + 1} (loss {stats.loss_sum}); "
@@ -205,9 +217,13 @@ class _Trainer:
             state.epoch_tokens += stats.num_tokens
             self._window[0] += stats.loss_sum
             self._window[1] += stats.num_tokens
-            self._window[3] = time.perf_counter()
+            self._window[2] += seconds
+            self._epoch_work[0] += stats.num_tokens
+            self._epoch_work[1] += seconds
             if state.global_step % cfg.log_every == 0:
-                self._emit("step", stats.grad_norm)
+                loss_sum, tokens, window_seconds = self._window
+                self._window = [0.0, 0, 0.0]
+                self._emit("step", loss_sum / tokens, tokens / window_seconds, stats.grad_norm)
             if (
                 cfg.checkpoint_every
                 and state.global_step % cfg.checkpoint_every == 0
@@ -262,14 +278,19 @@ class _Trainer:
             f", valid ppl {perplexity(valid_loss):.2f}" if valid_loss is not None else "",
             state.learning_rate,
         )
-        self._emit("epoch", self._last_grad_norm, valid_loss)
+        tokens, seconds = self._epoch_work
+        rate = tokens / seconds if seconds > 0 else 0.0
+        self._emit("epoch", train_loss, rate, self._last_grad_norm, valid_loss)
 
-    def _emit(self, kind: str, grad_norm: float, valid_loss: float | None = None) -> None:
-        loss_sum, tokens, since, last_step = self._window
-        now = time.perf_counter()
-        loss = loss_sum / tokens if tokens else (self.state.last_epoch_loss or 0.0)
-        self._window = [0.0, 0, now, now]
-        elapsed = now - self.started
+    def _emit(
+        self,
+        kind: str,
+        loss: float,
+        tokens_per_sec: float,
+        grad_norm: float,
+        valid_loss: float | None = None,
+    ) -> None:
+        elapsed = time.perf_counter() - self.started
         remaining = self.total_steps - self.state.global_step
         pace = elapsed / self.steps_this_run if self.steps_this_run else 0.0
         event = ProgressEvent(
@@ -280,7 +301,7 @@ class _Trainer:
             total_steps=self.total_steps,
             loss=loss,
             perplexity=perplexity(loss),
-            tokens_per_sec=tokens / (last_step - since) if last_step > since else 0.0,
+            tokens_per_sec=tokens_per_sec,
             learning_rate=self.state.learning_rate,
             grad_norm=grad_norm,
             elapsed_s=elapsed,
@@ -294,10 +315,12 @@ class _Trainer:
 
 # Fields that decide which sentences are trained and validated on, and in which order:
 # changing them on resume would leak validation sentences into training.
-RESUME_FIXED_FIELDS = ("seed", "valid_fraction", "max_length", "batch_size")
+RESUME_FIXED_FIELDS = ("seed", "valid_fraction", "max_length", "batch_size", "optimizer")
 
 
-def _check_resumable(lm: LanguageModel, model_config: ModelConfig, train_config: TrainConfig):
+def _check_resumable(
+    lm: LanguageModel, model_config: ModelConfig, train_config: TrainConfig, corpus_sha256: str
+) -> None:
     if lm.config != model_config:
         raise ValueError(
             "resume_from: model_config differs from the checkpoint's; "
@@ -312,6 +335,12 @@ def _check_resumable(lm: LanguageModel, model_config: ModelConfig, train_config:
             f"resume_from: train_config.{changed[0]} must stay "
             f"{getattr(before, changed[0])!r} when resuming (fixed on resume: "
             f"{', '.join(RESUME_FIXED_FIELDS)}); epochs, learning rate and the rest may change"
+        )
+    state = lm.training_state
+    if state is not None and state.corpus_sha256 not in (None, corpus_sha256):
+        raise ValueError(
+            "resume_from: the corpus differs from the one this run started on; "
+            "resume with the same corpus, or start a new training"
         )
 
 
@@ -341,17 +370,23 @@ def train(
     train_config.check_compatible(model_config)
     if isinstance(corpus, str):
         corpus = Corpus.from_text(corpus)
+    if not isinstance(corpus, Corpus):
+        raise ValueError(f"corpus must be a Corpus or a str of text, got {type(corpus).__name__}")
+    corpus_sha256 = hashlib.sha256(corpus.text.encode("utf-8")).hexdigest()
     if resume_from is not None:
-        _check_resumable(resume_from, model_config, train_config)
+        _check_resumable(resume_from, model_config, train_config, corpus_sha256)
     tokenizer, vocab, train_seqs, valid_seqs = prepare(
         corpus, model_config, train_config, resume_from
     )
 
     if resume_from is not None:
         lm = resume_from
+        before = lm.train_config
         lm.train_config = train_config
         state = lm.training_state or TrainingState(train_config.effective_learning_rate)
         state.status = STATUS_RUNNING
+        if before is None or before.effective_learning_rate != train_config.effective_learning_rate:
+            state.learning_rate = train_config.effective_learning_rate  # asked for a new rate
         lm.engine.configure_training(
             train_config.optimizer,
             state.learning_rate,
@@ -365,7 +400,7 @@ def train(
         engine = create_engine(
             model_config, len(vocab), seed=train_config.seed, device=train_config.device
         )
-        state = TrainingState(train_config.effective_learning_rate)
+        state = TrainingState(train_config.effective_learning_rate, corpus_sha256=corpus_sha256)
         engine.configure_training(
             train_config.optimizer,
             state.learning_rate,

@@ -44,12 +44,16 @@ class Vocabulary:
         return len(self.tokens)
 
     def __contains__(self, word: str) -> bool:
-        return word in self.index
+        """Is ``word`` an ordinary word of the vocabulary (special tokens are not words)?"""
+        return self.index.get(word, UNK_ID) >= len(SPECIAL_TOKENS)
 
     def encode(self, words: Sequence[str]) -> np.ndarray:
         """Word ids, ``UNK_ID`` for words outside the vocabulary. Shape (len(words),)."""
         get = self.index.get
-        return np.fromiter((get(w, UNK_ID) for w in words), dtype=np.int64, count=len(words))
+        ids = np.fromiter((get(w, UNK_ID) for w in words), dtype=np.int64, count=len(words))
+        # The text "SENTENCE_END" is a word, not the end of the sentence.
+        ids[ids < len(SPECIAL_TOKENS)] = UNK_ID
+        return ids
 
     def frame(self, words: Sequence[str], *, bos: bool = True, eos: bool = True) -> np.ndarray:
         """``SENTENCE_START w1 .. wn SENTENCE_END`` as ids (either end switchable)."""

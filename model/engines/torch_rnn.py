@@ -92,8 +92,10 @@ class TorchRNNEngine:
     @torch.inference_mode()
     def token_log_probs(self, batch: Batch) -> np.ndarray:
         self.model.eval()
-        logits, targets, mask = self._token_logits(batch)
-        logp = F.log_softmax(logits.double(), dim=-1).gather(1, targets[:, None])[:, 0]
+        logits, targets, mask = self._token_logits(batch)  # (N, V), (N,)
+        # Normalise in float32 and widen only the N results: an (N, V) float64 copy would
+        # cost more than the decoder product itself.
+        logp = (logits.gather(1, targets[:, None])[:, 0] - logits.logsumexp(dim=-1)).double()
         out = torch.zeros(mask.shape, dtype=torch.float64, device=self.device)
         out[mask] = logp
         return out.cpu().numpy()
@@ -139,7 +141,7 @@ class TorchRNNEngine:
     def step(self, tokens: np.ndarray, state):
         self.model.eval()
         out, state = self.model.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
-        logp = F.log_softmax(self.model.decoder(out[:, 0]).double(), dim=-1)  # (B, V)
+        logp = F.log_softmax(self.model.decoder(out[:, 0]), dim=-1).double()  # (B, V)
         return logp.cpu().numpy(), state
 
     def select_state(self, state, rows: np.ndarray):
@@ -165,11 +167,11 @@ class TorchRNNEngine:
 
     def optimizer_state_dict(self) -> dict[str, np.ndarray]:
         """Flattened torch optimizer state, plus the RNG (dropout) state."""
+        if self.optimizer is None:
+            return {}
         out = {"rng.cpu": torch.random.get_rng_state().numpy().copy()}
         if self.device.type == "cuda":
             out["rng.cuda"] = torch.cuda.get_rng_state(self.device).numpy().copy()
-        if self.optimizer is None:
-            return out
         for index, slots in self.optimizer.state_dict()["state"].items():
             for slot, value in slots.items():
                 out[f"{index}.{slot}"] = (

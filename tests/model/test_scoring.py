@@ -65,7 +65,7 @@ def test_score_does_not_depend_on_the_batch(small_lm):
     batch = [" ".join(rng.choice(words, size=rng.integers(1, 40))) for _ in range(100)]
     batch += SENTENCES
     together = small_lm.score(batch, batch_size=64)
-    for sentence, score in zip(batch[-10:] + SENTENCES, together[-10:] + together[-5:]):
+    for sentence, score in zip(batch, together):
         (alone,) = small_lm.score([sentence])
         diffs = [abs(a.logprob - b.logprob) for a, b in zip(alone.tokens, score.tokens)]
         assert max(diffs) < 1e-4
