@@ -59,8 +59,10 @@ SETUPS = {
 }
 
 
-def threads() -> str:
-    if torch_available():
+def threads(engine_name: str) -> str:
+    """torch's intra-op threads for gru/lstm; for NumPy, the BLAS's (OMP_NUM_THREADS or
+    the CPU count, which is what OpenBLAS uses when it is not set)."""
+    if engine_name != "rnn":
         import torch
 
         return str(torch.get_num_threads())
@@ -103,7 +105,7 @@ def bench_one(name: str, corpus: Corpus, args) -> dict:
         "engine": name,
         "vocab": len(vocab),
         "device": str(getattr(engine, "device", "cpu")),
-        "threads": threads(),
+        "threads": threads(name),
         "steps": steps,
         "train_tok_s": train_rate,
         "score_tok_s": score_rate,

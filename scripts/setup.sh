@@ -12,8 +12,9 @@ fi
 py="$venv/bin/python"
 "$py" -m pip install --quiet --disable-pip-version-check --upgrade pip
 # torch first and pinned: left to resolve "torch>=2.2" on a clean machine, pip would pick
-# the newest build with several GB of CUDA packages. With 2.13.0 installed, the extra's
-# range is already satisfied and nothing more is fetched.
+# the newest release with several GB of CUDA packages. On this project's machines 2.13.0
+# is a CPU build kept locally; once it is installed the extra's range is satisfied and
+# nothing more is fetched.
 echo "== installing torch==2.13.0"
 "$py" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 echo "== installing rnnlm[server,dev]"
