@@ -23,8 +23,8 @@ import numpy as np
 
 from rnnlm.model import Corpus, ModelConfig, TrainConfig
 from rnnlm.model.batching import length_sorted_batches
+from rnnlm.model.dataset import prepare
 from rnnlm.model.engines import create_engine, torch_available
-from rnnlm.model.training import prepare
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared/data/wikitext-2/valid.txt"
 

@@ -14,8 +14,8 @@ from rnnlm.model import (
     evaluate,
     train,
 )
+from rnnlm.model.dataset import prepare
 from rnnlm.model.engines import create_engine
-from rnnlm.model.training import prepare
 from tests.conftest import ALL_CELLS, needs_torch, shared_file
 
 TINY = {"vocab_size": 300, "embed_size": 16, "hidden_size": 16}
