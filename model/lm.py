@@ -102,14 +102,13 @@ class LanguageModel:
         self, prompt: SentenceInput | None = None, **options: Any
     ) -> Iterator[GenerationEvent]:
         """Generated tokens one by one (see ``GenerationConfig`` for the options)."""
-        try:
-            config = GenerationConfig(**options)
-        except TypeError:
-            allowed = ", ".join(f.name for f in dataclasses.fields(GenerationConfig))
-            unknown = ", ".join(
-                sorted(set(options) - {f.name for f in dataclasses.fields(GenerationConfig)})
+        allowed = [f.name for f in dataclasses.fields(GenerationConfig)]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"generate: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
             )
-            raise ValueError(f"generate: unknown option(s) {unknown}; allowed: {allowed}") from None
+        config = GenerationConfig(**options)
         prompt_ids = self.vocab.encode(self._prompt_words(prompt))
         if config.method == "beam":
             return beam_events(self.engine, self.vocab, prompt_ids, config)
