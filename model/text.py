@@ -77,10 +77,6 @@ class Tokenizer:
         trainer.train(text[:PUNKT_TRAINING_CHARS], finalize=True)
         return cls(trainer.get_params(), "trained", lowercase)
 
-    def split_sentences(self, text: str) -> list[str]:
-        """Raw sentence strings, in order."""
-        return self._splitter.tokenize(text)
-
     def words(self, sentence: str) -> list[str]:
         """Words of one sentence (no sentence splitting: an MT candidate is one sentence)."""
         return self.normalize(_WORD_TOKENIZER.tokenize(sentence))
