@@ -1,0 +1,7 @@
+"""``python -m rnnlm.server [flags]``: the same as ``rnnlm serve``."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())

@@ -1,0 +1,175 @@
+"""A bounded cache of loaded models, kept in step with the store.
+
+``get(model_id)`` returns the model's current version, loading it on a miss. A cached entry
+re-reads the model record at most every ``refresh_s`` seconds and loads the new version when
+another job (on this server or another replica sharing the store) published one. A new
+version whose checkpoint fails its checksum is refused with DATA_LOSS and the version
+already loaded stays in service.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from rnnlm.model import LanguageModel, SentenceScore
+from rnnlm.model.checkpoint import CheckpointError
+
+from .batcher import DynamicBatcher
+from .errors import DataLoss, FailedPrecondition, NotFound, Unavailable
+from .models import ModelRegistry, checkpoint_key
+
+log = logging.getLogger("rnnlm.server")
+
+
+@dataclass
+class LoadedModel:
+    model_id: str
+    version: int
+    lm: LanguageModel
+    batcher: DynamicBatcher[list[str], SentenceScore] | None = None
+    checked_at: float = field(default_factory=time.monotonic)
+    bad_version: int = 0  # a newer version that failed to load; not retried until it changes
+
+    def score(self, sentences: list[list[str]]) -> list[SentenceScore]:
+        if self.batcher is None:
+            return self.lm.score(sentences)
+        return self.batcher(sentences)
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+
+
+class ModelCache:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        capacity: int = 4,
+        refresh_s: float = 1.0,
+        device: str = "auto",
+        batching: bool = True,
+        batch_max_size: int = 128,
+        batch_max_wait_s: float = 0.002,
+    ) -> None:
+        self.registry = registry
+        self.capacity = capacity
+        self.refresh_s = refresh_s
+        self.device = device
+        self.batching = batching
+        self.batch_max_size = batch_max_size
+        self.batch_max_wait_s = batch_max_wait_s
+        self._entries: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._load_locks: dict[str, threading.Lock] = {}
+        self.hits = self.loads = 0
+
+    def get(self, model_id: str) -> LoadedModel:
+        with self._lock:
+            entry = self._entries.get(model_id)
+            if entry is not None:
+                self._entries.move_to_end(model_id)
+                if time.monotonic() - entry.checked_at < self.refresh_s:
+                    self.hits += 1
+                    return entry
+            load_lock = self._load_locks.setdefault(model_id, threading.Lock())
+        with load_lock:  # one load per model at a time; other callers wait for it
+            return self._refresh(model_id)
+
+    def _refresh(self, model_id: str) -> LoadedModel:
+        with self._lock:
+            entry = self._entries.get(model_id)
+        if entry is not None and time.monotonic() - entry.checked_at < self.refresh_s:
+            return entry  # refreshed by the caller we waited for
+        try:
+            record = self.registry.get(model_id)
+        except NotFound:
+            self.evict(model_id)  # deleted, possibly by another replica
+            raise
+        except Unavailable as err:
+            if entry is None:
+                raise
+            # Scoring needs no store: keep serving what is loaded until the store is back.
+            log.warning("model %s: %s; serving cached version %d", model_id, err, entry.version)
+            entry.checked_at = time.monotonic()
+            return entry
+        version = record["current_version"]
+        if version == 0:
+            active = record.get("active_job_id")
+            raise FailedPrecondition(
+                f"model {model_id!r} has no version ready yet"
+                + (f"; job {active!r} is training it" if active else "; train it first")
+            )
+        if entry is not None and version in (entry.version, entry.bad_version):
+            entry.checked_at = time.monotonic()
+            self.hits += 1
+            return entry
+        try:
+            loaded = self._load(model_id, version)
+        except (DataLoss, CheckpointError) as err:
+            if entry is None:
+                raise DataLoss(f"model {model_id!r} version {version}: {err}") from None
+            log.error(
+                "model %s version %d cannot be loaded (%s); version %d stays in service",
+                model_id,
+                version,
+                err,
+                entry.version,
+            )
+            entry.bad_version, entry.checked_at = version, time.monotonic()
+            return entry
+        self._insert(loaded)
+        return loaded
+
+    def _load(self, model_id: str, version: int) -> LoadedModel:
+        started = time.perf_counter()
+        data = self.registry.store.get_blob(checkpoint_key(model_id, version))
+        if data is None:
+            raise DataLoss(f"the checkpoint of version {version} is missing from the store")
+        lm = LanguageModel.from_bytes(data, device=self.device)
+        self.loads += 1
+        log.info(
+            "model %s version %d loaded in %.2fs (%s)",
+            model_id,
+            version,
+            time.perf_counter() - started,
+            lm,
+        )
+        batcher = None
+        if self.batching:
+            batcher = DynamicBatcher(
+                lambda sentences: lm.score(sentences, batch_size=self.batch_max_size),
+                self.batch_max_size,
+                self.batch_max_wait_s,
+                name=f"batcher-{model_id}-v{version}",
+            )
+        return LoadedModel(model_id, version, lm, batcher)
+
+    def _insert(self, loaded: LoadedModel) -> None:
+        with self._lock:
+            old = self._entries.pop(loaded.model_id, None)
+            self._entries[loaded.model_id] = loaded
+            evicted = []
+            while len(self._entries) > self.capacity:
+                evicted.append(self._entries.popitem(last=False)[1])
+        for gone in [e for e in (old, *evicted) if e is not None]:
+            gone.close()
+            log.info("model %s version %d unloaded", gone.model_id, gone.version)
+
+    def evict(self, model_id: str) -> None:
+        with self._lock:
+            entry = self._entries.pop(model_id, None)
+        if entry is not None:
+            entry.close()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def close(self) -> None:
+        with self._lock:
+            entries, self._entries = list(self._entries.values()), OrderedDict()
+        for entry in entries:
+            entry.close()

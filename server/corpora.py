@@ -1,0 +1,155 @@
+"""Training corpora: chunked uploads into the store, server-side files under the directory the
+operator allowed, and reading either one as a ``Corpus``.
+
+Uploads are content-addressed: the id derives from the sha256, so the same bytes uploaded
+twice (or by two clients) are stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rnnlm.model import Corpus
+
+from .errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from .store import CORPUS, Store
+
+FORMATS = ("auto", "text", "csv")
+PARAGRAPH_MODES = ("blank-line", "line")
+
+
+def corpus_key(corpus_id: str) -> str:
+    return f"corpora/{corpus_id}"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+class CorpusRegistry:
+    def __init__(self, store: Store, max_bytes: int, corpus_dir: str | None = None) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self.corpus_dir = Path(corpus_dir).resolve() if corpus_dir else None
+
+    def _too_big(self, size: int) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"corpus is {_mib(size)} or more; this server accepts corpora up to "
+            f"{_mib(self.max_bytes)} (--max-corpus-bytes)"
+        )
+
+    def upload(
+        self, filename: str, declared_size: int, declared_sha256: str, chunks: Iterable[bytes]
+    ) -> dict[str, Any]:
+        """Receive the chunks, check them against what the header declared, store once."""
+        if declared_size < 0:
+            raise InvalidArgument(f"header.size_bytes must be >= 0, got {declared_size}")
+        if declared_size > self.max_bytes:
+            raise self._too_big(declared_size)
+        parts, size, digest = [], 0, hashlib.sha256()
+        for chunk in chunks:
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise self._too_big(size)
+            digest.update(chunk)
+            parts.append(chunk)
+        if size == 0:
+            raise InvalidArgument("the uploaded corpus is empty; send its bytes in chunk messages")
+        sha256 = digest.hexdigest()
+        if declared_size and declared_size != size:
+            raise InvalidArgument(
+                f"header.size_bytes said {declared_size} bytes but {size} arrived; "
+                "the upload was incomplete, send it again"
+            )
+        if declared_sha256 and declared_sha256.lower() != sha256:
+            raise InvalidArgument(
+                f"header.sha256 {declared_sha256!r} does not match the uploaded bytes ({sha256})"
+            )
+        corpus_id = "c-" + sha256[:32]
+        info = self.store.blob_info(corpus_key(corpus_id))
+        if info is None or info.sha256 != sha256:
+            self.store.put_blob(corpus_key(corpus_id), b"".join(parts))
+        record = {
+            "corpus_id": corpus_id,
+            "filename": filename or "corpus",
+            "size_bytes": size,
+            "sha256": sha256,
+            "created_at": time.time(),
+        }
+        return self.store.create(CORPUS, corpus_id, record)
+
+    def get(self, corpus_id: str) -> dict[str, Any]:
+        if not corpus_id.startswith("c-") or len(corpus_id) != 34:
+            raise InvalidArgument(
+                f"corpus_id {corpus_id!r} is malformed; use the id UploadCorpus returned"
+            )
+        record = self.store.get(CORPUS, corpus_id)
+        if record is None:
+            raise NotFound(f"corpus {corpus_id!r} does not exist; upload it with UploadCorpus")
+        return record
+
+    def server_file(self, relative: str) -> Path:
+        """A file under --corpus-dir, refusing paths that lead outside it."""
+        if self.corpus_dir is None:
+            raise PermissionDenied(
+                "server-side corpus paths are disabled on this server; upload the corpus with "
+                "UploadCorpus, or start the server with --corpus-dir"
+            )
+        path = (self.corpus_dir / relative).resolve()
+        if Path(relative).is_absolute() or not path.is_relative_to(self.corpus_dir):
+            raise PermissionDenied(
+                f"server_path {relative!r} leads outside the corpus directory; give a path "
+                "relative to it"
+            )
+        if not path.is_file():
+            raise NotFound(f"server_path {relative!r} is not a file in the corpus directory")
+        if path.stat().st_size > self.max_bytes:
+            raise self._too_big(path.stat().st_size)
+        return path
+
+    def check_source(self, source: dict[str, Any]) -> None:
+        """Validate a corpus source at request time, so that errors reach the caller."""
+        if source.get("format", "auto") not in FORMATS:
+            raise InvalidArgument(f"corpus.format must be one of {', '.join(FORMATS)}")
+        if source.get("paragraphs", "blank-line") not in PARAGRAPH_MODES:
+            raise InvalidArgument(
+                f"corpus.paragraphs must be one of {', '.join(PARAGRAPH_MODES)}"
+            )
+        if source.get("corpus_id"):
+            self.get(source["corpus_id"])
+        elif source.get("server_path"):
+            self.server_file(source["server_path"])
+        else:
+            raise InvalidArgument(
+                "corpus is required: set corpus.corpus_id (from UploadCorpus) or "
+                "corpus.server_path (a file under the server's --corpus-dir)"
+            )
+
+    def load(self, source: dict[str, Any]) -> Corpus:
+        """Read and parse the corpus a source names (``ValueError`` when it cannot be parsed)."""
+        if source.get("corpus_id"):
+            record = self.get(source["corpus_id"])
+            data = self.store.get_blob(corpus_key(record["corpus_id"]))
+            if data is None:
+                raise NotFound(f"corpus {record['corpus_id']!r} is missing from the store")
+            filename, where = record["filename"], f"corpus {record['corpus_id']}"
+        else:
+            path = self.server_file(source["server_path"])
+            data, filename, where = path.read_bytes(), path.name, f"file {source['server_path']!r}"
+        fmt = source.get("format", "auto")
+        if fmt == "auto":
+            fmt = "csv" if filename.lower().endswith(".csv") else "text"
+        corpus = Corpus.from_bytes(
+            data,
+            format=fmt,
+            column=source.get("csv_column") or "body",
+            paragraphs=source.get("paragraphs", "blank-line"),
+            source=where,
+        )
+        if len(corpus) == 0:
+            raise InvalidArgument(f"{where} has no text to train on")
+        return corpus

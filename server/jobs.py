@@ -1,0 +1,413 @@
+"""Training jobs: started by Train, run in background threads, recorded in the store.
+
+A job's record (document kind ``job``) holds its state, configuration and latest progress;
+its event log holds every progress report, checkpoint and state change, so a client can
+watch it from any replica, late or from the start. A running job checkpoints (resumable:
+weights, optimizer, RNG position) to ``jobs/{id}/checkpoint`` every N steps and when it
+stops; the finished model becomes the model's next version.
+
+Servers renew a heartbeat on the jobs they run. A running job whose heartbeat is older than
+the lease belongs to a server that died: any server that meets it marks it INTERRUPTED, and
+``resume`` continues it from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rnnlm.model import LanguageModel, ModelConfig, ProgressEvent, TrainConfig, train
+
+from .corpora import CorpusRegistry
+from .errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
+from .models import ModelRegistry, check_model_id
+from .store import JOB, TRAIN_REQUEST, Store
+
+log = logging.getLogger("rnnlm.server")
+
+QUEUED, RUNNING, COMPLETED, EARLY_STOPPED = "queued", "running", "completed", "early_stopped"
+CANCELLED, FAILED, INTERRUPTED = "cancelled", "failed", "interrupted"
+ACTIVE = (QUEUED, RUNNING)
+FINAL = (COMPLETED, EARLY_STOPPED, CANCELLED, FAILED, INTERRUPTED)
+RESUMABLE = (CANCELLED, INTERRUPTED)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def job_checkpoint_key(job_id: str) -> str:
+    return f"jobs/{job_id}/checkpoint"
+
+
+@dataclasses.dataclass
+class _LocalJob:
+    """A job running in this process."""
+
+    job_id: str
+    model_id: str
+    stop: threading.Event
+    thread: threading.Thread | None = None
+
+
+class JobManager:
+    def __init__(
+        self,
+        store: Store,
+        models: ModelRegistry,
+        corpora: CorpusRegistry,
+        *,
+        server_id: str,
+        max_concurrent: int = 2,
+        lease_s: float = 15.0,
+        default_checkpoint_every: int = 200,
+    ) -> None:
+        self.store, self.models, self.corpora = store, models, corpora
+        self.server_id = server_id
+        self.max_concurrent = max_concurrent
+        self.lease_s = lease_s
+        self.default_checkpoint_every = default_checkpoint_every
+        self._local: dict[str, _LocalJob] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="jobs", daemon=True)
+        self._heartbeat.start()
+
+    # -- queries -------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        if not job_id or not REQUEST_ID.match(job_id):
+            raise InvalidArgument(f"job_id {job_id!r} is malformed; use the id Train returned")
+        job = self.store.get(JOB, job_id)
+        if job is None:
+            raise NotFound(f"training job {job_id!r} does not exist")
+        return self._reap_if_orphaned(job)
+
+    def list(self, model_id: str = "", limit: int = 100) -> list[dict[str, Any]]:
+        if not 0 <= limit <= 1000:
+            raise InvalidArgument(f"limit must be in [0, 1000] (0: 100), got {limit}")
+        jobs = [
+            self._reap_if_orphaned(j)
+            for j in self.store.list(JOB)
+            if not model_id or j["model_id"] == model_id
+        ]
+        jobs.sort(key=lambda j: j["created_at"], reverse=True)
+        return jobs[: limit or 100]
+
+    def watch(
+        self, job_id: str, after: str | None, is_active: Callable[[], bool]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The job's events after ``after``, live, until the job is in a final state and all
+        its events were sent (or ``is_active`` turns false: the client went away)."""
+        self.get(job_id)
+        while is_active():
+            try:
+                events = self.store.read_events(job_id, after, timeout=1.0)
+            except ValueError:
+                raise InvalidArgument(
+                    f"after_event_id {after!r} is not an event id of this job"
+                ) from None
+            for event_id, event in events:
+                after = event_id
+                yield event_id, event
+            if not events and self.get(job_id)["state"] in FINAL:
+                tail = self.store.read_events(job_id, after)  # written just before the end
+                yield from tail
+                if not tail:
+                    return
+
+    # -- commands ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        model_id: str,
+        corpus: dict[str, Any],
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        request_id: str = "",
+    ) -> dict[str, Any]:
+        """Start a job (or return the one an earlier request with ``request_id`` started)."""
+        check_model_id(model_id)
+        if request_id and not REQUEST_ID.match(request_id):
+            raise InvalidArgument(
+                "request_id must be 1-128 letters, digits, '.', '_' or '-' (a UUID works)"
+            )
+        if request_id and (seen := self.store.get(TRAIN_REQUEST, request_id)) is not None:
+            return self.get(seen["job_id"])
+        train_config.check_compatible(model_config)
+        if train_config.checkpoint_every is None:
+            train_config = dataclasses.replace(
+                train_config, checkpoint_every=self.default_checkpoint_every
+            )
+        self.corpora.check_source(corpus)
+        job_id = "j-" + uuid.uuid4().hex[:16]
+        now = time.time()
+        job = {
+            "job_id": job_id,
+            "model_id": model_id,
+            "state": QUEUED,
+            "error": "",
+            "request_id": request_id,
+            "corpus": corpus,
+            "corpus_id": corpus.get("corpus_id") or f"server:{corpus.get('server_path')}",
+            "model_config": model_config.to_dict(),
+            "train_config": train_config.to_dict(),
+            "created_at": now,
+            "updated_at": now,
+            "progress": None,
+            "checkpoint_step": 0,
+            "model_version": 0,
+            "server_id": self.server_id,
+            "heartbeat_at": now,
+            "cancel_requested": False,
+        }
+        with self._lock:  # the slot check and the claim go together
+            self._check_capacity()
+            self._reap_model_owner(model_id)
+            self.models.claim(model_id, job_id)
+            self.store.create(JOB, job_id, job)
+            if request_id:
+                first = self.store.create(TRAIN_REQUEST, request_id, {"job_id": job_id})
+                if first["job_id"] != job_id:  # a concurrent twin got there first
+                    self.store.delete(JOB, job_id)
+                    self.models.release(model_id, job_id)
+                    return self.get(first["job_id"])
+            self._start(job_id, model_id, resume=False)
+        log.info("job %s: training model %s (%s)", job_id, model_id, model_config.cell)
+        return self.get(job_id)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        job = self.get(job_id)
+        if job["state"] in FINAL:
+            raise FailedPrecondition(
+                f"training job {job_id!r} already ended ({job['state']}); nothing to cancel"
+            )
+        self._update(job_id, cancel_requested=True)
+        local = self._local.get(job_id)
+        if local is not None:
+            local.stop.set()  # polled before every step
+        return self.get(job_id)
+
+    def resume(self, job_id: str, epochs: int = 0) -> dict[str, Any]:
+        job = self.get(job_id)
+        if job["state"] not in RESUMABLE:
+            hint = "it is still running" if job["state"] in ACTIVE else "train again instead"
+            raise FailedPrecondition(
+                f"training job {job_id!r} is {job['state']}; only cancelled or interrupted "
+                f"jobs resume ({hint})"
+            )
+        config = TrainConfig.from_dict(job["train_config"])
+        if epochs:
+            if epochs < config.epochs:
+                raise InvalidArgument(
+                    f"epochs must be >= the job's {config.epochs} (or 0 to keep it), got {epochs}"
+                )
+            config = dataclasses.replace(config, epochs=epochs)
+        with self._lock:
+            self._check_capacity()
+            self.models.claim(job["model_id"], job_id)
+            self._update(
+                job_id,
+                state=QUEUED,
+                error="",
+                cancel_requested=False,
+                server_id=self.server_id,
+                heartbeat_at=time.time(),
+                train_config=config.to_dict(),
+            )
+            self._start(job_id, job["model_id"], resume=True)
+        log.info("job %s: resuming from step %d", job_id, job["checkpoint_step"])
+        return self.get(job_id)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop every local job at its next step; each checkpoints and is marked interrupted."""
+        self._closing.set()
+        with self._lock:
+            local = list(self._local.values())
+        for job in local:
+            job.stop.set()
+        deadline = time.monotonic() + timeout
+        for job in local:
+            if job.thread is not None:
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def running(self) -> int:
+        return len(self._local)
+
+    # -- the job thread ------------------------------------------------------------------
+
+    def _check_capacity(self) -> None:
+        if len(self._local) >= self.max_concurrent:
+            raise ResourceExhausted(
+                f"this server already runs {len(self._local)} training job(s), its limit "
+                f"(--max-concurrent-jobs {self.max_concurrent}); try again when one ends"
+            )
+
+    def _start(self, job_id: str, model_id: str, resume: bool) -> None:
+        local = _LocalJob(job_id, model_id, threading.Event())
+        local.thread = threading.Thread(
+            target=self._run, args=(local, resume), name=f"job-{job_id}", daemon=True
+        )
+        self._local[job_id] = local
+        local.thread.start()
+
+    def _run(self, local: _LocalJob, resume: bool) -> None:
+        job_id, model_id = local.job_id, local.model_id
+        try:
+            job = self.get(job_id)
+            train_config = TrainConfig.from_dict(job["train_config"])
+            corpus = self.corpora.load(job["corpus"])
+            resume_from = None
+            if resume and (data := self.store.get_blob(job_checkpoint_key(job_id))):
+                resume_from = LanguageModel.from_bytes(data, device=train_config.device)
+            self._set_state(job_id, RUNNING)
+            lm = train(
+                corpus,
+                ModelConfig.from_dict(job["model_config"]),
+                train_config,
+                on_progress=lambda event: self._on_progress(job_id, event),
+                on_checkpoint=lambda lm: self._on_checkpoint(job_id, lm),
+                should_stop=local.stop.is_set,
+                resume_from=resume_from,
+            )
+            status = lm.training_state.status
+            if status == CANCELLED:
+                interrupted = self._closing.is_set()
+                self._set_state(
+                    job_id,
+                    INTERRUPTED if interrupted else CANCELLED,
+                    error="the server shut down" if interrupted else "",
+                )
+            else:
+                version = self._retry(lambda: self.models.publish(model_id, lm, job_id))
+                self.store.delete_blob(job_checkpoint_key(job_id))  # the version supersedes it
+                self._set_state(job_id, status, model_version=version)
+        except Exception as err:
+            user_error = isinstance(err, (ValueError, FloatingPointError, ServiceError))
+            if not user_error:
+                log.exception("job %s failed", job_id)
+            message = str(err) if user_error else f"internal error: {err!r}"
+            self._try(lambda: self._set_state(job_id, FAILED, error=message))
+        finally:
+            self._try(lambda: self.models.release(model_id, job_id))
+            with self._lock:
+                self._local.pop(job_id, None)
+
+    def _on_progress(self, job_id: str, event: ProgressEvent) -> None:
+        progress = dataclasses.asdict(event)
+        self._try(lambda: self.store.append_event(job_id, {"type": "progress", **progress}))
+        self._try(lambda: self._update(job_id, progress=progress))
+
+    def _on_checkpoint(self, job_id: str, lm: LanguageModel) -> None:
+        step = lm.training_state.global_step
+        data = lm.to_bytes(resumable=True)
+
+        def write() -> None:
+            self.store.put_blob(job_checkpoint_key(job_id), data)
+            self._update(job_id, checkpoint_step=step)
+            self.store.append_event(job_id, {"type": "checkpoint", "step": step})
+
+        # A store outage skips this checkpoint; training goes on and the next one retries.
+        self._try(write)
+
+    def _set_state(self, job_id: str, state: str, error: str = "", model_version: int = 0):
+        fields: dict[str, Any] = {"state": state, "error": error}
+        if model_version:
+            fields["model_version"] = model_version
+        self._update(job_id, **fields)
+        event = {"type": "state", "state": state, "error": error, "model_version": model_version}
+        self.store.append_event(job_id, event)
+        log.info("job %s: %s%s", job_id, state, f" ({error})" if error else "")
+
+    def _update(self, job_id: str, **fields: Any) -> dict[str, Any] | None:
+        def apply(job: dict | None) -> dict | None:
+            if job is not None:
+                job.update(fields, updated_at=time.time())
+            return job
+
+        return self.store.update(JOB, job_id, apply)
+
+    @staticmethod
+    def _try(fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Unavailable as err:
+            log.warning("store unavailable, skipped: %s", err)
+
+    def _retry(self, fn: Callable[[], Any], attempts: int = 10) -> Any:
+        for attempt in range(attempts):
+            try:
+                return fn()
+            except Unavailable:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(min(0.5 * 2**attempt, 5.0))
+        return None
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        """Renew our jobs' leases, pass on cancellations made on other replicas, and reap
+        jobs whose server died."""
+        last_sweep = 0.0
+        while not self._closing.wait(self.lease_s / 5):
+            for local in list(self._local.values()):
+                try:
+                    job = self._update(local.job_id, heartbeat_at=time.time())
+                    if job and job.get("cancel_requested"):
+                        local.stop.set()
+                except Unavailable as err:
+                    log.warning("heartbeat of job %s: %s", local.job_id, err)
+            if time.monotonic() - last_sweep > self.lease_s:
+                last_sweep = time.monotonic()
+                try:
+                    for job in self.store.list(JOB):
+                        self._reap_if_orphaned(job)
+                except Unavailable as err:
+                    log.warning("job sweep: %s", err)
+
+    def _reap_if_orphaned(self, job: dict[str, Any]) -> dict[str, Any]:
+        if job["state"] not in ACTIVE or job["job_id"] in self._local:
+            return job
+        if time.time() - job.get("heartbeat_at", 0) <= self.lease_s:
+            return job
+        reason = f"server {job['server_id']} stopped responding; resume the job to continue"
+        changed = {"now": False}
+
+        def mark(current: dict | None) -> dict | None:
+            changed["now"] = False  # the update may retry: only the last attempt counts
+            stale = current is not None and time.time() - current.get("heartbeat_at", 0)
+            if current is not None and current["state"] in ACTIVE and stale > self.lease_s:
+                current.update(state=INTERRUPTED, error=reason, updated_at=time.time())
+                changed["now"] = True
+            return current
+
+        updated = self.store.update(JOB, job["job_id"], mark)
+        if changed["now"]:
+            event = {"type": "state", "state": INTERRUPTED, "error": reason, "model_version": 0}
+            self.store.append_event(job["job_id"], event)
+            self.models.release(job["model_id"], job["job_id"])
+            log.warning("job %s marked interrupted: %s", job["job_id"], reason)
+        return updated or job
+
+    def _reap_model_owner(self, model_id: str) -> None:
+        """If the model is claimed by a job whose server died, free it."""
+        try:
+            owner = self.models.get(model_id).get("active_job_id")
+        except NotFound:
+            return
+        if owner and (job := self.store.get(JOB, owner)) is not None:
+            self._reap_if_orphaned(job)
+            if job["state"] in FINAL:  # ended without releasing (e.g. store outage)
+                self.models.release(model_id, owner)

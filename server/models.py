@@ -1,0 +1,183 @@
+"""The model registry: model records, versions and their checkpoints in the store.
+
+A model record (document kind ``model``) holds its versions, newest last, and the current
+version. Publishing writes the checkpoint blob and the vocabulary first and flips
+``current_version`` last, in one atomic update, so a reader never meets a version whose
+checkpoint is not all there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from rnnlm.model import LanguageModel
+
+from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .store import MODEL, Store
+
+log = logging.getLogger("rnnlm.server")
+
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_model_id(model_id: str) -> str:
+    if not model_id:
+        raise InvalidArgument("model_id is required")
+    if not MODEL_ID.match(model_id) or ".." in model_id:
+        raise InvalidArgument(
+            f"model_id {model_id!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return model_id
+
+
+def checkpoint_key(model_id: str, version: int) -> str:
+    return f"models/{model_id}/{version}/checkpoint"
+
+
+def vocab_key(model_id: str, version: int) -> str:
+    return f"models/{model_id}/{version}/vocab"
+
+
+def new_model_record(model_id: str) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "model_id": model_id,
+        "created_at": now,
+        "updated_at": now,
+        "current_version": 0,
+        "next_version": 1,
+        "versions": [],
+        "active_job_id": "",
+    }
+
+
+class ModelRegistry:
+    def __init__(self, store: Store, keep_versions: int = 3) -> None:
+        self.store = store
+        self.keep_versions = keep_versions
+
+    def get(self, model_id: str) -> dict[str, Any]:
+        record = self.store.get(MODEL, check_model_id(model_id))
+        if record is None:
+            raise NotFound(f"model {model_id!r} does not exist; ListModels shows the models")
+        return record
+
+    def list(self) -> list[dict[str, Any]]:
+        return sorted(self.store.list(MODEL), key=lambda r: r["model_id"])
+
+    def vocabulary(self, model_id: str, version: int) -> list[str]:
+        data = self.store.get_blob(vocab_key(model_id, version))
+        if data is None:
+            raise NotFound(f"model {model_id!r} version {version} has no stored vocabulary")
+        return json.loads(data)["vocab"]["words"]
+
+    def claim(self, model_id: str, job_id: str) -> None:
+        """Mark ``job_id`` as the one job training the model (creating the record)."""
+
+        def claim_fn(record: dict | None) -> dict:
+            record = record or new_model_record(model_id)
+            active = record.get("active_job_id")
+            if active and active != job_id:
+                raise FailedPrecondition(
+                    f"model {model_id!r} is being trained by job {active!r}; wait for it to "
+                    "end or cancel it before training the model again"
+                )
+            record["active_job_id"] = job_id
+            record["updated_at"] = time.time()
+            return record
+
+        self.store.update(MODEL, model_id, claim_fn)
+
+    def release(self, model_id: str, job_id: str) -> None:
+        """The job ended: the model is free to train again."""
+
+        def release_fn(record: dict | None) -> dict | None:
+            if record is not None and record.get("active_job_id") == job_id:
+                record["active_job_id"] = ""
+            return record
+
+        self.store.update(MODEL, model_id, release_fn)
+
+    def publish(self, model_id: str, lm: LanguageModel, job_id: str) -> int:
+        """Store ``lm`` as the model's next version and make it current; returns the version."""
+        reserved: dict[str, int] = {}
+
+        def reserve(record: dict | None) -> dict:
+            record = record or new_model_record(model_id)
+            reserved["version"] = record["next_version"]
+            record["next_version"] += 1
+            return record
+
+        self.store.update(MODEL, model_id, reserve)
+        version = reserved["version"]
+        info = self.store.put_blob(checkpoint_key(model_id, version), lm.to_bytes())
+        vocab = {"vocab": lm.vocab.to_json(), "tokenizer": lm.tokenizer.to_json()}
+        self.store.put_blob(vocab_key(model_id, version), json.dumps(vocab).encode())
+        state = lm.training_state
+        history = state.history if state else []
+        valid = [h["valid_perplexity"] for h in history if h.get("valid_perplexity") is not None]
+        entry = {
+            "version": version,
+            "created_at": time.time(),
+            "job_id": job_id,
+            "checkpoint_bytes": info.size,
+            "sha256": info.sha256,
+            "training_status": state.status if state else "",
+            "epochs_trained": state.epoch if state else 0,
+            "train_loss": history[-1]["train_loss"] if history else 0.0,
+            "valid_perplexity": min(valid) if valid else None,
+            "model_config": lm.config.to_dict(),
+            "train_config": lm.train_config.to_dict() if lm.train_config else {},
+            "vocabulary_size": len(lm.vocab),
+        }
+        dropped: list[int] = []
+
+        def flip(record: dict | None) -> dict:
+            record = record or new_model_record(model_id)
+            versions = [*record["versions"], entry]
+            dropped.extend(v["version"] for v in versions[: -self.keep_versions])
+            record["versions"] = versions[-self.keep_versions :]
+            record["current_version"] = version
+            record["updated_at"] = time.time()
+            return record
+
+        self.store.update(MODEL, model_id, flip)
+        for old in dropped:
+            self._delete_version_blobs(model_id, old)
+        log.info("model %s: version %d published (%d bytes)", model_id, version, info.size)
+        return version
+
+    def delete(self, model_id: str) -> int:
+        """Delete the model and every version; returns how many versions there were."""
+        record = self.get(model_id)
+        if record.get("active_job_id"):
+            raise FailedPrecondition(
+                f"model {model_id!r} is being trained by job {record['active_job_id']!r}; "
+                "cancel the job before deleting the model"
+            )
+        deleted: dict[str, Any] = {}
+
+        def remove(current: dict | None) -> None:
+            if current is None:
+                raise NotFound(f"model {model_id!r} does not exist")
+            if current.get("active_job_id"):
+                raise FailedPrecondition(
+                    f"model {model_id!r} is being trained by job {current['active_job_id']!r}"
+                )
+            deleted["versions"] = [v["version"] for v in current["versions"]]
+            return None
+
+        self.store.update(MODEL, model_id, remove)
+        for version in deleted["versions"]:
+            self._delete_version_blobs(model_id, version)
+        log.info("model %s deleted (%d versions)", model_id, len(deleted["versions"]))
+        return len(deleted["versions"])
+
+    def _delete_version_blobs(self, model_id: str, version: int) -> None:
+        self.store.delete_blob(checkpoint_key(model_id, version))
+        self.store.delete_blob(vocab_key(model_id, version))

@@ -1,0 +1,194 @@
+"""The gRPC servicer: each method validates, converts and delegates (DESIGN.md 3 and 7).
+
+Errors are raised, never turned into statuses here: ``interceptors.ErrorInterceptor`` maps
+them in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from rnnlm.model.scoring import sentence_words
+from rnnlm.model.text import detokenize
+from rnnlm.model.vocab import SENTENCE_END
+from rnnlm.v1 import rnnlm_pb2 as pb
+from rnnlm.v1 import rnnlm_pb2_grpc
+
+from . import convert
+from .cache import ModelCache
+from .config import ServerConfig
+from .corpora import CorpusRegistry
+from .errors import InvalidArgument, ResourceExhausted
+from .jobs import JobManager
+from .models import ModelRegistry, check_model_id
+
+
+class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
+    def __init__(
+        self,
+        config: ServerConfig,
+        models: ModelRegistry,
+        corpora: CorpusRegistry,
+        jobs: JobManager,
+        cache: ModelCache,
+    ) -> None:
+        self.config, self.models, self.corpora = config, models, corpora
+        self.jobs, self.cache = jobs, cache
+
+    # -- corpora and training ------------------------------------------------------------
+
+    def UploadCorpus(self, request_iterator, context) -> pb.Corpus:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidArgument("the first UploadCorpus message must carry the header")
+        header = first.header
+        record = self.corpora.upload(
+            header.filename, header.size_bytes, header.sha256, _chunks(request_iterator)
+        )
+        return convert.corpus_to_pb(record)
+
+    def Train(self, request: pb.TrainRequest, context) -> pb.TrainingJob:
+        job = self.jobs.submit(
+            request.model_id,
+            convert.corpus_source_from_pb(request.corpus),
+            convert.model_config_from_pb(request.model),
+            convert.train_config_from_pb(request.training, self.config.device),
+            request.request_id,
+        )
+        return convert.job_to_pb(job)
+
+    def WatchTrainingJob(self, request, context) -> Iterator[pb.TrainingEvent]:
+        events = self.jobs.watch(request.job_id, request.after_event_id or None, context.is_active)
+        for event_id, event in events:
+            yield convert.event_to_pb(event_id, event)
+
+    def GetTrainingJob(self, request, context) -> pb.TrainingJob:
+        return convert.job_to_pb(self.jobs.get(request.job_id))
+
+    def ListTrainingJobs(self, request, context) -> pb.ListTrainingJobsResponse:
+        jobs = self.jobs.list(request.model_id, request.limit)
+        return pb.ListTrainingJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs])
+
+    def CancelTrainingJob(self, request, context) -> pb.TrainingJob:
+        return convert.job_to_pb(self.jobs.cancel(request.job_id))
+
+    def ResumeTrainingJob(self, request, context) -> pb.TrainingJob:
+        return convert.job_to_pb(self.jobs.resume(request.job_id, request.epochs))
+
+    # -- serving -------------------------------------------------------------------------
+
+    def ScoreSentence(self, request: pb.ScoreSentenceRequest, context) -> pb.ScoreSentenceResponse:
+        limit = self.config.max_sentences_per_request
+        if not request.sentences:
+            raise InvalidArgument("sentences is empty; send at least one sentence")
+        if len(request.sentences) > limit:
+            raise ResourceExhausted(
+                f"{len(request.sentences)} sentences in one request; the limit is {limit} "
+                "(--max-sentences-per-request): split the request"
+            )
+        model = self.cache.get(check_model_id(request.model_id))
+        words = [
+            self._words(model.lm.tokenizer, _sentence_input(s, i), f"sentences[{i}]")
+            for i, s in enumerate(request.sentences)
+        ]
+        scores = list(enumerate(model.score(words)))
+        if request.rank:
+            scores.sort(key=lambda pair: -pair[1].logprob)
+        return pb.ScoreSentenceResponse(
+            model_id=model.model_id,
+            model_version=model.version,
+            scores=[convert.score_to_pb(i, s, request.omit_tokens) for i, s in scores],
+        )
+
+    def Generate(self, request: pb.GenerateRequest, context) -> Iterator[pb.GenerateResponse]:
+        self._check_generation_limits(request)
+        options = convert.generation_options(request, self.config.max_generated_tokens)
+        model = self.cache.get(check_model_id(request.model_id))
+        which = request.WhichOneof("prompt")
+        prompt = (
+            self._words(model.lm.tokenizer, _prompt_input(request, which), which)
+            if which
+            else []
+        )
+        words: list[str] = []
+        for event in model.lm.stream(prompt, **options):
+            if not context.is_active():
+                return  # the client went away: stop decoding
+            text = ""
+            if event.token != SENTENCE_END:
+                words.append(event.token)
+            if event.finish_reason is not None:
+                text, words = detokenize(prompt + words), []
+            yield convert.generation_to_pb(event, text, model.version)
+
+    def _check_generation_limits(self, request: pb.GenerateRequest) -> None:
+        cfg = self.config
+        for name, value, limit, flag in (
+            ("num_sentences", request.num_sentences, cfg.max_generated_sentences, "sentences"),
+            ("beam_width", request.beam_width, cfg.max_generated_sentences, "sentences"),
+            ("max_tokens", request.max_tokens, cfg.max_generated_tokens, "tokens"),
+        ):
+            if value < 0:
+                raise InvalidArgument(f"{name} must be >= 0 (0: the default), got {value}")
+            if value > limit:
+                raise ResourceExhausted(
+                    f"{name} {value} is over this server's limit of {limit} "
+                    f"(--max-generated-{flag})"
+                )
+        max_tokens = request.max_tokens or min(50, cfg.max_generated_tokens)
+        if not 0 <= request.min_tokens <= max_tokens:
+            raise InvalidArgument(
+                f"min_tokens must be in [0, max_tokens={max_tokens}], got {request.min_tokens}"
+            )
+        if request.top_k < 0:
+            raise InvalidArgument(f"top_k must be >= 0 (0: no top-k filter), got {request.top_k}")
+
+    def _words(self, tokenizer, sentence, where: str) -> list[str]:
+        words = sentence_words(tokenizer, sentence, 0)
+        limit = self.config.max_tokens_per_sentence
+        if len(words) > limit:
+            raise ResourceExhausted(
+                f"{where} has {len(words)} words; the limit is {limit} (--max-tokens-per-sentence)"
+            )
+        return words
+
+    # -- models --------------------------------------------------------------------------
+
+    def ListModels(self, request, context) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(models=[convert.model_to_pb(r) for r in self.models.list()])
+
+    def GetModel(self, request: pb.GetModelRequest, context) -> pb.Model:
+        record = self.models.get(request.model_id)
+        vocabulary = None
+        if request.include_vocabulary and record["current_version"]:
+            vocabulary = self.models.vocabulary(record["model_id"], record["current_version"])
+        return convert.model_to_pb(record, vocabulary)
+
+    def DeleteModel(self, request, context) -> pb.DeleteModelResponse:
+        deleted = self.models.delete(request.model_id)
+        self.cache.evict(request.model_id)
+        return pb.DeleteModelResponse(model_id=request.model_id, versions_deleted=deleted)
+
+
+def _chunks(request_iterator) -> Iterator[bytes]:
+    for message in request_iterator:
+        if message.WhichOneof("part") != "chunk":
+            raise InvalidArgument("only the first UploadCorpus message may carry a header")
+        yield message.chunk
+
+
+def _sentence_input(sentence: pb.Sentence, index: int) -> str | list[str]:
+    which = sentence.WhichOneof("input")
+    if which is None:
+        raise InvalidArgument(f"sentences[{index}] is empty: set text or words")
+    return sentence.text if which == "text" else list(sentence.words.words)
+
+
+def _prompt_input(request: pb.GenerateRequest, which: str) -> str | list[str]:
+    return request.prompt_text if which == "prompt_text" else list(request.prompt_words.words)
+
+
+def add_to_server(servicer: LanguageModelServicer, server: grpc.Server) -> None:
+    rnnlm_pb2_grpc.add_LanguageModelServiceServicer_to_server(servicer, server)

@@ -1,0 +1,160 @@
+"""The ``Store`` interface: everything the service keeps, behind one API with two backends
+(``RedisStore``, ``LocalStore``) that pass one shared test suite.
+
+Three kinds of data:
+
+- **documents**: small JSON objects by (kind, id): models, jobs, corpora, train-request ids.
+  ``update`` is an atomic read-modify-write, so two servers sharing one store never lose
+  each other's updates.
+- **blobs**: checkpoints and corpora, stored in bounded chunks with a manifest that holds the
+  size and sha256 of every chunk and of the whole. Writing stores the chunks first and the
+  manifest last, so a reader sees the old blob or the new one, never half of one; reading
+  verifies every checksum and raises ``DataLoss`` on a mismatch.
+- **event logs**: per-job append-only logs (progress, checkpoints, state changes) that a
+  reader can follow with a blocking read, from any process sharing the store.
+
+Every method raises ``Unavailable`` when the backend cannot be reached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# Document kinds and the blob key namespaces the service uses.
+MODEL, JOB, CORPUS, TRAIN_REQUEST = "model", "job", "corpus", "train-request"
+DOC_KINDS = (MODEL, JOB, CORPUS, TRAIN_REQUEST)
+
+# Ids and keys are restricted so that both backends can use them as file or key names.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+_BLOB_KEY = re.compile(rf"^{_SEGMENT}(/{_SEGMENT}){{0,3}}$")
+
+DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+
+Document = dict[str, Any]
+Updater = Callable[[Document | None], Document | None]
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A blob's manifest, as stored."""
+
+    size: int
+    sha256: str  # hex digest of the whole blob
+    chunk_sizes: tuple[int, ...]
+    chunk_sha256: tuple[str, ...]
+
+
+def check_id(kind: str, doc_id: str) -> None:
+    """Store-level guard; the service validates user input with clearer messages first."""
+    if kind not in DOC_KINDS:
+        raise ValueError(f"unknown document kind {kind!r}; known: {', '.join(DOC_KINDS)}")
+    if not isinstance(doc_id, str) or not _ID.match(doc_id):
+        raise ValueError(f"invalid {kind} id {doc_id!r}")
+
+
+def check_blob_key(key: str) -> None:
+    if not isinstance(key, str) or not _BLOB_KEY.match(key) or ".." in key:
+        raise ValueError(f"invalid blob key {key!r}")
+
+
+def split_chunks(data: bytes, chunk_bytes: int) -> tuple[list[bytes], BlobInfo]:
+    """Cut ``data`` into chunks of at most ``chunk_bytes`` and describe them."""
+    chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
+    info = BlobInfo(
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        chunk_sizes=tuple(len(c) for c in chunks),
+        chunk_sha256=tuple(hashlib.sha256(c).hexdigest() for c in chunks),
+    )
+    return chunks, info
+
+
+class Store(ABC):
+    """See the module docstring. Implementations are safe to share between threads."""
+
+    # -- documents -----------------------------------------------------------------------
+
+    @abstractmethod
+    def get(self, kind: str, doc_id: str) -> Document | None:
+        """The document, or None when there is none."""
+
+    @abstractmethod
+    def list(self, kind: str) -> list[Document]:
+        """All documents of a kind, in no particular order."""
+
+    @abstractmethod
+    def create(self, kind: str, doc_id: str, doc: Document) -> Document:
+        """Store ``doc`` unless one exists already; returns the stored one (the existing one
+        when there was one). Atomic: of two concurrent creates, one wins and both return it."""
+
+    @abstractmethod
+    def update(self, kind: str, doc_id: str, fn: Updater) -> Document | None:
+        """Atomically replace the document with ``fn(current)`` (current is None when absent);
+        ``fn`` returning None deletes it. ``fn`` may run more than once under contention and
+        may raise to abort without a change. Returns what was stored."""
+
+    @abstractmethod
+    def delete(self, kind: str, doc_id: str) -> bool:
+        """Remove the document; False when there was none."""
+
+    # -- blobs ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def put_blob(self, key: str, data: bytes) -> BlobInfo:
+        """Write (or replace) a blob: chunks first, manifest last."""
+
+    @abstractmethod
+    def get_blob(self, key: str) -> bytes | None:
+        """The blob, every checksum verified; None when absent; ``DataLoss`` when a chunk is
+        missing or does not match the manifest."""
+
+    @abstractmethod
+    def blob_info(self, key: str) -> BlobInfo | None:
+        """The manifest without reading the chunks."""
+
+    @abstractmethod
+    def delete_blob(self, key: str) -> bool:
+        """Remove the blob and its chunks; False when there was none."""
+
+    # -- event logs ----------------------------------------------------------------------
+
+    @abstractmethod
+    def append_event(self, log_id: str, event: Document) -> str:
+        """Append to the log; returns the event's id (opaque, increasing within the log)."""
+
+    @abstractmethod
+    def read_events(
+        self, log_id: str, after: str | None = None, timeout: float = 0.0
+    ) -> list[tuple[str, Document]]:
+        """Events after the id ``after`` (None: from the start), oldest first. When there
+        are none yet, waits up to ``timeout`` seconds for one. Invalid ``after`` ids raise
+        ``ValueError``."""
+
+    @abstractmethod
+    def delete_events(self, log_id: str) -> None:
+        """Remove the whole log."""
+
+    # -- health --------------------------------------------------------------------------
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Return when the backend answers; raise ``Unavailable`` otherwise."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the data lives, for the log (no passwords)."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends with nothing to release
+        """Release connections and files."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
