@@ -95,7 +95,7 @@ class RnnlmServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.address}")
         self._grpc.start()
-        self._check_store()
+        self.check_store()
         threading.Thread(target=self._watch_store, name="store-health", daemon=True).start()
         log.info(
             "rnnlm serving on %s (store: %s, device: %s, reflection %s, server id %s)",
@@ -116,7 +116,7 @@ class RnnlmServer:
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)
 
-    def _check_store(self) -> None:
+    def check_store(self) -> None:
         try:
             self.store.ping()
         except Unavailable as err:
@@ -127,7 +127,7 @@ class RnnlmServer:
 
     def _watch_store(self) -> None:
         while not self._stopped.wait(STORE_CHECK_S):
-            self._check_store()
+            self.check_store()
 
     def stop(self, grace: float | None = 5.0) -> None:
         """Refuse new calls, let calls in flight finish within ``grace`` seconds, stop the

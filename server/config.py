@@ -76,7 +76,8 @@ class ServerConfig:
     )
     cache_size: int = field(default=4, metadata={"help": "models kept loaded in memory"})
     cache_refresh_s: float = field(
-        default=1.0, metadata={"help": "how often a cached model checks the store for a new version"}
+        default=1.0,
+        metadata={"help": "how often a cached model checks the store for a new version"},
     )
     checkpoint_every: int = field(
         default=200, metadata={"help": "training steps between checkpoints (a job may override)"}

@@ -111,19 +111,12 @@ class CorpusRegistry:
             raise self._too_big(path.stat().st_size)
         return path
 
-    def check_source(self, source: dict[str, Any]) -> None:
-        """Validate a corpus source at request time, so that errors reach the caller."""
+    def _check_options(self, source: dict[str, Any]) -> None:
         if source.get("format", "auto") not in FORMATS:
             raise InvalidArgument(f"corpus.format must be one of {', '.join(FORMATS)}")
         if source.get("paragraphs", "blank-line") not in PARAGRAPH_MODES:
-            raise InvalidArgument(
-                f"corpus.paragraphs must be one of {', '.join(PARAGRAPH_MODES)}"
-            )
-        if source.get("corpus_id"):
-            self.get(source["corpus_id"])
-        elif source.get("server_path"):
-            self.server_file(source["server_path"])
-        else:
+            raise InvalidArgument(f"corpus.paragraphs must be one of {', '.join(PARAGRAPH_MODES)}")
+        if not source.get("corpus_id") and not source.get("server_path"):
             raise InvalidArgument(
                 "corpus is required: set corpus.corpus_id (from UploadCorpus) or "
                 "corpus.server_path (a file under the server's --corpus-dir)"
@@ -131,6 +124,7 @@ class CorpusRegistry:
 
     def load(self, source: dict[str, Any]) -> Corpus:
         """Read and parse the corpus a source names (``ValueError`` when it cannot be parsed)."""
+        self._check_options(source)
         if source.get("corpus_id"):
             record = self.get(source["corpus_id"])
             data = self.store.get_blob(corpus_key(record["corpus_id"]))

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rnnlm.model import LanguageModel, ModelConfig, ProgressEvent, TrainConfig, train
+from rnnlm.model import Corpus, LanguageModel, ModelConfig, ProgressEvent, TrainConfig, train
 
 from .corpora import CorpusRegistry
 from .errors import (
@@ -122,7 +122,9 @@ class JobManager:
                 yield event_id, event
             if not events and self.get(job_id)["state"] in FINAL:
                 tail = self.store.read_events(job_id, after)  # written just before the end
-                yield from tail
+                for event_id, event in tail:
+                    after = event_id
+                    yield event_id, event
                 if not tail:
                     return
 
@@ -149,7 +151,7 @@ class JobManager:
             train_config = dataclasses.replace(
                 train_config, checkpoint_every=self.default_checkpoint_every
             )
-        self.corpora.check_source(corpus)
+        parsed = self.corpora.load(corpus)  # parse errors reach the caller, not the job
         job_id = "j-" + uuid.uuid4().hex[:16]
         now = time.time()
         job = {
@@ -172,8 +174,8 @@ class JobManager:
             "cancel_requested": False,
         }
         with self._lock:  # the slot check and the claim go together
+            self._reap_model_owner(model_id)  # "model busy" says more than "server busy"
             self._check_capacity()
-            self._reap_model_owner(model_id)
             self.models.claim(model_id, job_id)
             self.store.create(JOB, job_id, job)
             if request_id:
@@ -182,7 +184,7 @@ class JobManager:
                     self.store.delete(JOB, job_id)
                     self.models.release(model_id, job_id)
                     return self.get(first["job_id"])
-            self._start(job_id, model_id, resume=False)
+            self._start(job_id, model_id, resume=False, corpus=parsed)
         log.info("job %s: training model %s (%s)", job_id, model_id, model_config.cell)
         return self.get(job_id)
 
@@ -254,20 +256,21 @@ class JobManager:
                 f"(--max-concurrent-jobs {self.max_concurrent}); try again when one ends"
             )
 
-    def _start(self, job_id: str, model_id: str, resume: bool) -> None:
+    def _start(self, job_id: str, model_id: str, resume: bool, corpus: Corpus | None = None):
         local = _LocalJob(job_id, model_id, threading.Event())
         local.thread = threading.Thread(
-            target=self._run, args=(local, resume), name=f"job-{job_id}", daemon=True
+            target=self._run, args=(local, resume, corpus), name=f"job-{job_id}", daemon=True
         )
         self._local[job_id] = local
         local.thread.start()
 
-    def _run(self, local: _LocalJob, resume: bool) -> None:
+    def _run(self, local: _LocalJob, resume: bool, corpus: Corpus | None) -> None:
         job_id, model_id = local.job_id, local.model_id
+        final: tuple[str, str, int] = (FAILED, "the job ended without a result", 0)
         try:
             job = self.get(job_id)
             train_config = TrainConfig.from_dict(job["train_config"])
-            corpus = self.corpora.load(job["corpus"])
+            corpus = corpus or self.corpora.load(job["corpus"])
             resume_from = None
             if resume and (data := self.store.get_blob(job_checkpoint_key(job_id))):
                 resume_from = LanguageModel.from_bytes(data, device=train_config.device)
@@ -282,27 +285,26 @@ class JobManager:
                 resume_from=resume_from,
             )
             status = lm.training_state.status
-            if status == CANCELLED:
-                interrupted = self._closing.is_set()
-                self._set_state(
-                    job_id,
-                    INTERRUPTED if interrupted else CANCELLED,
-                    error="the server shut down" if interrupted else "",
-                )
-            else:
+            if status != CANCELLED:
                 version = self._retry(lambda: self.models.publish(model_id, lm, job_id))
                 self.store.delete_blob(job_checkpoint_key(job_id))  # the version supersedes it
-                self._set_state(job_id, status, model_version=version)
+                final = (status, "", version)
+            elif self._closing.is_set():
+                final = (INTERRUPTED, "the server shut down; resume the job to continue", 0)
+            else:
+                final = (CANCELLED, "", 0)
         except Exception as err:
             user_error = isinstance(err, (ValueError, FloatingPointError, ServiceError))
             if not user_error:
                 log.exception("job %s failed", job_id)
-            message = str(err) if user_error else f"internal error: {err!r}"
-            self._try(lambda: self._set_state(job_id, FAILED, error=message))
+            final = (FAILED, str(err) if user_error else f"internal error: {err!r}", 0)
         finally:
+            # Free the slot and the model before announcing the end, so that a client that
+            # saw the final state can start the next job at once.
             self._try(lambda: self.models.release(model_id, job_id))
             with self._lock:
                 self._local.pop(job_id, None)
+            self._try(lambda: self._set_state(job_id, *final))
 
     def _on_progress(self, job_id: str, event: ProgressEvent) -> None:
         progress = dataclasses.asdict(event)
@@ -402,12 +404,17 @@ class JobManager:
         return updated or job
 
     def _reap_model_owner(self, model_id: str) -> None:
-        """If the model is claimed by a job whose server died, free it."""
+        """Free the model if the job that claimed it died; refuse if it is alive."""
         try:
             owner = self.models.get(model_id).get("active_job_id")
         except NotFound:
             return
-        if owner and (job := self.store.get(JOB, owner)) is not None:
-            self._reap_if_orphaned(job)
-            if job["state"] in FINAL:  # ended without releasing (e.g. store outage)
-                self.models.release(model_id, owner)
+        if not owner:
+            return
+        job = self.store.get(JOB, owner)
+        if job is not None and self._reap_if_orphaned(job)["state"] in ACTIVE:
+            raise FailedPrecondition(
+                f"model {model_id!r} is being trained by job {owner!r}; wait for it to end "
+                "or cancel it before training the model again"
+            )
+        self.models.release(model_id, owner)  # ended without releasing (e.g. store outage)

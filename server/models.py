@@ -74,7 +74,7 @@ class ModelRegistry:
         data = self.store.get_blob(vocab_key(model_id, version))
         if data is None:
             raise NotFound(f"model {model_id!r} version {version} has no stored vocabulary")
-        return json.loads(data)["vocab"]["words"]
+        return json.loads(data)["vocab"]
 
     def claim(self, model_id: str, job_id: str) -> None:
         """Mark ``job_id`` as the one job training the model (creating the record)."""

@@ -108,9 +108,7 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         model = self.cache.get(check_model_id(request.model_id))
         which = request.WhichOneof("prompt")
         prompt = (
-            self._words(model.lm.tokenizer, _prompt_input(request, which), which)
-            if which
-            else []
+            self._words(model.lm.tokenizer, _prompt_input(request, which), which) if which else []
         )
         words: list[str] = []
         for event in model.lm.stream(prompt, **options):

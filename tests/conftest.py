@@ -11,6 +11,9 @@ import pytest
 from rnnlm.model import Corpus, ModelConfig, TrainConfig, train
 from rnnlm.model.engines import torch_available
 
+# The private redis-server fixture, shared by the store and end-to-end tests.
+pytest_plugins = ["tests.fixtures_redis"]
+
 SHARED_DATA = Path(
     os.environ.get("RNNLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )

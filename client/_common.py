@@ -1,0 +1,307 @@
+"""What the sync and asyncio clients share: protobuf requests built from Python arguments,
+the corpus upload plan and the channel settings. The clients only add the call mechanics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor
+
+from rnnlm.client.types import Corpus, GeneratedSentence, GeneratedToken, enum_prefix
+from rnnlm.v1 import rnnlm_pb2 as pb
+
+MiB = 1 << 20
+DEFAULT_TARGET = "localhost:50051"
+API_KEY_HEADER = "x-api-key"
+#: Passed as a call's timeout: use the client's ``timeout`` (``None`` means no deadline).
+CLIENT_TIMEOUT: Any = object()
+
+# Train(**options): every field of ModelConfig and TrainingOptions, read from the descriptors
+# so that a field added to the proto is accepted without touching the client.
+MODEL_OPTIONS: tuple[str, ...] = tuple(f.name for f in pb.ModelConfig.DESCRIPTOR.fields)
+TRAINING_OPTIONS: tuple[str, ...] = tuple(f.name for f in pb.TrainingOptions.DESCRIPTOR.fields)
+_FIELDS: dict[str, FieldDescriptor] = {
+    **pb.TrainingOptions.DESCRIPTOR.fields_by_name,
+    **pb.ModelConfig.DESCRIPTOR.fields_by_name,
+}
+# The proto says 0 disables these; in Python "disabled" reads naturally as None.
+_NONE_MEANS_ZERO = frozenset({"clip", "patience", "bptt_truncate"})
+
+
+def channel_options(max_message_bytes: int, extra: Iterable[tuple[str, Any]]) -> list:
+    """Message size limits both ways (large score requests and vocabularies), then ``extra``."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        *extra,
+    ]
+
+
+def call_metadata(api_key: str | None) -> tuple[tuple[str, str], ...] | None:
+    return ((API_KEY_HEADER, api_key),) if api_key else None
+
+
+def enum_value(enum_type: Any, name: str, what: str) -> int:
+    """A lowercase word ("csv", "blank-line", "beam") to its enum value; ValueError lists
+    the words allowed."""
+    prefix = enum_prefix(enum_type)
+    allowed = {
+        n.removeprefix(prefix).lower().replace("_", "-"): v
+        for n, v in enum_type.items()
+        if not n.endswith("_UNSPECIFIED")
+    }
+    key = str(name).lower().replace("_", "-")
+    if key not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {name!r}")
+    return allowed[key]
+
+
+# ---------------------------------------------------------------------------------------
+# Training
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[pb.ModelConfig, pb.TrainingOptions]:
+    """Sort keyword options into ModelConfig and TrainingOptions by their field names.
+
+    ``None`` leaves a field unset (the server's default), except for ``clip``, ``patience``
+    and ``bptt_truncate``, where it sends 0, the proto's "disabled".
+    """
+    model, training = pb.ModelConfig(), pb.TrainingOptions()
+    for name, value in options.items():
+        if name in MODEL_OPTIONS:
+            target = model
+        elif name in TRAINING_OPTIONS:
+            target = training
+        else:
+            raise _unknown_option(name)
+        if value is None:
+            if name not in _NONE_MEANS_ZERO:
+                continue
+            value = 0
+        try:
+            setattr(target, name, value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"training option {name}={value!r}: {err}") from None
+    return model, training
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``"key=value"`` from the command line, the value converted to the field's type."""
+    name, sep, raw = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep:
+        raise ValueError(f"option {text!r} is not key=value")
+    if name not in _FIELDS:
+        raise _unknown_option(name)
+    return name, option_type(name)(raw.strip())
+
+
+def _unknown_option(name: str) -> TypeError:
+    return TypeError(
+        f"unknown training option {name!r}; model options: {', '.join(MODEL_OPTIONS)}; "
+        f"training options: {', '.join(TRAINING_OPTIONS)}"
+    )
+
+
+def option_type(name: str) -> Any:
+    """A converter from a command-line string to the type of option ``name``'s field."""
+    cpp = _FIELDS[name].cpp_type
+    if cpp in (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT):
+        return float
+    if cpp == FieldDescriptor.CPPTYPE_BOOL:
+        return _parse_bool
+    if cpp == FieldDescriptor.CPPTYPE_STRING:
+        return str
+    return int
+
+
+def _parse_bool(text: str) -> bool:
+    word = text.lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use true or false)")
+
+
+def train_request(
+    model_id: str,
+    corpus: Corpus | str | None,
+    *,
+    server_path: str | None,
+    format: str,
+    csv_column: str | None,
+    paragraphs: str,
+    request_id: str | None,
+    options: Mapping[str, Any],
+) -> pb.TrainRequest:
+    if (corpus is None) == (server_path is None):
+        raise ValueError(
+            "give exactly one of corpus (an uploaded corpus or its id) and server_path"
+        )
+    source = pb.CorpusSource(
+        format=enum_value(pb.CorpusFormat, format, "format"),
+        csv_column=csv_column or "",
+        paragraphs=enum_value(pb.ParagraphMode, paragraphs, "paragraphs"),
+    )
+    if server_path is not None:
+        source.server_path = str(server_path)
+    else:
+        source.corpus_id = corpus.corpus_id if isinstance(corpus, Corpus) else str(corpus)
+    model, training = split_options(options)
+    # A request id makes Train idempotent: a retry after UNAVAILABLE gets the same job.
+    return pb.TrainRequest(
+        model_id=model_id,
+        corpus=source,
+        model=model,
+        training=training,
+        request_id=request_id or uuid.uuid4().hex,
+    )
+
+
+def watch_request(job_id: str, after: str | None, last: pb.TrainingEvent | None):
+    """Start after ``after``, or, when reconnecting, after the last event received."""
+    after_id = last.event_id if last is not None else (after or "")
+    return pb.WatchTrainingJobRequest(job_id=job_id, after_event_id=after_id)
+
+
+# ---------------------------------------------------------------------------------------
+# Corpus upload
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    """A corpus to upload: the header (size and sha256 known up front) and a way to produce
+    the request stream again for each attempt, so that UploadCorpus can be retried."""
+
+    header: pb.CorpusHeader
+    data: bytes | None
+    path: Path | None
+    chunk_bytes: int
+
+    def requests(self) -> Iterator[pb.UploadCorpusRequest]:
+        yield pb.UploadCorpusRequest(header=self.header)
+        for chunk in self._chunks():
+            yield pb.UploadCorpusRequest(chunk=chunk)
+
+    def _chunks(self) -> Iterator[bytes]:
+        if self.data is not None:
+            view = memoryview(self.data)
+            for start in range(0, len(view), self.chunk_bytes):
+                yield bytes(view[start : start + self.chunk_bytes])
+            return
+        assert self.path is not None
+        with self.path.open("rb") as f:
+            while chunk := f.read(self.chunk_bytes):
+                yield chunk
+
+
+def plan_upload(
+    source: str | Path | bytes, filename: str | None, chunk_bytes: int = MiB
+) -> UploadPlan:
+    """Hash the corpus (a file is read in chunks, never whole) and build the header.
+
+    ``source`` is a file path (str or Path) or the corpus bytes; to upload a Python string,
+    pass ``text.encode()``.
+    """
+    if chunk_bytes <= 0:
+        raise ValueError(f"chunk_bytes must be positive; got {chunk_bytes}")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        header = pb.CorpusHeader(
+            filename=filename or "corpus.txt",
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+        return UploadPlan(header, data, None, chunk_bytes)
+    if not isinstance(source, (str, Path)):
+        raise TypeError(f"source must be a path or bytes; got {type(source).__name__}")
+    path = Path(source)
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+            size += len(chunk)
+    header = pb.CorpusHeader(
+        filename=filename or path.name, size_bytes=size, sha256=digest.hexdigest()
+    )
+    return UploadPlan(header, None, path, chunk_bytes)
+
+
+# ---------------------------------------------------------------------------------------
+# Scoring and generation
+
+
+def _words(value: Sequence[str], what: str) -> pb.Words:
+    if not all(isinstance(w, str) for w in value):
+        raise TypeError(f"{what}: a sentence is a str or a sequence of str words; got {value!r}")
+    return pb.Words(words=list(value))
+
+
+def score_request(
+    model_id: str, sentences: Sequence[str | Sequence[str]], rank: bool, omit_tokens: bool
+) -> pb.ScoreSentenceRequest:
+    """A str is raw text; a sequence of str is words already tokenised."""
+    if isinstance(sentences, (str, bytes)):
+        raise TypeError("sentences must be a list of sentences; for one, pass [sentence]")
+    request = pb.ScoreSentenceRequest(model_id=model_id, rank=rank, omit_tokens=omit_tokens)
+    for i, sentence in enumerate(sentences):
+        if isinstance(sentence, str):
+            request.sentences.add(text=sentence)
+        else:
+            request.sentences.add(words=_words(sentence, f"sentences[{i}]"))
+    return request
+
+
+def generate_request(
+    model_id: str,
+    prompt: str | Sequence[str] | None,
+    *,
+    num_sentences: int,
+    min_tokens: int,
+    max_tokens: int,
+    temperature: float | None,
+    top_k: int,
+    top_p: float | None,
+    seed: int | None,
+    method: str | None,
+    beam_width: int,
+) -> pb.GenerateRequest:
+    """0 for the int fields and None for the optional ones mean "the server's default"."""
+    request = pb.GenerateRequest(
+        model_id=model_id,
+        num_sentences=num_sentences,
+        min_tokens=min_tokens,
+        max_tokens=max_tokens,
+        top_k=top_k,
+        beam_width=beam_width,
+    )
+    if method is not None:
+        request.method = enum_value(pb.DecodingMethod, method, "method")
+    if isinstance(prompt, str):
+        request.prompt_text = prompt
+    elif prompt is not None:
+        request.prompt_words.CopyFrom(_words(prompt, "prompt"))
+    for name, value in (("temperature", temperature), ("top_p", top_p), ("seed", seed)):
+        if value is not None:
+            setattr(request, name, value)
+    return request
+
+
+class SentenceCollector:
+    """Gathers streamed tokens into sentences (they may arrive interleaved)."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[int, list[GeneratedToken]] = {}
+
+    def add(self, token: GeneratedToken) -> None:
+        self._tokens.setdefault(token.sentence, []).append(token)
+
+    def sentences(self) -> list[GeneratedSentence]:
+        return [GeneratedSentence.from_tokens(i, self._tokens[i]) for i in sorted(self._tokens)]

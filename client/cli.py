@@ -1,0 +1,344 @@
+"""The ``rnnlm`` command: train models on a server, watch jobs, score, rank and generate.
+
+    rnnlm train news corpus.txt --cell gru --hidden-size 256 --epochs 5
+    rnnlm rank news "the cat sat on the mat ." "mat the on sat cat the ."
+    rnnlm generate news -n 3 --seed 1
+    rnnlm serve --help              # start a server (needs the rnnlm[server] extra)
+    rnnlm demo                      # a server, training, ranking and generation in one go
+
+Exit codes: 0 success; 1 a failed call or a training job that did not complete; 2 a usage
+error; 130 interrupted (Ctrl-C while watching a job detaches from it; the job keeps running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from contextlib import closing
+from typing import Any
+
+from rnnlm.client import _output as out
+from rnnlm.client._common import DEFAULT_TARGET, option_type, parse_option
+from rnnlm.client.errors import RnnlmError
+from rnnlm.client.sync import LMClient
+
+# Training options with a flag of their own; any other field goes through --option k=v.
+TRAIN_FLAGS = {
+    "cell": "gru (default), lstm or rnn (NumPy, hand-written BPTT)",
+    "vocab_size": "most frequent words kept, special tokens included",
+    "embed_size": "word embedding size",
+    "hidden_size": "hidden state size",
+    "num_layers": "stacked layers",
+    "dropout": "dropout in [0, 1)",
+    "epochs": "passes over the corpus",
+    "batch_size": "sentences per step",
+    "learning_rate": "initial learning rate",
+    "optimizer": "sgd, rmsprop or adam",
+    "seed": "seed for the split, weights and batch order",
+    "device": "auto, cpu, cuda or cuda:N",
+    "checkpoint_every": "steps between checkpoints",
+}
+
+
+def eprint(*parts: Any) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+# -- commands: each takes the parsed arguments and a client, and returns the exit code ---
+
+
+def cmd_train(args: argparse.Namespace, client: LMClient) -> int:
+    options = dict(parse_option(text) for text in args.option)
+    options.update({n: v for n in TRAIN_FLAGS if (v := getattr(args, n)) is not None})
+    if (args.corpus_file is None) == (args.server_path is None):
+        raise ValueError("give exactly one of CORPUS_FILE (to upload) and --server-path")
+    corpus = None
+    if args.corpus_file is not None:
+        stdin = args.corpus_file == "-"
+        source = sys.stdin.buffer.read() if stdin else args.corpus_file
+        corpus = client.upload_corpus(source, filename="stdin.txt" if stdin else None)
+        eprint(f"uploaded {corpus.filename} ({corpus.size_bytes:,} bytes): {corpus.corpus_id}")
+    job = client.train(
+        args.model,
+        corpus,
+        server_path=args.server_path,
+        format=args.format,
+        csv_column=args.csv_column,
+        paragraphs=args.paragraphs,
+        **options,
+    )
+    print(job.job_id, flush=True)  # on stdout, for scripts: JOB=$(rnnlm train --detach ...)
+    return 0 if args.detach else out.watch_and_report(client, job.job_id)
+
+
+def _listing(items: list, as_json: bool, render: Callable[[list], str]) -> int:
+    for line in [out.to_json(i) for i in items] if as_json else [render(items)]:
+        print(line)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace, client: LMClient) -> int:
+    return _listing(client.jobs(args.model, args.limit), args.json, out.jobs_table)
+
+
+def cmd_job(args: argparse.Namespace, client: LMClient) -> int:
+    print(out.to_pretty_json(client.job(args.job_id)))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, client: LMClient) -> int:
+    return out.watch_and_report(client, args.job_id, args.after)
+
+
+def cmd_cancel(args: argparse.Namespace, client: LMClient) -> int:
+    job = client.cancel(args.job_id)
+    print(f"{job.job_id} {job.state}" + ("" if job.done else " (stops within one step)"))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, client: LMClient) -> int:
+    job = client.resume(args.job_id, args.epochs)
+    print(f"{job.job_id} {job.state}", flush=True)
+    return out.watch_and_report(client, job.job_id) if args.watch else 0
+
+
+def _read_sentences(args: argparse.Namespace) -> list[str]:
+    if args.sentences:
+        return list(args.sentences)
+    if args.file and args.file != "-":
+        with open(args.file, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    else:
+        if sys.stdin.isatty():
+            eprint("reading sentences from stdin, one per line (Ctrl-D ends)")
+        lines = sys.stdin.read().splitlines()
+    sentences = [line.strip() for line in lines if line.strip()]
+    if not sentences:
+        raise ValueError("no sentences given (as arguments, with --file, or on stdin)")
+    return sentences
+
+
+def cmd_score(args: argparse.Namespace, client: LMClient) -> int:
+    sentences = _read_sentences(args)
+    ranked = args.command == "rank"
+    result = client.score(args.model, sentences, rank=ranked, omit_tokens=not args.tokens)
+    if args.json:
+        for r, s in enumerate(result.scores, 1):
+            extra = {"rank": r} if ranked else {}
+            print(out.to_json(s, **extra, sentence=sentences[s.index]))
+    else:
+        print(out.scores_table(result.scores, sentences, ranked=ranked, tokens=args.tokens))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace, client: LMClient) -> int:
+    params = {
+        "num_sentences": args.n,
+        "min_tokens": args.min_tokens,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        "method": args.method,
+        "beam_width": args.beam_width,
+    }
+    if args.json:
+        for s in client.generate(args.model, args.prompt, **params):
+            print(out.to_json(s, logprob=s.logprob), flush=True)
+        return 0
+    printer = out.SentencePrinter(sys.stdout, args.prompt)
+    with closing(client.generate_stream(args.model, args.prompt, **params)) as stream:
+        try:
+            for token in stream:
+                printer.add(token)
+        finally:
+            printer.close()
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, client: LMClient) -> int:
+    return _listing(client.models(), args.json, out.models_table)
+
+
+def cmd_model(args: argparse.Namespace, client: LMClient) -> int:
+    print(out.to_pretty_json(client.model(args.model, include_vocabulary=args.vocabulary)))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, client: LMClient) -> int:
+    print(f"deleted model {args.model} ({client.delete_model(args.model)} versions)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rnnlm.client.demo import run_demo  # starts a server: imports rnnlm.server lazily
+
+    return run_demo(corpus=args.corpus, epochs=args.epochs, keep_dir=args.keep_dir)
+
+
+def cmd_serve(argv: list[str]) -> int:
+    try:
+        from rnnlm.server.app import main as serve_main
+    except ImportError as err:
+        eprint(f"error: cannot load the server ({err}); it needs: pip install 'rnnlm[server]'")
+        return 1
+    return int(serve_main(argv) or 0)
+
+
+# -- the parser ------------------------------------------------------------------------
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The connection options, accepted before and after the command name. Below the top
+    level their defaults are suppressed, so they only override when given."""
+
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--target",
+        default=default(os.environ.get("RNNLM_TARGET") or DEFAULT_TARGET),
+        help="server host:port (env RNNLM_TARGET; default localhost:50051)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=default(30.0), help="seconds per call (default 30)"
+    )
+    parser.add_argument(
+        "--api-key", default=default(os.environ.get("RNNLM_API_KEY")), help="env RNNLM_API_KEY"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnnlm",
+        description="Train recurrent language models on an rnnlm server; score and generate.",
+    )
+    _global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Callable, text: str, **kw: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text, **kw)
+        if name not in ("serve", "demo"):
+            _global_options(p, top=False)
+        p.set_defaults(func=func)
+        return p
+
+    serve_help = "start a server (arguments go to it; see rnnlm serve --help)"
+    command("serve", cmd_serve, serve_help, add_help=False)
+
+    p = command("train", cmd_train, "upload a corpus, train a model and watch the job")
+    p.add_argument("model", help="model id to train (a new version if it exists)")
+    p.add_argument("corpus_file", nargs="?", help="text or CSV file to upload ('-': stdin)")
+    p.add_argument("--server-path", help="a file under the server's --corpus-dir instead")
+    p.add_argument("--format", default="auto", choices=["auto", "text", "csv"])
+    p.add_argument("--csv-column", help="CSV column with the text (default body)")
+    p.add_argument("--paragraphs", default="blank-line", choices=["blank-line", "line"])
+    for name, text in TRAIN_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, dest=name, type=option_type(name), help=text)
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other ModelConfig/TrainingOptions field, e.g. --option patience=0",
+    )
+    p.add_argument("--detach", action="store_true", help="print the job id and return")
+
+    p = command("jobs", cmd_jobs, "list training jobs, newest first")
+    p.add_argument("--model", help="only this model's jobs")
+    p.add_argument("--limit", type=int, default=0, help="at most this many (default 100)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    command("job", cmd_job, "show a training job").add_argument("job_id")
+    p = command("watch", cmd_watch, "follow a training job's progress until it ends")
+    p.add_argument("job_id")
+    p.add_argument("--after", metavar="EVENT_ID", help="only events after this one")
+    command("cancel", cmd_cancel, "stop a running job (resumable)").add_argument("job_id")
+    p = command("resume", cmd_resume, "continue a cancelled or interrupted job")
+    p.add_argument("job_id")
+    p.add_argument("--epochs", type=int, default=0, help="raise the total epochs")
+    p.add_argument("--watch", action="store_true", help="follow the job")
+
+    for name, text in (
+        ("score", "score sentences: log10 p, perplexity, unknown words"),
+        ("rank", "rank candidate sentences, most probable first"),
+    ):
+        p = command(name, cmd_score, text)
+        p.add_argument("model")
+        p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="default: stdin lines")
+        p.add_argument("--file", help="read sentences from this file, one per line")
+        p.add_argument("--json", action="store_true", help="one JSON object per line")
+        p.add_argument("--tokens", action="store_true", help="per-token log-probabilities too")
+
+    p = command("generate", cmd_generate, "generate sentences, printed as they stream")
+    p.add_argument("model")
+    p.add_argument("--prompt", help="words the sentences start with")
+    p.add_argument("-n", type=int, default=1, help="sentences (default 1)")
+    p.add_argument("--max-tokens", type=int, default=0, help="words per sentence at most")
+    p.add_argument("--min-tokens", type=int, default=0, help="words before the end may come")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--method", choices=["sample", "greedy", "beam"])
+    p.add_argument("--beam-width", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="one JSON object per sentence")
+
+    p = command("models", cmd_models, "list models")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p = command("model", cmd_model, "show a model")
+    p.add_argument("model")
+    p.add_argument("--vocabulary", action="store_true", help="include the vocabulary")
+    command("delete", cmd_delete, "delete a model and all its versions").add_argument("model")
+
+    p = command("demo", cmd_demo, "start a server in-process, train, rank and generate")
+    p.add_argument("--corpus", help="train on this text file (default: Python's help text)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--keep-dir", help="keep the model store in this directory")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        # parse_known_args: `serve` passes everything after it through untouched.
+        args, extra = parser.parse_known_args(argv)
+        if extra and hasattr(args, "sentences") and not any(e.startswith("-") for e in extra):
+            # `rank MODEL "a ." --tokens "b ."`: argparse closes the positional list at the
+            # first flag, so the sentences after it arrive as extras.
+            args.sentences, extra = [*args.sentences, *extra], []
+        if extra and args.command != "serve":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exit:  # usage error (2) or --help (0): a code, not an exception
+        return exit.code if isinstance(exit.code, int) else 0
+    if args.command == "serve":
+        return cmd_serve(extra)
+    try:
+        if args.command == "demo":
+            return args.func(args)
+        with LMClient(args.target, timeout=args.timeout, api_key=args.api_key) as client:
+            return args.func(args, client)
+    except RnnlmError as err:
+        eprint(f"error: {err.details} ({err.code.name})")
+        return 1
+    except (TypeError, ValueError) as err:  # a bad option or argument, found before any call
+        if os.environ.get("RNNLM_DEBUG"):
+            raise
+        eprint(f"error: {err}")
+        return 2
+    except BrokenPipeError:  # `rnnlm models | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as err:  # e.g. the corpus file cannot be read
+        eprint(f"error: {err}")
+        return 1
+    except KeyboardInterrupt:
+        eprint("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

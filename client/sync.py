@@ -1,0 +1,313 @@
+"""The blocking client, :class:`LMClient`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from rnnlm.client import _common as common
+from rnnlm.client._retry import RetryPolicy, call_with_retry, stream_with_retry
+from rnnlm.client.errors import from_rpc_error
+from rnnlm.client.types import (
+    Corpus,
+    GeneratedSentence,
+    GeneratedToken,
+    ModelInfo,
+    ScoreResult,
+    SentenceScore,
+    TrainingEvent,
+    TrainingJob,
+)
+from rnnlm.v1 import rnnlm_pb2 as pb
+from rnnlm.v1 import rnnlm_pb2_grpc
+
+
+class LMClient:
+    """A connection to an rnnlm server.
+
+    Unary calls get a deadline of ``timeout`` seconds; streams (watching a job, streaming
+    generation, uploading) have none unless one is passed, since training takes as long as
+    it takes. Calls that are safe to repeat are retried ``retries`` times on UNAVAILABLE,
+    with exponential backoff from ``backoff`` seconds. Failures raise
+    :class:`rnnlm.client.errors.RnnlmError` subclasses. ``api_key`` is sent as the
+    ``x-api-key`` metadata; ``credentials`` (``grpc.ssl_channel_credentials()``) selects TLS.
+    """
+
+    def __init__(
+        self,
+        target: str = common.DEFAULT_TARGET,
+        *,
+        timeout: float | None = 30.0,
+        api_key: str | None = None,
+        retries: int = 3,
+        backoff: float = 0.2,
+        max_message_bytes: int = 64 * common.MiB,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Iterable[tuple[str, Any]] = (),
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._policy = RetryPolicy(retries=retries, backoff=backoff)
+        self._metadata = common.call_metadata(api_key)
+        opts = common.channel_options(max_message_bytes, options)
+        if credentials is not None:
+            self._channel = grpc.secure_channel(target, credentials, opts)
+        else:
+            self._channel = grpc.insecure_channel(target, opts)
+        self._stub = rnnlm_pb2_grpc.LanguageModelServiceStub(self._channel)
+
+    def close(self) -> None:
+        """Close the channel; calls in flight are cancelled."""
+        self._channel.close()
+
+    def __enter__(self) -> LMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LMClient({self.target!r})"
+
+    # -- call mechanics -------------------------------------------------------------------
+
+    def _unary(self, method: str, request: Any, *, timeout: Any = common.CLIENT_TIMEOUT) -> Any:
+        """One call with retries; ``request`` may be a factory (a fresh request stream for
+        each attempt of a client-streaming call).
+
+        Every RPC of this API is safe to repeat after UNAVAILABLE: reads, cancel and delete
+        by nature, Train through its request_id, UploadCorpus because corpora are content
+        addressed and the request stream is rebuilt for each attempt.
+        """
+        rpc = getattr(self._stub, method)
+        deadline = self.timeout if timeout is common.CLIENT_TIMEOUT else timeout
+
+        def attempt() -> Any:
+            body = request() if callable(request) else request
+            return rpc(body, timeout=deadline, metadata=self._metadata)
+
+        try:
+            return call_with_retry(attempt, self._policy, idempotent=True)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err, method) from err
+
+    def _stream(
+        self,
+        method: str,
+        make_request: Callable[[Any], Any],
+        convert: Callable[[Any], Any],
+        *,
+        resumable: bool,
+        timeout: float | None,
+    ) -> Iterator[Any]:
+        rpc = getattr(self._stub, method)
+
+        def open_stream(last: Any) -> Any:
+            return rpc(make_request(last), timeout=timeout, metadata=self._metadata)
+
+        stream = stream_with_retry(open_stream, self._policy, resumable=resumable)
+        try:
+            for msg in stream:
+                yield convert(msg)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err, method) from err
+        finally:
+            stream.close()  # closed early: cancels the call at once, not at garbage collection
+
+    # -- corpora and training -------------------------------------------------------------
+
+    def upload_corpus(
+        self,
+        source: str | Path | bytes,
+        *,
+        filename: str | None = None,
+        chunk_bytes: int = common.MiB,
+        timeout: float | None = None,
+    ) -> Corpus:
+        """Upload a corpus file (a path, read in chunks) or its bytes; the same bytes always
+        give the same corpus id. ``filename`` (default: the file's name) picks the format
+        when training says ``format="auto"``. No deadline unless ``timeout`` is given."""
+        plan = common.plan_upload(source, filename, chunk_bytes)
+        msg = self._unary("UploadCorpus", plan.requests, timeout=timeout)
+        return Corpus.from_pb(msg)
+
+    def train(
+        self,
+        model_id: str,
+        corpus: Corpus | str | None = None,
+        *,
+        server_path: str | None = None,
+        format: str = "auto",
+        csv_column: str | None = None,
+        paragraphs: str = "blank-line",
+        request_id: str | None = None,
+        **options: Any,
+    ) -> TrainingJob:
+        """Start training ``model_id`` on an uploaded ``corpus`` (or its id) or on a file
+        under the server's corpus directory (``server_path``); returns the job at once.
+
+        ``options`` are the fields of ModelConfig and TrainingOptions, e.g. ``cell="gru",
+        hidden_size=256, epochs=5``; ``clip=None``/``patience=None`` disable them. The
+        ``request_id`` (a fresh one by default) makes retrying safe: the server returns the
+        job the first attempt started.
+        """
+        request = common.train_request(
+            model_id,
+            corpus,
+            server_path=server_path,
+            format=format,
+            csv_column=csv_column,
+            paragraphs=paragraphs,
+            request_id=request_id,
+            options=options,
+        )
+        return TrainingJob.from_pb(self._unary("Train", request))
+
+    def watch(
+        self, job_id: str, *, after_event_id: str | None = None, timeout: float | None = None
+    ) -> Iterator[TrainingEvent]:
+        """The job's events from the start (or after ``after_event_id``) until it ends. A
+        dropped connection is resumed after the last event received."""
+        return self._stream(
+            "WatchTrainingJob",
+            lambda last: common.watch_request(job_id, after_event_id, last),
+            TrainingEvent.from_pb,
+            resumable=True,
+            timeout=timeout,
+        )
+
+    def job(self, job_id: str) -> TrainingJob:
+        """One training job."""
+        return TrainingJob.from_pb(
+            self._unary("GetTrainingJob", pb.GetTrainingJobRequest(job_id=job_id))
+        )
+
+    def jobs(self, model_id: str | None = None, limit: int = 0) -> list[TrainingJob]:
+        """Training jobs, newest first, of one model or all (``limit`` 0: the server's 100)."""
+        request = pb.ListTrainingJobsRequest(model_id=model_id or "", limit=limit)
+        return [TrainingJob.from_pb(j) for j in self._unary("ListTrainingJobs", request).jobs]
+
+    def cancel(self, job_id: str) -> TrainingJob:
+        """Ask a running job to stop (within one step); it can be resumed later."""
+        request = pb.CancelTrainingJobRequest(job_id=job_id)
+        return TrainingJob.from_pb(self._unary("CancelTrainingJob", request))
+
+    def resume(self, job_id: str, epochs: int = 0) -> TrainingJob:
+        """Continue a cancelled or interrupted job from its last checkpoint; ``epochs``
+        raises its total (0: keep)."""
+        request = pb.ResumeTrainingJobRequest(job_id=job_id, epochs=epochs)
+        return TrainingJob.from_pb(self._unary("ResumeTrainingJob", request))
+
+    # -- scoring and generation -----------------------------------------------------------
+
+    def score(
+        self,
+        model_id: str,
+        sentences: Sequence[str | Sequence[str]],
+        *,
+        rank: bool = False,
+        omit_tokens: bool = False,
+    ) -> ScoreResult:
+        """Score sentences: a str is raw text, a list of str is words already tokenised."""
+        request = common.score_request(model_id, sentences, rank, omit_tokens)
+        return ScoreResult.from_pb(self._unary("ScoreSentence", request))
+
+    def rank(
+        self, model_id: str, candidates: Sequence[str | Sequence[str]], *, omit_tokens: bool = False
+    ) -> list[SentenceScore]:
+        """Candidates scored most probable first (``index`` says which input each was)."""
+        return list(self.score(model_id, candidates, rank=True, omit_tokens=omit_tokens).scores)
+
+    def generate(
+        self,
+        model_id: str,
+        prompt: str | Sequence[str] | None = None,
+        *,
+        num_sentences: int = 1,
+        min_tokens: int = 0,
+        max_tokens: int = 0,
+        temperature: float | None = None,
+        top_k: int = 0,
+        top_p: float | None = None,
+        seed: int | None = None,
+        method: str | None = None,
+        beam_width: int = 0,
+    ) -> list[GeneratedSentence]:
+        """Generate whole sentences (the stream collected, within the client's timeout);
+        see :meth:`generate_stream` for the options."""
+        collector = common.SentenceCollector()
+        for token in self.generate_stream(
+            model_id,
+            prompt,
+            num_sentences=num_sentences,
+            min_tokens=min_tokens,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            method=method,
+            beam_width=beam_width,
+            timeout=self.timeout,
+        ):
+            collector.add(token)
+        return collector.sentences()
+
+    def generate_stream(
+        self,
+        model_id: str,
+        prompt: str | Sequence[str] | None = None,
+        *,
+        num_sentences: int = 1,
+        min_tokens: int = 0,
+        max_tokens: int = 0,
+        temperature: float | None = None,
+        top_k: int = 0,
+        top_p: float | None = None,
+        seed: int | None = None,
+        method: str | None = None,
+        beam_width: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[GeneratedToken]:
+        """Tokens as the server produces them. ``prompt`` is text or a list of words;
+        ``method`` is "sample", "greedy" or "beam" (default: sample, or beam when
+        ``beam_width`` > 1); 0 and None mean the server's defaults. Closing the iterator
+        early cancels the call, so the server stops generating."""
+        request = common.generate_request(
+            model_id,
+            prompt,
+            num_sentences=num_sentences,
+            min_tokens=min_tokens,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            method=method,
+            beam_width=beam_width,
+        )
+        # Not resumable: a restarted generation would repeat tokens already yielded.
+        return self._stream(
+            "Generate", lambda _: request, GeneratedToken.from_pb, resumable=False, timeout=timeout
+        )
+
+    # -- models ---------------------------------------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        """Every model in the store."""
+        return [
+            ModelInfo.from_pb(m) for m in self._unary("ListModels", pb.ListModelsRequest()).models
+        ]
+
+    def model(self, model_id: str, include_vocabulary: bool = False) -> ModelInfo:
+        """One model; with ``include_vocabulary`` its words by id too."""
+        request = pb.GetModelRequest(model_id=model_id, include_vocabulary=include_vocabulary)
+        return ModelInfo.from_pb(self._unary("GetModel", request))
+
+    def delete_model(self, model_id: str) -> int:
+        """Delete a model and all its versions; returns how many versions were removed."""
+        request = pb.DeleteModelRequest(model_id=model_id)
+        return self._unary("DeleteModel", request).versions_deleted

@@ -1,0 +1,343 @@
+"""Typed, immutable results of the client's calls, built from the protobuf responses.
+
+Each class has ``from_pb(msg)``; enums become lowercase strings ("running", "ready", "end"),
+unset timestamps become ``None``, and the optional config messages become plain dicts that
+hold only the fields the server set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from rnnlm.v1 import rnnlm_pb2 as pb
+
+#: Job states after which a job never changes again (unless resumed).
+FINAL_JOB_STATES = frozenset({"completed", "early_stopped", "cancelled", "failed", "interrupted"})
+#: Final states in which the job published a model version.
+SUCCESS_JOB_STATES = frozenset({"completed", "early_stopped"})
+#: The token that ends a sentence (GenerateResponse sends it as a sentence's last token).
+SENTENCE_END = "SENTENCE_END"
+
+
+def enum_prefix(enum_type: Any) -> str:
+    """The proto-style prefix of an enum's value names: JobState -> "JOB_STATE_"."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", enum_type.DESCRIPTOR.name).upper() + "_"
+
+
+def enum_name(enum_type: Any, value: int) -> str:
+    """An enum value as a lowercase word without its prefix: JOB_STATE_RUNNING -> "running"."""
+    try:
+        name = enum_type.Name(value)
+    except ValueError:  # a value from a newer server that these stubs do not know
+        return str(value)
+    return name.removeprefix(enum_prefix(enum_type)).lower()
+
+
+def _time(ts: Timestamp) -> datetime | None:
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return ts.ToDatetime(tzinfo=timezone.utc)
+
+
+def _set_fields(msg: Message) -> dict[str, Any]:
+    """Only the fields the sender set (every field of ModelConfig/TrainingOptions is optional)."""
+    return {fd.name: value for fd, value in msg.ListFields()}
+
+
+def _value(msg: Message, name: str) -> Any:
+    """A field as Python: a Timestamp as a datetime, an unset ``optional`` field as None."""
+    fd = msg.DESCRIPTOR.fields_by_name[name]
+    if fd.message_type is not None and fd.message_type.full_name == "google.protobuf.Timestamp":
+        return _time(getattr(msg, name))
+    if fd.has_presence and fd.message_type is None and not msg.HasField(name):
+        return None
+    return getattr(msg, name)
+
+
+def _same_names(cls: Any, msg: Message, **given: Any) -> Any:
+    """An instance of dataclass ``cls``: the fields ``given``, the others read from the
+    message field of the same name."""
+    return cls(
+        **{f.name: given[f.name] if f.name in given else _value(msg, f.name) for f in fields(cls)}
+    )
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """An uploaded corpus; ``corpus_id`` is its content address."""
+
+    corpus_id: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime | None
+
+    @classmethod
+    def from_pb(cls, msg: pb.Corpus) -> Corpus:
+        return _same_names(cls, msg)
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """A snapshot of training: ``kind`` is "step" (every log_every steps) or "epoch"."""
+
+    kind: str
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    loss: float
+    perplexity: float
+    tokens_per_second: float
+    learning_rate: float
+    grad_norm: float
+    elapsed_seconds: float
+    eta_seconds: float
+    valid_loss: float | None = None
+    valid_perplexity: float | None = None
+
+    @classmethod
+    def from_pb(cls, msg: pb.TrainingProgress) -> TrainingProgress | None:
+        """``None`` for an empty message (a job before its first step)."""
+        return None if msg.ByteSize() == 0 else _same_names(cls, msg)
+
+
+@dataclass(frozen=True)
+class TrainingEvent:
+    """One event of a job: ``kind`` is "progress", "checkpoint" or "state", and the matching
+    fields are set (``progress``; ``checkpoint_step``; ``state``/``error``/``model_version``)."""
+
+    event_id: str
+    time: datetime | None
+    kind: str
+    progress: TrainingProgress | None = None
+    checkpoint_step: int | None = None
+    state: str | None = None
+    error: str = ""
+    model_version: int | None = None
+
+    @property
+    def final(self) -> bool:
+        """The job ended with this event; the stream closes after it."""
+        return self.kind == "state" and self.state in FINAL_JOB_STATES
+
+    @classmethod
+    def from_pb(cls, msg: pb.TrainingEvent) -> TrainingEvent:
+        base = {"event_id": msg.event_id, "time": _time(msg.time)}
+        which = msg.WhichOneof("event")
+        if which == "progress":
+            return cls(kind="progress", progress=TrainingProgress.from_pb(msg.progress), **base)
+        if which == "checkpoint_step":
+            return cls(kind="checkpoint", checkpoint_step=msg.checkpoint_step, **base)
+        if which == "state":
+            change = msg.state
+            return cls(
+                kind="state",
+                state=enum_name(pb.JobState, change.state),
+                error=change.error,
+                model_version=change.model_version or None,
+                **base,
+            )
+        return cls(kind=which or "", **base)  # an event kind newer than these stubs
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """A training job. ``model_config``/``training`` are the settings in effect."""
+
+    job_id: str
+    model_id: str
+    state: str
+    error: str
+    request_id: str
+    corpus_id: str
+    model_config: dict[str, Any]
+    training: dict[str, Any]
+    created_at: datetime | None
+    updated_at: datetime | None
+    progress: TrainingProgress | None
+    checkpoint_step: int
+    model_version: int
+    server_id: str
+
+    @property
+    def done(self) -> bool:
+        """The job has ended: completed, early_stopped, cancelled, failed or interrupted."""
+        return self.state in FINAL_JOB_STATES
+
+    @classmethod
+    def from_pb(cls, msg: pb.TrainingJob) -> TrainingJob:
+        return _same_names(
+            cls,
+            msg,
+            state=enum_name(pb.JobState, msg.state),
+            model_config=_set_fields(msg.model),
+            training=_set_fields(msg.training),
+            progress=TrainingProgress.from_pb(msg.progress),
+        )
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    """ln p(token | preceding tokens); ``unknown``: scored as UNKNOWN_TOKEN."""
+
+    token: str
+    logprob: float
+    unknown: bool
+
+    @classmethod
+    def from_pb(cls, msg: pb.TokenScore) -> TokenScore:
+        return _same_names(cls, msg)
+
+
+@dataclass(frozen=True)
+class SentenceScore:
+    """One sentence's score; ``index`` is its position in the request."""
+
+    index: int
+    words: tuple[str, ...]
+    logprob: float
+    log10prob: float
+    perplexity: float
+    tokens: tuple[TokenScore, ...]
+    unknown_words: tuple[str, ...]
+
+    @classmethod
+    def from_pb(cls, msg: pb.SentenceScore) -> SentenceScore:
+        return _same_names(
+            cls,
+            msg,
+            words=tuple(msg.words),
+            tokens=tuple(TokenScore.from_pb(t) for t in msg.tokens),
+            unknown_words=tuple(msg.unknown_words),
+        )
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """The scores of one request, in input order or best first (``rank=True``)."""
+
+    model_id: str
+    model_version: int
+    scores: tuple[SentenceScore, ...]
+
+    @classmethod
+    def from_pb(cls, msg: pb.ScoreSentenceResponse) -> ScoreResult:
+        return cls(
+            msg.model_id, msg.model_version, tuple(SentenceScore.from_pb(s) for s in msg.scores)
+        )
+
+
+@dataclass(frozen=True)
+class GeneratedToken:
+    """One streamed token. ``finish_reason`` ("end" or "length") and ``text`` (prompt and
+    words, detokenised) are set on a sentence's last token only."""
+
+    sentence: int
+    token: str
+    logprob: float
+    finish_reason: str | None
+    text: str
+    model_version: int
+
+    @classmethod
+    def from_pb(cls, msg: pb.GenerateResponse) -> GeneratedToken:
+        reason = msg.finish_reason  # 0 (unspecified): not the sentence's last token
+        return _same_names(
+            cls, msg, finish_reason=enum_name(pb.FinishReason, reason) if reason else None
+        )
+
+
+@dataclass(frozen=True)
+class GeneratedSentence:
+    """A generated sentence: its tokens (SENTENCE_END last when the model chose it) and their
+    log-probabilities, so ``logprob`` matches what scoring the sentence gives."""
+
+    index: int
+    tokens: tuple[str, ...]
+    logprobs: tuple[float, ...]
+    finish_reason: str | None
+    text: str
+
+    @property
+    def logprob(self) -> float:
+        """ln p(sentence | prompt): the sum of the tokens' log-probabilities."""
+        return sum(self.logprobs)
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The generated words, without SENTENCE_END."""
+        return tuple(t for t in self.tokens if t != SENTENCE_END)
+
+    @classmethod
+    def from_tokens(cls, index: int, tokens: Sequence[GeneratedToken]) -> GeneratedSentence:
+        """Assemble a sentence from its streamed tokens (the last one carries the finish)."""
+        last = tokens[-1] if tokens else None
+        return cls(
+            index=index,
+            tokens=tuple(t.token for t in tokens),
+            logprobs=tuple(t.logprob for t in tokens),
+            finish_reason=last.finish_reason if last else None,
+            text=last.text if last else "",
+        )
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A published version of a model and how its training ended."""
+
+    version: int
+    created_at: datetime | None
+    job_id: str
+    checkpoint_bytes: int
+    sha256: str
+    training_status: str
+    epochs_trained: int
+    train_loss: float
+    valid_perplexity: float | None
+
+    @classmethod
+    def from_pb(cls, msg: pb.ModelVersion) -> ModelVersion:
+        return _same_names(cls, msg)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model: ``state`` is "training", "ready" or "empty"; ``versions`` newest first;
+    ``vocabulary`` is empty unless asked for (``model(..., include_vocabulary=True)``)."""
+
+    model_id: str
+    state: str
+    current_version: int
+    versions: tuple[ModelVersion, ...]
+    config: dict[str, Any]
+    training: dict[str, Any]
+    vocabulary_size: int
+    active_job_id: str
+    created_at: datetime | None
+    updated_at: datetime | None
+    vocabulary: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def current(self) -> ModelVersion | None:
+        """The version that scores and generates, if any."""
+        return next((v for v in self.versions if v.version == self.current_version), None)
+
+    @classmethod
+    def from_pb(cls, msg: pb.Model) -> ModelInfo:
+        return _same_names(
+            cls,
+            msg,
+            state=enum_name(pb.ModelState, msg.state),
+            versions=tuple(ModelVersion.from_pb(v) for v in msg.versions),
+            config=_set_fields(msg.config),
+            training=_set_fields(msg.training),
+            vocabulary=tuple(msg.vocabulary),
+        )

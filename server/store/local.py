@@ -1,0 +1,374 @@
+"""``LocalStore``: the store in a directory, the default when no Redis URL is given.
+
+Layout under the root::
+
+    docs/{kind}/{id}.json                  one JSON document per file
+    blobs/{quoted key}/manifest.json       written last; names the chunks' generation
+    blobs/{quoted key}/{generation}.{n}.chunk
+    events/{log_id}.log                    one event a line: "{20-digit id} {json}"
+    locks/                                 flock files for documents and events
+
+Several processes may share one directory on a local file system (``flock`` is not to be
+trusted over NFS). Every file that is replaced is written to a temporary name, fsynced and
+renamed over the old one, so a reader without a lock sees the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, TypeVar, cast
+from urllib.parse import quote
+
+from rnnlm.server.errors import DataLoss, Unavailable
+from rnnlm.server.store.base import (
+    DEFAULT_CHUNK_BYTES,
+    BlobInfo,
+    Document,
+    Store,
+    Updater,
+    check_blob_key,
+    check_id,
+    split_chunks,
+)
+from rnnlm.server.store.codec import (
+    check_kind,
+    check_log_id,
+    decode_doc,
+    decode_manifest,
+    encode_doc,
+    encode_manifest,
+    new_generation,
+    read_consistent,
+)
+from rnnlm.server.store.files import (
+    flock,
+    read_or_none,
+    unlink_durably,
+    write_atomic,
+    write_file,
+)
+
+# How often a blocked ``read_events`` looks at the file for appends by other processes.
+_POLL_S = 0.05
+_ID_WIDTH = 20
+_EVENT_ID = re.compile(rf"^\d{{{_ID_WIDTH}}}$")
+_MANIFEST = "manifest.json"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _os_errors_unavailable(method: F) -> F:
+    """A file system error (disk gone, permission lost) means the store cannot be used."""
+
+    @functools.wraps(method)
+    def wrapper(self: LocalStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            raise Unavailable(f"store unavailable: directory {self.root}: {exc}") from exc
+
+    return cast(F, wrapper)
+
+
+class LocalStore(Store):
+    """A ``Store`` in the directory ``root`` (created when missing)."""
+
+    def __init__(self, root: str | Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        root = Path(root).expanduser()
+        if root.exists() and not root.is_dir():
+            raise ValueError(f"store directory {root} exists and is not a directory")
+        if chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
+        for sub in ("docs", "blobs", "events", "locks"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()
+        self._chunk_bytes = chunk_bytes
+        self._thread_locks: dict[Path, threading.Lock] = {}
+        self._thread_locks_guard = threading.Lock()
+        # Wakes readers blocked in read_events when this object appends; appends by other
+        # processes (or other LocalStore objects) are found by polling.
+        self._appended = threading.Condition()
+
+    # -- documents -----------------------------------------------------------------------
+
+    @_os_errors_unavailable
+    def get(self, kind: str, doc_id: str) -> Document | None:
+        check_id(kind, doc_id)
+        return _read_doc(self._doc_path(kind, doc_id), f"{kind} {doc_id}")
+
+    @_os_errors_unavailable
+    def list(self, kind: str) -> list[Document]:
+        check_kind(kind)
+        docs = []
+        for path in (self.root / "docs" / kind).glob("*.json"):
+            doc = _read_doc(path, f"{kind} {path.stem}")
+            if doc is not None:  # None: deleted since the glob
+                docs.append(doc)
+        return docs
+
+    @_os_errors_unavailable
+    def create(self, kind: str, doc_id: str, doc: Document) -> Document:
+        check_id(kind, doc_id)
+        body = encode_doc(doc)
+        path = self._doc_path(kind, doc_id)
+        with self._locked(self._doc_lock(kind)):
+            existing = _read_doc(path, f"{kind} {doc_id}")
+            if existing is not None:
+                return existing
+            write_atomic(path, body)
+        return decode_doc(f"{kind} {doc_id}", body)
+
+    @_os_errors_unavailable
+    def update(self, kind: str, doc_id: str, fn: Updater) -> Document | None:
+        check_id(kind, doc_id)
+        path = self._doc_path(kind, doc_id)
+        with self._locked(self._doc_lock(kind)):
+            current = _read_doc(path, f"{kind} {doc_id}")
+            new = fn(current)
+            if new is None:
+                if current is not None:
+                    unlink_durably(path)
+                return None
+            body = encode_doc(new)
+            write_atomic(path, body)
+        return decode_doc(f"{kind} {doc_id}", body)
+
+    @_os_errors_unavailable
+    def delete(self, kind: str, doc_id: str) -> bool:
+        check_id(kind, doc_id)
+        path = self._doc_path(kind, doc_id)
+        # Under the lock, so that a concurrent update cannot write the document back.
+        with self._locked(self._doc_lock(kind)):
+            if not path.exists():
+                return False
+            unlink_durably(path)
+            return True
+
+    def _doc_path(self, kind: str, doc_id: str) -> Path:
+        return self.root / "docs" / kind / f"{doc_id}.json"
+
+    def _doc_lock(self, kind: str) -> Path:
+        return self.root / "locks" / f"doc-{kind}.lock"
+
+    # -- blobs ---------------------------------------------------------------------------
+
+    @_os_errors_unavailable
+    def put_blob(self, key: str, data: bytes) -> BlobInfo:
+        check_blob_key(key)
+        chunks, info = split_chunks(bytes(data), self._chunk_bytes)
+        generation = new_generation()
+        folder = self._blob_dir(key)
+        # Writers of one blob take turns, so each removes exactly what it replaced.
+        with self._locked(folder / ".lock"):
+            for n, chunk in enumerate(chunks):
+                write_file(self._chunk_path(key, generation, n), chunk)
+            write_atomic(folder / _MANIFEST, encode_manifest(info, generation))
+            _remove_chunks(folder, keep=generation)
+        return info
+
+    @_os_errors_unavailable
+    def get_blob(self, key: str) -> bytes | None:
+        check_blob_key(key)
+
+        def read_chunks(info: BlobInfo, generation: str) -> list[bytes | None]:
+            return [
+                read_or_none(self._chunk_path(key, generation, n))
+                for n in range(len(info.chunk_sizes))
+            ]
+
+        return read_consistent(key, lambda: self._manifest_bytes(key), read_chunks)
+
+    @_os_errors_unavailable
+    def blob_info(self, key: str) -> BlobInfo | None:
+        check_blob_key(key)
+        raw = self._manifest_bytes(key)
+        return None if raw is None else decode_manifest(key, raw)[0]
+
+    @_os_errors_unavailable
+    def delete_blob(self, key: str) -> bool:
+        check_blob_key(key)
+        folder = self._blob_dir(key)
+        with self._locked(folder / ".lock"):
+            existed = (folder / _MANIFEST).exists()
+            # Manifest first: a reader then sees no blob rather than missing chunks.
+            unlink_durably(folder / _MANIFEST)
+            _remove_chunks(folder, keep=None)
+            # _flock copes with its lock file vanishing, so the folder can go entirely.
+            (folder / ".lock").unlink()
+            with suppress(OSError):  # not empty: a new writer is already at work
+                folder.rmdir()
+        return existed
+
+    def _blob_dir(self, key: str) -> Path:
+        # Quoting keeps nested keys ("a/b") in one flat folder each, so no blob's folder is
+        # inside another's and removing one never disturbs another.
+        return self.root / "blobs" / quote(key, safe="")
+
+    def _chunk_path(self, key: str, generation: str, n: int) -> Path:
+        return self._blob_dir(key) / f"{generation}.{n}.chunk"
+
+    def _manifest_bytes(self, key: str) -> bytes | None:
+        return read_or_none(self._blob_dir(key) / _MANIFEST)
+
+    # -- event logs ----------------------------------------------------------------------
+
+    @_os_errors_unavailable
+    def append_event(self, log_id: str, event: Document) -> str:
+        check_log_id(log_id)
+        body = encode_doc(event)
+        path = self._log_path(log_id)
+        with self._locked(self._events_lock()), _open_rw(path) as f:
+            last = _drop_torn_tail(f)
+            event_id = f"{_parse_seq(last, log_id) + 1:0{_ID_WIDTH}d}"
+            f.write(event_id.encode() + b" " + body + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        with self._appended:
+            self._appended.notify_all()
+        return event_id
+
+    @_os_errors_unavailable
+    def read_events(
+        self, log_id: str, after: str | None = None, timeout: float = 0.0
+    ) -> list[tuple[str, Document]]:
+        check_log_id(log_id)
+        if after is not None and not (isinstance(after, str) and _EVENT_ID.match(after)):
+            raise ValueError(f"invalid event id {after!r}: expected {_ID_WIDTH} digits")
+        path = self._log_path(log_id)
+        deadline = time.monotonic() + timeout
+        seen: tuple[int, int] | None = None
+        while True:
+            # Re-read only when the file changed: a blocked reader polls cheaply.
+            stamp = _stamp(path)
+            if stamp != seen:
+                events = _read_log(path, log_id, after or "")
+                if events:
+                    return events
+                seen = stamp
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            with self._appended:
+                self._appended.wait(min(remaining, _POLL_S))
+
+    @_os_errors_unavailable
+    def delete_events(self, log_id: str) -> None:
+        check_log_id(log_id)
+        with self._locked(self._events_lock()):
+            self._log_path(log_id).unlink(missing_ok=True)
+
+    def _log_path(self, log_id: str) -> Path:
+        return self.root / "events" / f"{log_id}.log"
+
+    def _events_lock(self) -> Path:
+        return self.root / "locks" / "events.lock"
+
+    # -- health --------------------------------------------------------------------------
+
+    @_os_errors_unavailable
+    def ping(self) -> None:
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
+            raise Unavailable(f"store unavailable: directory {self.root} is not writable")
+
+    def describe(self) -> str:
+        return f"directory {self.root}"
+
+    # -- locking -------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        """Exclusive across threads (a lock per path) and processes (``flock``)."""
+        with self._thread_locks_guard:
+            thread_lock = self._thread_locks.setdefault(path, threading.Lock())
+        with thread_lock:
+            fd = flock(path)
+            try:
+                yield
+            finally:
+                os.close(fd)  # releases the flock
+
+
+def _read_doc(path: Path, what: str) -> Document | None:
+    raw = read_or_none(path)
+    return None if raw is None else decode_doc(what, raw)
+
+
+def _remove_chunks(folder: Path, keep: str | None) -> None:
+    """Remove every chunk not of generation ``keep``, and temporary files a crash left."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        name = path.name
+        stale_chunk = name.endswith(".chunk") and (keep is None or not name.startswith(keep + "."))
+        if stale_chunk or name.endswith(".tmp"):
+            path.unlink(missing_ok=True)
+
+
+# -- event log files -------------------------------------------------------------------
+
+
+@contextmanager
+def _open_rw(path: Path) -> Iterator[Any]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with os.fdopen(fd, "r+b") as f:
+        yield f
+
+
+def _drop_torn_tail(f: Any) -> bytes:
+    """The last complete line; a line left unfinished by a crash is cut off. Leaves the
+    file positioned at its end."""
+    end = f.seek(0, os.SEEK_END)
+    block = 4096
+    while True:
+        start = max(0, end - block)
+        f.seek(start)
+        data = f.read(end - start)
+        cut = data.rfind(b"\n")
+        prev = data.rfind(b"\n", 0, max(cut, 0))
+        if cut < 0 and start == 0:
+            last, complete_end = b"", 0
+            break
+        if prev >= 0 or start == 0:
+            last, complete_end = data[prev + 1 : cut], start + cut + 1
+            break
+        block *= 2  # one line longer than the block: look further back
+    if complete_end < end:
+        f.truncate(complete_end)
+    f.seek(complete_end)
+    return last
+
+
+def _parse_seq(line: bytes, log_id: str) -> int:
+    if not line:
+        return 0
+    head = line[:_ID_WIDTH]
+    if not head.isdigit():
+        raise DataLoss(f"event log {log_id!r} is damaged: a line starts with {head!r}")
+    return int(head)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size
+
+
+def _read_log(path: Path, log_id: str, after: str) -> list[tuple[str, Document]]:
+    """Events with ids above ``after`` (fixed-width digits compare as strings)."""
+    data = read_or_none(path) or b""
+    data = data[: data.rfind(b"\n") + 1]  # an append in progress is not an event yet
+    events = []
+    for line in data.splitlines():
+        event_id = line[:_ID_WIDTH].decode("ascii", "replace")
+        if event_id > after:
+            events.append((event_id, decode_doc(f"event {event_id} of log {log_id!r}", line[21:])))
+    return events

@@ -1,0 +1,340 @@
+"""``RedisStore``: the store in Redis (6.2 or later), shared by any number of servers.
+
+Keys, all under a prefix (``rnnlm`` unless configured)::
+
+    {p}:doc:{kind}:{id}               string   a JSON document
+    {p}:docs:{kind}                   set      the ids of a kind, for ``list``
+    {p}:blob:{key}                    string   a blob's manifest (JSON), written last
+    {p}:blob:{key}:{generation}:{n}   string   chunk n of one write of the blob
+    {p}:events:{log_id}               stream   one entry a event, field ``data`` (JSON)
+
+Blob keys may hold ``/`` but never ``:``, so a manifest's name is never a chunk's.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, cast
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import BusyLoadingError, WatchError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from rnnlm.server.errors import DataLoss, Unavailable
+from rnnlm.server.store.base import (
+    DEFAULT_CHUNK_BYTES,
+    BlobInfo,
+    Document,
+    Store,
+    Updater,
+    check_blob_key,
+    check_id,
+    split_chunks,
+)
+from rnnlm.server.store.codec import (
+    check_kind,
+    check_log_id,
+    decode_doc,
+    decode_manifest,
+    encode_doc,
+    encode_manifest,
+    new_generation,
+    read_consistent,
+)
+
+# Client settings for from_url: fail within seconds when Redis is gone, and retry a few
+# times quickly so that a pooled connection broken by a Redis restart is replaced unseen.
+_SOCKET_TIMEOUT_S = 5.0
+_HEALTH_CHECK_INTERVAL_S = 10
+_RETRY = Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.01), retries=3)
+# A blocking XREAD waits in slices shorter than any sane socket timeout.
+_BLOCK_SLICE_S = 1.0
+# Chunks are sent in pipelines of about this many bytes: bounded client-side buffering.
+_PIPELINE_BYTES = 32 * 1024 * 1024
+
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, BusyLoadingError)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _redis_errors_unavailable(method: F) -> F:
+    """Turn "cannot reach Redis" into ``Unavailable``; other Redis errors are bugs."""
+
+    @functools.wraps(method)
+    def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _UNREACHABLE as exc:
+            raise Unavailable(f"store unavailable: redis at {self.address}: {exc}") from exc
+
+    return cast(F, wrapper)
+
+
+class RedisStore(Store):
+    """A ``Store`` in Redis through a redis-py client made with ``decode_responses=False``."""
+
+    def __init__(
+        self, client: redis.Redis, prefix: str = "rnnlm", chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    ) -> None:
+        if chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
+        if not prefix or ":" in prefix:
+            raise ValueError(f"invalid key prefix {prefix!r}: it must be non-empty, without ':'")
+        self._client = client
+        self._prefix = prefix
+        self._chunk_bytes = chunk_bytes
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        prefix: str = "rnnlm",
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        **client_kwargs: Any,
+    ) -> RedisStore:
+        """A store on ``redis://[:password@]host:port/db``; ``client_kwargs`` go to redis-py
+        and override this module's timeouts and retry policy."""
+        settings: dict[str, Any] = {
+            "socket_timeout": _SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": _SOCKET_TIMEOUT_S,
+            "health_check_interval": _HEALTH_CHECK_INTERVAL_S,
+            "retry": _RETRY,
+            **client_kwargs,
+            "decode_responses": False,  # chunks are bytes
+        }
+        return cls(redis.Redis.from_url(url, **settings), prefix, chunk_bytes)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (or the socket path) for messages."""
+        kw = self._client.connection_pool.connection_kwargs
+        if "path" in kw:
+            return str(kw["path"])
+        return f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+
+    # -- documents -----------------------------------------------------------------------
+
+    @_redis_errors_unavailable
+    def get(self, kind: str, doc_id: str) -> Document | None:
+        check_id(kind, doc_id)
+        raw = self._client.get(self._doc_key(kind, doc_id))
+        return None if raw is None else decode_doc(f"{kind} {doc_id}", raw)
+
+    @_redis_errors_unavailable
+    def list(self, kind: str) -> list[Document]:
+        check_kind(kind)
+        ids = sorted(self._client.smembers(self._index_key(kind)))
+        if not ids:
+            return []
+        raws = self._client.mget([self._doc_key(kind, i.decode()) for i in ids])
+        return [
+            decode_doc(f"{kind} {i.decode()}", raw)
+            for i, raw in zip(ids, raws)
+            if raw is not None  # deleted since SMEMBERS
+        ]
+
+    @_redis_errors_unavailable
+    def create(self, kind: str, doc_id: str, doc: Document) -> Document:
+        check_id(kind, doc_id)
+        body = encode_doc(doc)
+        key = self._doc_key(kind, doc_id)
+        while True:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(key, body, nx=True)
+                pipe.sadd(self._index_key(kind), doc_id)
+                created, _ = pipe.execute()
+            if created:
+                return decode_doc(f"{kind} {doc_id}", body)
+            existing = self._client.get(key)
+            if existing is not None:  # None: deleted since our SET; try again
+                return decode_doc(f"{kind} {doc_id}", existing)
+
+    @_redis_errors_unavailable
+    def update(self, kind: str, doc_id: str, fn: Updater) -> Document | None:
+        check_id(kind, doc_id)
+        key, index = self._doc_key(kind, doc_id), self._index_key(kind)
+        with self._client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    current = None if raw is None else decode_doc(f"{kind} {doc_id}", raw)
+                    new = fn(current)
+                    if new is None and current is None:
+                        return None
+                    pipe.multi()
+                    if new is None:
+                        pipe.delete(key)
+                        pipe.srem(index, doc_id)
+                        pipe.execute()
+                        return None
+                    body = encode_doc(new)
+                    pipe.set(key, body)
+                    pipe.sadd(index, doc_id)
+                    pipe.execute()
+                    return decode_doc(f"{kind} {doc_id}", body)
+                except WatchError:
+                    continue  # changed under us: run fn again on the new value
+
+    @_redis_errors_unavailable
+    def delete(self, kind: str, doc_id: str) -> bool:
+        check_id(kind, doc_id)
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.delete(self._doc_key(kind, doc_id))
+            pipe.srem(self._index_key(kind), doc_id)
+            deleted, _ = pipe.execute()
+        return bool(deleted)
+
+    def _doc_key(self, kind: str, doc_id: str) -> str:
+        return f"{self._prefix}:doc:{kind}:{doc_id}"
+
+    def _index_key(self, kind: str) -> str:
+        return f"{self._prefix}:docs:{kind}"
+
+    # -- blobs ---------------------------------------------------------------------------
+
+    @_redis_errors_unavailable
+    def put_blob(self, key: str, data: bytes) -> BlobInfo:
+        check_blob_key(key)
+        chunks, info = split_chunks(bytes(data), self._chunk_bytes)
+        generation = new_generation()
+        self._set_chunks(key, generation, chunks)
+        # SET ... GET swaps the manifest atomically and tells us which write we replaced,
+        # so of two concurrent writers each removes exactly the chunks it made unreachable.
+        old = self._client.set(self._manifest_key(key), encode_manifest(info, generation), get=True)
+        if old is not None:
+            self._delete_chunks(key, old)
+        return info
+
+    @_redis_errors_unavailable
+    def get_blob(self, key: str) -> bytes | None:
+        check_blob_key(key)
+
+        def read_chunks(info: BlobInfo, generation: str) -> list[bytes | None]:
+            with self._client.pipeline(transaction=False) as pipe:
+                for n in range(len(info.chunk_sizes)):
+                    pipe.get(self._chunk_key(key, generation, n))
+                return pipe.execute()
+
+        return read_consistent(key, lambda: self._client.get(self._manifest_key(key)), read_chunks)
+
+    @_redis_errors_unavailable
+    def blob_info(self, key: str) -> BlobInfo | None:
+        check_blob_key(key)
+        raw = self._client.get(self._manifest_key(key))
+        return None if raw is None else decode_manifest(key, raw)[0]
+
+    @_redis_errors_unavailable
+    def delete_blob(self, key: str) -> bool:
+        check_blob_key(key)
+        old = self._client.getdel(self._manifest_key(key))  # manifest first, as in put_blob
+        if old is None:
+            return False
+        self._delete_chunks(key, old)
+        return True
+
+    def _set_chunks(self, key: str, generation: str, chunks: list[bytes]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        pending = 0
+        for n, chunk in enumerate(chunks):
+            pipe.set(self._chunk_key(key, generation, n), chunk)
+            pending += len(chunk)
+            if pending >= _PIPELINE_BYTES:
+                pipe.execute()
+                pending = 0
+        pipe.execute()
+
+    def _delete_chunks(self, key: str, raw_manifest: bytes) -> None:
+        """Remove the chunks an old manifest names. A malformed one names none we can trust:
+        its chunks stay behind rather than failing the write that replaced it."""
+        try:
+            info, generation = decode_manifest(key, raw_manifest)
+        except DataLoss:
+            return
+        names = [self._chunk_key(key, generation, n) for n in range(len(info.chunk_sizes))]
+        self._client.delete(*names)
+
+    def _manifest_key(self, key: str) -> str:
+        return f"{self._prefix}:blob:{key}"
+
+    def _chunk_key(self, key: str, generation: str, n: int) -> str:
+        return f"{self._prefix}:blob:{key}:{generation}:{n}"
+
+    # -- event logs ----------------------------------------------------------------------
+
+    @_redis_errors_unavailable
+    def append_event(self, log_id: str, event: Document) -> str:
+        check_log_id(log_id)
+        event_id = self._client.xadd(self._stream_key(log_id), {"data": encode_doc(event)})
+        return event_id.decode()
+
+    @_redis_errors_unavailable
+    def read_events(
+        self, log_id: str, after: str | None = None, timeout: float = 0.0
+    ) -> list[tuple[str, Document]]:
+        check_log_id(log_id)
+        start = "0-0" if after is None else _check_stream_id(after)
+        stream = self._stream_key(log_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            # XREAD BLOCK 0 would wait forever, so never ask for less than 1 ms.
+            block = int(min(remaining, _BLOCK_SLICE_S) * 1000) + 1 if remaining > 0 else None
+            reply = self._client.xread({stream: start}, block=block)
+            if reply or block is None:
+                return [(i.decode(), _decode_event(log_id, i, f)) for i, f in _entries(reply)]
+
+    @_redis_errors_unavailable
+    def delete_events(self, log_id: str) -> None:
+        check_log_id(log_id)
+        self._client.delete(self._stream_key(log_id))
+
+    def _stream_key(self, log_id: str) -> str:
+        return f"{self._prefix}:events:{log_id}"
+
+    # -- health --------------------------------------------------------------------------
+
+    @_redis_errors_unavailable
+    def ping(self) -> None:
+        self._client.ping()
+
+    def describe(self) -> str:
+        kw = self._client.connection_pool.connection_kwargs
+        if "path" in kw:
+            where = f"unix://{kw['path']}?db={kw.get('db', 0)}"
+        else:
+            scheme = "rediss" if kw.get("ssl") else "redis"
+            where = f"{scheme}://{self.address}/{kw.get('db', 0)}"
+        return f"{where} (prefix {self._prefix!r})"
+
+    def close(self) -> None:
+        self._client.close()
+        self._client.connection_pool.disconnect()
+
+
+def _check_stream_id(after: str) -> str:
+    """A Redis stream id ("<ms>-<seq>"); anything else is the caller's mistake."""
+    ms, dash, seq = after.partition("-") if isinstance(after, str) else ("", "", "")
+    if not (dash and ms.isdigit() and seq.isdigit() and ms.isascii() and seq.isascii()):
+        raise ValueError(f"invalid event id {after!r}: expected '<milliseconds>-<sequence>'")
+    return after
+
+
+def _entries(reply: Any) -> Iterable[tuple[bytes, dict[bytes, bytes]]]:
+    """The entries of a one-stream XREAD reply (a list under RESP2, a dict under RESP3)."""
+    if not reply:
+        return []
+    if not isinstance(reply, dict):
+        return reply[0][1]
+    (entries,) = reply.values()
+    # Some redis-py versions wrap a RESP3 reply's entries (tuples) in one more list.
+    return entries[0] if entries and isinstance(entries[0], list) else entries
+
+
+def _decode_event(log_id: str, event_id: bytes, fields: dict[bytes, bytes]) -> Document:
+    return decode_doc(f"event {event_id.decode()} of log {log_id!r}", fields.get(b"data", b""))

@@ -1,0 +1,184 @@
+"""Stream retries, result types and what the CLI prints: checked without a server."""
+
+from __future__ import annotations
+
+import io
+from datetime import timezone
+
+import grpc
+import pytest
+
+from rnnlm.client import _output as out
+from rnnlm.client._retry import RetryPolicy, stream_with_retry
+from rnnlm.client.cli import main
+from rnnlm.client.types import (
+    GeneratedToken,
+    ModelInfo,
+    TrainingEvent,
+    TrainingJob,
+    TrainingProgress,
+)
+from rnnlm.v1 import rnnlm_pb2 as pb
+
+from .test_options import FakeRpcError
+
+
+class FakeCall:
+    """A server-streaming call as grpc returns it: iterable, cancellable, failing after
+    its messages when ``error`` is given."""
+
+    def __init__(self, messages, error=None) -> None:
+        self.messages, self.error, self.cancelled = list(messages), error, False
+
+    def __iter__(self):
+        yield from self.messages
+        if self.error is not None:
+            raise FakeRpcError(self.error, "connection lost")
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
+
+
+def _open(calls):
+    opened: list = []
+
+    def open_stream(last):
+        opened.append(last)
+        return calls[len(opened) - 1]
+
+    return open_stream, opened
+
+
+def test_a_stream_failing_before_its_first_message_is_reopened():
+    calls = [FakeCall([], grpc.StatusCode.UNAVAILABLE), FakeCall([1, 2])]
+    open_stream, opened = _open(calls)
+    policy = RetryPolicy(retries=2)
+    got = list(stream_with_retry(open_stream, policy, resumable=False, sleep=lambda _: None))
+    assert got == [1, 2] and opened == [None, None]
+    assert all(c.cancelled for c in calls)
+
+
+def test_a_resumable_stream_continues_after_the_last_message():
+    calls = [FakeCall([1, 2], grpc.StatusCode.UNAVAILABLE), FakeCall([3])]
+    open_stream, opened = _open(calls)
+    got = list(stream_with_retry(open_stream, RetryPolicy(), resumable=True, sleep=lambda _: 0))
+    assert got == [1, 2, 3] and opened == [None, 2]
+
+
+def test_a_started_stream_that_cannot_resume_raises():
+    open_stream, _ = _open([FakeCall([1], grpc.StatusCode.UNAVAILABLE)])
+    stream = stream_with_retry(open_stream, RetryPolicy(), resumable=False, sleep=lambda _: 0)
+    assert next(stream) == 1
+    with pytest.raises(grpc.RpcError):
+        next(stream)
+
+
+def test_closing_a_stream_early_cancels_the_call():
+    call = FakeCall([1, 2, 3])
+    stream = stream_with_retry(lambda _: call, RetryPolicy(), resumable=False)
+    assert next(stream) == 1
+    stream.close()
+    assert call.cancelled
+
+
+# -- result types ---------------------------------------------------------------------------
+
+
+def test_training_job_from_pb():
+    msg = pb.TrainingJob(
+        job_id="j-1",
+        model_id="m",
+        state=pb.JOB_STATE_EARLY_STOPPED,
+        model=pb.ModelConfig(cell="lstm", hidden_size=32),
+        training=pb.TrainingOptions(epochs=3, clip=0),
+        progress=pb.TrainingProgress(kind="epoch", epoch=2, epochs=3, valid_perplexity=90.5),
+        model_version=4,
+    )
+    msg.created_at.FromSeconds(1_700_000_000)
+    job = TrainingJob.from_pb(msg)
+    assert job.state == "early_stopped" and job.done
+    assert job.model_config == {"cell": "lstm", "hidden_size": 32}  # only what was set
+    assert job.training == {"epochs": 3, "clip": 0.0}
+    assert job.created_at.tzinfo == timezone.utc and job.updated_at is None
+    assert job.progress.valid_perplexity == 90.5 and job.progress.valid_loss is None
+    assert TrainingJob.from_pb(pb.TrainingJob(state=pb.JOB_STATE_RUNNING)).progress is None
+
+
+def test_training_event_kinds():
+    state = pb.TrainingEvent(
+        event_id="7", state=pb.JobStateChange(state=pb.JOB_STATE_COMPLETED, model_version=2)
+    )
+    ev = TrainingEvent.from_pb(state)
+    assert (ev.kind, ev.state, ev.model_version, ev.final) == ("state", "completed", 2, True)
+    ev = TrainingEvent.from_pb(pb.TrainingEvent(event_id="8", checkpoint_step=50))
+    assert (ev.kind, ev.checkpoint_step, ev.final) == ("checkpoint", 50, False)
+
+
+def test_model_info_current_version():
+    msg = pb.Model(
+        model_id="m",
+        state=pb.MODEL_STATE_READY,
+        current_version=2,
+        versions=[pb.ModelVersion(version=2, valid_perplexity=80.0), pb.ModelVersion(version=1)],
+        config=pb.ModelConfig(cell="gru"),
+    )
+    info = ModelInfo.from_pb(msg)
+    assert info.state == "ready" and info.current.valid_perplexity == 80.0
+    assert info.versions[1].valid_perplexity is None
+    assert "valid ppl" in out.models_table([info]) and "80.0" in out.models_table([info])
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def _token(sentence, token, reason=0):
+    return GeneratedToken.from_pb(
+        pb.GenerateResponse(sentence=sentence, token=token, logprob=-1.0, finish_reason=reason)
+    )
+
+
+def test_interleaved_sentences_print_on_their_own_lines():
+    buf = io.StringIO()
+    printer = out.SentencePrinter(buf, prompt="so")
+    for t in [
+        _token(0, "the"),
+        _token(1, "a"),
+        _token(1, "dog", pb.FINISH_REASON_LENGTH),
+        _token(0, "cat"),
+        _token(0, "SENTENCE_END", pb.FINISH_REASON_END),
+        _token(2, "it"),
+    ]:
+        printer.add(t)
+    printer.close()
+    assert buf.getvalue() == "so the cat\nso a dog\nso it\n"
+
+
+def test_progress_without_a_terminal_is_one_line_per_event():
+    buf = io.StringIO()
+    view = out.ProgressView(buf)
+    progress = TrainingProgress("step", 1, 3, 50, 150, 5.0, 148.4, 1234.0, 0.005, 1.0, 9.0, 75.0)
+    view.event(TrainingEvent("1", None, "progress", progress=progress))
+    view.event(TrainingEvent("2", None, "checkpoint", checkpoint_step=50))
+    view.event(TrainingEvent("3", None, "state", state="failed", error="out of memory"))
+    view.close()
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("epoch 1/3  step 50/150  loss 5.000  ppl 148.4")
+    assert "ETA 1m15s" in lines[0] and "\r" not in buf.getvalue()
+    assert lines[1:] == ["checkpoint written at step 50", "job failed: out of memory"]
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main(["frobnicate"]) == 2
+    assert main(["train", "m", "corpus.txt", "--option", "bogus=1"]) == 2
+    assert "unknown training option 'bogus'" in capsys.readouterr().err
+
+
+def test_an_unreachable_server_is_an_error_line_not_a_traceback(capsys):
+    assert main(["--target", "127.0.0.1:1", "--timeout", "5", "models"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.rstrip().endswith("(UNAVAILABLE)")
+    assert "Traceback" not in err
