@@ -22,8 +22,8 @@ GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 
 def generate(out_dir: Path) -> list[Path]:
     """Run protoc on every .proto under proto/ into out_dir; returns the files written."""
-    from grpc_tools import protoc  # dev extra only
     import grpc_tools
+    from grpc_tools import protoc  # dev extra only
 
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
     include = str(Path(grpc_tools.__file__).parent / "_proto")  # google/protobuf/*.proto
@@ -54,7 +54,8 @@ def main() -> int:
         if p.name.endswith(GENERATED_SUFFIXES)
     }
     if args.check:
-        stale = sorted(str(p) for p in fresh.keys() | committed.keys() if fresh.get(p) != committed.get(p))
+        names = fresh.keys() | committed.keys()
+        stale = sorted(str(p) for p in names if fresh.get(p) != committed.get(p))
         if stale:
             print("stale generated stubs (run: python scripts/gen_proto.py):", *stale, sep="\n  ")
             return 1

@@ -1,0 +1,98 @@
+"""Several servers over one store: two replicas sharing Redis, and a server that dies in the
+middle of a training job (a real process, killed with SIGKILL) and the job resumed by the
+next one from its last checkpoint."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rnnlm.client import LMClient
+from tests.fixtures_redis import free_port
+
+from .conftest import SMALL_MODEL, train_small
+
+FLUENT = "the function returns a new list of the items ."
+
+
+def test_two_servers_on_one_redis_share_models_and_jobs(start_server, backend, corpus_bytes):
+    if backend.name != "redis":
+        pytest.skip("replicas share a Redis store")
+    a, b = start_server(), start_server()
+    with LMClient(a.address) as on_a, LMClient(b.address) as on_b:
+        corpus = on_a.upload_corpus(corpus_bytes)
+        job = on_a.train("shared", corpus, **SMALL_MODEL, epochs=2, log_every=5)
+        events = list(on_b.watch(job.job_id))  # joined from the other replica
+        assert events[-1].state == "completed"
+        assert on_b.job(job.job_id).server_id == a.config.server_id
+        assert [j.job_id for j in on_b.jobs()] == [job.job_id]
+        assert on_b.score("shared", [FLUENT]).model_version == 1
+        train_small(on_a, corpus_bytes, model_id="shared", epochs=1, seed=9)
+        assert on_b.score("shared", [FLUENT]).model_version == 2  # B picked up A's version
+
+        long_job = on_a.train("other", corpus, **SMALL_MODEL, epochs=100, log_every=1)
+        next(e for e in on_b.watch(long_job.job_id) if e.kind == "progress")
+        on_b.cancel(long_job.job_id)  # A runs it; the cancellation reaches it via the store
+        assert list(on_b.watch(long_job.job_id))[-1].state == "cancelled"
+        assert {m.model_id for m in on_b.models()} == {"shared", "other"}
+
+
+def _serve(backend, port: int) -> subprocess.Popen:
+    flags = backend.flags(checkpoint_every=5)
+    command = [sys.executable, "-m", "rnnlm.server", "--address", f"127.0.0.1:{port}", *flags]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_until(condition, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := condition()) is not None:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_job_of_a_killed_server_resumes_from_its_last_checkpoint(
+    start_server, backend, corpus_bytes
+):
+    port = free_port()
+    process = _serve(backend, port)
+    try:
+        with LMClient(f"127.0.0.1:{port}", retries=8, backoff=0.25) as client:
+            corpus = client.upload_corpus(corpus_bytes)  # retried until the server is up
+            job = client.train("crash", corpus, **SMALL_MODEL, epochs=4, log_every=1)
+            next(e for e in client.watch(job.job_id) if e.kind == "checkpoint")
+            process.send_signal(signal.SIGKILL)  # no chance to clean up
+            process.wait(10)
+    finally:
+        process.kill()
+        process.stderr.close()
+
+    server = start_server()
+    with LMClient(server.address) as client:
+
+        def interrupted_job():
+            current = client.job(job.job_id)
+            return current if current.state == "interrupted" else None
+
+        interrupted = _wait_until(interrupted_job, what="the orphaned job to be interrupted")
+        assert "stopped responding" in interrupted.error
+        checkpoint = interrupted.checkpoint_step
+        assert checkpoint >= 5 and checkpoint % 5 == 0
+        assert client.model("crash").state == "empty"  # no version, no job training it
+
+        client.resume(job.job_id)
+        events = list(client.watch(job.job_id))
+        steps = [
+            e.progress.step for e in events if e.kind == "progress" and e.progress.kind == "step"
+        ]
+        resumed = steps[steps.index(interrupted.progress.step) + 1 :]
+        # At most one checkpoint interval of work was lost: it went on from the checkpoint.
+        assert resumed[0] == checkpoint + 1
+        done = client.job(job.job_id)
+        assert done.state in ("completed", "early_stopped") and done.model_version == 1
+        assert client.score("crash", [FLUENT]).model_version == 1
