@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import suppress
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -161,9 +162,28 @@ def drive(target, model_id, sentences, threads, start_at, seconds, omit, offset=
     return len(flat), flat, max(ends)
 
 
-def load(args, pool, target, sentences, clients, seconds) -> dict:
-    """One cell: ``clients`` threads, over ``args.client_procs`` processes when given."""
-    procs = min(args.client_procs, clients)
+def cpu_seconds(procs) -> float:
+    total = 0.0
+    for p in procs:
+        with suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def busy_seconds() -> float:
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - t.iowait
+
+
+def load(args, pool, server, sentences, clients, seconds) -> dict:
+    """One cell: ``clients`` threads, over ``args.client_procs`` processes when given. CPU use
+    is split into server, clients (this process and its pool) and other processes: on a small
+    shared machine that says who the bottleneck is."""
+    target, procs = server.target, min(args.client_procs, clients)
+    me = psutil.Process()
+    mine = [me, *(c for c in me.children() if c.pid != server.proc.pid)]
+    before = cpu_seconds([server.ps]), cpu_seconds(mine), busy_seconds(), time.time()
     start_at = time.time() + 1.0 + 0.02 * clients  # time for every client to connect
     if procs == 1:
         parts = [drive(target, MODEL_ID, sentences, clients, start_at, seconds, args.omit_tokens)]
@@ -179,12 +199,17 @@ def load(args, pool, target, sentences, clients, seconds) -> dict:
     calls = sum(p[0] for p in parts)
     lat = np.array([x for p in parts for x in p[1]]) * 1000
     elapsed = max(p[2] for p in parts) - start_at
+    wall = time.time() - before[3]
+    srv, cli = cpu_seconds([server.ps]) - before[0], cpu_seconds(mine) - before[1]
     return {
         "clients": clients,
         "sent_s": calls / elapsed,
         "p50_ms": float(np.percentile(lat, 50)),
         "p99_ms": float(np.percentile(lat, 99)),
         "calls": calls,
+        "server_cpu": 100 * srv / wall,  # % of one core, connection set-up included
+        "client_cpu": 100 * cli / wall,
+        "other_cpu": 100 * (busy_seconds() - before[2] - srv - cli) / wall,
     }
 
 
@@ -225,13 +250,14 @@ def in_process(store_dir: str, model_id: str, sentences: list[str], seconds: flo
     rates = {"torch_threads": torch.get_num_threads()}
     for batch in (128, 32):
         lm.score(sentences[:batch], batch_size=batch)  # warm-up
-        done, k, start = 0, 0, time.perf_counter()
+        chunks, k, start = [], 0, time.perf_counter()
         while time.perf_counter() - start < seconds / 2:
-            chunk = sentences[k : k + 1024] or sentences[:1024]
-            k = (k + 1024) % len(sentences)
+            chunk = sentences[k : k + 512] or sentences[:512]
+            k = (k + 512) % len(sentences)
+            t0 = time.perf_counter()
             lm.score(chunk, batch_size=batch)
-            done += len(chunk)
-        rates[batch] = done / (time.perf_counter() - start)
+            chunks.append(len(chunk) / (time.perf_counter() - t0))
+        rates[batch] = float(np.median(chunks))  # the median: robust to other processes
     return rates
 
 
@@ -310,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                 idle = server.rss_mb()
                 score_rows[batching] = []
                 for n in clients:
-                    row = load(args, pool, server.target, sentences, n, seconds)
+                    row = load(args, pool, server, sentences, n, seconds)
                     score_rows[batching].append(row)
                     print(f"# batching {batching}: {row}", flush=True)
                 if batching == "true":
@@ -321,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                     ]
                     samples: list[float] = []
                     with ThreadPoolExecutor(1) as bg:
-                        soaking = bg.submit(load, args, pool, server.target, sentences, 32, soak)
+                        soaking = bg.submit(load, args, pool, server, sentences, 32, soak)
                         while not soaking.done():
                             samples.append(server.rss_mb())
                             time.sleep(min(5.0, soak / 10))
@@ -376,11 +402,12 @@ def report(res: dict, clients: list[int]) -> None:
             on = "on" if batching == "true" else "off"
             rows.append(
                 f"{r['clients']:>7} {on:>8} {r['sent_s']:>12,.0f} {r['p50_ms']:>8.2f} "
-                f"{r['p99_ms']:>8.2f} {r['calls']:>8,}"
+                f"{r['p99_ms']:>8.2f} {r['calls']:>8,} {r['server_cpu']:>6.0f}% "
+                f"{r['client_cpu']:>6.0f}% {r['other_cpu']:>6.0f}%"
             )
-    print("ScoreSentence, one sentence per call:")
+    print("ScoreSentence, one sentence per call (CPU: % of one core):")
     table(f"{'clients':>7} {'batching':>8} {'sentences/s':>12} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'calls':>8}", rows)  # fmt: skip
+          f"{'calls':>8} {'server':>7} {'client':>7} {'other':>7}", rows)  # fmt: skip
     on = {r["clients"]: r for r in res["scoring"]["true"]}
     off = {r["clients"]: r for r in res["scoring"]["false"]}
     top = max(clients)

@@ -24,6 +24,8 @@ from .models import ModelRegistry, checkpoint_key
 
 log = logging.getLogger("rnnlm.server")
 
+LOAD_LOCK_STRIPES = 64
+
 
 @dataclass
 class LoadedModel:
@@ -64,7 +66,9 @@ class ModelCache:
         self.batch_max_wait_s = batch_max_wait_s
         self._entries: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
-        self._load_locks: dict[str, threading.Lock] = {}
+        # Striped, not one lock per id: ids come from clients, and a dict keyed by them
+        # would grow with every unknown name anyone asks for.
+        self._load_locks = [threading.Lock() for _ in range(LOAD_LOCK_STRIPES)]
         self.hits = self.loads = 0
 
     def get(self, model_id: str) -> LoadedModel:
@@ -75,7 +79,7 @@ class ModelCache:
                 if time.monotonic() - entry.checked_at < self.refresh_s:
                     self.hits += 1
                     return entry
-            load_lock = self._load_locks.setdefault(model_id, threading.Lock())
+            load_lock = self._load_locks[hash(model_id) % LOAD_LOCK_STRIPES]
         with load_lock:  # one load per model at a time; other callers wait for it
             return self._refresh(model_id)
 
