@@ -82,7 +82,12 @@ class AsyncLMClient:
     # -- call mechanics (see LMClient._unary for why every RPC may be retried) -------------
 
     async def _unary(
-        self, method: str, request: Any, *, timeout: Any = common.CLIENT_TIMEOUT
+        self,
+        method: str,
+        request: Any,
+        *,
+        timeout: Any = common.CLIENT_TIMEOUT,
+        idempotent: bool = True,
     ) -> Any:
         rpc = getattr(self._stub, method)
         deadline = self.timeout if timeout is common.CLIENT_TIMEOUT else timeout
@@ -92,7 +97,7 @@ class AsyncLMClient:
             return rpc(body, timeout=deadline, metadata=self._metadata)
 
         try:
-            return await acall_with_retry(attempt, self._policy, idempotent=True)
+            return await acall_with_retry(attempt, self._policy, idempotent=idempotent)
         except grpc.RpcError as err:
             raise from_rpc_error(err, method) from err
 
@@ -192,7 +197,9 @@ class AsyncLMClient:
     async def resume(self, job_id: str, epochs: int = 0) -> TrainingJob:
         """Continue a cancelled or interrupted job from its last checkpoint."""
         request = pb.ResumeTrainingJobRequest(job_id=job_id, epochs=epochs)
-        return TrainingJob.from_pb(await self._unary("ResumeTrainingJob", request))
+        return TrainingJob.from_pb(
+            await self._unary("ResumeTrainingJob", request, idempotent=False)
+        )
 
     # -- scoring and generation -----------------------------------------------------------
 
@@ -298,4 +305,4 @@ class AsyncLMClient:
     async def delete_model(self, model_id: str) -> int:
         """Delete a model and all its versions; returns how many versions were removed."""
         request = pb.DeleteModelRequest(model_id=model_id)
-        return (await self._unary("DeleteModel", request)).versions_deleted
+        return (await self._unary("DeleteModel", request, idempotent=False)).versions_deleted

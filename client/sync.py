@@ -74,13 +74,21 @@ class LMClient:
 
     # -- call mechanics -------------------------------------------------------------------
 
-    def _unary(self, method: str, request: Any, *, timeout: Any = common.CLIENT_TIMEOUT) -> Any:
+    def _unary(
+        self,
+        method: str,
+        request: Any,
+        *,
+        timeout: Any = common.CLIENT_TIMEOUT,
+        idempotent: bool = True,
+    ) -> Any:
         """One call with retries; ``request`` may be a factory (a fresh request stream for
         each attempt of a client-streaming call).
 
-        Every RPC of this API is safe to repeat after UNAVAILABLE: reads, cancel and delete
-        by nature, Train through its request_id, UploadCorpus because corpora are content
-        addressed and the request stream is rebuilt for each attempt.
+        Repeated after UNAVAILABLE unless ``idempotent`` is false: reads and cancel by
+        nature, Train through its request_id, UploadCorpus because corpora are content
+        addressed (the request stream is rebuilt for each attempt). Resume and DeleteModel
+        are not: a retry after a lost reply would fail on the first attempt's effect.
         """
         rpc = getattr(self._stub, method)
         deadline = self.timeout if timeout is common.CLIENT_TIMEOUT else timeout
@@ -90,7 +98,7 @@ class LMClient:
             return rpc(body, timeout=deadline, metadata=self._metadata)
 
         try:
-            return call_with_retry(attempt, self._policy, idempotent=True)
+            return call_with_retry(attempt, self._policy, idempotent=idempotent)
         except grpc.RpcError as err:
             raise from_rpc_error(err, method) from err
 
@@ -199,7 +207,7 @@ class LMClient:
         """Continue a cancelled or interrupted job from its last checkpoint; ``epochs``
         raises its total (0: keep)."""
         request = pb.ResumeTrainingJobRequest(job_id=job_id, epochs=epochs)
-        return TrainingJob.from_pb(self._unary("ResumeTrainingJob", request))
+        return TrainingJob.from_pb(self._unary("ResumeTrainingJob", request, idempotent=False))
 
     # -- scoring and generation -----------------------------------------------------------
 
@@ -310,4 +318,4 @@ class LMClient:
     def delete_model(self, model_id: str) -> int:
         """Delete a model and all its versions; returns how many versions were removed."""
         request = pb.DeleteModelRequest(model_id=model_id)
-        return self._unary("DeleteModel", request).versions_deleted
+        return self._unary("DeleteModel", request, idempotent=False).versions_deleted

@@ -49,6 +49,7 @@ class RnnlmServer:
             max_concurrent=config.max_concurrent_jobs,
             lease_s=config.job_lease_s,
             default_checkpoint_every=config.checkpoint_every,
+            max_model_params=config.max_model_params,
         )
         self.cache = ModelCache(
             self.models,

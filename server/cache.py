@@ -31,10 +31,11 @@ LOAD_LOCK_STRIPES = 64
 class LoadedModel:
     model_id: str
     version: int
+    identity: str  # the checkpoint's sha256: a deleted and retrained model reuses numbers
     lm: LanguageModel
     batcher: DynamicBatcher[list[str], SentenceScore] | None = None
     checked_at: float = field(default_factory=time.monotonic)
-    bad_version: int = 0  # a newer version that failed to load; not retried until it changes
+    bad_identity: str = ""  # a newer version that failed to load; not retried until it changes
 
     def score(self, sentences: list[list[str]]) -> list[SentenceScore]:
         if self.batcher is None:
@@ -107,29 +108,44 @@ class ModelCache:
                 f"model {model_id!r} has no version ready yet"
                 + (f"; job {active!r} is training it" if active else "; train it first")
             )
-        if entry is not None and version in (entry.version, entry.bad_version):
+        versions = sorted(record["versions"], key=lambda v: -v["version"])
+        current = next(v for v in versions if v["version"] == version)
+        if entry is not None and current["sha256"] in (entry.identity, entry.bad_identity):
             entry.checked_at = time.monotonic()
             self.hits += 1
             return entry
         try:
-            loaded = self._load(model_id, version)
+            loaded = self._load(model_id, current)
         except (DataLoss, CheckpointError) as err:
-            if entry is None:
+            fallback = entry or self._load_previous(model_id, versions[1:])
+            if fallback is None:
                 raise DataLoss(f"model {model_id!r} version {version}: {err}") from None
             log.error(
                 "model %s version %d cannot be loaded (%s); version %d stays in service",
                 model_id,
                 version,
                 err,
-                entry.version,
+                fallback.version,
             )
-            entry.bad_version, entry.checked_at = version, time.monotonic()
-            return entry
+            fallback.bad_identity, fallback.checked_at = current["sha256"], time.monotonic()
+            if fallback is not entry:
+                self._insert(fallback)
+            return fallback
         self._insert(loaded)
         return loaded
 
-    def _load(self, model_id: str, version: int) -> LoadedModel:
+    def _load_previous(self, model_id: str, older: list[dict]) -> LoadedModel | None:
+        """The newest older version that loads (nothing cached to fall back on)."""
+        for version in older:
+            try:
+                return self._load(model_id, version)
+            except (DataLoss, CheckpointError) as err:
+                log.error("model %s version %d: %s", model_id, version["version"], err)
+        return None
+
+    def _load(self, model_id: str, record: dict) -> LoadedModel:
         started = time.perf_counter()
+        version = record["version"]
         data = self.registry.store.get_blob(checkpoint_key(model_id, version))
         if data is None:
             raise DataLoss(f"the checkpoint of version {version} is missing from the store")
@@ -150,7 +166,7 @@ class ModelCache:
                 self.batch_max_wait_s,
                 name=f"batcher-{model_id}-v{version}",
             )
-        return LoadedModel(model_id, version, lm, batcher)
+        return LoadedModel(model_id, version, record["sha256"], lm, batcher)
 
     def _insert(self, loaded: LoadedModel) -> None:
         with self._lock:

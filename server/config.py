@@ -61,6 +61,13 @@ class ServerConfig:
     max_generated_sentences: int = field(
         default=64, metadata={"help": "sentences (or beam width) of one Generate request"}
     )
+    max_streams: int = field(
+        default=16,
+        metadata={"help": "open Watch/Generate streams (each holds a worker thread)"},
+    )
+    max_model_params: int = field(
+        default=50_000_000, metadata={"help": "parameters of a model a Train request may ask for"}
+    )
     max_corpus_bytes: int = field(
         default=256 * 1024 * 1024, metadata={"help": "size of an uploaded or server-side corpus"}
     )
@@ -102,6 +109,8 @@ class ServerConfig:
             "max_tokens_per_sentence",
             "max_generated_tokens",
             "max_generated_sentences",
+            "max_streams",
+            "max_model_params",
             "max_corpus_bytes",
             "max_message_bytes",
             "batch_max_size",
@@ -116,6 +125,11 @@ class ServerConfig:
         for name in ("batch_max_wait_ms", "cache_refresh_s"):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+        if self.max_streams >= self.workers:
+            raise ValueError(
+                f"max_streams ({self.max_streams}) must be below workers ({self.workers}), so "
+                "that unary calls always find a thread"
+            )
         if not self.job_lease_s > 0:
             raise ValueError(f"job_lease_s must be > 0, got {self.job_lease_s!r}")
         host, _, port = self.address.rpartition(":")

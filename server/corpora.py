@@ -99,16 +99,22 @@ class CorpusRegistry:
                 "server-side corpus paths are disabled on this server; upload the corpus with "
                 "UploadCorpus, or start the server with --corpus-dir"
             )
-        path = (self.corpus_dir / relative).resolve()
-        if Path(relative).is_absolute() or not path.is_relative_to(self.corpus_dir):
-            raise PermissionDenied(
-                f"server_path {relative!r} leads outside the corpus directory; give a path "
-                "relative to it"
-            )
-        if not path.is_file():
-            raise NotFound(f"server_path {relative!r} is not a file in the corpus directory")
-        if path.stat().st_size > self.max_bytes:
-            raise self._too_big(path.stat().st_size)
+        try:
+            path = (self.corpus_dir / relative).resolve()
+            if Path(relative).is_absolute() or not path.is_relative_to(self.corpus_dir):
+                raise PermissionDenied(
+                    f"server_path {relative!r} leads outside the corpus directory; give a path "
+                    "relative to it"
+                )
+            if not path.is_file():
+                raise NotFound(f"server_path {relative!r} is not a file in the corpus directory")
+            size = path.stat().st_size
+        except OSError as err:  # a name too long, a directory we may not read, ...
+            raise InvalidArgument(
+                f"server_path {relative!r} cannot be read: {err.strerror}"
+            ) from None
+        if size > self.max_bytes:
+            raise self._too_big(size)
         return path
 
     def _check_options(self, source: dict[str, Any]) -> None:
@@ -133,7 +139,11 @@ class CorpusRegistry:
             filename, where = record["filename"], f"corpus {record['corpus_id']}"
         else:
             path = self.server_file(source["server_path"])
-            data, filename, where = path.read_bytes(), path.name, f"file {source['server_path']!r}"
+            where = f"file {source['server_path']!r}"
+            try:
+                data, filename = path.read_bytes(), path.name
+            except OSError as err:
+                raise InvalidArgument(f"{where} cannot be read: {err.strerror}") from None
         fmt = source.get("format", "auto")
         if fmt == "auto":
             fmt = "csv" if filename.lower().endswith(".csv") else "text"

@@ -50,6 +50,19 @@ def job_checkpoint_key(job_id: str) -> str:
     return f"jobs/{job_id}/checkpoint"
 
 
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def estimate_parameters(config: ModelConfig) -> int:
+    """Weights of a model (close enough to refuse what would exhaust the server's memory)."""
+    v, e, h, gates = config.vocab_size, config.embed_size, config.hidden_size, GATES[config.cell]
+    inputs = e if config.cell != "rnn" else v  # the NumPy RNN reads one-hot words
+    recurrent = gates * h * (inputs + h + 2) + (config.num_layers - 1) * gates * h * (2 * h + 2)
+    embedding = v * e if config.cell != "rnn" else 0
+    output = (0 if config.tie_weights else v * h) + v
+    return embedding + recurrent + output
+
+
 @dataclasses.dataclass
 class _LocalJob:
     """A job running in this process."""
@@ -58,6 +71,7 @@ class _LocalJob:
     model_id: str
     stop: threading.Event
     thread: threading.Thread | None = None
+    lost: bool = False  # another server took the job over (our lease expired): write nothing
 
 
 class JobManager:
@@ -71,12 +85,14 @@ class JobManager:
         max_concurrent: int = 2,
         lease_s: float = 15.0,
         default_checkpoint_every: int = 200,
+        max_model_params: int = 50_000_000,
     ) -> None:
         self.store, self.models, self.corpora = store, models, corpora
         self.server_id = server_id
         self.max_concurrent = max_concurrent
         self.lease_s = lease_s
         self.default_checkpoint_every = default_checkpoint_every
+        self.max_model_params = max_model_params
         self._local: dict[str, _LocalJob] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -147,10 +163,20 @@ class JobManager:
         if request_id and (seen := self.store.get(TRAIN_REQUEST, request_id)) is not None:
             return self.get(seen["job_id"])
         train_config.check_compatible(model_config)
+        params = estimate_parameters(model_config)
+        if params > self.max_model_params:
+            raise ResourceExhausted(
+                f"the model would have about {params:,} parameters; this server trains up to "
+                f"{self.max_model_params:,} (--max-model-params): lower vocab_size, "
+                "embed_size, hidden_size or num_layers"
+            )
         if train_config.checkpoint_every is None:
             train_config = dataclasses.replace(
                 train_config, checkpoint_every=self.default_checkpoint_every
             )
+        with self._lock:  # cheap refusals first: a busy server should not parse a corpus
+            self._reap_model_owner(model_id)
+            self._check_capacity()
         parsed = self.corpora.load(corpus)  # parse errors reach the caller, not the job
         job_id = "j-" + uuid.uuid4().hex[:16]
         now = time.time()
@@ -176,14 +202,21 @@ class JobManager:
         with self._lock:  # the slot check and the claim go together
             self._reap_model_owner(model_id)  # "model busy" says more than "server busy"
             self._check_capacity()
-            self.models.claim(model_id, job_id)
+            # The job record exists before the request id points at it, so a concurrent
+            # twin of this request (a client retry) always finds the job it is told about.
             self.store.create(JOB, job_id, job)
             if request_id:
                 first = self.store.create(TRAIN_REQUEST, request_id, {"job_id": job_id})
-                if first["job_id"] != job_id:  # a concurrent twin got there first
+                if first["job_id"] != job_id:
                     self.store.delete(JOB, job_id)
-                    self.models.release(model_id, job_id)
                     return self.get(first["job_id"])
+            try:
+                self.models.claim(model_id, job_id)
+            except Exception:
+                self.store.delete(JOB, job_id)
+                if request_id:
+                    self.store.delete(TRAIN_REQUEST, request_id)
+                raise
             self._start(job_id, model_id, resume=False, corpus=parsed)
         log.info("job %s: training model %s (%s)", job_id, model_id, model_config.cell)
         return self.get(job_id)
@@ -218,15 +251,27 @@ class JobManager:
         with self._lock:
             self._check_capacity()
             self.models.claim(job["model_id"], job_id)
-            self._update(
-                job_id,
-                state=QUEUED,
-                error="",
-                cancel_requested=False,
-                server_id=self.server_id,
-                heartbeat_at=time.time(),
-                train_config=config.to_dict(),
-            )
+
+            def take_over(current: dict | None) -> dict:
+                # Checked again inside the update: of two concurrent resumes (on this
+                # server or another), exactly one finds the job still resumable.
+                if current is None or current["state"] not in RESUMABLE:
+                    state = current["state"] if current else "gone"
+                    raise FailedPrecondition(
+                        f"training job {job_id!r} is {state}; it was resumed concurrently"
+                    )
+                current.update(
+                    state=QUEUED,
+                    error="",
+                    cancel_requested=False,
+                    server_id=self.server_id,
+                    heartbeat_at=time.time(),
+                    updated_at=time.time(),
+                    train_config=config.to_dict(),
+                )
+                return current
+
+            self.store.update(JOB, job_id, take_over)
             self._start(job_id, job["model_id"], resume=True)
         log.info("job %s: resuming from step %d", job_id, job["checkpoint_step"])
         return self.get(job_id)
@@ -250,6 +295,8 @@ class JobManager:
     # -- the job thread ------------------------------------------------------------------
 
     def _check_capacity(self) -> None:
+        if self._closing.is_set():
+            raise Unavailable("this server is shutting down; send the request to another one")
         if len(self._local) >= self.max_concurrent:
             raise ResourceExhausted(
                 f"this server already runs {len(self._local)} training job(s), its limit "
@@ -257,6 +304,8 @@ class JobManager:
             )
 
     def _start(self, job_id: str, model_id: str, resume: bool, corpus: Corpus | None = None):
+        if job_id in self._local:
+            raise FailedPrecondition(f"training job {job_id!r} is already running here")
         local = _LocalJob(job_id, model_id, threading.Event())
         local.thread = threading.Thread(
             target=self._run, args=(local, resume, corpus), name=f"job-{job_id}", daemon=True
@@ -280,11 +329,13 @@ class JobManager:
                 ModelConfig.from_dict(job["model_config"]),
                 train_config,
                 on_progress=lambda event: self._on_progress(job_id, event),
-                on_checkpoint=lambda lm: self._on_checkpoint(job_id, lm),
+                on_checkpoint=lambda lm: local.lost or self._on_checkpoint(job_id, lm),
                 should_stop=local.stop.is_set,
                 resume_from=resume_from,
             )
             status = lm.training_state.status
+            if local.lost:
+                return
             if status != CANCELLED:
                 version = self._retry(lambda: self.models.publish(model_id, lm, job_id))
                 self.store.delete_blob(job_checkpoint_key(job_id))  # the version supersedes it
@@ -301,10 +352,11 @@ class JobManager:
         finally:
             # Free the slot and the model before announcing the end, so that a client that
             # saw the final state can start the next job at once.
-            self._try(lambda: self.models.release(model_id, job_id))
             with self._lock:
                 self._local.pop(job_id, None)
-            self._try(lambda: self._set_state(job_id, *final))
+            if not local.lost:
+                self._try(lambda: self._retry(lambda: self.models.release(model_id, job_id)))
+                self._try(lambda: self._retry(lambda: self._set_state(job_id, *final)))
 
     def _on_progress(self, job_id: str, event: ProgressEvent) -> None:
         progress = dataclasses.asdict(event)
@@ -366,18 +418,37 @@ class JobManager:
         while not self._closing.wait(self.lease_s / 5):
             for local in list(self._local.values()):
                 try:
-                    job = self._update(local.job_id, heartbeat_at=time.time())
-                    if job and job.get("cancel_requested"):
-                        local.stop.set()
-                except Unavailable as err:
+                    self._renew(local)
+                except Exception as err:  # one bad record must not stop the heartbeats
                     log.warning("heartbeat of job %s: %s", local.job_id, err)
             if time.monotonic() - last_sweep > self.lease_s:
                 last_sweep = time.monotonic()
                 try:
                     for job in self.store.list(JOB):
                         self._reap_if_orphaned(job)
-                except Unavailable as err:
+                except Exception as err:
                     log.warning("job sweep: %s", err)
+
+    def _renew(self, local: _LocalJob) -> None:
+        """Renew the lease, unless another server has taken the job over meanwhile (ours
+        expired during a store outage): then stop without writing anything more."""
+        verdict = {"ours": True}
+
+        def renew(job: dict | None) -> dict | None:
+            verdict["ours"] = bool(
+                job and job["state"] in ACTIVE and job.get("server_id") == self.server_id
+            )
+            if verdict["ours"]:
+                job["heartbeat_at"] = time.time()
+            return job
+
+        job = self.store.update(JOB, local.job_id, renew)
+        if not verdict["ours"]:
+            log.warning("job %s: lease lost to another server; stopping here", local.job_id)
+            local.lost = True
+            local.stop.set()
+        elif job and job.get("cancel_requested"):
+            local.stop.set()
 
     def _reap_if_orphaned(self, job: dict[str, Any]) -> dict[str, Any]:
         if job["state"] not in ACTIVE or job["job_id"] in self._local:

@@ -6,6 +6,8 @@ them in one place.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 
 import grpc
@@ -36,6 +38,21 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
     ) -> None:
         self.config, self.models, self.corpora = config, models, corpora
         self.jobs, self.cache = jobs, cache
+        # A stream holds a worker thread for its whole life: bounded, so that watchers and
+        # generators can never take every thread from the unary calls.
+        self._streams = threading.BoundedSemaphore(config.max_streams)
+
+    @contextlib.contextmanager
+    def _stream_slot(self) -> Iterator[None]:
+        if not self._streams.acquire(blocking=False):
+            raise ResourceExhausted(
+                f"{self.config.max_streams} Watch/Generate streams are open on this server, "
+                "its limit (--max-streams); retry later or on another replica"
+            )
+        try:
+            yield
+        finally:
+            self._streams.release()
 
     # -- corpora and training ------------------------------------------------------------
 
@@ -60,9 +77,12 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         return convert.job_to_pb(job)
 
     def WatchTrainingJob(self, request, context) -> Iterator[pb.TrainingEvent]:
-        events = self.jobs.watch(request.job_id, request.after_event_id or None, context.is_active)
-        for event_id, event in events:
-            yield convert.event_to_pb(event_id, event)
+        with self._stream_slot():
+            events = self.jobs.watch(
+                request.job_id, request.after_event_id or None, context.is_active
+            )
+            for event_id, event in events:
+                yield convert.event_to_pb(event_id, event)
 
     def GetTrainingJob(self, request, context) -> pb.TrainingJob:
         return convert.job_to_pb(self.jobs.get(request.job_id))
@@ -104,6 +124,10 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
 
     def Generate(self, request: pb.GenerateRequest, context) -> Iterator[pb.GenerateResponse]:
         self._check_generation_limits(request)
+        with self._stream_slot():
+            yield from self._generate(request, context)
+
+    def _generate(self, request: pb.GenerateRequest, context) -> Iterator[pb.GenerateResponse]:
         options = convert.generation_options(request, self.config.max_generated_tokens)
         model = self.cache.get(check_model_id(request.model_id))
         which = request.WhichOneof("prompt")

@@ -322,6 +322,8 @@ def _check_stream_id(after: str) -> str:
     ms, dash, seq = after.partition("-") if isinstance(after, str) else ("", "", "")
     if not (dash and ms.isdigit() and seq.isdigit() and ms.isascii() and seq.isascii()):
         raise ValueError(f"invalid event id {after!r}: expected '<milliseconds>-<sequence>'")
+    if int(ms) >= 2**64 or int(seq) >= 2**64:  # Redis refuses these with a ResponseError
+        raise ValueError(f"invalid event id {after!r}: both parts must be below 2**64")
     return after
 
 

@@ -38,6 +38,7 @@ class Backend:
             "cache_refresh_s": 0.0,
             "checkpoint_every": 10,
             "workers": 16,
+            "max_streams": 8,
         }
         settings.update(overrides)
         return ServerConfig(**settings)

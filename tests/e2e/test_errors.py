@@ -67,9 +67,10 @@ def test_invalid_arguments(trained, corpus_bytes):
     with pytest.raises(InvalidArgument, match="corpus CSV has no column 'text'"):
         corpus = client.upload_corpus(b"a,b\n1,2\n", filename="x.csv")
         client.train("m", corpus, csv_column="text")
-    with pytest.raises(InvalidArgument, match="after_event_id"):
-        job = client.jobs()[0]
-        list(client.watch(job.job_id, after_event_id="not-an-id"))
+    job = client.jobs()[0]
+    for bad_id in ("not-an-id", "99999999999999999999999-0", "9" * 30):
+        with pytest.raises(InvalidArgument, match="after_event_id"):
+            list(client.watch(job.job_id, after_event_id=bad_id))
 
 
 def test_upload_checks(client):
@@ -121,6 +122,8 @@ def test_permission_denied_for_server_paths(start_server, tmp_path):
         for path in ("../secret.txt", str(tmp_path / "secret.txt")):
             with pytest.raises(PermissionDenied, match="outside the corpus directory"):
                 client.train("m", server_path=path)
+        with pytest.raises(InvalidArgument, match="cannot be read: File name too long"):
+            client.train("m", server_path="a" * 300)
         with pytest.raises(NotFound, match="'missing.txt' is not a file"):
             client.train("m", server_path="missing.txt")
         job = client.train("m", server_path="ok.txt", epochs=1, vocab_size=50)
@@ -136,6 +139,8 @@ def test_resource_exhausted(start_server, corpus_bytes):
         max_corpus_bytes=50_000,
         max_message_bytes=100_000,
         max_concurrent_jobs=1,
+        max_streams=1,
+        workers=4,
     )
     with LMClient(server.address, retries=0) as client:
         train_small(client, corpus_bytes, epochs=1)
@@ -152,11 +157,18 @@ def test_resource_exhausted(start_server, corpus_bytes):
         with pytest.raises(ResourceExhausted):  # one gRPC message over the server's limit
             client.score("small", ["word " * 30_000])
         corpus = client.upload_corpus(corpus_bytes)
-        job = client.train("slow", corpus, **SMALL_MODEL, epochs=50)
+        with pytest.raises(ResourceExhausted, match="about 160,032,000 parameters"):
+            client.train("huge", corpus, vocab_size=8000, embed_size=4000, hidden_size=4000)
+        job = client.train("slow", corpus, **SMALL_MODEL, epochs=50, log_every=1)
         with pytest.raises(ResourceExhausted, match="limit \\(--max-concurrent-jobs 1\\)"):
             client.train("other", corpus, **SMALL_MODEL)
         with pytest.raises(FailedPrecondition, match="being trained by job"):
             client.train("slow", corpus, **SMALL_MODEL)
+        watch = client.watch(job.job_id)
+        next(watch)  # holds the one stream this server allows
+        with pytest.raises(ResourceExhausted, match="--max-streams"):
+            next(client.generate_stream("small"))
+        watch.close()
         client.cancel(job.job_id)
 
 
@@ -193,10 +205,13 @@ def test_data_loss_and_the_previous_version_stays(start_server, corpus_bytes):
         damage_chunk(server.store, "models/small/2/checkpoint", 0, b"not the checkpoint")
         server.cache.refresh_s = 0.0  # look for the new version now
         assert client.score("small", ["a sentence ."]).model_version == 1
-    fresh = start_server()  # nothing cached: nothing to fall back on
-    fresh_client = LMClient(fresh.address, retries=0)
-    with fresh_client, pytest.raises(DataLoss, match="model 'small' version 2: .*chunk 0"):
-        fresh_client.score("small", ["a sentence ."])
+    fresh = start_server()  # nothing cached: it falls back to the newest version that loads
+    with LMClient(fresh.address, retries=0) as client:
+        assert client.score("small", ["a sentence ."]).model_version == 1
+    damage_chunk(server.store, "models/small/1/checkpoint", 0, b"broken too")
+    third = LMClient(start_server().address, retries=0)
+    with third, pytest.raises(DataLoss, match="model 'small' version 2: .*chunk 0"):
+        third.score("small", ["a sentence ."])
 
 
 def test_client_cancellation_is_cancelled(trained):

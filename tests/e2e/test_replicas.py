@@ -40,6 +40,14 @@ def test_two_servers_on_one_redis_share_models_and_jobs(start_server, backend, c
         assert list(on_b.watch(long_job.job_id))[-1].state == "cancelled"
         assert {m.model_id for m in on_b.models()} == {"shared", "other"}
 
+        # Deleted and trained anew: version numbers start again, yet B serves the new model.
+        on_a.delete_model("shared")
+        train_small(on_a, corpus_bytes, model_id="shared", epochs=1, seed=11, vocab_size=300)
+        new_on_a = on_a.score("shared", [FLUENT])
+        new_on_b = on_b.score("shared", [FLUENT])
+        assert new_on_a.model_version == new_on_b.model_version == 1
+        assert new_on_b.scores[0].logprob == pytest.approx(new_on_a.scores[0].logprob, rel=1e-5)
+
 
 def _serve(backend, port: int) -> subprocess.Popen:
     flags = backend.flags(checkpoint_every=5)

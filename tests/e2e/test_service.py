@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rnnlm.client import FailedPrecondition, NotFound
+from rnnlm.client import FailedPrecondition, InvalidArgument, NotFound
 
 from .conftest import FAST_TRAINING, SMALL_MODEL, train_small
 
@@ -96,6 +97,17 @@ def test_same_request_id_never_starts_a_second_job(client, corpus_bytes):
     third = client.train("idem", corpus, request_id="req-42", **SMALL_MODEL, epochs=1)
     assert third.job_id == first.job_id and third.state == "completed"
 
+    # Concurrent twins (a client retry racing its first attempt) get the one job too.
+    with ThreadPoolExecutor(4) as pool:
+        twins = list(
+            pool.map(
+                lambda _: client.train("twin", corpus, request_id="req-7", **SMALL_MODEL).job_id,
+                range(4),
+            )
+        )
+    assert len(set(twins)) == 1 and len(client.jobs("twin")) == 1
+    client.cancel(twins[0])
+
 
 def test_cancel_stops_the_job_and_resume_finishes_it(client, corpus_bytes):
     corpus = client.upload_corpus(corpus_bytes)
@@ -122,14 +134,26 @@ def test_cancel_stops_the_job_and_resume_finishes_it(client, corpus_bytes):
     client.cancel(job.job_id)  # stop again, then finish with fewer steps to go
     list(client.watch(job.job_id))
     stopped = client.job(job.job_id)
-    with pytest.raises(Exception, match="epochs must be >="):
+    with pytest.raises(InvalidArgument, match="epochs must be >="):
         client.resume(job.job_id, epochs=1)
-    final = client.resume(job.job_id, epochs=50)
+    # Concurrent resumes (two users, two replicas): exactly one runs the job.
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = list(pool.map(lambda _: _try_resume(client, job.job_id), range(3)))
+    assert outcomes.count("resumed") == 1 and outcomes.count("refused") == 2
+    final = client.job(job.job_id)
     steps = [e.progress.step for e in client.watch(final.job_id) if e.kind == "progress"]
     assert client.job(job.job_id).state in ("completed", "early_stopped")
     # The resumed run continued from its checkpoint instead of starting over.
     later = [s for s in steps if s > stopped.checkpoint_step]
     assert later and min(later) > stopped.checkpoint_step
+
+
+def _try_resume(client, job_id: str) -> str:
+    try:
+        client.resume(job_id, epochs=50)
+    except FailedPrecondition:
+        return "refused"
+    return "resumed"
 
 
 def test_concurrent_scores_equal_scores_alone(start_server, corpus_bytes):
