@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,17 @@ def test_the_check_notices_a_stale_stub(tmp_path, monkeypatch):
     proto = proto_root / "rnnlm" / "v1" / "rnnlm.proto"
     proto.write_text(proto.read_text().replace("bool omit_tokens = 4;", "bool omit_tokenz = 4;"))
     assert gen_proto.main() == 1
+
+
+def test_every_rpc_and_field_is_documented():
+    """Each rpc, message field and enum value has a comment line right above it."""
+    proto = (ROOT / "proto" / "rnnlm" / "v1" / "rnnlm.proto").read_text().splitlines()
+    declaration = re.compile(
+        r"^\s*(rpc \w+|(optional |repeated )?[\w.]+ \w+ = \d+;|[A-Z_]+ = \d+;)"
+    )
+    undocumented = [
+        f"line {n}: {line.strip()}"
+        for n, line in enumerate(proto, start=1)
+        if declaration.match(line) and not proto[n - 2].strip().startswith("//")
+    ]
+    assert undocumented == []
