@@ -160,6 +160,23 @@ class JobManager:
             raise InvalidArgument(
                 "request_id must be 1-128 letters, digits, '.', '_' or '-' (a UUID works)"
             )
+        try:
+            return self._submit(model_id, corpus, model_config, train_config, request_id)
+        except (FailedPrecondition, ResourceExhausted):
+            # A twin of this request (a client retry racing its first attempt) may hold the
+            # model or the slot: then its job is the answer, not an error.
+            if request_id and (seen := self.store.get(TRAIN_REQUEST, request_id)) is not None:
+                return self.get(seen["job_id"])
+            raise
+
+    def _submit(
+        self,
+        model_id: str,
+        corpus: dict[str, Any],
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        request_id: str,
+    ) -> dict[str, Any]:
         if request_id and (seen := self.store.get(TRAIN_REQUEST, request_id)) is not None:
             return self.get(seen["job_id"])
         train_config.check_compatible(model_config)
