@@ -33,15 +33,24 @@ from .errors import (
     ServiceError,
     Unavailable,
 )
-from .models import ModelRegistry, check_model_id
+from .leases import (
+    ACTIVE,
+    CANCELLED,
+    FAILED,
+    FINAL,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    LeaseKeeper,
+    LocalJob,
+    retry_if_unavailable,
+    skip_if_unavailable,
+)
+from .models import ModelRegistry, check_model_id, estimate_parameters
 from .store import JOB, TRAIN_REQUEST, Store
 
 log = logging.getLogger("rnnlm.server")
 
-QUEUED, RUNNING, COMPLETED, EARLY_STOPPED = "queued", "running", "completed", "early_stopped"
-CANCELLED, FAILED, INTERRUPTED = "cancelled", "failed", "interrupted"
-ACTIVE = (QUEUED, RUNNING)
-FINAL = (COMPLETED, EARLY_STOPPED, CANCELLED, FAILED, INTERRUPTED)
 RESUMABLE = (CANCELLED, INTERRUPTED)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -50,31 +59,7 @@ def job_checkpoint_key(job_id: str) -> str:
     return f"jobs/{job_id}/checkpoint"
 
 
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-
-
-def estimate_parameters(config: ModelConfig) -> int:
-    """Weights of a model (close enough to refuse what would exhaust the server's memory)."""
-    v, e, h, gates = config.vocab_size, config.embed_size, config.hidden_size, GATES[config.cell]
-    inputs = e if config.cell != "rnn" else v  # the NumPy RNN reads one-hot words
-    recurrent = gates * h * (inputs + h + 2) + (config.num_layers - 1) * gates * h * (2 * h + 2)
-    embedding = v * e if config.cell != "rnn" else 0
-    output = (0 if config.tie_weights else v * h) + v
-    return embedding + recurrent + output
-
-
-@dataclasses.dataclass
-class _LocalJob:
-    """A job running in this process."""
-
-    job_id: str
-    model_id: str
-    stop: threading.Event
-    thread: threading.Thread | None = None
-    lost: bool = False  # another server took the job over (our lease expired): write nothing
-
-
-class JobManager:
+class JobManager(LeaseKeeper):
     def __init__(
         self,
         store: Store,
@@ -93,7 +78,7 @@ class JobManager:
         self.lease_s = lease_s
         self.default_checkpoint_every = default_checkpoint_every
         self.max_model_params = max_model_params
-        self._local: dict[str, _LocalJob] = {}
+        self._local: dict[str, LocalJob] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="jobs", daemon=True)
@@ -305,10 +290,6 @@ class JobManager:
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
 
-    @property
-    def running(self) -> int:
-        return len(self._local)
-
     # -- the job thread ------------------------------------------------------------------
 
     def _check_capacity(self) -> None:
@@ -323,14 +304,14 @@ class JobManager:
     def _start(self, job_id: str, model_id: str, resume: bool, corpus: Corpus | None = None):
         if job_id in self._local:
             raise FailedPrecondition(f"training job {job_id!r} is already running here")
-        local = _LocalJob(job_id, model_id, threading.Event())
+        local = LocalJob(job_id, model_id, threading.Event())
         local.thread = threading.Thread(
             target=self._run, args=(local, resume, corpus), name=f"job-{job_id}", daemon=True
         )
         self._local[job_id] = local
         local.thread.start()
 
-    def _run(self, local: _LocalJob, resume: bool, corpus: Corpus | None) -> None:
+    def _run(self, local: LocalJob, resume: bool, corpus: Corpus | None) -> None:
         job_id, model_id = local.job_id, local.model_id
         final: tuple[str, str, int] = (FAILED, "the job ended without a result", 0)
         try:
@@ -354,7 +335,7 @@ class JobManager:
             if local.lost:
                 return
             if status != CANCELLED:
-                version = self._retry(lambda: self.models.publish(model_id, lm, job_id))
+                version = retry_if_unavailable(lambda: self.models.publish(model_id, lm, job_id))
                 self.store.delete_blob(job_checkpoint_key(job_id))  # the version supersedes it
                 final = (status, "", version)
             elif self._closing.is_set():
@@ -372,13 +353,19 @@ class JobManager:
             with self._lock:
                 self._local.pop(job_id, None)
             if not local.lost:
-                self._try(lambda: self._retry(lambda: self.models.release(model_id, job_id)))
-                self._try(lambda: self._retry(lambda: self._set_state(job_id, *final)))
+                skip_if_unavailable(
+                    lambda: retry_if_unavailable(lambda: self.models.release(model_id, job_id))
+                )
+                skip_if_unavailable(
+                    lambda: retry_if_unavailable(lambda: self._set_state(job_id, *final))
+                )
 
     def _on_progress(self, job_id: str, event: ProgressEvent) -> None:
         progress = dataclasses.asdict(event)
-        self._try(lambda: self.store.append_event(job_id, {"type": "progress", **progress}))
-        self._try(lambda: self._update(job_id, progress=progress))
+        skip_if_unavailable(
+            lambda: self.store.append_event(job_id, {"type": "progress", **progress})
+        )
+        skip_if_unavailable(lambda: self._update(job_id, progress=progress))
 
     def _on_checkpoint(self, job_id: str, lm: LanguageModel) -> None:
         step = lm.training_state.global_step
@@ -390,7 +377,7 @@ class JobManager:
             self.store.append_event(job_id, {"type": "checkpoint", "step": step})
 
         # A store outage skips this checkpoint; training goes on and the next one retries.
-        self._try(write)
+        skip_if_unavailable(write)
 
     def _set_state(self, job_id: str, state: str, error: str = "", model_version: int = 0):
         fields: dict[str, Any] = {"state": state, "error": error}
@@ -408,101 +395,3 @@ class JobManager:
             return job
 
         return self.store.update(JOB, job_id, apply)
-
-    @staticmethod
-    def _try(fn: Callable[[], Any]) -> None:
-        try:
-            fn()
-        except Unavailable as err:
-            log.warning("store unavailable, skipped: %s", err)
-
-    def _retry(self, fn: Callable[[], Any], attempts: int = 10) -> Any:
-        for attempt in range(attempts):
-            try:
-                return fn()
-            except Unavailable:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(min(0.5 * 2**attempt, 5.0))
-        return None
-
-    # -- leases ----------------------------------------------------------------------------
-
-    def _heartbeat_loop(self) -> None:
-        """Renew our jobs' leases, pass on cancellations made on other replicas, and reap
-        jobs whose server died."""
-        last_sweep = 0.0
-        while not self._closing.wait(self.lease_s / 5):
-            for local in list(self._local.values()):
-                try:
-                    self._renew(local)
-                except Exception as err:  # one bad record must not stop the heartbeats
-                    log.warning("heartbeat of job %s: %s", local.job_id, err)
-            if time.monotonic() - last_sweep > self.lease_s:
-                last_sweep = time.monotonic()
-                try:
-                    for job in self.store.list(JOB):
-                        self._reap_if_orphaned(job)
-                except Exception as err:
-                    log.warning("job sweep: %s", err)
-
-    def _renew(self, local: _LocalJob) -> None:
-        """Renew the lease, unless another server has taken the job over meanwhile (ours
-        expired during a store outage): then stop without writing anything more."""
-        verdict = {"ours": True}
-
-        def renew(job: dict | None) -> dict | None:
-            verdict["ours"] = bool(
-                job and job["state"] in ACTIVE and job.get("server_id") == self.server_id
-            )
-            if verdict["ours"]:
-                job["heartbeat_at"] = time.time()
-            return job
-
-        job = self.store.update(JOB, local.job_id, renew)
-        if not verdict["ours"]:
-            log.warning("job %s: lease lost to another server; stopping here", local.job_id)
-            local.lost = True
-            local.stop.set()
-        elif job and job.get("cancel_requested"):
-            local.stop.set()
-
-    def _reap_if_orphaned(self, job: dict[str, Any]) -> dict[str, Any]:
-        if job["state"] not in ACTIVE or job["job_id"] in self._local:
-            return job
-        if time.time() - job.get("heartbeat_at", 0) <= self.lease_s:
-            return job
-        reason = f"server {job['server_id']} stopped responding; resume the job to continue"
-        changed = {"now": False}
-
-        def mark(current: dict | None) -> dict | None:
-            changed["now"] = False  # the update may retry: only the last attempt counts
-            stale = current is not None and time.time() - current.get("heartbeat_at", 0)
-            if current is not None and current["state"] in ACTIVE and stale > self.lease_s:
-                current.update(state=INTERRUPTED, error=reason, updated_at=time.time())
-                changed["now"] = True
-            return current
-
-        updated = self.store.update(JOB, job["job_id"], mark)
-        if changed["now"]:
-            event = {"type": "state", "state": INTERRUPTED, "error": reason, "model_version": 0}
-            self.store.append_event(job["job_id"], event)
-            self.models.release(job["model_id"], job["job_id"])
-            log.warning("job %s marked interrupted: %s", job["job_id"], reason)
-        return updated or job
-
-    def _reap_model_owner(self, model_id: str) -> None:
-        """Free the model if the job that claimed it died; refuse if it is alive."""
-        try:
-            owner = self.models.get(model_id).get("active_job_id")
-        except NotFound:
-            return
-        if not owner:
-            return
-        job = self.store.get(JOB, owner)
-        if job is not None and self._reap_if_orphaned(job)["state"] in ACTIVE:
-            raise FailedPrecondition(
-                f"model {model_id!r} is being trained by job {owner!r}; wait for it to end "
-                "or cancel it before training the model again"
-            )
-        self.models.release(model_id, owner)  # ended without releasing (e.g. store outage)

@@ -14,7 +14,7 @@ import re
 import time
 from typing import Any
 
-from rnnlm.model import LanguageModel
+from rnnlm.model import LanguageModel, ModelConfig
 
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .store import MODEL, Store
@@ -33,6 +33,19 @@ def check_model_id(model_id: str) -> str:
             "starting with a letter or digit"
         )
     return model_id
+
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def estimate_parameters(config: ModelConfig) -> int:
+    """Weights of a model (close enough to refuse what would exhaust the server's memory)."""
+    v, e, h, gates = config.vocab_size, config.embed_size, config.hidden_size, GATES[config.cell]
+    inputs = e if config.cell != "rnn" else v  # the NumPy RNN reads one-hot words
+    recurrent = gates * h * (inputs + h + 2) + (config.num_layers - 1) * gates * h * (2 * h + 2)
+    embedding = v * e if config.cell != "rnn" else 0
+    output = (0 if config.tie_weights else v * h) + v
+    return embedding + recurrent + output
 
 
 def checkpoint_key(model_id: str, version: int) -> str:
