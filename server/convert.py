@@ -227,13 +227,18 @@ def model_to_pb(record: dict[str, Any], vocabulary: list[str] | None = None) -> 
     return msg
 
 
+def default_max_tokens(server_max_tokens: int) -> int:
+    """max_tokens when a Generate request leaves it 0."""
+    return min(50, server_max_tokens)
+
+
 def generation_options(request: pb.GenerateRequest, server_max_tokens: int) -> dict[str, Any]:
     """GenerateRequest fields as ``LanguageModel.stream`` options (0/unset: defaults)."""
     method = METHODS.get(request.method) or ("beam" if request.beam_width > 1 else "sample")
     options: dict[str, Any] = {
         "method": method,
         "num_sentences": request.num_sentences or 1,
-        "max_length": request.max_tokens or min(50, server_max_tokens),
+        "max_length": request.max_tokens or default_max_tokens(server_max_tokens),
         "top_k": request.top_k,
         "beam_width": request.beam_width or 4,
     }

@@ -167,20 +167,17 @@ class ModelRegistry:
 
     def delete(self, model_id: str) -> int:
         """Delete the model and every version; returns how many versions there were."""
-        record = self.get(model_id)
-        if record.get("active_job_id"):
-            raise FailedPrecondition(
-                f"model {model_id!r} is being trained by job {record['active_job_id']!r}; "
-                "cancel the job before deleting the model"
-            )
+        check_model_id(model_id)
         deleted: dict[str, Any] = {}
 
         def remove(current: dict | None) -> None:
+            # Checked inside the update, so a job claiming the model meanwhile is respected.
             if current is None:
-                raise NotFound(f"model {model_id!r} does not exist")
+                raise NotFound(f"model {model_id!r} does not exist; ListModels shows the models")
             if current.get("active_job_id"):
                 raise FailedPrecondition(
-                    f"model {model_id!r} is being trained by job {current['active_job_id']!r}"
+                    f"model {model_id!r} is being trained by job {current['active_job_id']!r}; "
+                    "cancel the job before deleting the model"
                 )
             deleted["versions"] = [v["version"] for v in current["versions"]]
             return None

@@ -159,7 +159,7 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
                     f"{name} {value} is over this server's limit of {limit} "
                     f"(--max-generated-{flag})"
                 )
-        max_tokens = request.max_tokens or min(50, cfg.max_generated_tokens)
+        max_tokens = request.max_tokens or convert.default_max_tokens(cfg.max_generated_tokens)
         if not 0 <= request.min_tokens <= max_tokens:
             raise InvalidArgument(
                 f"min_tokens must be in [0, max_tokens={max_tokens}], got {request.min_tokens}"
