@@ -19,6 +19,7 @@ Failed calls raise subclasses of :class:`RnnlmError` (``NotFound``, ``InvalidArg
 
 from __future__ import annotations
 
+from rnnlm.client._common import TLS
 from rnnlm.client.aio import AsyncLMClient
 from rnnlm.client.errors import (
     AlreadyExists,
@@ -52,6 +53,7 @@ from rnnlm.client.types import (
 )
 
 __all__ = [
+    "TLS",
     "AlreadyExists",
     "AsyncLMClient",
     "Cancelled",

@@ -43,6 +43,56 @@ def channel_options(max_message_bytes: int, extra: Iterable[tuple[str, Any]]) ->
     ]
 
 
+@dataclass(frozen=True)
+class TLS:
+    """TLS settings of a client. ``LMClient(target, tls=True)`` trusts the system's CAs;
+    ``tls=TLS(ca_file="ca.pem")`` trusts that CA (a private one); ``cert_file`` and
+    ``key_file`` present a client certificate (servers started with ``--tls-client-ca``);
+    ``server_name`` overrides the name checked against the server's certificate (when the
+    target is an IP address or a name the certificate does not list)."""
+
+    ca_file: str | Path | None = None
+    cert_file: str | Path | None = None
+    key_file: str | Path | None = None
+    server_name: str | None = None
+
+    def credentials(self) -> Any:
+        import grpc
+
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("TLS cert_file and key_file go together: give both or neither")
+
+        def read(path: str | Path | None) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+
+        return grpc.ssl_channel_credentials(
+            read(self.ca_file), read(self.key_file), read(self.cert_file)
+        )
+
+
+def channel_security(tls: bool | TLS, credentials: Any, options: list) -> tuple[Any, list]:
+    """The channel credentials (None: plaintext) and options for ``tls``/``credentials``."""
+    if credentials is not None or tls is False:
+        return credentials, options
+    settings = TLS() if tls is True else tls
+    if settings.server_name:
+        options = [*options, ("grpc.ssl_target_name_override", settings.server_name)]
+    return settings.credentials(), options
+
+
+def health_request(service: str) -> Any:
+    from grpc_health.v1 import health_pb2
+
+    return health_pb2.HealthCheckRequest(service=service)
+
+
+def health_status(response: Any) -> str:
+    """``SERVING``, ``NOT_SERVING``, ... from a health check reply."""
+    from grpc_health.v1 import health_pb2
+
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
 def call_metadata(api_key: str | None) -> tuple[tuple[str, str], ...] | None:
     return ((API_KEY_HEADER, api_key),) if api_key else None
 

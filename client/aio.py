@@ -52,6 +52,7 @@ class AsyncLMClient:
         retries: int = 3,
         backoff: float = 0.2,
         max_message_bytes: int = 64 * common.MiB,
+        tls: bool | common.TLS = False,
         credentials: grpc.ChannelCredentials | None = None,
         options: Iterable[tuple[str, Any]] = (),
     ) -> None:
@@ -60,8 +61,9 @@ class AsyncLMClient:
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
         self._metadata = common.call_metadata(api_key)
         opts = common.channel_options(max_message_bytes, options)
-        if credentials is not None:
-            self._channel = grpc.aio.secure_channel(target, credentials, opts)
+        secure, opts = common.channel_security(tls, credentials, opts)
+        if secure is not None:
+            self._channel = grpc.aio.secure_channel(target, secure, opts)
         else:
             self._channel = grpc.aio.insecure_channel(target, opts)
         self._stub = rnnlm_pb2_grpc.LanguageModelServiceStub(self._channel)
@@ -306,3 +308,17 @@ class AsyncLMClient:
         """Delete a model and all its versions; returns how many versions were removed."""
         request = pb.DeleteModelRequest(model_id=model_id)
         return (await self._unary("DeleteModel", request, idempotent=False)).versions_deleted
+
+    # -- operations -------------------------------------------------------------------------
+
+    async def health(self, service: str = "", timeout: float | None = None) -> str:
+        """The standard gRPC health check, as :meth:`LMClient.health`."""
+        from grpc_health.v1 import health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        deadline = self.timeout if timeout is None else timeout
+        request = common.health_request(service)
+        try:
+            return common.health_status(await stub.Check(request, timeout=deadline))
+        except grpc.RpcError as err:
+            raise from_rpc_error(err, "Health.Check") from err

@@ -5,6 +5,7 @@
     rnnlm generate news -n 3 --seed 1
     rnnlm serve --help              # start a server (needs the rnnlm[server] extra)
     rnnlm demo                      # a server, training, ranking and generation in one go
+    rnnlm health --wait 30          # exit 0 once the server answers SERVING
 
 Exit codes: 0 success; 1 a failed call or a training job that did not complete; 2 a usage
 error; 130 interrupted (Ctrl-C while watching a job detaches from it; the job keeps running).
@@ -15,12 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable
 from contextlib import closing
 from typing import Any
 
 from rnnlm.client import _output as out
-from rnnlm.client._common import DEFAULT_TARGET, option_type, parse_option
+from rnnlm.client._common import DEFAULT_TARGET, TLS, option_type, parse_option
 from rnnlm.client.errors import RnnlmError
 from rnnlm.client.sync import LMClient
 
@@ -173,6 +175,23 @@ def cmd_delete(args: argparse.Namespace, client: LMClient) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace, client: LMClient) -> int:
+    """Exit 0 when SERVING (the container health check); with --wait, poll until then."""
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            status = client.health(args.service)
+        except RnnlmError as err:
+            if time.monotonic() >= deadline:
+                raise
+            status = f"{err.code.name}: {err.details}"
+        if status == "SERVING" or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rnnlm.client.demo import run_demo  # starts a server: imports rnnlm.server lazily
 
@@ -207,8 +226,28 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--timeout", type=float, default=default(30.0), help="seconds per call (default 30)"
     )
     parser.add_argument(
-        "--api-key", default=default(os.environ.get("RNNLM_API_KEY")), help="env RNNLM_API_KEY"
+        "--api-key",
+        default=default(os.environ.get("RNNLM_API_KEY")),
+        help="key for the calls that change state, if the server requires one "
+        "(env RNNLM_API_KEY; an environment variable keeps it out of `ps`)",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=default(os.environ.get("RNNLM_TLS", "").lower() in ("1", "true", "yes", "on")),
+        help="connect with TLS, trusting the system's CAs (env RNNLM_TLS=true)",
+    )
+    for flag, env, text in (
+        (
+            "--ca-file",
+            "RNNLM_CA_FILE",
+            "PEM CA that signed the server's certificate (implies --tls)",
+        ),
+        ("--cert-file", "RNNLM_CLIENT_CERT", "PEM client certificate, for mutual TLS"),
+        ("--key-file", "RNNLM_CLIENT_KEY", "PEM key of --cert-file"),
+        ("--server-name", "RNNLM_SERVER_NAME", "name to check the server's certificate against"),
+    ):
+        parser.add_argument(flag, default=default(os.environ.get(env)), help=f"{text} (env {env})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,11 +333,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocabulary", action="store_true", help="include the vocabulary")
     command("delete", cmd_delete, "delete a model and all its versions").add_argument("model")
 
+    p = command("health", cmd_health, "ask the gRPC health service; exit 0 when SERVING")
+    p.add_argument("--service", default="", help="a service name (default: the whole server)")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to poll until SERVING")
+
     p = command("demo", cmd_demo, "start a server in-process, train, rank and generate")
     p.add_argument("--corpus", help="train on this text file (default: Python's help text)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--keep-dir", help="keep the model store in this directory")
     return parser
+
+
+def _tls(args: argparse.Namespace) -> bool | TLS:
+    files = (args.ca_file, args.cert_file, args.key_file, args.server_name)
+    if not any(files):
+        return bool(args.tls)
+    return TLS(*files)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return args.func(args)
-        with LMClient(args.target, timeout=args.timeout, api_key=args.api_key) as client:
+        with LMClient(
+            args.target, timeout=args.timeout, api_key=args.api_key, tls=_tls(args)
+        ) as client:
             return args.func(args, client)
     except RnnlmError as err:
         eprint(f"error: {err.details} ({err.code.name})")

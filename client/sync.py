@@ -33,7 +33,9 @@ class LMClient:
     it takes. Calls that are safe to repeat are retried ``retries`` times on UNAVAILABLE,
     with exponential backoff from ``backoff`` seconds. Failures raise
     :class:`rnnlm.client.errors.RnnlmError` subclasses. ``api_key`` is sent as the
-    ``x-api-key`` metadata; ``credentials`` (``grpc.ssl_channel_credentials()``) selects TLS.
+    ``x-api-key`` metadata (servers that require one ask for it on the calls that change
+    state). ``tls=True`` (system CAs) or ``tls=TLS(ca_file=...)`` selects TLS; ``credentials``
+    (``grpc.ssl_channel_credentials(...)``) gives full control instead.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class LMClient:
         retries: int = 3,
         backoff: float = 0.2,
         max_message_bytes: int = 64 * common.MiB,
+        tls: bool | common.TLS = False,
         credentials: grpc.ChannelCredentials | None = None,
         options: Iterable[tuple[str, Any]] = (),
     ) -> None:
@@ -53,8 +56,9 @@ class LMClient:
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
         self._metadata = common.call_metadata(api_key)
         opts = common.channel_options(max_message_bytes, options)
-        if credentials is not None:
-            self._channel = grpc.secure_channel(target, credentials, opts)
+        secure, opts = common.channel_security(tls, credentials, opts)
+        if secure is not None:
+            self._channel = grpc.secure_channel(target, secure, opts)
         else:
             self._channel = grpc.insecure_channel(target, opts)
         self._stub = rnnlm_pb2_grpc.LanguageModelServiceStub(self._channel)
@@ -319,3 +323,20 @@ class LMClient:
         """Delete a model and all its versions; returns how many versions were removed."""
         request = pb.DeleteModelRequest(model_id=model_id)
         return self._unary("DeleteModel", request, idempotent=False).versions_deleted
+
+    # -- operations -------------------------------------------------------------------------
+
+    def health(self, service: str = "", timeout: float | None = None) -> str:
+        """The standard gRPC health check: ``"SERVING"``, or ``"NOT_SERVING"`` while the
+        server cannot reach its store or is shutting down. ``service`` "" is the whole
+        server. Not retried: an unreachable server raises ``Unavailable``."""
+        from grpc_health.v1 import health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        deadline = self.timeout if timeout is None else timeout
+        try:
+            return common.health_status(
+                stub.Check(common.health_request(service), timeout=deadline)
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err, "Health.Check") from err

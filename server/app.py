@@ -1,13 +1,20 @@
 """Assemble and run the server: store, registries, job manager, model cache, the gRPC service
-with health and reflection. ``RnnlmServer`` is what tests and ``rnnlm demo`` start in-process;
-``main`` is ``rnnlm serve``.
+with health and reflection, TLS, the API key check and the metrics endpoint. ``RnnlmServer``
+is what tests and ``rnnlm demo`` start in-process; ``main`` is ``rnnlm serve``.
+
+Shutdown (SIGTERM/SIGINT, or ``stop()``): health turns NOT_SERVING at once and new calls get
+UNAVAILABLE while the calls in flight finish, for at most the grace period; meanwhile the
+training jobs stop at their next step, write a checkpoint and are marked interrupted (any
+replica can resume them). Then the gRPC server, the model cache and the store close.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from concurrent import futures
 
@@ -20,10 +27,12 @@ from rnnlm.v1 import rnnlm_pb2
 from .cache import ModelCache
 from .config import ServerConfig
 from .corpora import CorpusRegistry
-from .errors import Unavailable
-from .interceptors import ErrorInterceptor
+from .errors import StoreMisconfigured, Unavailable
+from .interceptors import ServiceInterceptor
 from .jobs import JobManager
+from .metrics import Metrics
 from .models import ModelRegistry
+from .security import ApiKeyCheck, server_credentials
 from .servicer import LanguageModelServicer, add_to_server
 from .store import open_store
 
@@ -31,6 +40,10 @@ log = logging.getLogger("rnnlm.server")
 
 SERVICE_NAME = rnnlm_pb2.DESCRIPTOR.services_by_name["LanguageModelService"].full_name
 STORE_CHECK_S = 5.0
+# A job stops at its next step and then writes a checkpoint; past the grace it gets this
+# much longer before the process exits without it (its lease then expires elsewhere).
+JOB_STOP_EXTRA_S = 1.0
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class RnnlmServer:
@@ -38,6 +51,10 @@ class RnnlmServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        if config.torch_threads:
+            set_torch_threads(config.torch_threads)
+        self.metrics = Metrics()
+        self.interceptor = ServiceInterceptor(self.metrics, ApiKeyCheck(config.api_key))
         self.store = open_store(config.redis_url, config.store_dir, prefix=config.redis_prefix)
         self.models = ModelRegistry(self.store, config.keep_versions)
         self.corpora = CorpusRegistry(self.store, config.max_corpus_bytes, config.corpus_dir)
@@ -50,6 +67,7 @@ class RnnlmServer:
             lease_s=config.job_lease_s,
             default_checkpoint_every=config.checkpoint_every,
             max_model_params=config.max_model_params,
+            metrics=self.metrics,
         )
         self.cache = ModelCache(
             self.models,
@@ -59,17 +77,20 @@ class RnnlmServer:
             batching=config.batching,
             batch_max_size=config.batch_max_size,
             batch_max_wait_s=config.batch_max_wait_ms / 1000,
+            metrics=self.metrics,
         )
+        self.metrics.jobs_running.set_function(self.jobs.running)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._stopped = threading.Event()
         self._grpc = self._build_grpc_server()
         self.port = 0
+        self.metrics_port: int | None = None
 
     def _build_grpc_server(self) -> grpc.Server:
         size = self.config.max_message_bytes
         server = grpc.server(
             futures.ThreadPoolExecutor(self.config.workers, thread_name_prefix="rpc"),
-            interceptors=[ErrorInterceptor()],
+            interceptors=[self.interceptor],
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
@@ -77,7 +98,13 @@ class RnnlmServer:
             maximum_concurrent_rpcs=self.config.workers * 4,
         )
         servicer = LanguageModelServicer(
-            self.config, self.models, self.corpora, self.jobs, self.cache
+            self.config,
+            self.models,
+            self.corpora,
+            self.jobs,
+            self.cache,
+            self.metrics,
+            draining=lambda: self.interceptor.draining,
         )
         add_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -92,19 +119,39 @@ class RnnlmServer:
         return f"{host}:{self.port}"
 
     def start(self) -> int:
-        self.port = self._grpc.add_insecure_port(self.config.address)
+        cfg = self.config
+        credentials = server_credentials(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+        try:
+            if credentials is None:
+                self.port = self._grpc.add_insecure_port(cfg.address)
+            else:
+                self.port = self._grpc.add_secure_port(cfg.address, credentials)
+        except RuntimeError as err:  # grpcio raises where older versions returned 0
+            raise OSError(f"cannot listen on {cfg.address}: {err}") from None
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.address}")
+            raise OSError(f"cannot listen on {cfg.address}")
+        try:
+            self.store.ping()
+        except StoreMisconfigured:
+            raise  # wrong password or CA: retrying will not help, so do not start
+        except Unavailable:
+            pass  # an outage: start NOT_SERVING; the store check retries
+        if cfg.metrics_address:
+            self.metrics_port = self.metrics.serve(cfg.metrics_address)
         self._grpc.start()
         self.check_store()
         threading.Thread(target=self._watch_store, name="store-health", daemon=True).start()
+        tls = "off" if credentials is None else "mutual" if cfg.tls_client_ca else "on"
         log.info(
-            "rnnlm serving on %s (store: %s, device: %s, reflection %s, server id %s)",
+            "rnnlm serving on %s (store: %s, device: %s, TLS %s, API key %s, reflection %s, "
+            "server id %s)",
             self.address,
             self.store.describe(),
-            self.config.device,
-            "on" if self.config.reflection else "off",
-            self.config.server_id,
+            cfg.device,
+            tls,
+            "required for changes" if cfg.api_key else "off",
+            "on" if cfg.reflection else "off",
+            cfg.server_id,
         )
         return self.port
 
@@ -123,25 +170,37 @@ class RnnlmServer:
         except Unavailable as err:
             log.error("health NOT_SERVING: %s", err)
             self._set_serving(False)
+            self.metrics.store_up.set(0)
         else:
             self._set_serving(True)
+            self.metrics.store_up.set(1)
 
     def _watch_store(self) -> None:
         while not self._stopped.wait(STORE_CHECK_S):
             self.check_store()
 
-    def stop(self, grace: float | None = 5.0) -> None:
-        """Refuse new calls, let calls in flight finish within ``grace`` seconds, stop the
-        training jobs at a checkpoint (marked interrupted), release the store."""
+    def stop(self, grace: float | None = None) -> None:
+        """Shut down gracefully (see the module docstring); ``grace`` defaults to
+        ``config.shutdown_grace_s``. Returns when everything is closed."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self.health.enter_graceful_shutdown()
-        log.info("shutting down (grace %.1fs)", grace or 0.0)
-        done = self._grpc.stop(grace)
-        self.jobs.shutdown()
-        done.wait()
+        grace = self.config.shutdown_grace_s if grace is None else grace
+        deadline = time.monotonic() + grace
+        self.health.enter_graceful_shutdown()  # NOT_SERVING, and it stays so
+        self.interceptor.start_draining()
+        log.info("shutting down: calls in flight have %.1fs to finish", grace)
+        jobs = threading.Thread(target=self.jobs.shutdown, args=(grace,), name="jobs-stop")
+        jobs.start()
+        if not self.interceptor.wait_idle(grace):
+            log.warning("grace period over: cancelling the calls still in flight")
+        # Whatever is left (a call that outlived the grace) is cancelled here.
+        self._grpc.stop(max(0.0, deadline - time.monotonic())).wait()
+        jobs.join(max(0.0, deadline - time.monotonic()) + JOB_STOP_EXTRA_S)
+        if jobs.is_alive():
+            log.warning("a training job did not stop in time; its lease will expire")
         self.cache.close()
+        self.metrics.close()
         self.store.close()
         log.info("stopped")
 
@@ -149,18 +208,42 @@ class RnnlmServer:
         self._grpc.wait_for_termination()
 
 
+def set_torch_threads(threads: int) -> None:
+    import torch  # only when asked: the NumPy engine needs no torch
+
+    torch.set_num_threads(threads)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``rnnlm serve``: run until SIGINT or SIGTERM."""
+    """``rnnlm serve``: run until SIGINT or SIGTERM, then stop gracefully; exit status 0."""
     config = ServerConfig.from_args(argv)
     logging.basicConfig(
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    server = RnnlmServer(config)
-    server.start()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: stop.set())
-    stop.wait()
-    server.stop()
-    return 0
+    # The signals are blocked in every thread (threads inherit the mask, so block before
+    # any starts) and taken with sigwait: a handler would run only when the main thread
+    # wakes, which a signal delivered to a worker thread does not make it do.
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        server = RnnlmServer(config)
+        try:
+            server.start()
+        except (StoreMisconfigured, OSError) as err:
+            log.error("cannot start: %s", err)
+            server.stop(0)
+            return 2 if isinstance(err, StoreMisconfigured) else 1
+        received = signal.sigwait(STOP_SIGNALS)
+        log.info("%s received", signal.Signals(received).name)
+        threading.Thread(target=_exit_on_second_signal, name="signals", daemon=True).start()
+        server.stop()
+        return 0
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+def _exit_on_second_signal() -> None:
+    received = signal.sigwait(STOP_SIGNALS)
+    log.warning("%s again: exiting without waiting for the shutdown", signal.Signals(received).name)
+    logging.shutdown()
+    os._exit(1)

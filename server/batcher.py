@@ -32,8 +32,10 @@ class DynamicBatcher(Generic[Item, Result]):
         max_batch: int = 128,
         max_wait: float = 0.002,
         name: str = "batcher",
+        on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         self._score_fn = score_fn
+        self._on_batch = on_batch  # told each forward pass' size (metrics)
         self.max_batch = max_batch
         self.max_wait = max_wait
         self._queue: queue.Queue = queue.Queue()
@@ -52,6 +54,10 @@ class DynamicBatcher(Generic[Item, Result]):
                 return future
         self._run_alone(list(items), future)  # closed (model replaced): score in this thread
         return future
+
+    def queued(self) -> int:
+        """Requests waiting for a batch (approximate: the queue's own count)."""
+        return self._queue.qsize()
 
     def __call__(self, items: Sequence[Item]) -> list[Result]:
         return self.submit(items).result()
@@ -98,6 +104,7 @@ class DynamicBatcher(Generic[Item, Result]):
                 continue
             self.batches += 1
             self.items += len(items)
+            self._on_batch(len(items))
             start = 0
             for batch, future in requests:
                 future.set_result(results[start : start + len(batch)])

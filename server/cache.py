@@ -20,6 +20,7 @@ from rnnlm.model.checkpoint import CheckpointError
 
 from .batcher import DynamicBatcher
 from .errors import DataLoss, FailedPrecondition, NotFound, Unavailable
+from .metrics import Metrics
 from .models import ModelRegistry, checkpoint_key
 
 log = logging.getLogger("rnnlm.server")
@@ -57,8 +58,10 @@ class ModelCache:
         batching: bool = True,
         batch_max_size: int = 128,
         batch_max_wait_s: float = 0.002,
+        metrics: Metrics | None = None,
     ) -> None:
         self.registry = registry
+        self.metrics = metrics or Metrics()
         self.capacity = capacity
         self.refresh_s = refresh_s
         self.device = device
@@ -71,6 +74,8 @@ class ModelCache:
         # would grow with every unknown name anyone asks for.
         self._load_locks = [threading.Lock() for _ in range(LOAD_LOCK_STRIPES)]
         self.hits = self.loads = 0
+        self.metrics.cache_models.set_function(lambda: len(self._entries))
+        self.metrics.batch_queue.set_function(self.queued)
 
     def get(self, model_id: str) -> LoadedModel:
         with self._lock:
@@ -78,11 +83,21 @@ class ModelCache:
             if entry is not None:
                 self._entries.move_to_end(model_id)
                 if time.monotonic() - entry.checked_at < self.refresh_s:
-                    self.hits += 1
+                    self._hit()
                     return entry
             load_lock = self._load_locks[hash(model_id) % LOAD_LOCK_STRIPES]
         with load_lock:  # one load per model at a time; other callers wait for it
             return self._refresh(model_id)
+
+    def _hit(self) -> None:
+        self.hits += 1
+        self.metrics.cache_hits.inc()
+
+    def queued(self) -> int:
+        """Scoring requests waiting in the batchers of every loaded model."""
+        with self._lock:
+            entries = list(self._entries.values())
+        return sum(e.batcher.queued() for e in entries if e.batcher is not None)
 
     def _refresh(self, model_id: str) -> LoadedModel:
         with self._lock:
@@ -112,7 +127,7 @@ class ModelCache:
         current = next(v for v in versions if v["version"] == version)
         if entry is not None and current["sha256"] in (entry.identity, entry.bad_identity):
             entry.checked_at = time.monotonic()
-            self.hits += 1
+            self._hit()
             return entry
         try:
             loaded = self._load(model_id, current)
@@ -146,11 +161,16 @@ class ModelCache:
     def _load(self, model_id: str, record: dict) -> LoadedModel:
         started = time.perf_counter()
         version = record["version"]
-        data = self.registry.store.get_blob(checkpoint_key(model_id, version))
-        if data is None:
-            raise DataLoss(f"the checkpoint of version {version} is missing from the store")
-        lm = LanguageModel.from_bytes(data, device=self.device)
+        try:
+            data = self.registry.store.get_blob(checkpoint_key(model_id, version))
+            if data is None:
+                raise DataLoss(f"the checkpoint of version {version} is missing from the store")
+            lm = LanguageModel.from_bytes(data, device=self.device)
+        except (DataLoss, CheckpointError):
+            self.metrics.cache_loads.labels("data_loss").inc()
+            raise
         self.loads += 1
+        self.metrics.cache_loads.labels("ok").inc()
         log.info(
             "model %s version %d loaded in %.2fs (%s)",
             model_id,
@@ -165,6 +185,7 @@ class ModelCache:
                 self.batch_max_size,
                 self.batch_max_wait_s,
                 name=f"batcher-{model_id}-v{version}",
+                on_batch=self.metrics.batch_size.observe,
             )
         return LoadedModel(model_id, version, record["sha256"], lm, batcher)
 

@@ -16,6 +16,8 @@ from typing import Any
 from rnnlm.model.config import check_device
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Short keys are guessable; gRPC metadata values must be printable ASCII anyway.
+MIN_API_KEY_LENGTH = 16
 
 
 def default_server_id() -> str:
@@ -35,7 +37,13 @@ class ServerConfig:
         default="rnnlm-data", metadata={"help": "directory of the local store (no Redis URL)"}
     )
     redis_url: str | None = field(
-        default=None, metadata={"help": "redis://[:password@]host:port/db; unset: local store"}
+        default=None,
+        repr=False,  # may hold a password
+        metadata={
+            "help": "redis://[[user]:password@]host:port/db, or rediss:// for TLS (CA file: "
+            "?ssl_ca_certs=PATH); unset: local store",
+            "secret": True,
+        },
     )
     redis_prefix: str = field(default="rnnlm", metadata={"help": "prefix of every Redis key"})
     corpus_dir: str | None = field(
@@ -100,6 +108,44 @@ class ServerConfig:
     )
     reflection: bool = field(default=True, metadata={"help": "serve gRPC server reflection"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    shutdown_grace_s: float = field(
+        default=8.0,
+        metadata={
+            "help": "on SIGTERM/SIGINT, how long calls in flight may take to finish "
+            "(keep it below the orchestrator's kill timeout: Docker's is 10 s)"
+        },
+    )
+    metrics_address: str | None = field(
+        default=None,
+        metadata={"help": "host:port of the Prometheus /metrics endpoint; unset: none"},
+    )
+    torch_threads: int = field(
+        default=0,
+        metadata={"help": "CPU threads of each torch operation; 0: torch's default (all cores)"},
+    )
+    # Secrets: never shown in --help (the default may come from the environment), never in
+    # the dataclass repr.
+    api_key: str | None = field(
+        default=None,
+        repr=False,
+        metadata={
+            "help": "key required (x-api-key metadata) by the calls that change state; "
+            "unset: no key",
+            "secret": True,
+        },
+    )
+    api_key_file: str | None = field(
+        default=None,
+        metadata={"help": "read the API key from this file (e.g. a Docker secret)"},
+    )
+    tls_cert: str | None = field(
+        default=None, metadata={"help": "PEM certificate chain: serve TLS (needs --tls-key)"}
+    )
+    tls_key: str | None = field(default=None, metadata={"help": "PEM private key of --tls-cert"})
+    tls_client_ca: str | None = field(
+        default=None,
+        metadata={"help": "PEM CA bundle: require client certificates it signed (mutual TLS)"},
+    )
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -132,13 +178,45 @@ class ServerConfig:
             )
         if not self.job_lease_s > 0:
             raise ValueError(f"job_lease_s must be > 0, got {self.job_lease_s!r}")
-        host, _, port = self.address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"address must be host:port, got {self.address!r}")
+        check_address("address", self.address)
+        if self.shutdown_grace_s < 0:
+            raise ValueError(f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s!r}")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0 (0: default), got {self.torch_threads}")
+        if self.metrics_address:
+            check_address("metrics_address", self.metrics_address)
+        self._check_security()
         if self.log_level.upper() not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         self.log_level = self.log_level.upper()
         check_device("", self.device)
+
+    def _check_security(self) -> None:
+        """TLS files exist and come in pairs; the API key comes from one place and is read
+        now, so that a missing secret stops the server at start, not at the first call."""
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both to serve TLS, or none")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "api_key_file"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ValueError(f"{name}: no such file: {path!r}")
+        if self.api_key is not None and self.api_key_file:
+            raise ValueError("give the API key once: api_key or api_key_file, not both")
+        if self.api_key_file:
+            with open(self.api_key_file, encoding="utf-8") as f:
+                self.api_key = f.read().strip()
+            if not self.api_key:
+                raise ValueError(f"api_key_file {self.api_key_file!r} is empty")
+        key = self.api_key
+        if key is not None and not (
+            len(key) >= MIN_API_KEY_LENGTH and key.isascii() and key.isprintable()
+        ):
+            raise ValueError(
+                f"api_key must be at least {MIN_API_KEY_LENGTH} printable ASCII characters "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
+            )
 
     @classmethod
     def from_args(
@@ -152,6 +230,12 @@ class ServerConfig:
         except ValueError as err:
             parser.error(str(err))
             raise  # unreachable: parser.error exits
+
+
+def check_address(name: str, address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{name} must be host:port, got {address!r}")
 
 
 def env_name(field_name: str) -> str:
@@ -176,12 +260,26 @@ def _field_type(f: dataclasses.Field) -> Any:
     return str
 
 
+SECRET_FIELDS = frozenset(
+    f.name for f in dataclasses.fields(ServerConfig) if f.metadata.get("secret")
+)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except of secrets: theirs may come from the environment."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.dest in SECRET_FIELDS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     """One flag per field, e.g. ``--max-concurrent-jobs`` / ``RNNLM_MAX_CONCURRENT_JOBS``."""
     parser = argparse.ArgumentParser(
         prog="rnnlm serve",
         description="Serve rnnlm: train, score and generate over gRPC.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     for f in dataclasses.fields(ServerConfig):
         kind = _field_type(f)

@@ -35,6 +35,11 @@ class Unavailable(ServiceError):
     """The store cannot be reached, or the server is shutting down; retrying may help."""
 
 
+class StoreMisconfigured(Unavailable):
+    """The store refused our credentials or its certificate failed verification: a
+    configuration error rather than an outage (the server refuses to start with it)."""
+
+
 class DataLoss(ServiceError):
     """Stored data failed its integrity check."""
 

@@ -1,13 +1,19 @@
-"""The one place where exceptions become gRPC status codes (DESIGN.md section 3).
+"""What every call of our service goes through, in one interceptor:
 
-Servicer methods raise; this interceptor catches and aborts the call with the specific code
-and the exception's message. Anything unexpected is logged with its traceback and reported
-as INTERNAL with a reference to the log line, never as UNKNOWN.
+- while the server drains for shutdown, new calls are refused with UNAVAILABLE;
+- the API key check of the calls that change state (``security.py``);
+- exceptions become gRPC status codes (DESIGN.md section 3): servicer methods raise, and the
+  call is aborted with the specific code and the exception's message. Anything unexpected
+  is logged with its traceback and reported as INTERNAL with a reference to the log line,
+  never as UNKNOWN;
+- metrics: calls by method and status code, their duration, calls in flight.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +23,8 @@ import grpc
 from rnnlm.model.checkpoint import CheckpointError
 
 from . import errors
+from .metrics import Metrics
+from .security import ApiKeyCheck
 
 log = logging.getLogger("rnnlm.server")
 
@@ -52,31 +60,92 @@ def _abort(context: grpc.ServicerContext, method: str, err: Exception) -> None:
     context.abort(code, str(err))
 
 
-def _wrap_unary(method: str, behavior: Callable) -> Callable:
-    def handler(request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return behavior(request, context)
-        except Exception as err:
-            _abort(context, method, err)
+class ServiceInterceptor(grpc.ServerInterceptor):
+    """Wraps every handler of our service; health and reflection pass untouched."""
 
-    return handler
-
-
-def _wrap_stream(method: str, behavior: Callable) -> Callable:
-    def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        try:
-            yield from behavior(request, context)
-        except Exception as err:
-            _abort(context, method, err)
-
-    return handler
-
-
-class ErrorInterceptor(grpc.ServerInterceptor):
-    """Wraps every handler of our service with the exception-to-status mapping."""
-
-    def __init__(self, service_prefix: str = "/rnnlm.") -> None:
+    def __init__(
+        self,
+        metrics: Metrics | None = None,
+        api_key: ApiKeyCheck | None = None,
+        service_prefix: str = "/rnnlm.",
+    ) -> None:
         self._prefix = service_prefix
+        self.metrics = metrics or Metrics()
+        self._auth = api_key or ApiKeyCheck(None)
+        self._draining = False
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def start_draining(self) -> None:
+        """From now on new calls get UNAVAILABLE; calls in flight go on."""
+        with self._idle:
+            self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is in flight; False if some still are after ``timeout``."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    # -- one call --------------------------------------------------------------------------
+
+    def _enter(self, method: str, context: grpc.ServicerContext) -> None:
+        """Count the call in; refuse it while draining or without the key it needs."""
+        with self._idle:
+            self._in_flight += 1
+            draining = self._draining
+        self.metrics.in_flight.inc()
+        if draining:
+            raise errors.Unavailable(
+                "this server is shutting down; retry the call on another replica"
+            )
+        self._auth.check(method, context.invocation_metadata())
+
+    def _exit(self, method: str, code: str, started: float) -> None:
+        self.metrics.in_flight.dec()
+        self.metrics.observe_call(method, code, time.perf_counter() - started)
+        with self._idle:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.notify_all()
+
+    def _wrap_unary(self, method: str, behavior: Callable) -> Callable:
+        def handler(request: Any, context: grpc.ServicerContext) -> Any:
+            started, code = time.perf_counter(), "OK"
+            try:
+                self._enter(method, context)
+                return behavior(request, context)
+            except Exception as err:
+                code = _code_name(err)
+                _abort(context, method, err)
+            finally:
+                self._exit(method, code, started)
+
+        return handler
+
+    def _wrap_stream(self, method: str, behavior: Callable) -> Callable:
+        def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            started, code = time.perf_counter(), "OK"
+            try:
+                self._enter(method, context)
+                yield from behavior(request, context)
+                if not context.is_active():  # the servicer stopped: the client went away
+                    code = "CANCELLED"
+            except GeneratorExit:  # the client cancelled or went away
+                code = "CANCELLED"
+                raise
+            except Exception as err:
+                code = _code_name(err)
+                _abort(context, method, err)
+            finally:
+                self._exit(method, code, started)
+
+        return handler
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -85,9 +154,14 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             return handler  # health, reflection: theirs
         name = method.rsplit("/", 1)[-1]
         if handler.unary_unary:
-            return handler._replace(unary_unary=_wrap_unary(name, handler.unary_unary))
+            return handler._replace(unary_unary=self._wrap_unary(name, handler.unary_unary))
         if handler.stream_unary:
-            return handler._replace(stream_unary=_wrap_unary(name, handler.stream_unary))
+            return handler._replace(stream_unary=self._wrap_unary(name, handler.stream_unary))
         if handler.unary_stream:
-            return handler._replace(unary_stream=_wrap_stream(name, handler.unary_stream))
-        return handler._replace(stream_stream=_wrap_stream(name, handler.stream_stream))
+            return handler._replace(unary_stream=self._wrap_stream(name, handler.unary_stream))
+        return handler._replace(stream_stream=self._wrap_stream(name, handler.stream_stream))
+
+
+def _code_name(err: BaseException) -> str:
+    code = status_of(err)
+    return code.name if code is not None else "INTERNAL"

@@ -46,6 +46,7 @@ from .leases import (
     retry_if_unavailable,
     skip_if_unavailable,
 )
+from .metrics import Metrics
 from .models import ModelRegistry, check_model_id, estimate_parameters
 from .store import JOB, TRAIN_REQUEST, Store
 
@@ -71,8 +72,10 @@ class JobManager(LeaseKeeper):
         lease_s: float = 15.0,
         default_checkpoint_every: int = 200,
         max_model_params: int = 50_000_000,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store, self.models, self.corpora = store, models, corpora
+        self.metrics = metrics or Metrics()
         self.server_id = server_id
         self.max_concurrent = max_concurrent
         self.lease_s = lease_s
@@ -278,6 +281,10 @@ class JobManager(LeaseKeeper):
         log.info("job %s: resuming from step %d", job_id, job["checkpoint_step"])
         return self.get(job_id)
 
+    def running(self) -> int:
+        """Jobs running on this server."""
+        return len(self._local)
+
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop every local job at its next step; each checkpoints and is marked interrupted."""
         self._closing.set()
@@ -321,12 +328,14 @@ class JobManager(LeaseKeeper):
             resume_from = None
             if resume and (data := self.store.get_blob(job_checkpoint_key(job_id))):
                 resume_from = LanguageModel.from_bytes(data, device=train_config.device)
+            state = resume_from.training_state if resume_from else None
+            self.metrics.job_started(model_id, state.global_step if state else 0)
             self._set_state(job_id, RUNNING)
             lm = train(
                 corpus,
                 ModelConfig.from_dict(job["model_config"]),
                 train_config,
-                on_progress=lambda event: self._on_progress(job_id, event),
+                on_progress=lambda event: self._on_progress(model_id, job_id, event),
                 on_checkpoint=lambda lm: local.lost or self._on_checkpoint(job_id, lm),
                 should_stop=local.stop.is_set,
                 resume_from=resume_from,
@@ -352,6 +361,7 @@ class JobManager(LeaseKeeper):
             # saw the final state can start the next job at once.
             with self._lock:
                 self._local.pop(job_id, None)
+            self.metrics.job_ended(model_id, "lost" if local.lost else final[0])
             if not local.lost:
                 skip_if_unavailable(
                     lambda: retry_if_unavailable(lambda: self.models.release(model_id, job_id))
@@ -360,7 +370,10 @@ class JobManager(LeaseKeeper):
                     lambda: retry_if_unavailable(lambda: self._set_state(job_id, *final))
                 )
 
-    def _on_progress(self, job_id: str, event: ProgressEvent) -> None:
+    def _on_progress(self, model_id: str, job_id: str, event: ProgressEvent) -> None:
+        self.metrics.job_progress(
+            model_id, event.step, event.total_steps, event.loss, event.tokens_per_sec
+        )
         progress = dataclasses.asdict(event)
         skip_if_unavailable(
             lambda: self.store.append_event(job_id, {"type": "progress", **progress})

@@ -1,14 +1,14 @@
 """The gRPC servicer: each method validates, converts and delegates (DESIGN.md 3 and 7).
 
-Errors are raised, never turned into statuses here: ``interceptors.ErrorInterceptor`` maps
-them in one place.
+Errors are raised, never turned into statuses here: ``interceptors.ServiceInterceptor`` maps
+them in one place (and checks the API key, and refuses calls while the server drains).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -22,8 +22,9 @@ from . import convert
 from .cache import ModelCache
 from .config import ServerConfig
 from .corpora import CorpusRegistry
-from .errors import InvalidArgument, ResourceExhausted
+from .errors import InvalidArgument, ResourceExhausted, Unavailable
 from .jobs import JobManager
+from .metrics import Metrics
 from .models import ModelRegistry, check_model_id
 
 
@@ -35,9 +36,12 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         corpora: CorpusRegistry,
         jobs: JobManager,
         cache: ModelCache,
+        metrics: Metrics,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self.config, self.models, self.corpora = config, models, corpora
-        self.jobs, self.cache = jobs, cache
+        self.jobs, self.cache, self.metrics = jobs, cache, metrics
+        self._draining = draining
         # A stream holds a worker thread for its whole life: bounded, so that watchers and
         # generators can never take every thread from the unary calls.
         self._streams = threading.BoundedSemaphore(config.max_streams)
@@ -49,9 +53,11 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
                 f"{self.config.max_streams} Watch/Generate streams are open on this server, "
                 "its limit (--max-streams); retry later or on another replica"
             )
+        self.metrics.streams_open.inc()
         try:
             yield
         finally:
+            self.metrics.streams_open.dec()
             self._streams.release()
 
     # -- corpora and training ------------------------------------------------------------
@@ -79,10 +85,16 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
     def WatchTrainingJob(self, request, context) -> Iterator[pb.TrainingEvent]:
         with self._stream_slot():
             events = self.jobs.watch(
-                request.job_id, request.after_event_id or None, context.is_active
+                request.job_id,
+                request.after_event_id or None,
+                lambda: context.is_active() and not self._draining(),
             )
             for event_id, event in events:
                 yield convert.event_to_pb(event_id, event)
+            if self._draining() and context.is_active():
+                # A watch may last as long as training: end it now rather than hold the
+                # shutdown. The client resumes after its last event on another replica.
+                raise Unavailable("this server is shutting down; watch the job on another one")
 
     def GetTrainingJob(self, request, context) -> pb.TrainingJob:
         return convert.job_to_pb(self.jobs.get(request.job_id))
@@ -114,6 +126,7 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
             for i, s in enumerate(request.sentences)
         ]
         scores = list(enumerate(model.score(words)))
+        self.metrics.scored.inc(len(scores))
         if request.rank:
             scores.sort(key=lambda pair: -pair[1].logprob)
         return pb.ScoreSentenceResponse(
@@ -143,6 +156,7 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
                 words.append(event.token)
             if event.finish_reason is not None:
                 text, words = detokenize(prompt + words), []
+            self.metrics.generated.inc()
             yield convert.generation_to_pb(event, text, model.version)
 
     def _check_generation_limits(self, request: pb.GenerateRequest) -> None:

@@ -14,18 +14,19 @@ Blob keys may hold ``/`` but never ``:``, so a manifest's name is never a chunk'
 from __future__ import annotations
 
 import functools
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import BusyLoadingError, WatchError
+from redis.exceptions import AuthenticationError, BusyLoadingError, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from rnnlm.server.errors import DataLoss, Unavailable
+from rnnlm.server.errors import DataLoss, StoreMisconfigured, Unavailable
 from rnnlm.server.store.base import (
     DEFAULT_CHUNK_BYTES,
     BlobInfo,
@@ -69,10 +70,27 @@ def _redis_errors_unavailable(method: F) -> F:
     def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
+        except AuthenticationError as exc:
+            raise StoreMisconfigured(
+                f"redis at {self.address} refused the credentials of the Redis URL: {exc}"
+            ) from exc
         except _UNREACHABLE as exc:
+            if _caused_by(exc, ssl.SSLCertVerificationError):
+                raise StoreMisconfigured(
+                    f"redis at {self.address}: its TLS certificate failed verification ({exc}); "
+                    "give the CA in the Redis URL: rediss://...?ssl_ca_certs=/path/ca.pem"
+                ) from exc
             raise Unavailable(f"store unavailable: redis at {self.address}: {exc}") from exc
 
     return cast(F, wrapper)
+
+
+def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
+    while exc is not None:
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class RedisStore(Store):
@@ -308,7 +326,8 @@ class RedisStore(Store):
         if "path" in kw:
             where = f"unix://{kw['path']}?db={kw.get('db', 0)}"
         else:
-            scheme = "rediss" if kw.get("ssl") else "redis"
+            tls = issubclass(self._client.connection_pool.connection_class, redis.SSLConnection)
+            scheme = "rediss" if tls else "redis"
             where = f"{scheme}://{self.address}/{kw.get('db', 0)}"
         return f"{where} (prefix {self._prefix!r})"
 

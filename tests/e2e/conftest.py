@@ -3,6 +3,9 @@ private redis-server, and the client library talking to them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,7 +52,8 @@ class Backend:
         flags = ["--store-dir", config.store_dir, "--redis-prefix", config.redis_prefix]
         if config.redis_url:
             flags += ["--redis-url", config.redis_url]
-        for name in ("device", "job_lease_s", "checkpoint_every", "cache_refresh_s"):
+        names = {"device", "job_lease_s", "checkpoint_every", "cache_refresh_s", *overrides}
+        for name in sorted(names):
             flags += ["--" + name.replace("_", "-"), str(getattr(config, name))]
         return flags
 
@@ -102,3 +106,28 @@ def train_small(client: LMClient, corpus_bytes: bytes, model_id: str = "small", 
     for _ in client.watch(job.job_id):
         pass
     return client.job(job.job_id)
+
+
+def serve_process(
+    backend: Backend, port: int, *extra: str, log: Path | None = None, **overrides
+) -> subprocess.Popen:
+    """``rnnlm serve`` in a child process (``python -m rnnlm.server``) on ``port``, with the
+    backend's settings, ``overrides`` as flags and ``extra`` flags; its log goes to ``log``."""
+    flags = backend.flags(**overrides)
+    command = [sys.executable, "-m", "rnnlm.server", "--address", f"127.0.0.1:{port}", *flags]
+    output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (the child's)
+    try:
+        return subprocess.Popen([*command, *extra], stdout=output, stderr=subprocess.STDOUT)
+    finally:
+        if log:
+            output.close()
+
+
+def wait_until(condition: Callable, timeout: float = 30.0, what: str = "condition"):
+    """Poll ``condition`` until it returns something other than None; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := condition()) is not None:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

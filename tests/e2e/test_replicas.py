@@ -5,16 +5,13 @@ next one from its last checkpoint."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from rnnlm.client import LMClient
 from tests.fixtures_redis import free_port
 
-from .conftest import SMALL_MODEL, train_small
+from .conftest import SMALL_MODEL, serve_process, train_small, wait_until
 
 FLUENT = "the function returns a new list of the items ."
 
@@ -49,26 +46,11 @@ def test_two_servers_on_one_redis_share_models_and_jobs(start_server, backend, c
         assert new_on_b.scores[0].logprob == pytest.approx(new_on_a.scores[0].logprob, rel=1e-5)
 
 
-def _serve(backend, port: int) -> subprocess.Popen:
-    flags = backend.flags(checkpoint_every=5)
-    command = [sys.executable, "-m", "rnnlm.server", "--address", f"127.0.0.1:{port}", *flags]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _wait_until(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (value := condition()) is not None:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_job_of_a_killed_server_resumes_from_its_last_checkpoint(
     start_server, backend, corpus_bytes
 ):
     port = free_port()
-    process = _serve(backend, port)
+    process = serve_process(backend, port, checkpoint_every=5)
     try:
         with LMClient(f"127.0.0.1:{port}", retries=8, backoff=0.25) as client:
             corpus = client.upload_corpus(corpus_bytes)  # retried until the server is up
@@ -78,7 +60,6 @@ def test_a_job_of_a_killed_server_resumes_from_its_last_checkpoint(
             process.wait(10)
     finally:
         process.kill()
-        process.stderr.close()
 
     server = start_server()
     with LMClient(server.address) as client:
@@ -87,7 +68,7 @@ def test_a_job_of_a_killed_server_resumes_from_its_last_checkpoint(
             current = client.job(job.job_id)
             return current if current.state == "interrupted" else None
 
-        interrupted = _wait_until(interrupted_job, what="the orphaned job to be interrupted")
+        interrupted = wait_until(interrupted_job, what="the orphaned job to be interrupted")
         assert "stopped responding" in interrupted.error
         checkpoint = interrupted.checkpoint_step
         assert checkpoint >= 5 and checkpoint % 5 == 0

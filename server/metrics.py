@@ -1,0 +1,162 @@
+"""Prometheus metrics of one server (prometheus-client).
+
+Each ``RnnlmServer`` has its own registry, so several servers in one process (the tests,
+``rnnlm demo``) do not collide; ``serve(address)`` exposes it at ``http://address/metrics``.
+Labels stay bounded: RPC method and status code are fixed sets; per-model gauges exist
+only while a job trains that model (one job per model at a time) and go when it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger("rnnlm.server")
+
+# Latency buckets from 1 ms (a cached score) to 10 min (a long stream).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LATENCY_BUCKETS += (60, 300, 600)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    """The server's metrics. The parts report events through the methods below; gauges of
+    state (models loaded, queue depth, store up) read it at scrape time (``set_function``)."""
+
+    def __init__(self) -> None:
+        self.registry = reg = CollectorRegistry()
+        self.requests = Counter(
+            "rnnlm_requests",
+            "RPCs finished, by method and status code",
+            ["method", "code"],
+            registry=reg,
+        )
+        self.latency = Histogram(
+            "rnnlm_request_duration_seconds",
+            "RPC duration (streams: until the last message)",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.in_flight = Gauge("rnnlm_requests_in_flight", "RPCs being handled", registry=reg)
+        self.scored = Counter("rnnlm_scored_sentences", "Sentences scored", registry=reg)
+        self.generated = Counter(
+            "rnnlm_generated_tokens", "Tokens streamed by Generate", registry=reg
+        )
+        self.batch_size = Histogram(
+            "rnnlm_batch_size",
+            "Sentences per batched scoring forward pass",
+            buckets=BATCH_BUCKETS,
+            registry=reg,
+        )
+        self.batch_queue = Gauge(
+            "rnnlm_batch_queue_depth", "Scoring requests waiting for a batch", registry=reg
+        )
+        self.cache_hits = Counter(
+            "rnnlm_model_cache_hits",
+            "Scoring/generation calls served by a loaded model",
+            registry=reg,
+        )
+        self.cache_loads = Counter(
+            "rnnlm_model_cache_loads",
+            "Model versions loaded from the store, by result",
+            ["result"],
+            registry=reg,
+        )
+        self.cache_models = Gauge("rnnlm_model_cache_models", "Models loaded", registry=reg)
+        self.jobs_running = Gauge(  # read from the job manager at scrape time
+            "rnnlm_training_jobs_running", "Training jobs running on this server", registry=reg
+        )
+        self.jobs_finished = Counter(
+            "rnnlm_training_jobs_finished",
+            "Training jobs ended on this server, by final state",
+            ["state"],
+            registry=reg,
+        )
+        self.training_steps = Counter(
+            "rnnlm_training_steps", "Optimiser steps taken by this server's jobs", registry=reg
+        )
+        self.training_step = Gauge(
+            "rnnlm_training_step",
+            "Global step of the job training a model",
+            ["model_id"],
+            registry=reg,
+        )
+        self.training_total_steps = Gauge(
+            "rnnlm_training_total_steps",
+            "Steps the job training a model will take",
+            ["model_id"],
+            registry=reg,
+        )
+        self.training_loss = Gauge(
+            "rnnlm_training_loss",
+            "Latest training loss (nats per token) of a model's job",
+            ["model_id"],
+            registry=reg,
+        )
+        self.training_speed = Gauge(
+            "rnnlm_training_tokens_per_second",
+            "Training speed of a model's job",
+            ["model_id"],
+            registry=reg,
+        )
+        self.streams_open = Gauge("rnnlm_streams_open", "Watch/Generate streams open", registry=reg)
+        self.store_up = Gauge("rnnlm_store_up", "1 when the store answers, else 0", registry=reg)
+        self._last_step: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._http: Any = None
+
+    # -- events ----------------------------------------------------------------------------
+
+    def observe_call(self, method: str, code: str, seconds: float) -> None:
+        self.requests.labels(method, code).inc()
+        self.latency.labels(method).observe(seconds)
+
+    def job_started(self, model_id: str, start_step: int) -> None:
+        """A job began (or resumed at ``start_step``): count its steps from there."""
+        with self._lock:
+            self._last_step[model_id] = start_step
+
+    def job_progress(self, model_id: str, step: int, total: int, loss: float, speed: float):
+        with self._lock:
+            previous = self._last_step.get(model_id, step)
+            self._last_step[model_id] = step
+        self.training_steps.inc(max(0, step - previous))
+        self.training_step.labels(model_id).set(step)
+        self.training_total_steps.labels(model_id).set(total)
+        self.training_loss.labels(model_id).set(loss)
+        self.training_speed.labels(model_id).set(speed)
+
+    def job_ended(self, model_id: str, state: str) -> None:
+        self.jobs_finished.labels(state).inc()
+        with self._lock:
+            self._last_step.pop(model_id, None)
+        for gauge in (
+            self.training_step,
+            self.training_total_steps,
+            self.training_loss,
+            self.training_speed,
+        ):
+            with contextlib.suppress(KeyError):  # no progress was reported
+                gauge.remove(model_id)
+
+    # -- the endpoint ---------------------------------------------------------------------
+
+    def serve(self, address: str) -> int:
+        """Serve ``/metrics`` on ``host:port`` (port 0: any free one); returns the port."""
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        self._http, _thread = start_http_server(int(port), host, registry=self.registry)
+        bound = int(self._http.server_port)
+        log.info("metrics on http://%s:%d/metrics", host, bound)
+        return bound
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None

@@ -1,0 +1,75 @@
+"""Who may call what: the optional API key on the calls that change state, and TLS.
+
+The key travels as call metadata (``x-api-key: KEY``, or ``authorization: Bearer KEY`` as
+sent by generic gRPC tools). Reads (scoring, generation, listing, watching) need no key:
+the key protects stored data, not the compute.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from .errors import Unauthenticated
+
+API_KEY_HEADER = "x-api-key"
+# Every call that writes to the store or starts/stops work.
+PROTECTED_METHODS = frozenset(
+    {"UploadCorpus", "Train", "CancelTrainingJob", "ResumeTrainingJob", "DeleteModel"}
+)
+_HOW_TO_SEND = (
+    f"send it as {API_KEY_HEADER!r} call metadata (rnnlm --api-key or env RNNLM_API_KEY; "
+    "LMClient(api_key=...))"
+)
+
+
+def presented_key(metadata: Iterable[Any] | None) -> str | None:
+    for item in metadata or ():
+        key, value = item
+        if key == API_KEY_HEADER and isinstance(value, str):
+            return value
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer":
+                return token.strip()
+    return None
+
+
+class ApiKeyCheck:
+    """Raises ``Unauthenticated`` for a protected call without the right key."""
+
+    def __init__(self, api_key: str | None) -> None:
+        self._key = api_key.encode() if api_key else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._key is not None
+
+    def check(self, method: str, metadata: Iterable[Any] | None) -> None:
+        if self._key is None or method not in PROTECTED_METHODS:
+            return
+        sent = presented_key(metadata)
+        if not sent:
+            raise Unauthenticated(
+                f"{method} changes stored state and this server requires an API key: "
+                + _HOW_TO_SEND
+            )
+        # Constant time: the comparison must not tell an attacker how much of a guess matched.
+        if not hmac.compare_digest(sent.encode(), self._key):
+            raise Unauthenticated(f"wrong API key for {method}; " + _HOW_TO_SEND)
+
+
+def server_credentials(
+    cert: str | None, key: str | None, client_ca: str | None
+) -> grpc.ServerCredentials | None:
+    """TLS credentials from PEM files, or None for plaintext. With ``client_ca`` the server
+    requires a client certificate signed by that CA (mutual TLS)."""
+    if not cert or not key:
+        return None
+    pair = (Path(key).read_bytes(), Path(cert).read_bytes())
+    ca = Path(client_ca).read_bytes() if client_ca else None
+    return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=bool(ca))
