@@ -43,7 +43,8 @@ STORE_CHECK_S = 5.0
 # A job stops at its next step and then writes a checkpoint; past the grace it gets this
 # much longer before the process exits without it (its lease then expires elsewhere).
 JOB_STOP_EXTRA_S = 1.0
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNAL_POLL_S = 0.1
 
 
 class RnnlmServer:
@@ -215,16 +216,22 @@ def set_torch_threads(threads: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``rnnlm serve``: run until SIGINT or SIGTERM, then stop gracefully; exit status 0."""
+    """``rnnlm serve``: run until SIGINT or SIGTERM, then stop gracefully; exit status 0.
+    A second signal during the shutdown exits at once (status 1)."""
     config = ServerConfig.from_args(argv)
     logging.basicConfig(
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # The signals are blocked in every thread (threads inherit the mask, so block before
-    # any starts) and taken with sigwait: a handler would run only when the main thread
-    # wakes, which a signal delivered to a worker thread does not make it do.
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    # Python handlers, not sigwait: threads that exist before any mask could be set (the BLAS
+    # pool numpy starts on import) would otherwise take SIGTERM with its default action,
+    # killing the process. A handler always runs in the main thread, so it polls.
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
         server = RnnlmServer(config)
         try:
@@ -233,17 +240,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("cannot start: %s", err)
             server.stop(0)
             return 2 if isinstance(err, StoreMisconfigured) else 1
-        received = signal.sigwait(STOP_SIGNALS)
-        log.info("%s received", signal.Signals(received).name)
-        threading.Thread(target=_exit_on_second_signal, name="signals", daemon=True).start()
-        server.stop()
+        while not received:
+            time.sleep(SIGNAL_POLL_S)
+        log.info("%s received", signal.Signals(received[0]).name)
+        stopping = threading.Thread(target=server.stop, name="shutdown")
+        stopping.start()
+        while stopping.is_alive():
+            stopping.join(SIGNAL_POLL_S)
+            if len(received) > 1:
+                name = signal.Signals(received[1]).name
+                log.warning("%s again: exiting without waiting for the shutdown", name)
+                logging.shutdown()
+                os._exit(1)
         return 0
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
-
-
-def _exit_on_second_signal() -> None:
-    received = signal.sigwait(STOP_SIGNALS)
-    log.warning("%s again: exiting without waiting for the shutdown", signal.Signals(received).name)
-    logging.shutdown()
-    os._exit(1)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -155,6 +155,28 @@ def test_a_call_outliving_the_grace_period_is_cut_off_and_the_exit_is_still_clea
         process.wait()
 
 
+def test_a_second_signal_exits_at_once(tmp_path):
+    backend = Backend("local", tmp_path / "store", None, "rnnlm")
+    process, port, metrics_port, log = start_serving(backend, tmp_path, grace=60.0)
+    held = None
+    try:
+        with LMClient(f"127.0.0.1:{port}", retries=10, backoff=0.3) as client:
+            client.models()  # retried until the server is up
+        held = HeldUpload(f"127.0.0.1:{port}")
+        wait_until(lambda: in_flight(metrics_port), what="the upload to be in flight")
+        process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "draining" if "shutting down" in log.read_text() else None)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 1  # not the 60 s grace
+    finally:
+        if held is not None:
+            held.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    assert "SIGINT again: exiting without waiting" in log.read_text()
+
+
 def test_a_server_that_cannot_start_says_why(tmp_path):
     """A port already taken: exit status 1 and a log line naming the address."""
     with socket.socket() as taken:
