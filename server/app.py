@@ -2,10 +2,12 @@
 with health and reflection, TLS, the API key check and the metrics endpoint. ``RnnlmServer``
 is what tests and ``rnnlm demo`` start in-process; ``main`` is ``rnnlm serve``.
 
-Shutdown (SIGTERM/SIGINT, or ``stop()``): health turns NOT_SERVING at once and new calls get
-UNAVAILABLE while the calls in flight finish, for at most the grace period; meanwhile the
-training jobs stop at their next step, write a checkpoint and are marked interrupted (any
-replica can resume them). Then the gRPC server, the model cache and the store close.
+Shutdown (SIGTERM/SIGINT, or ``stop()``): health turns NOT_SERVING at once (health watchers,
+such as a load balancer, are told); the server stops listening and sends GOAWAY, so clients
+take new calls to another replica and any that still arrive get UNAVAILABLE; the calls in
+flight finish, for at most the grace period; meanwhile the training jobs stop at their next
+step, write a checkpoint and are marked interrupted (any replica can resume them). Then the
+gRPC server, the model cache and the store close.
 """
 
 from __future__ import annotations
@@ -138,7 +140,10 @@ class RnnlmServer:
         except Unavailable:
             pass  # an outage: start NOT_SERVING; the store check retries
         if cfg.metrics_address:
-            self.metrics_port = self.metrics.serve(cfg.metrics_address)
+            try:
+                self.metrics_port = self.metrics.serve(cfg.metrics_address)
+            except OSError as err:
+                raise OSError(f"cannot serve metrics on {cfg.metrics_address}: {err}") from None
         self._grpc.start()
         self.check_store()
         threading.Thread(target=self._watch_store, name="store-health", daemon=True).start()
@@ -188,15 +193,19 @@ class RnnlmServer:
         self._stopped.set()
         grace = self.config.shutdown_grace_s if grace is None else grace
         deadline = time.monotonic() + grace
-        self.health.enter_graceful_shutdown()  # NOT_SERVING, and it stays so
+        self.health.enter_graceful_shutdown()  # NOT_SERVING to health watchers, for good
         self.interceptor.start_draining()
+        # gRPC stops listening and sends GOAWAY: clients open new calls on another replica
+        # (or get UNAVAILABLE), while the calls in flight go on.
+        self._grpc.stop(grace)
         log.info("shutting down: calls in flight have %.1fs to finish", grace)
         jobs = threading.Thread(target=self.jobs.shutdown, args=(grace,), name="jobs-stop")
         jobs.start()
         if not self.interceptor.wait_idle(grace):
             log.warning("grace period over: cancelling the calls still in flight")
-        # Whatever is left (a call that outlived the grace) is cancelled here.
-        self._grpc.stop(max(0.0, deadline - time.monotonic())).wait()
+        # What is left is cancelled now: calls over the grace, and streams that are not ours
+        # and never end by themselves (a load balancer's health watch).
+        self._grpc.stop(0).wait()
         jobs.join(max(0.0, deadline - time.monotonic()) + JOB_STOP_EXTRA_S)
         if jobs.is_alive():
             log.warning("a training job did not stop in time; its lease will expire")
@@ -243,7 +252,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         while not received:
             time.sleep(SIGNAL_POLL_S)
         log.info("%s received", signal.Signals(received[0]).name)
-        stopping = threading.Thread(target=server.stop, name="shutdown")
+        failed: list[BaseException] = []
+
+        def shut_down() -> None:
+            try:
+                server.stop()
+            except BaseException as err:
+                log.exception("the shutdown failed")
+                failed.append(err)
+
+        stopping = threading.Thread(target=shut_down, name="shutdown")
         stopping.start()
         while stopping.is_alive():
             stopping.join(SIGNAL_POLL_S)
@@ -252,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log.warning("%s again: exiting without waiting for the shutdown", name)
                 logging.shutdown()
                 os._exit(1)
-        return 0
+        return 1 if failed else 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -8,6 +8,8 @@ import argparse
 import dataclasses
 import os
 import socket
+import ssl
+import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,13 @@ from rnnlm.model.config import check_device
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Short keys are guessable; gRPC metadata values must be printable ASCII anyway.
 MIN_API_KEY_LENGTH = 16
+# Upper bounds of the durations (seconds; the batch wait in ms): generous, but finite.
+MAX_SECONDS = {
+    "batch_max_wait_ms": 10_000.0,
+    "cache_refresh_s": 86_400.0,
+    "shutdown_grace_s": 3_600.0,
+    "job_lease_s": 86_400.0,
+}
 
 
 def default_server_id() -> str:
@@ -168,9 +177,13 @@ class ServerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("batch_max_wait_ms", "cache_refresh_s"):
-            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+        for name in ("batch_max_wait_ms", "cache_refresh_s", "shutdown_grace_s", "job_lease_s"):
+            value = getattr(self, name)
+            # inf and nan parse as floats; a timeout of either breaks the server later.
+            if not isinstance(value, (int, float)) or not 0 <= value <= MAX_SECONDS[name]:
+                raise ValueError(
+                    f"{name} must be a number in [0, {MAX_SECONDS[name]:g}], got {value!r}"
+                )
         if self.max_streams >= self.workers:
             raise ValueError(
                 f"max_streams ({self.max_streams}) must be below workers ({self.workers}), so "
@@ -179,12 +192,12 @@ class ServerConfig:
         if not self.job_lease_s > 0:
             raise ValueError(f"job_lease_s must be > 0, got {self.job_lease_s!r}")
         check_address("address", self.address)
-        if self.shutdown_grace_s < 0:
-            raise ValueError(f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s!r}")
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0 (0: default), got {self.torch_threads}")
         if self.metrics_address:
             check_address("metrics_address", self.metrics_address)
+        if self.redis_url:
+            check_redis_url(self.redis_url)
         self._check_security()
         if self.log_level.upper() not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
@@ -204,9 +217,14 @@ class ServerConfig:
                 raise ValueError(f"{name}: no such file: {path!r}")
         if self.api_key is not None and self.api_key_file:
             raise ValueError("give the API key once: api_key or api_key_file, not both")
+        if self.tls_cert and self.tls_key:
+            check_tls_files(self.tls_cert, self.tls_key, self.tls_client_ca)
         if self.api_key_file:
-            with open(self.api_key_file, encoding="utf-8") as f:
-                self.api_key = f.read().strip()
+            try:
+                with open(self.api_key_file, encoding="utf-8") as f:
+                    self.api_key = f.read().strip()
+            except (OSError, UnicodeDecodeError) as err:
+                raise ValueError(f"api_key_file {self.api_key_file!r}: {err}") from None
             if not self.api_key:
                 raise ValueError(f"api_key_file {self.api_key_file!r} is empty")
         key = self.api_key
@@ -234,8 +252,41 @@ class ServerConfig:
 
 def check_address(name: str, address: str) -> None:
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"{name} must be host:port, got {address!r}")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{name} must be host:port with a port in [0, 65535], got {address!r}")
+
+
+def check_redis_url(url: str) -> None:
+    """The scheme, and that the files a URL names (?ssl_ca_certs=...) exist: a typo there
+    would otherwise look like an outage and leave the server NOT_SERVING for ever."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            f"redis_url must start with redis://, rediss:// (TLS) or unix://, got {parts.scheme!r}"
+        )
+    query = urllib.parse.parse_qs(parts.query)
+    for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        for path in query.get(key, []):
+            if not os.path.isfile(path):
+                raise ValueError(f"redis_url: {key}: no such file: {path!r}")
+
+
+def check_tls_files(cert: str, key: str, client_ca: str | None) -> None:
+    """Load the certificate, key and CA once now, so that a wrong file is named at start
+    rather than reported by gRPC as a failure to bind the port."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as err:
+        raise ValueError(
+            f"tls_cert {cert!r} and tls_key {key!r} are not a PEM certificate chain and "
+            f"its private key: {err}"
+        ) from None
+    if client_ca:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (ssl.SSLError, OSError) as err:
+            raise ValueError(f"tls_client_ca {client_ca!r} is not a PEM CA bundle: {err}") from None
 
 
 def env_name(field_name: str) -> str:

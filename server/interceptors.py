@@ -51,6 +51,9 @@ def status_of(err: BaseException) -> grpc.StatusCode | None:
 
 
 def _abort(context: grpc.ServicerContext, method: str, err: Exception) -> None:
+    if not context.is_active():  # the client cancelled, or its deadline passed: not our error
+        log.debug("%s ended with the call (%s): %r", method, _gone(context), err)
+        context.abort(getattr(grpc.StatusCode, _gone(context)), "the call ended")
     code = status_of(err)
     if code is None:
         ref = uuid.uuid4().hex[:8]
@@ -121,7 +124,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 self._enter(method, context)
                 return behavior(request, context)
             except Exception as err:
-                code = _code_name(err)
+                code = _code_name(err, context)
                 _abort(context, method, err)
             finally:
                 self._exit(method, code, started)
@@ -135,12 +138,12 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 self._enter(method, context)
                 yield from behavior(request, context)
                 if not context.is_active():  # the servicer stopped: the client went away
-                    code = "CANCELLED"
+                    code = _gone(context)
             except GeneratorExit:  # the client cancelled or went away
-                code = "CANCELLED"
+                code = _gone(context)
                 raise
             except Exception as err:
-                code = _code_name(err)
+                code = _code_name(err, context)
                 _abort(context, method, err)
             finally:
                 self._exit(method, code, started)
@@ -162,6 +165,14 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         return handler._replace(stream_stream=self._wrap_stream(name, handler.stream_stream))
 
 
-def _code_name(err: BaseException) -> str:
+def _code_name(err: BaseException, context: grpc.ServicerContext) -> str:
+    if not context.is_active():
+        return _gone(context)
     code = status_of(err)
     return code.name if code is not None else "INTERNAL"
+
+
+def _gone(context: grpc.ServicerContext) -> str:
+    """Why a call is no longer active: its deadline passed, or the client cancelled."""
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"

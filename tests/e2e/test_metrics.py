@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rnnlm.client import LMClient, NotFound
 from rnnlm.server.metrics import Metrics
+from rnnlm.v1 import rnnlm_pb2 as pb
+from rnnlm.v1 import rnnlm_pb2_grpc
 
 from .conftest import SMALL_MODEL, train_small, wait_until
 
@@ -40,6 +45,17 @@ class Scrape:
         return [s.labels for s in self.samples if s.name == name]
 
 
+def scrape_when(port: int, condition: Callable[[Scrape], object]) -> Scrape:
+    """Scrape until ``condition`` holds (the server updates some metrics a moment after
+    the reply); the scrape where it did."""
+
+    def attempt() -> Scrape | None:
+        scrape = Scrape(port)
+        return scrape if condition(scrape) else None
+
+    return wait_until(attempt, timeout=20, what="a metric condition")
+
+
 @pytest.mark.parametrize("backend", ["local"], indirect=True)  # metrics do not depend on it
 def test_metrics_count_real_calls(start_server, corpus_bytes):
     server = start_server(metrics_address="127.0.0.1:0", batch_max_wait_ms=20.0)
@@ -64,19 +80,11 @@ def test_metrics_count_real_calls(start_server, corpus_bytes):
         # A job in progress shows in the per-model gauges; they go when it ends.
         long_job = client.train("running", done.corpus_id, **SMALL_MODEL, epochs=50, log_every=1)
         next(e for e in client.watch(long_job.job_id) if e.kind == "progress")
-        during = wait_until(
-            lambda: s if (s := Scrape(server.metrics_port)).value("rnnlm_training_step") else None,
-            what="training gauges",
-        )
+        during = scrape_when(server.metrics_port, lambda s: s.value("rnnlm_training_step"))
         client.cancel(long_job.job_id)
         list(client.watch(long_job.job_id))
-        end = wait_until(
-            lambda: (
-                s
-                if (s := Scrape(server.metrics_port)).value("rnnlm_training_jobs_running") == 0
-                else None
-            ),
-            what="the job to end",
+        end = scrape_when(
+            server.metrics_port, lambda s: s.value("rnnlm_training_jobs_running") == 0
         )
 
     # Training: the steps this server took, the job's end state, no gauges left behind.
@@ -111,6 +119,29 @@ def test_metrics_count_real_calls(start_server, corpus_bytes):
     assert end.value("rnnlm_model_cache_models") == 1
     assert end.value("rnnlm_streams_open") == 0
     assert end.value("rnnlm_store_up") == 1
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_a_call_the_client_abandons_counts_as_cancelled_not_as_an_error(start_server):
+    server = start_server(metrics_address="127.0.0.1:0")
+    sent = threading.Event()
+
+    def requests():
+        yield pb.UploadCorpusRequest(header=pb.CorpusHeader(filename="a.txt"))
+        yield pb.UploadCorpusRequest(chunk=b"some words .")
+        sent.set()
+        time.sleep(30)  # never finishes: the client cancels first
+
+    with grpc.insecure_channel(server.address) as channel:
+        call = rnnlm_pb2_grpc.LanguageModelServiceStub(channel).UploadCorpus.future(requests())
+        sent.wait(10)
+        scrape_when(server.metrics_port, lambda s: s.value("rnnlm_requests_in_flight") == 1)
+        call.cancel()
+        scrape = scrape_when(
+            server.metrics_port, lambda s: s.value("rnnlm_requests_in_flight") == 0
+        )
+    assert scrape.value("rnnlm_requests_total", method="UploadCorpus", code="CANCELLED") == 1
+    assert scrape.value("rnnlm_requests_total", method="UploadCorpus", code="INTERNAL") is None
 
 
 def test_every_metric_is_listed_in_the_readme():

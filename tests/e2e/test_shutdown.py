@@ -1,4 +1,4 @@
-"""Graceful shutdown of a real ``rnnlm serve`` process on a real signal: health turns
+"""Graceful shutdown of a real ``rnnlm serve`` process on a real signal: health watchers see
 NOT_SERVING at once, new calls get UNAVAILABLE, a call in flight finishes, the running job
 writes a checkpoint and is marked interrupted (another server resumes it), exit status 0."""
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rnnlm.client import LMClient, Unavailable
 from rnnlm.v1 import rnnlm_pb2 as pb
@@ -87,7 +88,7 @@ def test_a_signal_drains_calls_checkpoints_the_job_and_exits_0(
     sig, backend, start_server, corpus_bytes, tmp_path
 ):
     process, port, metrics_port, log = start_serving(backend, tmp_path, grace=20.0)
-    held = None
+    held = health_channel = None
     try:
         with LMClient(f"127.0.0.1:{port}", retries=10, backoff=0.3) as client:
             corpus = client.upload_corpus(corpus_bytes)  # retried until the server is up
@@ -95,28 +96,35 @@ def test_a_signal_drains_calls_checkpoints_the_job_and_exits_0(
             next(e for e in client.watch(job.job_id) if e.kind == "checkpoint")
             held = HeldUpload(f"127.0.0.1:{port}")
             wait_until(lambda: in_flight(metrics_port), what="the upload to be in flight")
+            # What a load balancer does: watch the health service.
+            health_channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            health = health_pb2_grpc.HealthStub(health_channel).Watch(
+                health_pb2.HealthCheckRequest(), timeout=60
+            )
+            assert next(health).status == health_pb2.HealthCheckResponse.SERVING
 
             process.send_signal(sig)
 
-            assert wait_until(
-                lambda: "NOT_SERVING" if client.health() == "NOT_SERVING" else None,
-                timeout=5,
-                what="health NOT_SERVING",
-            )
-        with LMClient(f"127.0.0.1:{port}", retries=0) as fresh:
-            with pytest.raises(Unavailable, match="shutting down"):
+            assert next(health).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with LMClient(f"127.0.0.1:{port}", retries=0, timeout=5) as fresh:
+            with pytest.raises(Unavailable):
                 fresh.models()
-            assert process.poll() is None  # still draining: the upload is in flight
+            with pytest.raises(Unavailable):
+                fresh.health()
+        assert process.poll() is None  # still draining: the upload is in flight
 
         held.release()
         uploaded = held.future.result(timeout=15)  # finished, not cut off
         assert uploaded.size_bytes == len(FIRST + SECOND)
-        assert process.wait(timeout=30) == 0
+        # Not the 20 s grace: once our calls are done, the health watch is cut off.
+        assert process.wait(timeout=10) == 0
     finally:
         if held is not None:
             held.close()
         process.kill()
         process.wait()
+        if health_channel is not None:
+            health_channel.close()
     output = log.read_text()
     assert "shutting down" in output and "stopped" in output, output[-3000:]
 
