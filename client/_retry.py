@@ -1,10 +1,12 @@
-"""The retry policy both clients share: exponential backoff with jitter, on UNAVAILABLE only.
+"""The retry policy both clients share: exponential backoff with jitter, on UNAVAILABLE.
 
 UNAVAILABLE means the call did not reach a working server (connection refused, server
-shutting down, store down), so repeating it is safe when the call is idempotent. Every
-other status is an answer and is never retried. Streams are retried while they have
-yielded nothing yet, or at any point when ``resume`` rebuilds the request to continue
-after the last message (WatchTrainingJob with ``after_event_id``).
+shutting down, store down), so repeating it is safe when the call is idempotent. A unary
+call is also retried on CANCELLED: the clients never cancel one themselves, so it was cut
+off by the server's side, which gRPC does to a call that arrives at the instant a server
+stops listening. Every other status is an answer and is never retried. Streams are retried
+while they have yielded nothing yet, or at any point when ``resume`` rebuilds the request to
+continue after the last message (WatchTrainingJob with ``after_event_id``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import Any, TypeVar
 import grpc
 
 T = TypeVar("T")
+
+STREAM_RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
+UNARY_RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,12 @@ class RetryPolicy:
         ceiling = min(self.max_backoff, self.backoff * 2**attempt)
         return ceiling / 2 + ceiling / 2 * rng()
 
-    def should_retry(self, err: grpc.RpcError, attempt: int) -> bool:
-        """Retry ``err`` after ``attempt`` failed retries? Only UNAVAILABLE, within budget."""
+    def should_retry(
+        self, err: grpc.RpcError, attempt: int, codes: tuple = STREAM_RETRY_CODES
+    ) -> bool:
+        """Retry ``err`` after ``attempt`` failed retries? One of ``codes``, within budget."""
         code = getattr(err, "code", None)
-        return attempt < self.retries and callable(code) and code() == grpc.StatusCode.UNAVAILABLE
+        return attempt < self.retries and callable(code) and code() in codes
 
 
 def call_with_retry(
@@ -48,13 +55,14 @@ def call_with_retry(
     idempotent: bool,
     sleep: Callable[[float], Any] = time.sleep,
 ) -> T:
-    """``fn()``, repeated on UNAVAILABLE when ``idempotent``; other errors propagate at once."""
+    """``fn()``, repeated on UNAVAILABLE or CANCELLED when ``idempotent``; other errors
+    propagate at once."""
     attempt = 0
     while True:
         try:
             return fn()
         except grpc.RpcError as err:
-            if not idempotent or not policy.should_retry(err, attempt):
+            if not idempotent or not policy.should_retry(err, attempt, UNARY_RETRY_CODES):
                 raise
         sleep(policy.delay(attempt))
         attempt += 1
@@ -73,7 +81,7 @@ async def acall_with_retry(
         try:
             return await fn()
         except grpc.RpcError as err:
-            if not idempotent or not policy.should_retry(err, attempt):
+            if not idempotent or not policy.should_retry(err, attempt, UNARY_RETRY_CODES):
                 raise
         await sleep(policy.delay(attempt))
         attempt += 1

@@ -102,7 +102,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         with self._idle:
             self._in_flight += 1
             draining = self._draining
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight.labels(method).inc()
         if draining:
             raise errors.Unavailable(
                 "this server is shutting down; retry the call on another replica"
@@ -110,7 +110,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         self._auth.check(method, context.invocation_metadata())
 
     def _exit(self, method: str, code: str, started: float) -> None:
-        self.metrics.in_flight.dec()
+        self.metrics.in_flight.labels(method).dec()
         self.metrics.observe_call(method, code, time.perf_counter() - started)
         with self._idle:
             self._in_flight -= 1

@@ -42,7 +42,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
-        self.in_flight = Gauge("rnnlm_requests_in_flight", "RPCs being handled", registry=reg)
+        self.in_flight = Gauge(
+            "rnnlm_requests_in_flight", "RPCs being handled", ["method"], registry=reg
+        )
         self.scored = Counter("rnnlm_scored_sentences", "Sentences scored", registry=reg)
         self.generated = Counter(
             "rnnlm_generated_tokens", "Tokens streamed by Generate", registry=reg

@@ -277,6 +277,18 @@ def test_unavailable_is_retried_with_growing_backoff():
         assert 0.1 * 2**n / 2 <= delay <= 0.1 * 2**n
 
 
+def test_a_unary_call_cut_off_by_a_stopping_server_is_retried():
+    # The client never cancels a unary call itself: CANCELLED came from the server's side.
+    sleeps: list[float] = []
+    fn = Flaky(failures=1, code=grpc.StatusCode.CANCELLED)
+    assert call_with_retry(fn, RetryPolicy(retries=2), idempotent=True, sleep=sleeps.append)
+    assert fn.calls == 2
+    fn = Flaky(failures=1, code=grpc.StatusCode.CANCELLED)
+    with pytest.raises(grpc.RpcError):
+        call_with_retry(fn, RetryPolicy(retries=2), idempotent=False, sleep=sleeps.append)
+    assert fn.calls == 1
+
+
 def test_retries_give_up_after_the_budget():
     sleeps: list[float] = []
     fn = Flaky(failures=10)

@@ -104,7 +104,7 @@ def test_metrics_count_real_calls(start_server, corpus_bytes):
     assert end.value("rnnlm_requests_total", method="Generate", code="OK") == 1
     assert end.value("rnnlm_request_duration_seconds_count", method="ScoreSentence") == score_calls
     assert end.value("rnnlm_request_duration_seconds_sum", method="ScoreSentence") > 0
-    assert end.value("rnnlm_requests_in_flight") == 0
+    assert {s.value for s in end.samples if s.name == "rnnlm_requests_in_flight"} == {0}
 
     # Serving: sentences, batches (each sentence in exactly one), tokens, the cache.
     scored = score_calls * len(SENTENCES)
@@ -135,10 +135,14 @@ def test_a_call_the_client_abandons_counts_as_cancelled_not_as_an_error(start_se
     with grpc.insecure_channel(server.address) as channel:
         call = rnnlm_pb2_grpc.LanguageModelServiceStub(channel).UploadCorpus.future(requests())
         sent.wait(10)
-        scrape_when(server.metrics_port, lambda s: s.value("rnnlm_requests_in_flight") == 1)
+        scrape_when(
+            server.metrics_port,
+            lambda s: s.value("rnnlm_requests_in_flight", method="UploadCorpus") == 1,
+        )
         call.cancel()
         scrape = scrape_when(
-            server.metrics_port, lambda s: s.value("rnnlm_requests_in_flight") == 0
+            server.metrics_port,
+            lambda s: s.value("rnnlm_requests_in_flight", method="UploadCorpus") == 0,
         )
     assert scrape.value("rnnlm_requests_total", method="UploadCorpus", code="CANCELLED") == 1
     assert scrape.value("rnnlm_requests_total", method="UploadCorpus", code="INTERNAL") is None
