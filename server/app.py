@@ -85,6 +85,7 @@ class RnnlmServer:
         self.metrics.jobs_running.set_function(self.jobs.running)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._stopped = threading.Event()
+        self._serving: bool | None = None
         self._grpc = self._build_grpc_server()
         self.port = 0
         self.metrics_port: int | None = None
@@ -162,6 +163,10 @@ class RnnlmServer:
         return self.port
 
     def _set_serving(self, serving: bool) -> None:
+        # Only changes: each set() sends a message to every health watcher.
+        if serving == self._serving:
+            return
+        self._serving = serving
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -201,7 +206,9 @@ class RnnlmServer:
         log.info("shutting down: calls in flight have %.1fs to finish", grace)
         jobs = threading.Thread(target=self.jobs.shutdown, args=(grace,), name="jobs-stop")
         jobs.start()
-        if not self.interceptor.wait_idle(grace):
+        if self.interceptor.wait_idle(grace):
+            log.info("the calls in flight have ended")
+        else:
             log.warning("grace period over: cancelling the calls still in flight")
         # What is left is cancelled now: calls over the grace, and streams that are not ours
         # and never end by themselves (a load balancer's health watch).

@@ -102,6 +102,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         with self._idle:
             self._in_flight += 1
             draining = self._draining
+        # Counted out when gRPC has finished the call (its reply sent, or it was cancelled),
+        # not when the handler returns: a shutdown that waited only for the handlers would
+        # cancel replies still on their way.
+        if not context.add_callback(self._call_ended):
+            self._call_ended()  # it had ended already
         self.metrics.in_flight.labels(method).inc()
         if draining:
             raise errors.Unavailable(
@@ -109,13 +114,15 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             )
         self._auth.check(method, context.invocation_metadata())
 
-    def _exit(self, method: str, code: str, started: float) -> None:
-        self.metrics.in_flight.labels(method).dec()
-        self.metrics.observe_call(method, code, time.perf_counter() - started)
+    def _call_ended(self) -> None:
         with self._idle:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.notify_all()
+
+    def _exit(self, method: str, code: str, started: float) -> None:
+        self.metrics.in_flight.labels(method).dec()
+        self.metrics.observe_call(method, code, time.perf_counter() - started)
 
     def _wrap_unary(self, method: str, behavior: Callable) -> Callable:
         def handler(request: Any, context: grpc.ServicerContext) -> Any:

@@ -115,7 +115,10 @@ def test_a_signal_drains_calls_checkpoints_the_job_and_exits_0(
         assert process.poll() is None  # still draining: the upload is in flight
 
         held.release()
-        uploaded = held.future.result(timeout=15)  # finished, not cut off
+        try:
+            uploaded = held.future.result(timeout=15)  # finished, not cut off
+        except grpc.RpcError as err:
+            raise AssertionError(f"the upload failed: {err}\n{log.read_text()[-3000:]}") from err
         assert uploaded.size_bytes == len(FIRST + SECOND)
         # Not the 20 s grace: once our calls are done, the health watch is cut off.
         assert process.wait(timeout=10) == 0
