@@ -73,7 +73,6 @@ class ModelCache:
         # Striped, not one lock per id: ids come from clients, and a dict keyed by them
         # would grow with every unknown name anyone asks for.
         self._load_locks = [threading.Lock() for _ in range(LOAD_LOCK_STRIPES)]
-        self.hits = self.loads = 0
         self.metrics.cache_models.set_function(lambda: len(self._entries))
         self.metrics.batch_queue.set_function(self.queued)
 
@@ -83,15 +82,11 @@ class ModelCache:
             if entry is not None:
                 self._entries.move_to_end(model_id)
                 if time.monotonic() - entry.checked_at < self.refresh_s:
-                    self._hit()
+                    self.metrics.cache_hits.inc()
                     return entry
             load_lock = self._load_locks[hash(model_id) % LOAD_LOCK_STRIPES]
         with load_lock:  # one load per model at a time; other callers wait for it
             return self._refresh(model_id)
-
-    def _hit(self) -> None:
-        self.hits += 1
-        self.metrics.cache_hits.inc()
 
     def queued(self) -> int:
         """Scoring requests waiting in the batchers of every loaded model."""
@@ -127,7 +122,7 @@ class ModelCache:
         current = next(v for v in versions if v["version"] == version)
         if entry is not None and current["sha256"] in (entry.identity, entry.bad_identity):
             entry.checked_at = time.monotonic()
-            self._hit()
+            self.metrics.cache_hits.inc()
             return entry
         try:
             loaded = self._load(model_id, current)
@@ -169,7 +164,6 @@ class ModelCache:
         except (DataLoss, CheckpointError):
             self.metrics.cache_loads.labels("data_loss").inc()
             raise
-        self.loads += 1
         self.metrics.cache_loads.labels("ok").inc()
         log.info(
             "model %s version %d loaded in %.2fs (%s)",

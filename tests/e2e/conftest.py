@@ -6,12 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from rnnlm.client import LMClient
 from rnnlm.server import RnnlmServer, ServerConfig
@@ -131,3 +133,34 @@ def wait_until(condition: Callable, timeout: float = 30.0, what: str = "conditio
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class Scrape:
+    """One scrape of ``/metrics``: ``value(name, **labels)`` of a sample."""
+
+    def __init__(self, port: int) -> None:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            assert reply.headers["Content-Type"].startswith("text/plain")
+            text = reply.read().decode()
+        self.samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        for sample in self.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+        return None
+
+    def labelled(self, name: str) -> list[dict]:
+        return [s.labels for s in self.samples if s.name == name]
+
+
+def scrape_when(port: int, condition: Callable[[Scrape], object]) -> Scrape:
+    """Scrape until ``condition`` holds (the server updates some metrics a moment after
+    the reply); the scrape where it did."""
+
+    def attempt() -> Scrape | None:
+        scrape = Scrape(port)
+        return scrape if condition(scrape) else None
+
+    return wait_until(attempt, timeout=20, what="a metric condition")

@@ -6,54 +6,20 @@ from __future__ import annotations
 import re
 import threading
 import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from rnnlm.client import LMClient, NotFound
 from rnnlm.server.metrics import Metrics
 from rnnlm.v1 import rnnlm_pb2 as pb
 from rnnlm.v1 import rnnlm_pb2_grpc
 
-from .conftest import SMALL_MODEL, train_small, wait_until
+from .conftest import SMALL_MODEL, Scrape, scrape_when, train_small
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SENTENCES = ["the function returns a value .", "a list of the items .", "it is a name ."]
-
-
-class Scrape:
-    """One scrape of ``/metrics``: ``value(name, **labels)`` of a sample."""
-
-    def __init__(self, port: int) -> None:
-        url = f"http://127.0.0.1:{port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            assert reply.headers["Content-Type"].startswith("text/plain")
-            text = reply.read().decode()
-        self.samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
-
-    def value(self, name: str, **labels: str) -> float | None:
-        for sample in self.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-        return None
-
-    def labelled(self, name: str) -> list[dict]:
-        return [s.labels for s in self.samples if s.name == name]
-
-
-def scrape_when(port: int, condition: Callable[[Scrape], object]) -> Scrape:
-    """Scrape until ``condition`` holds (the server updates some metrics a moment after
-    the reply); the scrape where it did."""
-
-    def attempt() -> Scrape | None:
-        scrape = Scrape(port)
-        return scrape if condition(scrape) else None
-
-    return wait_until(attempt, timeout=20, what="a metric condition")
 
 
 @pytest.mark.parametrize("backend", ["local"], indirect=True)  # metrics do not depend on it

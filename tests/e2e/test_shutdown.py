@@ -9,7 +9,6 @@ import hashlib
 import signal
 import socket
 import threading
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ from rnnlm.v1 import rnnlm_pb2 as pb
 from rnnlm.v1 import rnnlm_pb2_grpc
 from tests.fixtures_redis import free_port
 
-from .conftest import SMALL_MODEL, Backend, serve_process, wait_until
+from .conftest import SMALL_MODEL, Backend, Scrape, serve_process, wait_until
 
 FIRST, SECOND = b"the cat sat on the mat .\n" * 50, b"a dog slept on the rug .\n" * 50
 
@@ -57,13 +56,8 @@ class HeldUpload:
 
 
 def uploads_in_flight(port: int) -> float | None:
-    """``rnnlm_requests_in_flight{method="UploadCorpus"}`` from the server's /metrics, or
-    None while it is absent or 0."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith('rnnlm_requests_in_flight{method="UploadCorpus"} '):
-            return float(line.split()[1]) or None
-    return None
+    """UploadCorpus calls in flight on the server, or None while there are none."""
+    return Scrape(port).value("rnnlm_requests_in_flight", method="UploadCorpus") or None
 
 
 def start_serving(backend: Backend, tmp_path: Path, grace: float) -> tuple:
