@@ -44,5 +44,9 @@ class DataLoss(ServiceError):
     """Stored data failed its integrity check."""
 
 
+class Cancelled(ServiceError):
+    """The client cancelled the call (or went away) before it was complete."""
+
+
 class Unauthenticated(ServiceError):
     """Missing or wrong credentials."""

@@ -38,6 +38,7 @@ STATUS_OF: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.Cancelled, grpc.StatusCode.CANCELLED),
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),  # the model's validation errors
 )
@@ -121,15 +122,19 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 self._idle.notify_all()
 
     def _exit(self, method: str, code: str, started: float) -> None:
-        self.metrics.in_flight.labels(method).dec()
+        # Counted before it leaves the in-flight gauge: a scrape never sees it in neither.
         self.metrics.observe_call(method, code, time.perf_counter() - started)
+        self.metrics.in_flight.labels(method).dec()
 
     def _wrap_unary(self, method: str, behavior: Callable) -> Callable:
         def handler(request: Any, context: grpc.ServicerContext) -> Any:
             started, code = time.perf_counter(), "OK"
             try:
                 self._enter(method, context)
-                return behavior(request, context)
+                reply = behavior(request, context)
+                if not context.is_active():  # the reply goes nowhere: the client went away
+                    code = _gone(context)
+                return reply
             except Exception as err:
                 code = _code_name(err, context)
                 _abort(context, method, err)

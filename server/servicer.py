@@ -22,7 +22,7 @@ from . import convert
 from .cache import ModelCache
 from .config import ServerConfig
 from .corpora import CorpusRegistry
-from .errors import InvalidArgument, ResourceExhausted, Unavailable
+from .errors import Cancelled, InvalidArgument, ResourceExhausted, Unavailable
 from .jobs import JobManager
 from .metrics import Metrics
 from .models import ModelRegistry, check_model_id
@@ -68,7 +68,7 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
             raise InvalidArgument("the first UploadCorpus message must carry the header")
         header = first.header
         record = self.corpora.upload(
-            header.filename, header.size_bytes, header.sha256, _chunks(request_iterator)
+            header.filename, header.size_bytes, header.sha256, _chunks(request_iterator, context)
         )
         return convert.corpus_to_pb(record)
 
@@ -208,11 +208,15 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         return pb.DeleteModelResponse(model_id=request.model_id, versions_deleted=deleted)
 
 
-def _chunks(request_iterator) -> Iterator[bytes]:
+def _chunks(request_iterator, context) -> Iterator[bytes]:
     for message in request_iterator:
         if message.WhichOneof("part") != "chunk":
             raise InvalidArgument("only the first UploadCorpus message may carry a header")
         yield message.chunk
+    if not context.is_active():
+        # A cancelled upload can look like a finished one (the stream just ends): without a
+        # size in the header, its first part would be stored as a corpus.
+        raise Cancelled("the upload was cancelled before its last chunk; nothing was stored")
 
 
 def _sentence_input(sentence: pb.Sentence, index: int) -> str | list[str]:
