@@ -4,19 +4,18 @@ the corpus upload plan and the channel settings. The clients only add the call m
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from rnnlm.client._files import MiB, UploadPlan, plan_upload  # noqa: F401 (for the clients)
 from rnnlm.client.types import Corpus, GeneratedSentence, GeneratedToken, enum_prefix
 from rnnlm.v1 import rnnlm_pb2 as pb
 
-MiB = 1 << 20
 DEFAULT_TARGET = "localhost:50051"
 API_KEY_HEADER = "x-api-key"
 #: Passed as a call's timeout: use the client's ``timeout`` (``None`` means no deadline).
@@ -190,6 +189,7 @@ def train_request(
     paragraphs: str,
     request_id: str | None,
     options: Mapping[str, Any],
+    arpa_id: str = "",
 ) -> pb.TrainRequest:
     if (corpus is None) == (server_path is None):
         raise ValueError(
@@ -212,76 +212,37 @@ def train_request(
         model=model,
         training=training,
         request_id=request_id or uuid.uuid4().hex,
+        arpa_id=arpa_id,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# N-gram models (ARPA files)
+
+
+def arpa_upload(arpa: str | Path | bytes | Corpus) -> tuple[str | Path | bytes | None, str]:
+    """What to upload for ``arpa`` (None: it is an uploaded Corpus already) and its file
+    name, which the server records as the version's ``ngram_source``."""
+    if isinstance(arpa, Corpus):
+        return None, arpa.filename
+    if isinstance(arpa, (str, Path)):
+        return arpa, Path(arpa).name
+    return arpa, "model.arpa"
+
+
+def attach_request(
+    model_id: str, arpa_id: str, neural_weight: float | None
+) -> pb.AttachNgramModelRequest:
+    request = pb.AttachNgramModelRequest(model_id=model_id, arpa_id=arpa_id)
+    if neural_weight is not None:
+        request.neural_weight = neural_weight
+    return request
 
 
 def watch_request(job_id: str, after: str | None, last: pb.TrainingEvent | None):
     """Start after ``after``, or, when reconnecting, after the last event received."""
     after_id = last.event_id if last is not None else (after or "")
     return pb.WatchTrainingJobRequest(job_id=job_id, after_event_id=after_id)
-
-
-# ---------------------------------------------------------------------------------------
-# Corpus upload
-
-
-@dataclass(frozen=True)
-class UploadPlan:
-    """A corpus to upload: the header (size and sha256 known up front) and a way to produce
-    the request stream again for each attempt, so that UploadCorpus can be retried."""
-
-    header: pb.CorpusHeader
-    data: bytes | None
-    path: Path | None
-    chunk_bytes: int
-
-    def requests(self) -> Iterator[pb.UploadCorpusRequest]:
-        yield pb.UploadCorpusRequest(header=self.header)
-        for chunk in self._chunks():
-            yield pb.UploadCorpusRequest(chunk=chunk)
-
-    def _chunks(self) -> Iterator[bytes]:
-        if self.data is not None:
-            view = memoryview(self.data)
-            for start in range(0, len(view), self.chunk_bytes):
-                yield bytes(view[start : start + self.chunk_bytes])
-            return
-        assert self.path is not None
-        with self.path.open("rb") as f:
-            while chunk := f.read(self.chunk_bytes):
-                yield chunk
-
-
-def plan_upload(
-    source: str | Path | bytes, filename: str | None, chunk_bytes: int = MiB
-) -> UploadPlan:
-    """Hash the corpus (a file is read in chunks, never whole) and build the header.
-
-    ``source`` is a file path (str or Path) or the corpus bytes; to upload a Python string,
-    pass ``text.encode()``.
-    """
-    if chunk_bytes <= 0:
-        raise ValueError(f"chunk_bytes must be positive; got {chunk_bytes}")
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        header = pb.CorpusHeader(
-            filename=filename or "corpus.txt",
-            size_bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-        )
-        return UploadPlan(header, data, None, chunk_bytes)
-    if not isinstance(source, (str, Path)):
-        raise TypeError(f"source must be a path or bytes; got {type(source).__name__}")
-    path = Path(source)
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-            size += len(chunk)
-    header = pb.CorpusHeader(
-        filename=filename or path.name, size_bytes=size, sha256=digest.hexdigest()
-    )
-    return UploadPlan(header, None, path, chunk_bytes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -294,13 +255,41 @@ def _words(value: Sequence[str], what: str) -> pb.Words:
     return pb.Words(words=list(value))
 
 
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How ScoreSentence scores; None leaves a field to the server's default. ``scorer`` is
+    "neural", "ngram" or "interpolated"; ``length_norm`` "none", "average" or "gnmt"."""
+
+    scorer: str | None = None
+    neural_weight: float | None = None
+    bos: bool | None = None
+    eos: bool | None = None
+    length_norm: str | None = None
+    length_alpha: float | None = None
+
+    def apply(self, request: pb.ScoreSentenceRequest) -> None:
+        if self.scorer is not None:
+            request.scorer = enum_value(pb.Scorer, self.scorer, "scorer")
+        if self.length_norm is not None:
+            request.length_norm = enum_value(pb.LengthNorm, self.length_norm, "length_norm")
+        for name in ("neural_weight", "bos", "eos", "length_alpha"):
+            if (value := getattr(self, name)) is not None:
+                setattr(request, name, value)
+
+
 def score_request(
-    model_id: str, sentences: Sequence[str | Sequence[str]], rank: bool, omit_tokens: bool
+    model_id: str,
+    sentences: Sequence[str | Sequence[str]],
+    rank: bool,
+    omit_tokens: bool,
+    options: ScoreOptions | None = None,
 ) -> pb.ScoreSentenceRequest:
     """A str is raw text; a sequence of str is words already tokenised."""
     if isinstance(sentences, (str, bytes)):
         raise TypeError("sentences must be a list of sentences; for one, pass [sentence]")
     request = pb.ScoreSentenceRequest(model_id=model_id, rank=rank, omit_tokens=omit_tokens)
+    if options is not None:
+        options.apply(request)
     for i, sentence in enumerate(sentences):
         if isinstance(sentence, str):
             request.sentences.add(text=sentence)

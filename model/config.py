@@ -13,10 +13,19 @@ from typing import Any, TypeVar
 
 CELLS = ("gru", "lstm", "rnn")
 ACTIVATIONS = ("tanh", "relu")
-OPTIMIZERS = ("sgd", "rmsprop", "adam")
+OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 DTYPES = ("float32", "float64")
+# How training text becomes sentences ("auto" picks "split" or "line" from the corpus's layout)
+# and how sentences become words; see model/text.py.
+SENTENCE_MODES = ("auto", "split", "line")
+WORD_MODES = ("nltk", "whitespace")
 # Learning rates that train a sentence-level LM well with a per-token mean loss.
-DEFAULT_LEARNING_RATES = {"sgd": 0.5, "rmsprop": 0.005, "adam": 0.005}
+DEFAULT_LEARNING_RATES = {"sgd": 0.5, "rmsprop": 0.005, "adam": 0.005, "adamw": 0.005}
+# Weight decay when none is given: AdamW's decay is decoupled (shrinks weights by
+# lr * decay per step) and is the point of choosing it; for the others it is an L2 term in
+# the gradient, which adaptive optimizers rescale per weight, so it stays off by default.
+DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "rmsprop": 0.0, "adam": 0.0, "adamw": 0.01}
+MAX_NGRAM_ORDER = 6
 MIN_VOCAB_SIZE = 4  # the three special tokens and at least one word
 
 
@@ -88,9 +97,11 @@ class _DictConfig:
 class ModelConfig(_DictConfig):
     """What the model is: everything needed to rebuild it from its weights.
 
-    ``embed_size``, ``num_layers``, ``dropout`` and ``tie_weights`` apply to ``gru`` and
-    ``lstm``; ``activation`` and ``dtype="float64"`` are for the NumPy ``rnn``, whose input
-    matrix ``U`` maps a one-hot word straight to the hidden state, as in the tutorial.
+    ``embed_size``, ``num_layers``, ``dropout``, ``embed_dropout`` and ``tie_weights`` apply
+    to ``gru`` and ``lstm``; ``activation`` and ``dtype="float64"`` are for the NumPy ``rnn``,
+    whose input matrix ``U`` maps a one-hot word straight to the hidden state, as in the
+    tutorial. ``tie_weights=None`` is resolved on construction, so a stored config always
+    says true or false.
     """
 
     cell: str = "gru"
@@ -98,11 +109,16 @@ class ModelConfig(_DictConfig):
     embed_size: int = 128
     hidden_size: int = 128
     num_layers: int = 1
-    dropout: float = 0.0
-    tie_weights: bool = False
+    dropout: float = 0.0  # variational: one mask per sentence on embeddings and outputs
+    embed_dropout: float = 0.0  # share of words whose embedding is dropped (whole rows)
+    tie_weights: bool | None = None  # None: tie when embed_size == hidden_size (gru/lstm)
     activation: str = "tanh"
     lowercase: bool = True
     dtype: str = "float32"
+    sentences: str = "auto"  # SENTENCE_MODES
+    words: str = "nltk"  # WORD_MODES
+    min_count: int = 2  # rarer training words are UNKNOWN_TOKEN, so that UNKNOWN_TOKEN is trained
+    ngram_order: int = 4  # Kneser-Ney n-gram part trained with the network; 0: none
 
     def __post_init__(self) -> None:
         owner = "model_config"
@@ -112,8 +128,23 @@ class ModelConfig(_DictConfig):
         _require_int(owner, "hidden_size", self.hidden_size, 1)
         _require_int(owner, "num_layers", self.num_layers, 1)
         _require_float(owner, "dropout", self.dropout, 0.0, 1.0, high_open=True)
+        _require_float(owner, "embed_dropout", self.embed_dropout, 0.0, 1.0, high_open=True)
         _require_choice(owner, "activation", self.activation, ACTIVATIONS)
         _require_choice(owner, "dtype", self.dtype, DTYPES)
+        _require_choice(owner, "sentences", self.sentences, SENTENCE_MODES)
+        _require_choice(owner, "words", self.words, WORD_MODES)
+        _require_int(owner, "min_count", self.min_count, 1)
+        if self.ngram_order != 0:  # 0 turns the n-gram part off
+            _require_int(owner, "ngram_order", self.ngram_order, 1)
+            if self.ngram_order > MAX_NGRAM_ORDER:
+                raise ValueError(
+                    f"{owner}.ngram_order must be 0 (none) or 1-{MAX_NGRAM_ORDER}, "
+                    f"got {self.ngram_order!r}"
+                )
+        if self.tie_weights is None:
+            # Tying costs nothing and helps where the sizes allow it (Press & Wolf 2017).
+            tie = self.cell != "rnn" and self.embed_size == self.hidden_size
+            object.__setattr__(self, "tie_weights", tie)
         if not isinstance(self.tie_weights, bool):
             raise ValueError(f"{owner}.tie_weights must be true or false, got {self.tie_weights!r}")
         if not isinstance(self.lowercase, bool):
@@ -124,11 +155,12 @@ class ModelConfig(_DictConfig):
                     f"{owner}.num_layers must be 1 for cell 'rnn' "
                     f"(more layers need 'gru' or 'lstm'), got {self.num_layers}"
                 )
-            if self.dropout != 0.0:
-                raise ValueError(
-                    f"{owner}.dropout must be 0 for cell 'rnn' "
-                    f"(dropout needs 'gru' or 'lstm'), got {self.dropout}"
-                )
+            for name in ("dropout", "embed_dropout"):
+                if getattr(self, name) != 0.0:
+                    raise ValueError(
+                        f"{owner}.{name} must be 0 for cell 'rnn' "
+                        f"(dropout needs 'gru' or 'lstm'), got {getattr(self, name)}"
+                    )
             if self.tie_weights:
                 raise ValueError(f"{owner}.tie_weights is only allowed for 'gru' and 'lstm'")
         else:
@@ -154,7 +186,9 @@ class TrainConfig(_DictConfig):
     optimizer: str = "rmsprop"  # the tutorial's choice for its GRU; best on our corpora too
     clip: float | None = 5.0  # max global gradient norm; None disables clipping
     bptt_truncate: int | None = None  # cell 'rnn' only: steps back per loss term; None = full
-    lr_decay: float = 0.5  # learning rate multiplier when the epoch's loss rises; 1 disables
+    weight_decay: float | None = None  # None: DEFAULT_WEIGHT_DECAY[optimizer]
+    lr_decay: float = 0.5  # learning rate multiplier on a plateau; 1 disables
+    lr_patience: int = 1  # epochs without a new best validation loss before lr_decay applies
     valid_fraction: float = 0.1  # share of sentences held out for validation perplexity
     patience: int | None = 3  # epochs without validation improvement before stopping
     max_length: int = 100  # longer sentences are cut into windows of this many tokens
@@ -182,7 +216,10 @@ class TrainConfig(_DictConfig):
             _require_float(owner, "clip", self.clip, 0.0, math.inf, low_open=True, high_open=True)
         if self.bptt_truncate is not None:
             _require_int(owner, "bptt_truncate", self.bptt_truncate, 1)
+        if self.weight_decay is not None:
+            _require_float(owner, "weight_decay", self.weight_decay, 0.0, math.inf, high_open=True)
         _require_float(owner, "lr_decay", self.lr_decay, 0.0, 1.0, low_open=True)
+        _require_int(owner, "lr_patience", self.lr_patience, 1)
         _require_float(owner, "valid_fraction", self.valid_fraction, 0.0, 0.5)
         if self.patience is not None:
             _require_int(owner, "patience", self.patience, 1)
@@ -198,6 +235,12 @@ class TrainConfig(_DictConfig):
         if self.learning_rate is not None:
             return float(self.learning_rate)
         return DEFAULT_LEARNING_RATES[self.optimizer]
+
+    @property
+    def effective_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return float(self.weight_decay)
+        return DEFAULT_WEIGHT_DECAY[self.optimizer]
 
     def check_compatible(self, model: ModelConfig) -> None:
         """Options that only some engines understand are refused, not silently ignored."""

@@ -3,6 +3,10 @@
 Paragraphs are the units Punkt splits into sentences. By default a blank line separates
 paragraphs and single newlines inside one are line wrapping (prose, WikiText); with
 ``paragraphs="line"`` every line stands alone (verse, one-sentence-per-line files).
+
+``resolve_sentence_mode`` decides what ``ModelConfig.sentences="auto"`` means for a corpus:
+one sentence a line for MT and speech data (a file with no or hardly any blank lines), Punkt
+sentences for prose and CSV rows.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PARAGRAPH_MODES = ("blank-line", "line")
+LAYOUTS = (*PARAGRAPH_MODES, "csv")  # how a Corpus's paragraphs were cut from its source
+# "auto" reads text as one sentence a line when there is less than one blank-line paragraph
+# per this many lines: MT and speech files have no blank lines, prose has one every few lines.
+LINES_PER_PARAGRAPH_FOR_LINES = 20
 _BLANK_LINE = re.compile(r"\n\s*\n")
 # Long reddit comments exceed the csv module's default 128 KiB field limit.
 csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
@@ -40,8 +48,11 @@ class Corpus:
     """A list of paragraphs of raw text. Build it with one of the ``from_*`` constructors."""
 
     paragraphs: tuple[str, ...]
+    layout: str = "blank-line"  # LAYOUTS: what a paragraph is, for sentences="auto"
 
     def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"corpus layout must be one of {LAYOUTS}, got {self.layout!r}")
         if not any(p.strip() for p in self.paragraphs):
             raise ValueError(
                 "corpus is empty or only whitespace; give at least one sentence of text"
@@ -54,7 +65,7 @@ class Corpus:
             raise ValueError(f"corpus text must be str, got {type(text).__name__}")
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         pieces = text.split("\n") if paragraphs == "line" else _BLANK_LINE.split(text)
-        return cls(tuple(p.strip() for p in pieces if p.strip()))
+        return cls(tuple(p.strip() for p in pieces if p.strip()), paragraphs)
 
     @classmethod
     def from_csv_text(cls, text: str, *, column: str = "body") -> Corpus:
@@ -67,7 +78,7 @@ class Corpus:
             rows = [(row[column] or "").strip() for row in reader]
         except csv.Error as err:
             raise ValueError(f"corpus CSV is malformed at line {reader.line_num}: {err}") from None
-        return cls(tuple(r for r in rows if r))
+        return cls(tuple(r for r in rows if r), "csv")
 
     @classmethod
     def from_bytes(
@@ -116,3 +127,25 @@ class Corpus:
 
     def __len__(self) -> int:
         return len(self.paragraphs)
+
+
+def resolve_sentence_mode(corpus: Corpus, requested: str) -> tuple[str, str]:
+    """The sentence mode ("split" or "line") to read ``corpus`` with, and why (for the log).
+
+    ``requested`` is ``ModelConfig.sentences``; only "auto" looks at the corpus.
+    """
+    if requested != "auto":
+        return requested, f"sentences={requested!r}"
+    if corpus.layout == "csv":
+        return "split", "a CSV corpus, one paragraph per row"
+    if corpus.layout == "line":
+        return "line", "paragraphs='line'"
+    lines = sum(p.count("\n") + 1 for p in corpus.paragraphs)
+    paragraphs = len(corpus.paragraphs)
+    if lines == 1:
+        return "split", "a single line of text"
+    if paragraphs == 1:
+        return "line", "no blank lines"
+    if paragraphs * LINES_PER_PARAGRAPH_FOR_LINES < lines:
+        return "line", f"only {paragraphs:,} blank-line paragraphs in {lines:,} lines"
+    return "split", f"{paragraphs:,} blank-line paragraphs in {lines:,} lines"

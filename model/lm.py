@@ -19,7 +19,25 @@ from .generation import (
     beam_events,
     sample_events,
 )
-from .scoring import SentenceInput, SentenceScore, score_sentences, sentence_words
+from .interpolation import (
+    HELDOUT_MAX_TOKENS,
+    NgramPart,
+    check_neural_weight,
+    check_scorer,
+    check_vocab_overlap,
+    fit_part,
+    ngram_ids_for,
+)
+from .ngram import NgramModel
+from .scoring import (
+    NeuralScorer,
+    SentenceInput,
+    SentenceScore,
+    length_normalized,
+    neural_token_log_probs,
+    score_sentences,
+    sentence_words,
+)
 from .text import Tokenizer, detokenize
 from .vocab import SENTENCE_END, Vocabulary
 
@@ -48,6 +66,10 @@ class LanguageModel:
         # Kept only while training or when loaded from a resumable checkpoint.
         self.best_weights: dict[str, np.ndarray] | None = None
         self.resume_tensors: dict[str, dict[str, np.ndarray]] = {}
+        # The n-gram part (None: the network alone), and the validation sentences its weight
+        # was tuned on, kept so that an n-gram model attached later is tuned the same way.
+        self.ngram: NgramPart | None = None
+        self.heldout: list[np.ndarray] = []
 
     def __repr__(self) -> str:
         return (
@@ -67,9 +89,16 @@ class LanguageModel:
         *,
         bos: bool = True,
         eos: bool = True,
+        scorer: str | None = None,
+        neural_weight: float | None = None,
         batch_size: int = 64,
+        neural_scorer: NeuralScorer | None = None,
     ) -> list[SentenceScore]:
-        """Score sentences given as raw text or as lists of words (already tokenised)."""
+        """Score sentences given as raw text or as lists of words (already tokenised).
+
+        ``scorer``: 'neural', 'ngram' or 'interpolated' (default: interpolated when the
+        model has an n-gram part); ``neural_weight`` overrides the tuned λ.
+        """
         return score_sentences(
             self.engine,
             self.tokenizer,
@@ -78,21 +107,47 @@ class LanguageModel:
             bos=bos,
             eos=eos,
             batch_size=batch_size,
+            ngram=self.ngram,
+            scorer=scorer,
+            neural_weight=neural_weight,
+            neural_scorer=neural_scorer or self.neural_scorer(batch_size),
         )
 
-    def rank(
-        self, candidates: Sequence[SentenceInput], **kwargs: Any
-    ) -> list[tuple[int, SentenceScore]]:
-        """(input index, score) pairs, most probable first: n-best rescoring."""
-        scores = self.score(candidates, **kwargs)
-        return sorted(enumerate(scores), key=lambda pair: -pair[1].logprob)
+    def scoring_setup(
+        self, scorer: str | None = None, neural_weight: float | None = None
+    ) -> tuple[str, float]:
+        """The scorer and network weight a ``score`` call with these options uses."""
+        scorer = check_scorer(scorer, self.ngram)
+        if neural_weight is not None:
+            return scorer, check_neural_weight(neural_weight)
+        return scorer, 1.0 if self.ngram is None else self.ngram.neural_weight
 
-    def perplexity(self, text: str) -> float:
-        """Per-token perplexity of running text (split into sentences as in training)."""
+    def neural_scorer(self, batch_size: int = 64) -> NeuralScorer:
+        """The network's per-token scores of framed sequences (what a batcher calls)."""
+        return lambda sequences: neural_token_log_probs(self.engine, sequences, batch_size)
+
+    def rank(
+        self,
+        candidates: Sequence[SentenceInput],
+        *,
+        length_norm: str = "none",
+        length_alpha: float | None = None,
+        **kwargs: Any,
+    ) -> list[tuple[int, SentenceScore]]:
+        """(input index, score) pairs, most probable first: n-best rescoring. ``length_norm``
+        ('none', 'average', 'gnmt' with ``length_alpha``) decides what "probable" means."""
+        scores = self.score(candidates, **kwargs)
+        keys = [length_normalized(s, length_norm, length_alpha) for s in scores]
+        order = sorted(range(len(scores)), key=lambda i: -keys[i])
+        return [(i, scores[i]) for i in order]
+
+    def perplexity(self, text: str, **kwargs: Any) -> float:
+        """Per-token perplexity of running text (split into sentences as in training);
+        ``scorer`` and ``neural_weight`` as for ``score``."""
         sentences = self.tokenizer.sentences(text)
         if not sentences:
             raise ValueError("text has no words to compute a perplexity on")
-        scores = self.score(sentences)
+        scores = self.score(sentences, **kwargs)
         total = sum(s.logprob for s in scores)
         return float(np.exp(-total / sum(len(s.tokens) for s in scores)))
 
@@ -142,6 +197,37 @@ class LanguageModel:
     def _prompt_words(self, prompt: SentenceInput | None) -> list[str]:
         return [] if prompt is None else sentence_words(self.tokenizer, prompt, 0)
 
+    # -- the n-gram part ----------------------------------------------------------------
+
+    def attach_ngram(
+        self, model: NgramModel, source: str, neural_weight: float | None = None
+    ) -> NgramPart:
+        """Make ``model`` the n-gram part; its weight is tuned on the held-out sentences
+        kept with this model (or ``neural_weight`` is taken as given)."""
+        part = NgramPart(model, source)
+        if not part.shares_vocab:
+            check_vocab_overlap(part, self.vocab)
+        heldout = self.heldout
+        if neural_weight is None and not heldout:
+            raise ValueError(
+                "this model kept no held-out sentences to tune the weight on (it was trained "
+                "with valid_fraction 0); give neural_weight"
+            )
+        neural = neural_token_log_probs(self.engine, heldout) if heldout else []
+        ngram, _ = model.token_log_probs(ngram_ids_for(part, self.vocab, heldout))
+        self.ngram = fit_part(part, neural, ngram, neural_weight)
+        return self.ngram
+
+    def keep_heldout(self, sequences: Sequence[np.ndarray]) -> None:
+        """Keep validation sequences (the first ones up to HELDOUT_MAX_TOKENS tokens)."""
+        kept, tokens = [], 0
+        for seq in sequences:
+            if tokens + len(seq) > HELDOUT_MAX_TOKENS:
+                break
+            kept.append(np.asarray(seq, dtype=np.int64))
+            tokens += len(seq)
+        self.heldout = kept
+
     # -- persistence -------------------------------------------------------------------
 
     def to_bytes(self, *, resumable: bool = False) -> bytes:
@@ -157,7 +243,15 @@ class LanguageModel:
                 else self.resume_tensors.get("best")
             )
             groups.update({k: v for k, v in (("optimizer", optimizer), ("best", best)) if v})
+        if self.ngram is not None:
+            groups["ngram"] = self.ngram.model.to_tensors()
+        if self.heldout:
+            groups["heldout"] = {
+                "ids": np.concatenate(self.heldout).astype(np.int32),
+                "lengths": np.array([len(s) for s in self.heldout], dtype=np.int64),
+            }
         meta = {
+            "ngram": self.ngram.to_meta(self.vocab) if self.ngram is not None else None,
             "model_config": self.config.to_dict(),
             "train_config": self.train_config.to_dict() if self.train_config else None,
             "training_state": self.training_state.to_dict() if self.training_state else None,
@@ -195,7 +289,16 @@ class LanguageModel:
         engine = create_engine(config, len(vocab), device=device)
         engine.load_state_dict(groups["model"])
         lm = cls(config, tokenizer, vocab, engine, train_config, state)
-        lm.resume_tensors = {k: v for k, v in groups.items() if k != "model"}
+        try:
+            if meta.get("ngram"):
+                lm.ngram = NgramPart.from_checkpoint(meta["ngram"], groups.get("ngram", {}), vocab)
+            if "heldout" in groups:
+                lm.heldout = _split_heldout(groups["heldout"], len(vocab))
+        except (KeyError, TypeError, ValueError) as err:
+            raise checkpoint.CheckpointError(f"checkpoint n-gram part is invalid: {err}") from None
+        lm.resume_tensors = {
+            k: v for k, v in groups.items() if k not in ("model", "ngram", "heldout")
+        }
         return lm
 
     @classmethod
@@ -207,3 +310,10 @@ class LanguageModel:
         except IsADirectoryError:
             raise ValueError(f"checkpoint path {str(path)!r} is a directory, not a file") from None
         return cls.from_bytes(data, device=device)
+
+
+def _split_heldout(group: dict[str, np.ndarray], vocab_size: int) -> list[np.ndarray]:
+    ids, lengths = group["ids"].astype(np.int64), group["lengths"].astype(np.int64)
+    if lengths.sum() != len(ids) or (len(ids) and (ids.min() < 0 or ids.max() >= vocab_size)):
+        raise ValueError("held-out ids do not fit the vocabulary")
+    return np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []

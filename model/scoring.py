@@ -8,13 +8,14 @@ and not scored. With ``eos`` the probability of ``SENTENCE_END`` after the last 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .batching import length_sorted_batches
 from .engines import Engine
+from .interpolation import NgramPart, check_neural_weight, check_scorer, mix
 from .text import Tokenizer
 from .vocab import SENTENCE_END, UNK_ID, Vocabulary
 
@@ -27,6 +28,7 @@ class TokenScore:
     token: str  # the word as the model saw it (case-folded), or SENTENCE_END
     logprob: float  # ln p(token | preceding tokens)
     unknown: bool  # the word is outside the vocabulary and was scored as UNKNOWN_TOKEN
+    ngram_order: int = 0  # longest n-gram that matched (KenLM's ngram_length); 0: none used
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,29 @@ def sentence_words(tokenizer: Tokenizer, sentence: SentenceInput, position: int)
     )
 
 
+NeuralScorer = Callable[[list[np.ndarray]], list[np.ndarray]]
+LENGTH_NORMS = ("none", "average", "gnmt")
+DEFAULT_GNMT_ALPHA = 0.6
+
+
+def neural_token_log_probs(
+    engine: Engine, sequences: Sequence[np.ndarray], batch_size: int = 64
+) -> list[np.ndarray]:
+    """ln p of each target ``s[1:]`` of each framed sequence, in input order.
+
+    Length-sorted padded batches; independent of what else is in the call up to float32
+    rounding (about 1e-6).
+    """
+    logps: list[np.ndarray] = [np.zeros(0)] * len(sequences)
+    scorable = [i for i, ids in enumerate(sequences) if len(ids) >= 2]
+    if scorable:
+        for idx, batch in length_sorted_batches([sequences[i] for i in scorable], batch_size):
+            rows = engine.token_log_probs(batch)  # (B, T)
+            for row, j in enumerate(idx):
+                logps[scorable[j]] = rows[row, : batch.lengths[row]]
+    return logps
+
+
 def score_sentences(
     engine: Engine,
     tokenizer: Tokenizer,
@@ -63,28 +88,76 @@ def score_sentences(
     bos: bool = True,
     eos: bool = True,
     batch_size: int = 64,
+    ngram: NgramPart | None = None,
+    scorer: str | None = None,
+    neural_weight: float | None = None,
+    neural_scorer: NeuralScorer | None = None,
 ) -> list[SentenceScore]:
-    """Score each sentence; results are in input order and independent of the batching."""
+    """Score each sentence; results are in input order and independent of the batching.
+
+    ``scorer`` is 'neural', 'ngram' or 'interpolated' (default: interpolated when ``ngram``
+    is given); ``neural_weight`` overrides the part's tuned λ. ``neural_scorer`` computes the
+    network's per-token scores of framed sequences (the server passes its batcher).
+    """
     if isinstance(sentences, str):
         raise ValueError("sentences must be a list of sentences, not one string")
     if not isinstance(sentences, Sequence):
         raise ValueError(f"sentences must be a list of sentences, got {type(sentences).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    scorer = check_scorer(scorer, ngram)
+    weight = 1.0 if ngram is None else ngram.neural_weight
+    if neural_weight is not None:
+        weight = check_neural_weight(neural_weight)
     words = [sentence_words(tokenizer, s, i) for i, s in enumerate(sentences)]
     framed = [vocab.frame(w, bos=bos, eos=eos) for w in words]
-    logps: list[np.ndarray] = [np.zeros(0)] * len(framed)
-    scorable = [i for i, ids in enumerate(framed) if len(ids) >= 2]
-    if scorable:
-        for idx, batch in length_sorted_batches([framed[i] for i in scorable], batch_size):
-            rows = engine.token_log_probs(batch)  # (B, T)
-            for row, j in enumerate(idx):
-                logps[scorable[j]] = rows[row, : batch.lengths[row]]
-    return [_sentence_score(w, ids, lp, vocab, bos) for w, ids, lp in zip(words, framed, logps)]
+    neural = ngram_logps = orders = None
+    if scorer != "ngram":
+        if neural_scorer is None:
+            neural = neural_token_log_probs(engine, framed, batch_size)
+        else:
+            neural = neural_scorer(framed)
+    if scorer != "neural":
+        assert ngram is not None  # check_scorer refused it
+        ids = framed if ngram.shares_vocab else [ngram.frame(w, bos=bos, eos=eos) for w in words]
+        ngram_logps, orders = ngram.model.token_log_probs(ids)
+    if scorer == "neural":
+        logps = neural
+    elif scorer == "ngram":
+        logps = ngram_logps
+    else:
+        logps = [mix(a, b, weight) for a, b in zip(neural, ngram_logps)]
+    orders = orders or [None] * len(framed)
+    return [
+        _sentence_score(w, ids, lp, vocab, bos, order)
+        for w, ids, lp, order in zip(words, framed, logps, orders)
+    ]
+
+
+def length_normalized(score: SentenceScore, length_norm: str = "none", alpha: float | None = None):
+    """The value to rank by: the sum (none), the mean per token (average), or GNMT's
+    ``logprob / ((5 + n)^alpha / 6^alpha)`` (Wu et al. 2016), n the scored tokens."""
+    if length_norm not in LENGTH_NORMS:
+        allowed = ", ".join(repr(n) for n in LENGTH_NORMS)
+        raise ValueError(f"length_norm must be one of {allowed}, got {str(length_norm)[:40]!r}")
+    n = len(score.tokens)
+    if length_norm == "none" or n == 0:
+        return score.logprob
+    if length_norm == "average":
+        return score.logprob / n
+    alpha = DEFAULT_GNMT_ALPHA if alpha is None else alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 10:
+        raise ValueError(f"length_alpha must be a number in [0, 10], got {alpha!r}")
+    return score.logprob / (((5 + n) / 6) ** alpha)
 
 
 def _sentence_score(
-    words: list[str], ids: np.ndarray, logp: np.ndarray, vocab: Vocabulary, bos: bool
+    words: list[str],
+    ids: np.ndarray,
+    logp: np.ndarray,
+    vocab: Vocabulary,
+    bos: bool,
+    orders: np.ndarray | None,
 ) -> SentenceScore:
     # Target k is ids[k + 1]: word k after SENTENCE_START, word k + 1 without it, and
     # SENTENCE_END past the last word.
@@ -95,7 +168,10 @@ def _sentence_score(
         is_word = w < len(words)
         tokens.append(
             TokenScore(
-                words[w] if is_word else SENTENCE_END, float(lp), bool(is_word and target == UNK_ID)
+                words[w] if is_word else SENTENCE_END,
+                float(lp),
+                bool(is_word and target == UNK_ID),
+                int(orders[k]) if orders is not None else 0,
             )
         )
     total = float(np.sum(logp))

@@ -1,13 +1,21 @@
-"""Text pipeline: sentences with Punkt, words with NLTK's Treebank-style tokenizer.
+"""Text pipeline: sentences with Punkt (or one a line), words with NLTK's Treebank-style
+tokenizer (or split at whitespace, for text that is tokenised already).
 
-Works offline. The pretrained English Punkt parameters are used where NLTK's ``punkt_tab``
+Sentence modes: "split" cuts paragraphs into sentences with Punkt; "line" takes each line as
+exactly one sentence (MT and speech data, where Punkt would cut after "co." or "inc.").
+Word modes: "nltk" ("don't" -> "do n't"; ``<unk>``-like tokens are kept whole) and
+"whitespace" (``str.split``: ``s&p``, ``hk$`` and ``@-@`` stay as they are).
+
+Punkt works offline. The pretrained English Punkt parameters are used where NLTK's ``punkt_tab``
 data is installed; otherwise Punkt is trained on the training text itself (unsupervised,
 a second or two per megabyte). Either way the parameters are kept in JSON with the model,
-so that scoring splits and tokenises exactly as training did, on any machine.
+so that scoring splits and tokenises exactly as training did, on any machine. Line mode
+never runs Punkt, so it trains none and stores empty parameters.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +24,18 @@ from nltk.tokenize import NLTKWordTokenizer
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTrainer
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
+from .config import WORD_MODES
+
 # Punkt learns abbreviations and sentence starters from word statistics: a few MB of text
 # is plenty, and the cost grows linearly, so larger corpora train it on their start only.
 PUNKT_TRAINING_CHARS = 4_000_000
 
 _WORD_TOKENIZER = NLTKWordTokenizer()
 _DETOKENIZER = TreebankWordDetokenizer()
+TOKENIZER_SENTENCE_MODES = ("split", "line")  # what "auto" resolves to; see corpus.py
+# Markup tokens such as <unk>, <s>, </s> (no spaces inside), which NLTK cuts into "<" "unk" ">".
+_ANGLE_TOKEN = re.compile(r"<[^\s<>]+>")
+PUNKT_UNUSED = "unused"  # punkt_source of a line-mode tokenizer
 
 
 def _pretrained_punkt() -> PunktParameters | None:
@@ -34,6 +48,39 @@ def _pretrained_punkt() -> PunktParameters | None:
         return PunktTokenizer("english")._params
     except LookupError:
         return None
+
+
+def _angle_token_end(tokens: list[str], start: int, wanted: set[str]) -> int | None:
+    """End index of the pieces from ``start`` on that concatenate to a token in ``wanted``."""
+    joined = ""
+    for end in range(start, len(tokens)):
+        joined += tokens[end]
+        if joined in wanted:
+            return end + 1
+        if not any(w.startswith(joined) for w in wanted):
+            return None
+    return None
+
+
+def _rejoin_angle_tokens(tokens: list[str], wanted: set[str]) -> list[str]:
+    """Glue back the pieces NLTK cut an ``<unk>``-like token into; pieces that do not
+    concatenate to such a token of the sentence stay as NLTK left them."""
+    out, i = [], 0
+    while i < len(tokens):
+        end = _angle_token_end(tokens, i, wanted) if tokens[i] == "<" else None
+        if end is None:
+            out.append(tokens[i])
+            i += 1
+        else:
+            out.append("".join(tokens[i:end]))
+            i = end
+    return out
+
+
+def _nltk_words(sentence: str) -> list[str]:
+    tokens = _WORD_TOKENIZER.tokenize(sentence)
+    wanted = set(_ANGLE_TOKEN.findall(sentence))
+    return _rejoin_angle_tokens(tokens, wanted) if wanted else tokens
 
 
 def _params_to_json(params: PunktParameters) -> dict[str, Any]:
@@ -61,34 +108,60 @@ class Tokenizer:
     """Splits text into sentences of words, the same way at training and at scoring time."""
 
     punkt: PunktParameters
-    punkt_source: str  # "pretrained:english" or "trained"
+    punkt_source: str  # "pretrained:english", "trained" or PUNKT_UNUSED (line mode)
     lowercase: bool = True
+    # What checkpoints written before these modes existed did.
+    words_mode: str = "nltk"  # WORD_MODES
+    sentences_mode: str = "split"  # TOKENIZER_SENTENCE_MODES ("auto" is resolved before)
 
     def __post_init__(self) -> None:
+        if self.words_mode not in WORD_MODES:
+            raise ValueError(f"unknown word mode {self.words_mode!r}; known: {WORD_MODES}")
+        if self.sentences_mode not in TOKENIZER_SENTENCE_MODES:
+            raise ValueError(
+                f"unknown sentence mode {self.sentences_mode!r}; known: {TOKENIZER_SENTENCE_MODES}"
+            )
         self._splitter = PunktSentenceTokenizer(self.punkt)
 
     @classmethod
-    def fit(cls, text: str, *, lowercase: bool = True, use_pretrained: bool = True) -> Tokenizer:
-        """Pretrained Punkt where installed (and allowed), otherwise Punkt trained on ``text``."""
+    def fit(
+        cls,
+        text: str,
+        *,
+        lowercase: bool = True,
+        use_pretrained: bool = True,
+        words: str = "nltk",
+        sentences: str = "split",
+    ) -> Tokenizer:
+        """Pretrained Punkt where installed (and allowed), otherwise Punkt trained on ``text``;
+        no Punkt at all for ``sentences="line"``."""
+        if sentences == "line":
+            return cls(PunktParameters(), PUNKT_UNUSED, lowercase, words, sentences)
         params = _pretrained_punkt() if use_pretrained else None
         if params is not None:
-            return cls(params, "pretrained:english", lowercase)
+            return cls(params, "pretrained:english", lowercase, words, sentences)
         trainer = PunktTrainer()
         trainer.train(text[:PUNKT_TRAINING_CHARS], finalize=True)
-        return cls(trainer.get_params(), "trained", lowercase)
+        return cls(trainer.get_params(), "trained", lowercase, words, sentences)
 
     def words(self, sentence: str) -> list[str]:
         """Words of one sentence (no sentence splitting: an MT candidate is one sentence)."""
-        return self.normalize(_WORD_TOKENIZER.tokenize(sentence))
+        raw = sentence.split() if self.words_mode == "whitespace" else _nltk_words(sentence)
+        return self.normalize(raw)
 
     def normalize(self, words: Iterable[str]) -> list[str]:
         """Apply the model's case folding to words that were tokenised elsewhere."""
         return [w.lower() for w in words] if self.lowercase else list(words)
 
     def sentences(self, text: str) -> list[list[str]]:
-        """Every non-empty sentence of ``text`` as a list of words."""
+        """Every non-empty sentence of ``text`` as a list of words (line mode: every
+        non-empty line)."""
+        if self.sentences_mode == "line":
+            pieces = text.splitlines()
+        else:
+            pieces = self._splitter.tokenize(text)
         out = []
-        for sentence in self._splitter.tokenize(text):
+        for sentence in pieces:
             words = self.words(sentence)
             if words:
                 out.append(words)
@@ -97,6 +170,8 @@ class Tokenizer:
     def to_json(self) -> dict[str, Any]:
         return {
             "lowercase": self.lowercase,
+            "words": self.words_mode,
+            "sentences": self.sentences_mode,
             "punkt_source": self.punkt_source,
             "punkt": _params_to_json(self.punkt),
         }
@@ -104,8 +179,17 @@ class Tokenizer:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Tokenizer:
         try:
+            # Older checkpoints lack the mode keys; the field defaults are what they did.
+            modes = {
+                field: str(data[key])
+                for key, field in (("words", "words_mode"), ("sentences", "sentences_mode"))
+                if key in data
+            }
             return cls(
-                _params_from_json(data["punkt"]), str(data["punkt_source"]), bool(data["lowercase"])
+                _params_from_json(data["punkt"]),
+                str(data["punkt_source"]),
+                bool(data["lowercase"]),
+                **modes,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"tokenizer parameters are malformed: {err!r}") from err

@@ -23,12 +23,17 @@ from .config import ModelConfig, TrainConfig
 from .corpus import Corpus
 from .dataset import prepare
 from .engines import Engine, create_engine
+from .interpolation import add_ngram_part
 from .lm import LanguageModel
+from .ngram import NgramModel
 
 log = logging.getLogger("rnnlm.model")
 
 STATUS_RUNNING, STATUS_COMPLETED = "running", "completed"
 STATUS_EARLY_STOPPED, STATUS_CANCELLED = "early_stopped", "cancelled"
+# For the learning-rate rule a loss counts as progress only when it beats the best so far by
+# this share: validation noise (a few 1e-4 relative) must not reset the plateau count.
+PLATEAU_THRESHOLD = 1e-3
 
 
 def perplexity(loss: float) -> float:
@@ -45,13 +50,15 @@ class TrainingState:
     global_step: int = 0
     epoch_loss_sum: float = 0.0  # running totals of the epoch in progress
     epoch_tokens: int = 0
-    last_epoch_loss: float | None = None  # for the "halve the rate when the loss rises" rule
+    plateau_loss: float | None = None  # best loss the learning-rate rule has counted
+    plateau_epochs: int = 0  # epochs since plateau_loss last improved (or the rate was cut)
     best_valid_loss: float | None = None
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the validation loss last improved
     status: str = STATUS_RUNNING
     corpus_sha256: str | None = None  # the corpus this run trains on; resuming checks it
     history: list[dict[str, Any]] = field(default_factory=list)  # one summary per epoch
+    warnings: list[str] = field(default_factory=list)  # about the corpus (dataset.prepare)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -192,11 +199,7 @@ class _Trainer:
         if self.valid_seqs:
             total, tokens = evaluate(self.engine, self.valid_seqs)
             valid_loss = total / tokens
-        watched = valid_loss if valid_loss is not None else train_loss
-        if state.last_epoch_loss is not None and watched > state.last_epoch_loss:
-            state.learning_rate *= cfg.lr_decay  # the tutorial's rule: the loss rose
-            self.engine.set_learning_rate(state.learning_rate)
-        state.last_epoch_loss = watched
+        self._reduce_lr_on_plateau(valid_loss if valid_loss is not None else train_loss)
         state.epoch += 1
         if valid_loss is not None:
             if state.best_valid_loss is None or valid_loss < state.best_valid_loss:
@@ -233,6 +236,20 @@ class _Trainer:
         tokens, seconds = self._epoch_work
         rate = tokens / seconds if seconds > 0 else 0.0
         self._emit("epoch", train_loss, rate, self._last_grad_norm, valid_loss)
+
+    def _reduce_lr_on_plateau(self, loss: float) -> None:
+        """Multiply the rate by lr_decay after lr_patience epochs without a new best loss.
+        (Cutting it whenever the noisy validation loss rose, the tutorial's rule, starved
+        models with dropout of learning rate, and they under-fitted.)"""
+        cfg, state = self.config, self.state
+        if state.plateau_loss is None or loss < state.plateau_loss * (1 - PLATEAU_THRESHOLD):
+            state.plateau_loss, state.plateau_epochs = loss, 0
+            return
+        state.plateau_epochs += 1
+        if state.plateau_epochs >= cfg.lr_patience:
+            state.learning_rate *= cfg.lr_decay
+            self.engine.set_learning_rate(state.learning_rate)
+            state.plateau_epochs = 0  # the new rate gets lr_patience epochs of its own
 
     def _emit(
         self,
@@ -305,6 +322,8 @@ def train(
     on_checkpoint: CheckpointCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume_from: LanguageModel | None = None,
+    ngram: NgramModel | None = None,
+    ngram_source: str = "arpa",
 ) -> LanguageModel:
     """Train a language model on ``corpus`` (a ``Corpus`` or raw text).
 
@@ -313,7 +332,10 @@ def train(
     resumable checkpoint) every ``checkpoint_every`` steps and at the end; ``should_stop``
     is polled before every step and ends the run early (status 'cancelled').
     ``resume_from`` continues a run from such a checkpoint, with its vocabulary and
-    tokenizer, on the same corpus and configuration.
+    tokenizer, on the same corpus and configuration. A finished run gets its n-gram part:
+    ``ngram`` (e.g. ``NgramModel.from_arpa``, described by ``ngram_source``) or, by default,
+    a Kneser-Ney model of ``model_config.ngram_order`` estimated on the training split; the
+    interpolation weight is tuned on the validation split.
     """
     model_config = model_config or (resume_from.config if resume_from else ModelConfig())
     train_config = (
@@ -327,7 +349,7 @@ def train(
     corpus_sha256 = hashlib.sha256(corpus.text.encode("utf-8")).hexdigest()
     if resume_from is not None:
         _check_resumable(resume_from, model_config, train_config, corpus_sha256)
-    tokenizer, vocab, train_seqs, valid_seqs = prepare(
+    tokenizer, vocab, train_seqs, valid_seqs, warnings = prepare(
         corpus, model_config, train_config, resume_from
     )
 
@@ -344,6 +366,7 @@ def train(
             state.learning_rate,
             train_config.clip,
             train_config.bptt_truncate,
+            train_config.effective_weight_decay,
         )
         if lm.resume_tensors.get("optimizer"):
             lm.engine.load_optimizer_state_dict(lm.resume_tensors["optimizer"])
@@ -358,10 +381,13 @@ def train(
             state.learning_rate,
             train_config.clip,
             train_config.bptt_truncate,
+            train_config.effective_weight_decay,
         )
         lm = LanguageModel(model_config, tokenizer, vocab, engine, train_config, state)
     lm.training_state = state
+    state.warnings = warnings  # prepare logged them; kept for the job record
     lm.resume_tensors = {}
-    return _Trainer(
-        lm, train_seqs, valid_seqs, state, on_progress, on_checkpoint, should_stop
-    ).run()
+    lm = _Trainer(lm, train_seqs, valid_seqs, state, on_progress, on_checkpoint, should_stop).run()
+    if state.status in (STATUS_COMPLETED, STATUS_EARLY_STOPPED):
+        add_ngram_part(lm, train_seqs, valid_seqs, ngram, ngram_source)
+    return lm

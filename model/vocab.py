@@ -1,4 +1,11 @@
-"""Vocabulary: the N most frequent words plus the three special tokens of the tutorial."""
+"""Vocabulary: the N most frequent words plus the three special tokens of the tutorial.
+
+The literal tokens ``<unk>``, ``<s>`` and ``</s>`` (any case) in text are the unknown word,
+as in MT and LM data (KenLM reads them so too): they are encoded as ``UNK_ID`` and never
+become vocabulary entries. Words seen fewer than ``min_count`` times in the training split
+are left out, so that ``UNKNOWN_TOKEN`` is trained on them and an unseen word costs what a
+rare word does.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,13 @@ SENTENCE_START = "SENTENCE_START"
 SENTENCE_END = "SENTENCE_END"
 SPECIAL_TOKENS = (UNKNOWN_TOKEN, SENTENCE_START, SENTENCE_END)
 UNK_ID, START_ID, END_ID = 0, 1, 2
+# Markup that stands for the unknown word (or sentence boundaries, which framing adds).
+UNKNOWN_ALIASES = frozenset({"<unk>", "<s>", "</s>"})
+
+
+def _is_word(token: str) -> bool:
+    """Can ``token`` be a vocabulary entry (not a special token's name or an <unk> alias)?"""
+    return token not in SPECIAL_TOKENS and token.lower() not in UNKNOWN_ALIASES
 
 
 @dataclass
@@ -27,16 +41,22 @@ class Vocabulary:
             raise ValueError(f"a vocabulary starts with {', '.join(SPECIAL_TOKENS)}")
         if len(set(self.tokens)) != len(self.tokens):
             raise ValueError("a vocabulary may not list a token twice")
+        aliases = [t for t in self.tokens if t.lower() in UNKNOWN_ALIASES]
+        if aliases:  # they must stay the unknown word, which encode relies on
+            raise ValueError(f"a vocabulary may not list {aliases[0]!r}: it means UNKNOWN_TOKEN")
         self.index = {token: i for i, token in enumerate(self.tokens)}
 
     @classmethod
-    def build(cls, sentences: Iterable[Sequence[str]], max_size: int) -> Vocabulary:
-        """Keep the ``max_size - 3`` most frequent words; ties go to the alphabetically first
-        word so that the same corpus always gives the same vocabulary."""
+    def build(
+        cls, sentences: Iterable[Sequence[str]], max_size: int, min_count: int = 1
+    ) -> Vocabulary:
+        """Keep the ``max_size - 3`` most frequent words seen at least ``min_count`` times;
+        ties go to the alphabetically first word so that the same corpus always gives the
+        same vocabulary. Build it from the training split only, so that held-out words are
+        unknown as unseen words will be."""
         counts = Counter(word for sentence in sentences for word in sentence)
-        for special in SPECIAL_TOKENS:  # the literal strings cannot be ordinary words
-            counts.pop(special, None)
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        kept = [(w, n) for w, n in counts.items() if n >= min_count and _is_word(w)]
+        ranked = sorted(kept, key=lambda item: (-item[1], item[0]))
         words = [word for word, _ in ranked[: max(0, max_size - len(SPECIAL_TOKENS))]]
         return cls([*SPECIAL_TOKENS, *words])
 
@@ -48,7 +68,8 @@ class Vocabulary:
         return self.index.get(word, UNK_ID) >= len(SPECIAL_TOKENS)
 
     def encode(self, words: Sequence[str]) -> np.ndarray:
-        """Word ids, ``UNK_ID`` for words outside the vocabulary. Shape (len(words),)."""
+        """Word ids, ``UNK_ID`` for words outside the vocabulary and for ``<unk>``.
+        Shape (len(words),)."""
         get = self.index.get
         ids = np.fromiter((get(w, UNK_ID) for w in words), dtype=np.int64, count=len(words))
         # The text "SENTENCE_END" is a word, not the end of the sentence.

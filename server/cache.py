@@ -14,6 +14,9 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from rnnlm.model import LanguageModel, SentenceScore
 from rnnlm.model.checkpoint import CheckpointError
@@ -34,14 +37,14 @@ class LoadedModel:
     version: int
     identity: str  # the checkpoint's sha256: a deleted and retrained model reuses numbers
     lm: LanguageModel
-    batcher: DynamicBatcher[list[str], SentenceScore] | None = None
+    # Gathers the network's work (framed id sequences -> per-token ln p) across requests.
+    batcher: DynamicBatcher[np.ndarray, np.ndarray] | None = None
     checked_at: float = field(default_factory=time.monotonic)
     bad_identity: str = ""  # a newer version that failed to load; not retried until it changes
 
-    def score(self, sentences: list[list[str]]) -> list[SentenceScore]:
-        if self.batcher is None:
-            return self.lm.score(sentences)
-        return self.batcher(sentences)
+    def score(self, sentences: list[list[str]], **options: Any) -> list[SentenceScore]:
+        """``LanguageModel.score`` with the network's part through the batcher."""
+        return self.lm.score(sentences, neural_scorer=self.batcher, **options)
 
     def close(self) -> None:
         if self.batcher is not None:
@@ -175,7 +178,7 @@ class ModelCache:
         batcher = None
         if self.batching:
             batcher = DynamicBatcher(
-                lambda sentences: lm.score(sentences, batch_size=self.batch_max_size),
+                lm.neural_scorer(self.batch_max_size),
                 self.batch_max_size,
                 self.batch_max_wait_s,
                 name=f"batcher-{model_id}-v{version}",

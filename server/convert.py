@@ -32,6 +32,17 @@ FORMATS = {
     pb.CORPUS_FORMAT_CSV: "csv",
 }
 PARAGRAPHS = {pb.PARAGRAPH_MODE_BLANK_LINE: "blank-line", pb.PARAGRAPH_MODE_LINE: "line"}
+SCORERS = {
+    pb.SCORER_NEURAL: "neural",
+    pb.SCORER_NGRAM: "ngram",
+    pb.SCORER_INTERPOLATED: "interpolated",
+}
+SCORERS_TO_PB = {name: value for value, name in SCORERS.items()}
+LENGTH_NORMS = {
+    pb.LENGTH_NORM_NONE: "none",
+    pb.LENGTH_NORM_AVERAGE: "average",
+    pb.LENGTH_NORM_GNMT: "gnmt",
+}
 METHODS = {
     pb.DECODING_METHOD_SAMPLE: "sample",
     pb.DECODING_METHOD_GREEDY: "greedy",
@@ -139,6 +150,7 @@ def job_to_pb(job: dict[str, Any]) -> pb.TrainingJob:
         checkpoint_step=job["checkpoint_step"],
         model_version=job["model_version"],
         server_id=job["server_id"],
+        warnings=job.get("warnings", []),
     )
     if job.get("progress"):
         msg.progress.CopyFrom(progress_to_pb(job["progress"]))
@@ -162,7 +174,28 @@ def event_to_pb(event_id: str, event: dict[str, Any]) -> pb.TrainingEvent:
     return msg
 
 
-def score_to_pb(index: int, score: SentenceScore, omit_tokens: bool) -> pb.SentenceScore:
+def score_options(request: pb.ScoreSentenceRequest) -> dict[str, Any]:
+    """ScoreSentenceRequest fields as ``LanguageModel.score`` options (unset: defaults)."""
+    if request.scorer not in (pb.SCORER_UNSPECIFIED, *SCORERS):
+        raise ValueError(f"scorer {request.scorer} is not a known Scorer value")
+    options: dict[str, Any] = {"scorer": SCORERS.get(request.scorer)}
+    for name in ("neural_weight", "bos", "eos"):
+        if request.HasField(name):
+            options[name] = getattr(request, name)
+    return options
+
+
+def length_norm(request: pb.ScoreSentenceRequest) -> tuple[str, float | None]:
+    """(length_norm, length_alpha) for ``scoring.length_normalized``."""
+    if request.length_norm not in LENGTH_NORMS:
+        raise ValueError(f"length_norm {request.length_norm} is not a known LengthNorm value")
+    alpha = request.length_alpha if request.HasField("length_alpha") else None
+    return LENGTH_NORMS[request.length_norm], alpha
+
+
+def score_to_pb(
+    index: int, score: SentenceScore, omit_tokens: bool, rank_score: float
+) -> pb.SentenceScore:
     msg = pb.SentenceScore(
         index=index,
         words=score.words,
@@ -170,10 +203,14 @@ def score_to_pb(index: int, score: SentenceScore, omit_tokens: bool) -> pb.Sente
         log10prob=score.log10prob,
         perplexity=score.perplexity,
         unknown_words=score.unknown_words,
+        rank_score=rank_score,
     )
     if not omit_tokens:
         msg.tokens.extend(
-            pb.TokenScore(token=t.token, logprob=t.logprob, unknown=t.unknown) for t in score.tokens
+            pb.TokenScore(
+                token=t.token, logprob=t.logprob, unknown=t.unknown, ngram_order=t.ngram_order
+            )
+            for t in score.tokens
         )
     return msg
 
@@ -217,8 +254,12 @@ def model_to_pb(record: dict[str, Any], vocabulary: list[str] | None = None) -> 
             epochs_trained=v["epochs_trained"],
             train_loss=v["train_loss"],
         )
-        if v.get("valid_perplexity") is not None:
-            version.valid_perplexity = v["valid_perplexity"]
+        for name in ("valid_perplexity", "ngram_valid_perplexity", "interpolated_valid_perplexity"):
+            if v.get(name) is not None:
+                setattr(version, name, v[name])
+        version.neural_weight = v.get("neural_weight", 1.0)
+        version.ngram_order = v.get("ngram_order", 0)
+        version.ngram_source = v.get("ngram_source", "")
         msg.versions.append(version)
     if current is not None:
         msg.config.CopyFrom(model_config_to_pb(current["model_config"]))

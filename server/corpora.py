@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnlm.model import Corpus
+from rnnlm.model.ngram import NgramModel
 
 from .errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from .store import CORPUS, Store
@@ -91,6 +92,26 @@ class CorpusRegistry:
         if record is None:
             raise NotFound(f"corpus {corpus_id!r} does not exist; upload it with UploadCorpus")
         return record
+
+    def load_arpa(self, arpa_id: str) -> tuple[NgramModel, str]:
+        """An ARPA file uploaded with UploadCorpus, parsed: (model, "arpa:<file name>")."""
+        record = self.get(arpa_id)
+        data = self.store.get_blob(corpus_key(record["corpus_id"]))
+        if data is None:
+            raise NotFound(f"ARPA file {arpa_id!r} is missing from the store; upload it again")
+        name = record["filename"][:64]
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise InvalidArgument(
+                f"ARPA file {name!r} is not UTF-8 text (byte {err.start}); a KenLM binary "
+                "cannot be attached, give the ARPA file it was built from"
+            ) from None
+        try:
+            model = NgramModel.from_arpa(text.splitlines())
+        except ValueError as err:
+            raise InvalidArgument(f"ARPA file {name!r} does not parse: {err}") from None
+        return model, f"arpa:{name}"
 
     def server_file(self, relative: str) -> Path:
         """A file under --corpus-dir, refusing paths that lead outside it."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rnnlm.model import Corpus, LanguageModel, ModelConfig, ProgressEvent, TrainConfig, train
+from rnnlm.model.ngram import NgramModel
 
 from .errors import FailedPrecondition, ServiceError
 from .leases import (
@@ -50,23 +51,42 @@ class JobRunner:
     _closing: threading.Event
     get: Callable[[str], dict[str, Any]]  # JobManager's
 
-    def _start(self, job_id: str, model_id: str, resume: bool, corpus: Corpus | None = None):
+    def _start(
+        self,
+        job_id: str,
+        model_id: str,
+        resume: bool,
+        corpus: Corpus | None = None,
+        arpa: tuple[NgramModel, str] | None = None,
+    ):
         if job_id in self._local:
             raise FailedPrecondition(f"training job {job_id!r} is already running here")
         local = LocalJob(job_id, model_id, threading.Event())
         local.thread = threading.Thread(
-            target=self._run, args=(local, resume, corpus), name=f"job-{job_id}", daemon=True
+            target=self._run,
+            args=(local, resume, corpus, arpa),
+            name=f"job-{job_id}",
+            daemon=True,
         )
         self._local[job_id] = local
         local.thread.start()
 
-    def _run(self, local: LocalJob, resume: bool, corpus: Corpus | None) -> None:
+    def _run(
+        self,
+        local: LocalJob,
+        resume: bool,
+        corpus: Corpus | None,
+        arpa: tuple[NgramModel, str] | None,
+    ) -> None:
         job_id, model_id = local.job_id, local.model_id
         final: tuple[str, str, int] = (FAILED, "the job ended without a result", 0)
         try:
             job = self.get(job_id)
             train_config = TrainConfig.from_dict(job["train_config"])
             corpus = corpus or self.corpora.load(job["corpus"])
+            if arpa is None and job.get("arpa_id"):
+                arpa = self.corpora.load_arpa(job["arpa_id"])
+            ngram, ngram_source = arpa or (None, "")
             resume_from = None
             if resume and (data := self.store.get_blob(job_checkpoint_key(job_id))):
                 resume_from = LanguageModel.from_bytes(data, device=train_config.device)
@@ -81,8 +101,14 @@ class JobRunner:
                 on_checkpoint=lambda lm: local.lost or self._on_checkpoint(job_id, lm),
                 should_stop=local.stop.is_set,
                 resume_from=resume_from,
+                ngram=ngram,
+                ngram_source=ngram_source,
             )
             status = lm.training_state.status
+            if lm.training_state.warnings:
+                skip_if_unavailable(
+                    lambda: self._update(job_id, warnings=list(lm.training_state.warnings))
+                )
             if local.lost:
                 return
             if status != CANCELLED:

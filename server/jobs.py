@@ -133,6 +133,7 @@ class JobManager(JobRunner, LeaseKeeper):
         model_config: ModelConfig,
         train_config: TrainConfig,
         request_id: str = "",
+        arpa_id: str = "",
     ) -> dict[str, Any]:
         """Start a job (or return the one an earlier request with ``request_id`` started)."""
         check_model_id(model_id)
@@ -141,7 +142,7 @@ class JobManager(JobRunner, LeaseKeeper):
                 "request_id must be 1-128 letters, digits, '.', '_' or '-' (a UUID works)"
             )
         try:
-            return self._submit(model_id, corpus, model_config, train_config, request_id)
+            return self._submit(model_id, corpus, model_config, train_config, request_id, arpa_id)
         except (FailedPrecondition, ResourceExhausted):
             # A twin of this request (a client retry racing its first attempt) may hold the
             # model or the slot: then its job is the answer, not an error.
@@ -156,6 +157,7 @@ class JobManager(JobRunner, LeaseKeeper):
         model_config: ModelConfig,
         train_config: TrainConfig,
         request_id: str,
+        arpa_id: str,
     ) -> dict[str, Any]:
         if request_id and (seen := self.store.get(TRAIN_REQUEST, request_id)) is not None:
             return self.get(seen["job_id"])
@@ -175,6 +177,7 @@ class JobManager(JobRunner, LeaseKeeper):
             self._reap_model_owner(model_id)
             self._check_capacity()
         parsed = self.corpora.load(corpus)  # parse errors reach the caller, not the job
+        arpa = self.corpora.load_arpa(arpa_id) if arpa_id else None
         job_id = "j-" + uuid.uuid4().hex[:16]
         now = time.time()
         job = {
@@ -192,6 +195,8 @@ class JobManager(JobRunner, LeaseKeeper):
             "progress": None,
             "checkpoint_step": 0,
             "model_version": 0,
+            "arpa_id": arpa_id,
+            "warnings": [],
             "server_id": self.server_id,
             "heartbeat_at": now,
             "cancel_requested": False,
@@ -214,7 +219,7 @@ class JobManager(JobRunner, LeaseKeeper):
                 if request_id:
                     self.store.delete(TRAIN_REQUEST, request_id)
                 raise
-            self._start(job_id, model_id, resume=False, corpus=parsed)
+            self._start(job_id, model_id, resume=False, corpus=parsed, arpa=arpa)
         log.info("job %s: training model %s (%s)", job_id, model_id, model_config.cell)
         return self.get(job_id)
 

@@ -15,8 +15,9 @@ import time
 from typing import Any
 
 from rnnlm.model import LanguageModel, ModelConfig
+from rnnlm.model.ngram import NgramModel
 
-from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound
 from .store import MODEL, Store
 
 log = logging.getLogger("rnnlm.server")
@@ -89,6 +90,36 @@ class ModelRegistry:
             raise NotFound(f"model {model_id!r} version {version} has no stored vocabulary")
         return json.loads(data)["vocab"]
 
+    def load(self, model_id: str, version: int = 0) -> LanguageModel:
+        """A version (0: the current one) read from the store, on the CPU."""
+        record = self.get(model_id)
+        version = version or record["current_version"]
+        if version == 0:
+            raise FailedPrecondition(f"model {model_id!r} has no version yet; train it first")
+        if not any(v["version"] == version for v in record["versions"]):
+            kept = ", ".join(str(v["version"]) for v in record["versions"])
+            raise NotFound(f"model {model_id!r} has no version {version}; it has {kept}")
+        data = self.store.get_blob(checkpoint_key(model_id, version))
+        if data is None:
+            raise DataLoss(f"the checkpoint of model {model_id!r} version {version} is missing")
+        return LanguageModel.from_bytes(data, device="cpu")
+
+    def attach_ngram(
+        self, model_id: str, ngram: NgramModel, source: str, neural_weight: float | None
+    ) -> dict[str, Any]:
+        """Publish the current version again with ``ngram`` as its n-gram part."""
+        record = self.get(model_id)
+        if record.get("active_job_id"):
+            raise FailedPrecondition(
+                f"model {model_id!r} is being trained by job {record['active_job_id']!r}; "
+                "attach the n-gram model when the job has ended"
+            )
+        lm = self.load(model_id)
+        lm.attach_ngram(ngram, source, neural_weight)
+        current = next(v for v in record["versions"] if v["version"] == record["current_version"])
+        self.publish(model_id, lm, current["job_id"])
+        return self.get(model_id)
+
     def claim(self, model_id: str, job_id: str) -> None:
         """Mark ``job_id`` as the one job training the model (creating the record)."""
 
@@ -147,6 +178,7 @@ class ModelRegistry:
             "model_config": lm.config.to_dict(),
             "train_config": lm.train_config.to_dict() if lm.train_config else {},
             "vocabulary_size": len(lm.vocab),
+            **_ngram_summary(lm),
         }
         dropped: list[int] = []
 
@@ -191,3 +223,18 @@ class ModelRegistry:
     def _delete_version_blobs(self, model_id: str, version: int) -> None:
         self.store.delete_blob(checkpoint_key(model_id, version))
         self.store.delete_blob(vocab_key(model_id, version))
+
+
+def _ngram_summary(lm: LanguageModel) -> dict[str, Any]:
+    """The version's n-gram part as its record shows it (weight 1: the network alone)."""
+    part = lm.ngram
+    if part is None:
+        return {"neural_weight": 1.0, "ngram_order": 0, "ngram_source": ""}
+    valid = part.valid_perplexity
+    return {
+        "neural_weight": part.neural_weight,
+        "ngram_order": part.model.order,
+        "ngram_source": part.source,
+        "ngram_valid_perplexity": valid.get("ngram"),
+        "interpolated_valid_perplexity": valid.get("interpolated"),
+    }

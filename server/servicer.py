@@ -7,12 +7,13 @@ them in one place (and checks the API key, and refuses calls while the server dr
 from __future__ import annotations
 
 import contextlib
+import io
 import threading
 from collections.abc import Callable, Iterator
 
 import grpc
 
-from rnnlm.model.scoring import sentence_words
+from rnnlm.model.scoring import length_normalized, sentence_words
 from rnnlm.model.text import detokenize
 from rnnlm.model.vocab import SENTENCE_END
 from rnnlm.v1 import rnnlm_pb2 as pb
@@ -22,10 +23,12 @@ from . import convert
 from .cache import ModelCache
 from .config import ServerConfig
 from .corpora import CorpusRegistry
-from .errors import Cancelled, InvalidArgument, ResourceExhausted, Unavailable
+from .errors import Cancelled, FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
 from .jobs import JobManager
 from .metrics import Metrics
 from .models import ModelRegistry, check_model_id
+
+ARPA_CHUNK_BYTES = 1 << 20
 
 
 class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
@@ -79,6 +82,7 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
             convert.model_config_from_pb(request.model),
             convert.train_config_from_pb(request.training, self.config.device),
             request.request_id,
+            request.arpa_id,
         )
         return convert.job_to_pb(job)
 
@@ -125,14 +129,21 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
             self._words(model.lm.tokenizer, _sentence_input(s, i), f"sentences[{i}]")
             for i, s in enumerate(request.sentences)
         ]
-        scores = list(enumerate(model.score(words)))
+        options = convert.score_options(request)
+        norm, alpha = convert.length_norm(request)
+        scorer, weight = model.lm.scoring_setup(options["scorer"], options.get("neural_weight"))
+        scores = model.score(words, **options)
+        keys = [length_normalized(s, norm, alpha) for s in scores]
         self.metrics.scored.inc(len(scores))
+        order = range(len(scores))
         if request.rank:
-            scores.sort(key=lambda pair: -pair[1].logprob)
+            order = sorted(order, key=lambda i: -keys[i])
         return pb.ScoreSentenceResponse(
             model_id=model.model_id,
             model_version=model.version,
-            scores=[convert.score_to_pb(i, s, request.omit_tokens) for i, s in scores],
+            scores=[convert.score_to_pb(i, scores[i], request.omit_tokens, keys[i]) for i in order],
+            scorer=convert.SCORERS_TO_PB[scorer],
+            neural_weight=weight,
         )
 
     def Generate(self, request: pb.GenerateRequest, context) -> Iterator[pb.GenerateResponse]:
@@ -201,6 +212,32 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         if request.include_vocabulary and record["current_version"]:
             vocabulary = self.models.vocabulary(record["model_id"], record["current_version"])
         return convert.model_to_pb(record, vocabulary)
+
+    def AttachNgramModel(self, request: pb.AttachNgramModelRequest, context) -> pb.Model:
+        check_model_id(request.model_id)
+        if not request.arpa_id:
+            raise InvalidArgument("arpa_id is required: upload the ARPA file with UploadCorpus")
+        ngram, source = self.corpora.load_arpa(request.arpa_id)
+        weight = request.neural_weight if request.HasField("neural_weight") else None
+        record = self.models.attach_ngram(request.model_id, ngram, source, weight)
+        return convert.model_to_pb(record)
+
+    def ExportArpa(self, request: pb.ExportArpaRequest, context) -> Iterator[pb.ArpaChunk]:
+        if request.version < 0:
+            raise InvalidArgument(f"version must be >= 0 (0: current), got {request.version}")
+        lm = self.models.load(check_model_id(request.model_id), request.version)
+        if lm.ngram is None:
+            raise FailedPrecondition(
+                f"model {request.model_id!r} has no n-gram part (trained with ngram_order 0); "
+                "train it with ngram_order 1-6 or attach an ARPA model"
+            )
+        buffer = io.StringIO()
+        lm.ngram.model.to_arpa(buffer)
+        data = buffer.getvalue().encode("utf-8")
+        for start in range(0, max(len(data), 1), ARPA_CHUNK_BYTES):
+            if not context.is_active():
+                return
+            yield pb.ArpaChunk(data=data[start : start + ARPA_CHUNK_BYTES])
 
     def DeleteModel(self, request, context) -> pb.DeleteModelResponse:
         deleted = self.models.delete(request.model_id)

@@ -1,5 +1,7 @@
-"""SGD, RMSprop and Adam for NumPy parameters, with the same update rules (and defaults)
-as ``torch.optim`` so that both engines train alike."""
+"""SGD, RMSprop, Adam and AdamW for NumPy parameters, with the same update rules (and
+defaults) as ``torch.optim`` so that both engines train alike. ``weight_decay`` is an L2 term
+added to the gradient, as torch's ``weight_decay`` is, except for AdamW, which shrinks the
+weights directly (decoupled decay, Loshchilov & Hutter 2019)."""
 
 from __future__ import annotations
 
@@ -14,17 +16,26 @@ class NumpyOptimizer:
     """Updates a dict of arrays in place from a dict of gradients of the same shapes."""
 
     slots: tuple[str, ...] = ()
+    decoupled_decay = False  # True: decay the weights, not the gradient (AdamW)
 
-    def __init__(self, params: dict[str, np.ndarray], learning_rate: float) -> None:
+    def __init__(
+        self, params: dict[str, np.ndarray], learning_rate: float, weight_decay: float = 0.0
+    ) -> None:
         self.params = params
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
         self.steps = 0
         self.state = {slot: {k: np.zeros_like(p) for k, p in params.items()} for slot in self.slots}
 
     def update(self, grads: dict[str, np.ndarray]) -> None:
         self.steps += 1
         for name, grad in grads.items():
-            self._update_one(name, self.params[name], grad)
+            param = self.params[name]
+            if self.weight_decay and self.decoupled_decay:
+                param *= 1 - self.learning_rate * self.weight_decay
+            elif self.weight_decay:
+                grad = grad + self.weight_decay * param  # a new array: grads stay as given
+            self._update_one(name, param, grad)
 
     def _update_one(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
         raise NotImplementedError
@@ -76,4 +87,8 @@ class Adam(NumpyOptimizer):
         param -= step_size * m / denom
 
 
-OPTIMIZER_CLASSES = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
+class AdamW(Adam):
+    decoupled_decay = True
+
+
+OPTIMIZER_CLASSES = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}

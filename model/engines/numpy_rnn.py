@@ -23,10 +23,12 @@ import numpy as np
 
 from ..batching import Batch
 from ..config import ModelConfig
-from .base import StepStats, check_state_dict
+from .base import StepStats, check_state_dict, check_tree, tree_levels, tree_output_chunks
 from .numpy_optim import OPTIMIZER_CLASSES, NumpyOptimizer
 
 Params = dict[str, np.ndarray]
+# Output-layer rows per chunk when scoring a prefix tree: bounds the (rows, V) buffer.
+_TREE_CHUNK_ROWS = 2048
 
 
 def init_params(hidden_size: int, vocab_size: int, seed: int, dtype: str = "float32") -> Params:
@@ -94,6 +96,41 @@ def output_log_probs(
     totals = probs.sum(axis=1)
     probs /= totals[:, None]
     return target_logits - np.log(totals), probs
+
+
+def tree_forward_states(
+    params: Params, tokens: np.ndarray, parents: np.ndarray, activation: str
+) -> np.ndarray:
+    """Run the recurrence over a prefix tree (see ``Engine.tree_log_probs``), one batched step
+    per depth. Returns S (N, H): the state after reading each node's token."""
+    U, W, b = params["U"], params["W"], params["b"]
+    levels, slot = tree_levels(parents)
+    S = np.empty((len(parents), W.shape[0]), dtype=W.dtype)
+    for depth, level in enumerate(levels):
+        inputs_term = U.T[tokens[level]] + b  # (n, H)
+        if depth == 0:  # roots start from s_{-1} = 0
+            z = inputs_term
+        else:  # the same order of operations as forward_states
+            z = S[levels[depth - 1]][slot[parents[level]]] @ W.T
+            z += inputs_term
+        S[level] = _activate(z, activation)
+    return S
+
+
+def tree_output_log_probs(
+    params: Params, states: np.ndarray, tokens: np.ndarray, parents: np.ndarray
+) -> np.ndarray:
+    """ln p(tokens[i] | states[parents[i]]) for every non-root node, 0 at roots, (N,) float64.
+    The softmax runs once per node with children, normalised as in ``output_log_probs``."""
+    out = np.zeros(len(parents), dtype=np.float64)
+    for rows, children, at in tree_output_chunks(parents, _TREE_CHUNK_ROWS):
+        logits = states[rows] @ params["V"].T  # (n, V)
+        logits += params["c"]
+        logits -= logits.max(axis=1, keepdims=True)
+        target = logits[at, tokens[children]]  # (c,)
+        np.exp(logits, out=logits)
+        out[children] = target - np.log(logits.sum(axis=1))[at]
+    return out
 
 
 def loss_and_grads(
@@ -179,10 +216,20 @@ class NumpyRNNEngine:
         out[real] = logp
         return out.T
 
+    def tree_log_probs(self, tokens: np.ndarray, parents: np.ndarray) -> np.ndarray:
+        tokens, parents = check_tree(tokens, parents)
+        states = tree_forward_states(self.params, tokens, parents, self.activation)  # (N, H)
+        return tree_output_log_probs(self.params, states, tokens, parents)
+
     def configure_training(
-        self, optimizer: str, learning_rate: float, clip: float | None, bptt_truncate: int | None
+        self,
+        optimizer: str,
+        learning_rate: float,
+        clip: float | None,
+        bptt_truncate: int | None,
+        weight_decay: float = 0.0,
     ) -> None:
-        self.optimizer = OPTIMIZER_CLASSES[optimizer](self.params, learning_rate)
+        self.optimizer = OPTIMIZER_CLASSES[optimizer](self.params, learning_rate, weight_decay)
         self.clip = clip
         self.bptt_truncate = bptt_truncate
 

@@ -37,7 +37,7 @@ def test_initial_loss_is_ln_vocabulary_size(cell, pydoc_corpus):
     """The tutorial's check: an untrained model predicts close to uniformly."""
     needs_torch(cell)
     config = ModelConfig(cell=cell, vocab_size=2000, embed_size=64, hidden_size=100)
-    _, vocab, seqs, _ = prepare(pydoc_corpus, config, TrainConfig(valid_fraction=0), None)
+    _, vocab, seqs, _, _ = prepare(pydoc_corpus, config, TrainConfig(valid_fraction=0), None)
     engine = create_engine(config, len(vocab), seed=0, device="cpu")
     loss, tokens = evaluate(engine, seqs[:500])
     assert loss / tokens == pytest.approx(math.log(len(vocab)), rel=0.02)
@@ -160,7 +160,7 @@ def test_early_stopping_keeps_the_best_epoch_and_lr_rule(pydoc_corpus):
         expected = rates[i - 1] * (0.5 if valid[i] > valid[i - 1] else 1.0)
         assert rates[i] == pytest.approx(expected)
     assert state.best_epoch == 1 + int(np.argmin(valid))
-    _, _, _, valid_seqs = prepare(pydoc_corpus, config, tc, lm)
+    valid_seqs = prepare(pydoc_corpus, config, tc, lm).valid
     loss, tokens = evaluate(lm.engine, valid_seqs)
     assert loss / tokens == pytest.approx(min(valid), rel=1e-5)
 
@@ -173,7 +173,7 @@ def test_long_sentences_are_cut_to_max_length():
         TrainConfig(epochs=1, max_length=20, valid_fraction=0),
     )
     assert lm.training_state.global_step >= 1
-    _, _, seqs, _ = prepare(Corpus.from_text(text), lm.config, TrainConfig(max_length=20), lm)
+    seqs = prepare(Corpus.from_text(text), lm.config, TrainConfig(max_length=20), lm).train
     assert max(len(s) for s in seqs) == 21 and sum(len(s) - 1 for s in seqs) == 502
 
 

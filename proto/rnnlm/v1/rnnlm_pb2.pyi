@@ -32,6 +32,19 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_INTERRUPTED: _ClassVar[JobState]
 
+class Scorer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCORER_UNSPECIFIED: _ClassVar[Scorer]
+    SCORER_NEURAL: _ClassVar[Scorer]
+    SCORER_NGRAM: _ClassVar[Scorer]
+    SCORER_INTERPOLATED: _ClassVar[Scorer]
+
+class LengthNorm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LENGTH_NORM_NONE: _ClassVar[LengthNorm]
+    LENGTH_NORM_AVERAGE: _ClassVar[LengthNorm]
+    LENGTH_NORM_GNMT: _ClassVar[LengthNorm]
+
 class DecodingMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DECODING_METHOD_UNSPECIFIED: _ClassVar[DecodingMethod]
@@ -64,6 +77,13 @@ JOB_STATE_EARLY_STOPPED: JobState
 JOB_STATE_CANCELLED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_INTERRUPTED: JobState
+SCORER_UNSPECIFIED: Scorer
+SCORER_NEURAL: Scorer
+SCORER_NGRAM: Scorer
+SCORER_INTERPOLATED: Scorer
+LENGTH_NORM_NONE: LengthNorm
+LENGTH_NORM_AVERAGE: LengthNorm
+LENGTH_NORM_GNMT: LengthNorm
 DECODING_METHOD_UNSPECIFIED: DecodingMethod
 DECODING_METHOD_SAMPLE: DecodingMethod
 DECODING_METHOD_GREEDY: DecodingMethod
@@ -123,7 +143,7 @@ class CorpusSource(_message.Message):
     def __init__(self, corpus_id: _Optional[str] = ..., server_path: _Optional[str] = ..., format: _Optional[_Union[CorpusFormat, str]] = ..., csv_column: _Optional[str] = ..., paragraphs: _Optional[_Union[ParagraphMode, str]] = ...) -> None: ...
 
 class ModelConfig(_message.Message):
-    __slots__ = ("cell", "vocab_size", "embed_size", "hidden_size", "num_layers", "dropout", "tie_weights", "activation", "lowercase", "dtype")
+    __slots__ = ("cell", "vocab_size", "embed_size", "hidden_size", "num_layers", "dropout", "tie_weights", "activation", "lowercase", "dtype", "sentences", "words", "min_count", "ngram_order", "embed_dropout")
     CELL_FIELD_NUMBER: _ClassVar[int]
     VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
     EMBED_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +154,11 @@ class ModelConfig(_message.Message):
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     LOWERCASE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SENTENCES_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    MIN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NGRAM_ORDER_FIELD_NUMBER: _ClassVar[int]
+    EMBED_DROPOUT_FIELD_NUMBER: _ClassVar[int]
     cell: str
     vocab_size: int
     embed_size: int
@@ -144,10 +169,15 @@ class ModelConfig(_message.Message):
     activation: str
     lowercase: bool
     dtype: str
-    def __init__(self, cell: _Optional[str] = ..., vocab_size: _Optional[int] = ..., embed_size: _Optional[int] = ..., hidden_size: _Optional[int] = ..., num_layers: _Optional[int] = ..., dropout: _Optional[float] = ..., tie_weights: _Optional[bool] = ..., activation: _Optional[str] = ..., lowercase: _Optional[bool] = ..., dtype: _Optional[str] = ...) -> None: ...
+    sentences: str
+    words: str
+    min_count: int
+    ngram_order: int
+    embed_dropout: float
+    def __init__(self, cell: _Optional[str] = ..., vocab_size: _Optional[int] = ..., embed_size: _Optional[int] = ..., hidden_size: _Optional[int] = ..., num_layers: _Optional[int] = ..., dropout: _Optional[float] = ..., tie_weights: _Optional[bool] = ..., activation: _Optional[str] = ..., lowercase: _Optional[bool] = ..., dtype: _Optional[str] = ..., sentences: _Optional[str] = ..., words: _Optional[str] = ..., min_count: _Optional[int] = ..., ngram_order: _Optional[int] = ..., embed_dropout: _Optional[float] = ...) -> None: ...
 
 class TrainingOptions(_message.Message):
-    __slots__ = ("epochs", "batch_size", "learning_rate", "optimizer", "clip", "bptt_truncate", "lr_decay", "valid_fraction", "patience", "max_length", "seed", "device", "log_every", "checkpoint_every")
+    __slots__ = ("epochs", "batch_size", "learning_rate", "optimizer", "clip", "bptt_truncate", "lr_decay", "valid_fraction", "patience", "max_length", "seed", "device", "log_every", "checkpoint_every", "weight_decay", "lr_patience")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +192,8 @@ class TrainingOptions(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     LOG_EVERY_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    LR_PATIENCE_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     batch_size: int
     learning_rate: float
@@ -176,24 +208,28 @@ class TrainingOptions(_message.Message):
     device: str
     log_every: int
     checkpoint_every: int
-    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., optimizer: _Optional[str] = ..., clip: _Optional[float] = ..., bptt_truncate: _Optional[int] = ..., lr_decay: _Optional[float] = ..., valid_fraction: _Optional[float] = ..., patience: _Optional[int] = ..., max_length: _Optional[int] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., log_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ...) -> None: ...
+    weight_decay: float
+    lr_patience: int
+    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., optimizer: _Optional[str] = ..., clip: _Optional[float] = ..., bptt_truncate: _Optional[int] = ..., lr_decay: _Optional[float] = ..., valid_fraction: _Optional[float] = ..., patience: _Optional[int] = ..., max_length: _Optional[int] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., log_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., weight_decay: _Optional[float] = ..., lr_patience: _Optional[int] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model_id", "corpus", "model", "training", "request_id")
+    __slots__ = ("model_id", "corpus", "model", "training", "request_id", "arpa_id")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     CORPUS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRAINING_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ARPA_ID_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     corpus: CorpusSource
     model: ModelConfig
     training: TrainingOptions
     request_id: str
-    def __init__(self, model_id: _Optional[str] = ..., corpus: _Optional[_Union[CorpusSource, _Mapping]] = ..., model: _Optional[_Union[ModelConfig, _Mapping]] = ..., training: _Optional[_Union[TrainingOptions, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    arpa_id: str
+    def __init__(self, model_id: _Optional[str] = ..., corpus: _Optional[_Union[CorpusSource, _Mapping]] = ..., model: _Optional[_Union[ModelConfig, _Mapping]] = ..., training: _Optional[_Union[TrainingOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., arpa_id: _Optional[str] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
-    __slots__ = ("job_id", "model_id", "state", "error", "request_id", "corpus_id", "model", "training", "created_at", "updated_at", "progress", "checkpoint_step", "model_version", "server_id")
+    __slots__ = ("job_id", "model_id", "state", "error", "request_id", "corpus_id", "model", "training", "created_at", "updated_at", "progress", "checkpoint_step", "model_version", "server_id", "warnings")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -208,6 +244,7 @@ class TrainingJob(_message.Message):
     CHECKPOINT_STEP_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     model_id: str
     state: JobState
@@ -222,7 +259,8 @@ class TrainingJob(_message.Message):
     checkpoint_step: int
     model_version: int
     server_id: str
-    def __init__(self, job_id: _Optional[str] = ..., model_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ..., request_id: _Optional[str] = ..., corpus_id: _Optional[str] = ..., model: _Optional[_Union[ModelConfig, _Mapping]] = ..., training: _Optional[_Union[TrainingOptions, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_step: _Optional[int] = ..., model_version: _Optional[int] = ..., server_id: _Optional[str] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_id: _Optional[str] = ..., model_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ..., request_id: _Optional[str] = ..., corpus_id: _Optional[str] = ..., model: _Optional[_Union[ModelConfig, _Mapping]] = ..., training: _Optional[_Union[TrainingOptions, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_step: _Optional[int] = ..., model_version: _Optional[int] = ..., server_id: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TrainingProgress(_message.Message):
     __slots__ = ("kind", "epoch", "epochs", "step", "total_steps", "loss", "perplexity", "tokens_per_second", "learning_rate", "grad_norm", "elapsed_seconds", "eta_seconds", "valid_loss", "valid_perplexity")
@@ -337,29 +375,43 @@ class Words(_message.Message):
     def __init__(self, words: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScoreSentenceRequest(_message.Message):
-    __slots__ = ("model_id", "sentences", "rank", "omit_tokens")
+    __slots__ = ("model_id", "sentences", "rank", "omit_tokens", "scorer", "neural_weight", "bos", "eos", "length_norm", "length_alpha")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     SENTENCES_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     OMIT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SCORER_FIELD_NUMBER: _ClassVar[int]
+    NEURAL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BOS_FIELD_NUMBER: _ClassVar[int]
+    EOS_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_NORM_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_ALPHA_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     sentences: _containers.RepeatedCompositeFieldContainer[Sentence]
     rank: bool
     omit_tokens: bool
-    def __init__(self, model_id: _Optional[str] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., rank: _Optional[bool] = ..., omit_tokens: _Optional[bool] = ...) -> None: ...
+    scorer: Scorer
+    neural_weight: float
+    bos: bool
+    eos: bool
+    length_norm: LengthNorm
+    length_alpha: float
+    def __init__(self, model_id: _Optional[str] = ..., sentences: _Optional[_Iterable[_Union[Sentence, _Mapping]]] = ..., rank: _Optional[bool] = ..., omit_tokens: _Optional[bool] = ..., scorer: _Optional[_Union[Scorer, str]] = ..., neural_weight: _Optional[float] = ..., bos: _Optional[bool] = ..., eos: _Optional[bool] = ..., length_norm: _Optional[_Union[LengthNorm, str]] = ..., length_alpha: _Optional[float] = ...) -> None: ...
 
 class TokenScore(_message.Message):
-    __slots__ = ("token", "logprob", "unknown")
+    __slots__ = ("token", "logprob", "unknown", "ngram_order")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     LOGPROB_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    NGRAM_ORDER_FIELD_NUMBER: _ClassVar[int]
     token: str
     logprob: float
     unknown: bool
-    def __init__(self, token: _Optional[str] = ..., logprob: _Optional[float] = ..., unknown: _Optional[bool] = ...) -> None: ...
+    ngram_order: int
+    def __init__(self, token: _Optional[str] = ..., logprob: _Optional[float] = ..., unknown: _Optional[bool] = ..., ngram_order: _Optional[int] = ...) -> None: ...
 
 class SentenceScore(_message.Message):
-    __slots__ = ("index", "words", "logprob", "log10prob", "perplexity", "tokens", "unknown_words")
+    __slots__ = ("index", "words", "logprob", "log10prob", "perplexity", "tokens", "unknown_words", "rank_score")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
     LOGPROB_FIELD_NUMBER: _ClassVar[int]
@@ -367,6 +419,7 @@ class SentenceScore(_message.Message):
     PERPLEXITY_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_WORDS_FIELD_NUMBER: _ClassVar[int]
+    RANK_SCORE_FIELD_NUMBER: _ClassVar[int]
     index: int
     words: _containers.RepeatedScalarFieldContainer[str]
     logprob: float
@@ -374,17 +427,22 @@ class SentenceScore(_message.Message):
     perplexity: float
     tokens: _containers.RepeatedCompositeFieldContainer[TokenScore]
     unknown_words: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, index: _Optional[int] = ..., words: _Optional[_Iterable[str]] = ..., logprob: _Optional[float] = ..., log10prob: _Optional[float] = ..., perplexity: _Optional[float] = ..., tokens: _Optional[_Iterable[_Union[TokenScore, _Mapping]]] = ..., unknown_words: _Optional[_Iterable[str]] = ...) -> None: ...
+    rank_score: float
+    def __init__(self, index: _Optional[int] = ..., words: _Optional[_Iterable[str]] = ..., logprob: _Optional[float] = ..., log10prob: _Optional[float] = ..., perplexity: _Optional[float] = ..., tokens: _Optional[_Iterable[_Union[TokenScore, _Mapping]]] = ..., unknown_words: _Optional[_Iterable[str]] = ..., rank_score: _Optional[float] = ...) -> None: ...
 
 class ScoreSentenceResponse(_message.Message):
-    __slots__ = ("model_id", "model_version", "scores")
+    __slots__ = ("model_id", "model_version", "scores", "scorer", "neural_weight")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    SCORER_FIELD_NUMBER: _ClassVar[int]
+    NEURAL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_version: int
     scores: _containers.RepeatedCompositeFieldContainer[SentenceScore]
-    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[SentenceScore, _Mapping]]] = ...) -> None: ...
+    scorer: Scorer
+    neural_weight: float
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., scores: _Optional[_Iterable[_Union[SentenceScore, _Mapping]]] = ..., scorer: _Optional[_Union[Scorer, str]] = ..., neural_weight: _Optional[float] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("model_id", "prompt_text", "prompt_words", "num_sentences", "min_tokens", "max_tokens", "temperature", "top_k", "top_p", "seed", "method", "beam_width")
@@ -431,7 +489,7 @@ class GenerateResponse(_message.Message):
     def __init__(self, sentence: _Optional[int] = ..., token: _Optional[str] = ..., logprob: _Optional[float] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., text: _Optional[str] = ..., model_version: _Optional[int] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("version", "created_at", "job_id", "checkpoint_bytes", "sha256", "training_status", "epochs_trained", "train_loss", "valid_perplexity")
+    __slots__ = ("version", "created_at", "job_id", "checkpoint_bytes", "sha256", "training_status", "epochs_trained", "train_loss", "valid_perplexity", "ngram_valid_perplexity", "interpolated_valid_perplexity", "neural_weight", "ngram_order", "ngram_source")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -441,6 +499,11 @@ class ModelVersion(_message.Message):
     EPOCHS_TRAINED_FIELD_NUMBER: _ClassVar[int]
     TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
     VALID_PERPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    NGRAM_VALID_PERPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    INTERPOLATED_VALID_PERPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    NEURAL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    NGRAM_ORDER_FIELD_NUMBER: _ClassVar[int]
+    NGRAM_SOURCE_FIELD_NUMBER: _ClassVar[int]
     version: int
     created_at: _timestamp_pb2.Timestamp
     job_id: str
@@ -450,7 +513,12 @@ class ModelVersion(_message.Message):
     epochs_trained: int
     train_loss: float
     valid_perplexity: float
-    def __init__(self, version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_id: _Optional[str] = ..., checkpoint_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., training_status: _Optional[str] = ..., epochs_trained: _Optional[int] = ..., train_loss: _Optional[float] = ..., valid_perplexity: _Optional[float] = ...) -> None: ...
+    ngram_valid_perplexity: float
+    interpolated_valid_perplexity: float
+    neural_weight: float
+    ngram_order: int
+    ngram_source: str
+    def __init__(self, version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_id: _Optional[str] = ..., checkpoint_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., training_status: _Optional[str] = ..., epochs_trained: _Optional[int] = ..., train_loss: _Optional[float] = ..., valid_perplexity: _Optional[float] = ..., ngram_valid_perplexity: _Optional[float] = ..., interpolated_valid_perplexity: _Optional[float] = ..., neural_weight: _Optional[float] = ..., ngram_order: _Optional[int] = ..., ngram_source: _Optional[str] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("model_id", "state", "current_version", "versions", "config", "training", "vocabulary_size", "active_job_id", "created_at", "updated_at", "vocabulary")
@@ -509,3 +577,27 @@ class DeleteModelResponse(_message.Message):
     model_id: str
     versions_deleted: int
     def __init__(self, model_id: _Optional[str] = ..., versions_deleted: _Optional[int] = ...) -> None: ...
+
+class AttachNgramModelRequest(_message.Message):
+    __slots__ = ("model_id", "arpa_id", "neural_weight")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    ARPA_ID_FIELD_NUMBER: _ClassVar[int]
+    NEURAL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    arpa_id: str
+    neural_weight: float
+    def __init__(self, model_id: _Optional[str] = ..., arpa_id: _Optional[str] = ..., neural_weight: _Optional[float] = ...) -> None: ...
+
+class ExportArpaRequest(_message.Message):
+    __slots__ = ("model_id", "version")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    version: int
+    def __init__(self, model_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ArpaChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...

@@ -96,6 +96,16 @@ class LanguageModelServiceStub:
                 request_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteModelRequest.SerializeToString,
                 response_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteModelResponse.FromString,
                 _registered_method=True)
+        self.AttachNgramModel = channel.unary_unary(
+                '/rnnlm.v1.LanguageModelService/AttachNgramModel',
+                request_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.AttachNgramModelRequest.SerializeToString,
+                response_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.Model.FromString,
+                _registered_method=True)
+        self.ExportArpa = channel.unary_stream(
+                '/rnnlm.v1.LanguageModelService/ExportArpa',
+                request_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.ExportArpaRequest.SerializeToString,
+                response_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.ArpaChunk.FromString,
+                _registered_method=True)
 
 
 class LanguageModelServiceServicer:
@@ -192,6 +202,22 @@ class LanguageModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttachNgramModel(self, request, context):
+        """Attaches an n-gram model (an ARPA file uploaded with UploadCorpus) to a model: publishes
+        a new version with the same network and that n-gram part, with the interpolation weight
+        tuned on the model's held-out sentences (or the one given).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportArpa(self, request, context):
+        """Streams a version's n-gram part as an ARPA file (KenLM's build_binary and query read it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LanguageModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +280,16 @@ def add_LanguageModelServiceServicer_to_server(servicer, server):
                     servicer.DeleteModel,
                     request_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteModelRequest.FromString,
                     response_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteModelResponse.SerializeToString,
+            ),
+            'AttachNgramModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachNgramModel,
+                    request_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.AttachNgramModelRequest.FromString,
+                    response_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.Model.SerializeToString,
+            ),
+            'ExportArpa': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportArpa,
+                    request_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.ExportArpaRequest.FromString,
+                    response_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.ArpaChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -582,6 +618,60 @@ class LanguageModelService:
             '/rnnlm.v1.LanguageModelService/DeleteModel',
             rnnlm_dot_v1_dot_rnnlm__pb2.DeleteModelRequest.SerializeToString,
             rnnlm_dot_v1_dot_rnnlm__pb2.DeleteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachNgramModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rnnlm.v1.LanguageModelService/AttachNgramModel',
+            rnnlm_dot_v1_dot_rnnlm__pb2.AttachNgramModelRequest.SerializeToString,
+            rnnlm_dot_v1_dot_rnnlm__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportArpa(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/rnnlm.v1.LanguageModelService/ExportArpa',
+            rnnlm_dot_v1_dot_rnnlm__pb2.ExportArpaRequest.SerializeToString,
+            rnnlm_dot_v1_dot_rnnlm__pb2.ArpaChunk.FromString,
             options,
             channel_credentials,
             insecure,

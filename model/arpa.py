@@ -1,0 +1,250 @@
+"""ARPA back-off language model files, read and written as the arrays of ``ngram.py``.
+
+    \\data\\
+    ngram 1=V
+    ngram 2=...
+
+    \\1-grams:
+    log10prob<TAB>word[<TAB>log10backoff]
+    ...
+    \\end\\
+
+Per order k: ``keys[k]`` (sorted int64, hierarchical: index of the prefix among the order
+k-1 keys * V + last word; none at order 1, where the index is the word id), ``logp[k]``
+(ln p) and ``backoff[k]`` (ln backoff, below the highest order). The special tokens are
+written <unk>, <s>, </s>, as KenLM and SRILM spell them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator
+from typing import TextIO
+
+import numpy as np
+
+from .vocab import SPECIAL_TOKENS, UNK_ID
+
+LN10 = math.log(10.0)
+ARPA_SPECIALS = ("<unk>", "<s>", "</s>")  # ids 0, 1, 2
+# KenLM gives a missing <unk> log10 probability -100.
+MISSING_UNK_LOG10 = -100.0
+QUOTE_CHARS = 40
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+
+
+def _arpa_names(vocab: list[str]) -> list[str]:
+    """The vocabulary as ARPA words: specials renamed, the rest checked to survive split()."""
+    names = [*ARPA_SPECIALS, *vocab[len(ARPA_SPECIALS) :]]
+    for i, word in enumerate(names[len(ARPA_SPECIALS) :], start=len(ARPA_SPECIALS)):
+        if word.split() != [word] or word in ARPA_SPECIALS:
+            raise ValueError(f"word {i} ({word!r}) cannot be written as an ARPA word")
+    return names
+
+
+def write(out: TextIO, vocab: list[str], keys: list, logp: list, backoff: list) -> None:
+    order, size = len(logp) - 1, len(vocab)
+    names = _arpa_names(vocab)
+    out.write("\\data\\\n")
+    for k in range(1, order + 1):
+        out.write(f"ngram {k}={len(logp[k])}\n")
+    text = names  # text[i]: the words of the i-th n-gram of the current order
+    for k in range(1, order + 1):
+        if k >= 2:
+            prefix, last = (keys[k] // size).tolist(), (keys[k] % size).tolist()
+            text = [f"{text[p]} {names[w]}" for p, w in zip(prefix, last)]
+        out.write(f"\n\\{k}-grams:\n")
+        probs = (logp[k] / LN10).tolist()
+        if k == order:
+            out.writelines(f"{p:.7f}\t{t}\n" for p, t in zip(probs, text))
+            continue
+        # A context must carry its backoff even when it is 0: KenLM reads a missing backoff
+        # as "no longer n-gram starts here" and would then stop matching early.
+        is_context = np.zeros(len(probs), dtype=bool)
+        is_context[keys[k + 1] // size] = True
+        bows = (backoff[k] / LN10).tolist()
+        out.writelines(
+            f"{p:.7f}\t{t}\t{b:.7f}\n" if c else f"{p:.7f}\t{t}\n"
+            for p, t, b, c in zip(probs, text, bows, is_context.tolist())
+        )
+    out.write("\n\\end\\\n")
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+
+
+def _quote(text: str) -> str:
+    return repr(text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "...")
+
+
+class _Lines:
+    """Numbered, stripped lines with one-line look-ahead and uniform error messages."""
+
+    def __init__(self, lines: Iterable[str]):
+        self._it: Iterator[tuple[int, str]] = enumerate(lines, start=1)
+        self.number, self.text = 0, None  # the current line; text None at end of file
+        self.advance()
+
+    def advance(self) -> None:
+        for number, raw in self._it:
+            self.number, self.text = number, raw.strip()
+            return
+        self.number, self.text = self.number + 1, None
+
+    def skip_blank(self) -> None:
+        while self.text == "":
+            self.advance()
+
+    def error(self, expected: str) -> ValueError:
+        got = "end of file" if self.text is None else _quote(self.text)
+        return ValueError(f"line {self.number}: expected {expected}, got {got}")
+
+    def expect(self, literal: str) -> None:
+        self.skip_blank()
+        if self.text != literal:
+            raise self.error(repr(literal))
+        self.advance()
+
+
+_COUNT = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)")
+
+
+def _read_counts(lines: _Lines, max_order: int) -> list[int]:
+    """The ``ngram k=count`` lines after \\data\\; counts[k - 1] is the count of order k."""
+    counts: list[int] = []
+    while lines.text and not lines.text.startswith("\\"):
+        match = _COUNT.fullmatch(lines.text)
+        if not match or int(match.group(1)) != len(counts) + 1:
+            raise lines.error(f"'ngram {len(counts) + 1}=<count>'")
+        if len(counts) + 1 > max_order:
+            raise ValueError(
+                f"line {lines.number}: order {len(counts) + 1} > max_order {max_order}"
+            )
+        counts.append(int(match.group(2)))
+        lines.advance()
+    if not counts:
+        raise lines.error("'ngram 1=<count>'")
+    return counts
+
+
+def _number(lines: _Lines, field: str, what: str) -> float:
+    try:
+        value = float(field)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or value > 0:
+        raise ValueError(f"line {lines.number}: expected a {what} <= 0, got {_quote(field)}")
+    return value
+
+
+def _read_section(lines: _Lines, k: int, count: int, highest: bool):
+    """The n-grams of order k as (words, log10 p, log10 backoff, line numbers)."""
+    lines.expect(f"\\{k}-grams:")
+    layout = " ".join(["log10prob", *(f"w{i}" for i in range(1, k + 1))])
+    fields_ok = (k + 1,) if highest else (k + 1, k + 2)
+    if highest:
+        expected = f"{k + 1} fields '{layout}'"
+    else:
+        expected = f"{k + 1} or {k + 2} fields '{layout} [backoff]'"
+    grams, probs, bows, numbers = [], [], [], []
+    for i in range(count):
+        lines.skip_blank()
+        if lines.text is None or lines.text.startswith("\\"):
+            raise lines.error(f"{k}-gram {i + 1} of {count} (the count in \\data\\)")
+        fields = lines.text.split()
+        if len(fields) not in fields_ok:
+            raise ValueError(
+                f"line {lines.number}: expected {expected}, got {len(fields)}: {_quote(lines.text)}"
+            )
+        probs.append(_number(lines, fields[0], "log10 probability"))
+        bows.append(_number(lines, fields[k + 1], "log10 backoff") if len(fields) > k + 1 else 0.0)
+        if math.isinf(bows[-1]):
+            raise ValueError(f"line {lines.number}: a backoff must be finite")
+        grams.append(fields[1 : k + 1])
+        numbers.append(lines.number)
+        lines.advance()
+    return grams, np.array(probs) * LN10, np.array(bows) * LN10, np.array(numbers, dtype=int)
+
+
+def _unigram_vocab(lines: _Lines, grams, numbers) -> tuple[list[str], dict[str, int], list[int]]:
+    """Ids: <unk>, <s>, </s> are 0, 1, 2; the other words follow in file order."""
+    index = {name: i for i, name in enumerate(ARPA_SPECIALS)}
+    vocab, seen, ids = list(SPECIAL_TOKENS), set(), []
+    for (word,), number in zip(grams, numbers):
+        if word in seen:
+            raise ValueError(f"line {number}: 1-gram {_quote(word)} is listed twice")
+        if word in SPECIAL_TOKENS:
+            raise ValueError(f"line {number}: the word {_quote(word)} is reserved for an id")
+        seen.add(word)
+        if word not in index:
+            index[word] = len(vocab)
+            vocab.append(word)
+        ids.append(index[word])
+    for name in ARPA_SPECIALS[1:]:
+        if name not in seen:
+            raise ValueError(f"line {lines.number}: the 1-grams lack {name}")
+    return vocab, index, ids
+
+
+def _ids(grams: list[list[str]], index: dict[str, int], numbers: np.ndarray, k: int):
+    try:
+        return np.array([[index[w] for w in gram] for gram in grams], dtype=np.int64).reshape(-1, k)
+    except KeyError as err:
+        bad = next(i for i, gram in enumerate(grams) if any(w not in index for w in gram))
+        raise ValueError(
+            f"line {numbers[bad]}: word {_quote(err.args[0])} is not among the 1-grams"
+        ) from None
+
+
+def _keys(ids: np.ndarray, keys: list, size: int, numbers: np.ndarray) -> np.ndarray:
+    """Hierarchical keys of order k = ids.shape[1]; every prefix must be listed."""
+    index = ids[:, 0]
+    for j in range(2, ids.shape[1]):
+        query = index * size + ids[:, j - 1]
+        at = np.minimum(np.searchsorted(keys[j], query), max(len(keys[j]) - 1, 0))
+        missing = np.flatnonzero(keys[j][at] != query) if len(keys[j]) else np.arange(len(at))
+        if missing.size:
+            raise ValueError(
+                f"line {numbers[missing[0]]}: the prefix of this {ids.shape[1]}-gram is not "
+                f"listed among the {j}-grams (prefixes of n-grams must be listed)"
+            )
+        index = at
+    return index * size + ids[:, -1]
+
+
+def read(lines: Iterable[str] | TextIO, *, max_order: int = 6):
+    """Parse an ARPA file into (order, vocab, keys, logp, backoff) (see the module doc)."""
+    src = _Lines(lines)
+    src.expect("\\data\\")
+    counts = _read_counts(src, max_order)
+    order = len(counts)
+    keys, logp, backoff = [None, None], [None], [None]
+    for k in range(1, order + 1):
+        grams, lp, bow, numbers = _read_section(src, k, counts[k - 1], k == order)
+        if k == 1:
+            vocab, index, ids = _unigram_vocab(src, grams, numbers)
+            size = len(vocab)
+            p1, b1 = np.zeros(size), np.zeros(size)
+            p1[UNK_ID] = MISSING_UNK_LOG10 * LN10  # replaced when the file lists <unk>
+            p1[ids], b1[ids] = lp, bow
+            logp.append(p1)
+            if order > 1:
+                backoff.append(b1)
+            continue
+        gram_keys = _keys(_ids(grams, index, numbers, k), keys, size, numbers)
+        by_key = np.argsort(gram_keys, kind="stable")
+        sorted_keys = gram_keys[by_key]
+        twice = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+        if twice.size:
+            raise ValueError(f"line {numbers[by_key[twice[0] + 1]]}: this {k}-gram is listed twice")
+        keys.append(sorted_keys)
+        logp.append(lp[by_key])
+        if k < order:
+            backoff.append(bow[by_key])
+    src.expect("\\end\\")
+    return order, vocab, keys, logp, backoff

@@ -1,0 +1,223 @@
+"""The n-gram part of a language model, and its interpolation with the network.
+
+Every model trained with ``ngram_order > 0`` carries a modified Kneser-Ney n-gram model
+estimated on exactly the tokens the network trained on (same tokenizer, framing and
+vocabulary); a user's own ARPA model can take its place. Scores mix per token, as the RNNLM
+toolkit's ``-lambda`` does::
+
+    p(w | h) = λ · p_network(w | h) + (1 - λ) · p_ngram(w | h)
+
+λ (``neural_weight``) is chosen by EM on the validation split at the end of training (the
+likelihood is concave in λ, so EM finds the best weight) and stored with the version.
+
+An attached ARPA model keeps its own vocabulary: a sentence's words (after the model's
+tokenisation and case folding) are looked up by spelling, and a word the ARPA model lacks
+is its ``<unk>``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .ngram import NgramModel
+from .vocab import END_ID, SPECIAL_TOKENS, START_ID, Vocabulary
+
+SCORERS = ("neural", "ngram", "interpolated")
+SOURCE_BUILT_IN = "built-in"
+EM_ITERATIONS = 200
+EM_TOLERANCE = 1e-7
+# Validation sentences kept with a version, so that an n-gram model attached later can have
+# its weight tuned on the same held-out text (a few hundred KB of ids at most).
+HELDOUT_MAX_TOKENS = 200_000
+
+
+@dataclass
+class NgramPart:
+    """An n-gram model attached to a network, with the weight that mixes them."""
+
+    model: NgramModel
+    source: str  # SOURCE_BUILT_IN, or "arpa:<file name>"
+    neural_weight: float = 0.5  # λ, the network's share
+    # Validation perplexities at the end of training: neural, ngram, interpolated.
+    valid_perplexity: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def shares_vocab(self) -> bool:
+        """The built-in model numbers words as the network does: its ids need no mapping."""
+        return self.source == SOURCE_BUILT_IN
+
+    def frame(self, words: Sequence[str], *, bos: bool, eos: bool) -> np.ndarray:
+        """A sentence in the n-gram model's own ids, framed like ``Vocabulary.frame``."""
+        parts = [np.array([START_ID])] if bos else []
+        parts.append(np.asarray(self.model.ids(words), dtype=np.int64))
+        if eos:
+            parts.append(np.array([END_ID]))
+        return np.concatenate(parts).astype(np.int64)
+
+    def to_meta(self, network_vocab: Vocabulary) -> dict[str, Any]:
+        same = self.model.vocab == network_vocab.tokens
+        return {
+            "order": self.model.order,
+            "source": self.source,
+            "neural_weight": self.neural_weight,
+            "valid_perplexity": self.valid_perplexity,
+            # The built-in model's vocabulary is the network's: not stored twice.
+            "vocab": None if same else list(self.model.vocab),
+        }
+
+    @classmethod
+    def from_checkpoint(
+        cls, meta: dict[str, Any], tensors: dict[str, np.ndarray], network_vocab: Vocabulary
+    ) -> NgramPart:
+        vocab = meta.get("vocab") or network_vocab.tokens
+        model = NgramModel.from_tensors(tensors, list(vocab), int(meta["order"]))
+        weight = float(meta["neural_weight"])
+        check_neural_weight(weight)
+        return cls(model, str(meta["source"]), weight, dict(meta.get("valid_perplexity") or {}))
+
+
+def check_neural_weight(weight: Any) -> float:
+    ok = isinstance(weight, (int, float)) and not isinstance(weight, bool)
+    if not ok or not math.isfinite(weight) or not 0.0 <= weight <= 1.0:
+        raise ValueError(f"neural_weight must be a number in [0, 1], got {weight!r}")
+    return float(weight)
+
+
+def check_scorer(scorer: str, part: NgramPart | None) -> str:
+    """The scorer to use: the one asked for (checked), else interpolated when possible."""
+    if scorer is None or scorer == "":
+        return "interpolated" if part is not None else "neural"
+    if scorer not in SCORERS:
+        allowed = ", ".join(repr(s) for s in SCORERS)
+        raise ValueError(f"scorer must be one of {allowed}, got {str(scorer)[:40]!r}")
+    if scorer != "neural" and part is None:
+        raise ValueError(
+            f"scorer {scorer!r} needs an n-gram part, and this model has none (it was trained "
+            "with ngram_order 0): use scorer 'neural', or attach an ARPA model"
+        )
+    return scorer
+
+
+def mix(neural_logp: np.ndarray, ngram_logp: np.ndarray, neural_weight: float) -> np.ndarray:
+    """ln(λ·e^a + (1-λ)·e^b) elementwise, exact at λ = 0 and λ = 1."""
+    if neural_weight >= 1.0:
+        return np.asarray(neural_logp, dtype=np.float64)
+    if neural_weight <= 0.0:
+        return np.asarray(ngram_logp, dtype=np.float64)
+    return np.logaddexp(
+        math.log(neural_weight) + np.asarray(neural_logp, dtype=np.float64),
+        math.log1p(-neural_weight) + np.asarray(ngram_logp, dtype=np.float64),
+    )
+
+
+def tune_neural_weight(neural_logp: np.ndarray, ngram_logp: np.ndarray) -> float:
+    """The λ that maximises the held-out likelihood of the mixture (EM from λ = 0.5).
+
+    Each iteration sets λ to the mean posterior share of the network over the tokens; the
+    log-likelihood never decreases and, being concave in λ, has no other local maximum.
+    """
+    a = np.asarray(neural_logp, dtype=np.float64)
+    b = np.asarray(ngram_logp, dtype=np.float64)
+    if a.size == 0:
+        return 0.5
+    weight = 0.5
+    for _ in range(EM_ITERATIONS):
+        mixed = mix(a, b, weight)
+        posterior = np.exp(math.log(weight) + a - mixed)  # (N,) the network's share per token
+        new = float(np.clip(posterior.mean(), 1e-6, 1.0 - 1e-6))
+        if abs(new - weight) < EM_TOLERANCE:
+            weight = new
+            break
+        weight = new
+    return round(weight, 6)
+
+
+def perplexity(logp: np.ndarray) -> float:
+    return float(math.exp(min(-float(np.mean(logp)), 700.0))) if len(logp) else math.nan
+
+
+def fit_part(
+    part: NgramPart,
+    neural_logps: list[np.ndarray],
+    ngram_logps: list[np.ndarray],
+    neural_weight: float | None = None,
+) -> NgramPart:
+    """Tune (or take) the weight on held-out per-token scores and record the perplexities."""
+    a = np.concatenate(neural_logps) if neural_logps else np.zeros(0)
+    b = np.concatenate(ngram_logps) if ngram_logps else np.zeros(0)
+    if neural_weight is None:
+        part.neural_weight = tune_neural_weight(a, b)
+    else:
+        part.neural_weight = check_neural_weight(neural_weight)
+    if a.size:
+        part.valid_perplexity = {
+            "neural": perplexity(a),
+            "ngram": perplexity(b),
+            "interpolated": perplexity(mix(a, b, part.neural_weight)),
+        }
+    return part
+
+
+def ngram_ids_for(part: NgramPart, network_vocab: Vocabulary, seqs: list[np.ndarray]):
+    """Network-framed id sequences in the n-gram model's ids (same framing)."""
+    if part.shares_vocab:
+        return seqs
+    # Map through the spelling; the network's UNKNOWN_TOKEN is the n-gram model's <unk>.
+    lookup = part.model.ids(network_vocab.tokens)  # (V_network,)
+    lookup[: len(SPECIAL_TOKENS)] = np.arange(len(SPECIAL_TOKENS))
+    return [lookup[s] for s in seqs]
+
+
+def check_vocab_overlap(part: NgramPart, network_vocab: Vocabulary) -> None:
+    """Refuse an n-gram model that knows none of the network's words: it would score every
+    word as its ``<unk>``, which is surely not what its owner meant to attach."""
+    words = set(part.model.vocab[len(SPECIAL_TOKENS) :])
+    shared = sum(1 for w in network_vocab.tokens[len(SPECIAL_TOKENS) :] if w in words)
+    if shared == 0:
+        sample = ", ".join(repr(w[:20]) for w in list(part.model.vocab)[3:6])
+        raise ValueError(
+            "the ARPA model shares no word with the model's vocabulary "
+            f"({len(words):,} ARPA words, e.g. {sample}; {len(network_vocab) - 3:,} model "
+            "words): was it built for another language, or with other case folding or "
+            "tokenisation than the model's?"
+        )
+
+
+def join_windows(sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Undo ``batching.split_long``: a window that does not start with SENTENCE_START
+    continues the previous one (windows overlap by one id), so n-grams are counted on whole
+    sentences, each token once."""
+    joined: list[np.ndarray] = []
+    for seq in sequences:
+        if joined and len(seq) and seq[0] != START_ID:
+            joined[-1] = np.concatenate([joined[-1], seq[1:]])
+        else:
+            joined.append(seq)
+    return joined
+
+
+def add_ngram_part(
+    lm: Any,
+    train_seqs: Sequence[np.ndarray],
+    valid_seqs: Sequence[np.ndarray],
+    ngram: NgramModel | None = None,
+    source: str = SOURCE_BUILT_IN,
+) -> None:
+    """At the end of training: keep the validation split with ``lm``, and give it its
+    n-gram part (``ngram`` as given, else estimated on the training split at
+    ``lm.config.ngram_order``) with the weight tuned on that split."""
+    lm.keep_heldout(valid_seqs)
+    if ngram is None:
+        if lm.config.ngram_order == 0:
+            return
+        ngram = NgramModel.estimate(
+            join_windows(train_seqs), lm.vocab.tokens, lm.config.ngram_order
+        )
+        source = SOURCE_BUILT_IN
+    # Without a validation split there is nothing to tune on: an even mix.
+    lm.attach_ngram(ngram, source, None if lm.heldout else 0.5)
