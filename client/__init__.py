@@ -11,6 +11,9 @@
         print(best[0].index, best[0].log10prob, best[0].perplexity)
         for s in client.generate("news", num_sentences=3, seed=1):
             print(s.text)
+        with open("nbest.txt", "rb") as f:  # a Moses n-best list, with the score added
+            for r in client.rescore_stream(f, "news", feature="RNNLM0"):
+                print(r.line(), end="")
 
 ``AsyncLMClient`` offers the same methods as coroutines (streams as async iterators).
 Failed calls raise subclasses of :class:`RnnlmError` (``NotFound``, ``InvalidArgument``...);
@@ -19,7 +22,7 @@ Failed calls raise subclasses of :class:`RnnlmError` (``NotFound``, ``InvalidArg
 
 from __future__ import annotations
 
-from rnnlm.client._common import TLS
+from rnnlm.client._common import TLS, ScoreOptions
 from rnnlm.client.aio import AsyncLMClient
 from rnnlm.client.errors import (
     AlreadyExists,
@@ -37,6 +40,7 @@ from rnnlm.client.errors import (
     Unavailable,
     from_rpc_error,
 )
+from rnnlm.client.nbest import NBestEntry, NBestFormatError, Rescored, read_nbest
 from rnnlm.client.sync import LMClient
 from rnnlm.client.types import (
     Corpus,
@@ -68,10 +72,14 @@ __all__ = [
     "LMClient",
     "ModelInfo",
     "ModelVersion",
+    "NBestEntry",
+    "NBestFormatError",
     "NotFound",
     "PermissionDenied",
+    "Rescored",
     "ResourceExhausted",
     "RnnlmError",
+    "ScoreOptions",
     "ScoreResult",
     "SentenceScore",
     "TokenScore",
@@ -81,4 +89,5 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "from_rpc_error",
+    "read_nbest",
 ]

@@ -12,7 +12,12 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from rnnlm.client._files import MiB, UploadPlan, plan_upload  # noqa: F401 (for the clients)
+from rnnlm.client._files import (  # noqa: F401 (re-exported for the clients)
+    DownloadSink,
+    MiB,
+    UploadPlan,
+    plan_upload,
+)
 from rnnlm.client.types import Corpus, GeneratedSentence, GeneratedToken, enum_prefix
 from rnnlm.v1 import rnnlm_pb2 as pb
 
@@ -220,14 +225,14 @@ def train_request(
 # N-gram models (ARPA files)
 
 
-def arpa_upload(arpa: str | Path | bytes | Corpus) -> tuple[str | Path | bytes | None, str]:
-    """What to upload for ``arpa`` (None: it is an uploaded Corpus already) and its file
-    name, which the server records as the version's ``ngram_source``."""
-    if isinstance(arpa, Corpus):
-        return None, arpa.filename
-    if isinstance(arpa, (str, Path)):
-        return arpa, Path(arpa).name
-    return arpa, "model.arpa"
+#: An ARPA file: its path or bytes (uploaded first), or an uploaded Corpus.
+Arpa = str | Path | bytes | Corpus
+
+
+def arpa_filename(arpa: str | Path | bytes) -> str:
+    """The name an ARPA file is uploaded under: the server records it as the version's
+    ``ngram_source`` ("arpa:<name>")."""
+    return Path(arpa).name if isinstance(arpa, (str, Path)) else "model.arpa"
 
 
 def attach_request(
@@ -257,8 +262,14 @@ def _words(value: Sequence[str], what: str) -> pb.Words:
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    """How ScoreSentence scores; None leaves a field to the server's default. ``scorer`` is
-    "neural", "ngram" or "interpolated"; ``length_norm`` "none", "average" or "gnmt"."""
+    """How ScoreSentence scores; None leaves a field to the server's default.
+
+    ``scorer``: "neural", "ngram" or "interpolated" (default: interpolated when the model
+    has an n-gram part), with the network's ``neural_weight`` in [0, 1]. ``bos`` False
+    scores a fragment (its first word is context only); ``eos`` False leaves out the end of
+    the sentence. ``length_norm`` ("none", "average" or "gnmt", with ``length_alpha``)
+    sets ``rank_score``, which ``rank`` sorts by.
+    """
 
     scorer: str | None = None
     neural_weight: float | None = None

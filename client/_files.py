@@ -74,7 +74,6 @@ def plan_upload(
     return UploadPlan(header, None, path, chunk_bytes)
 
 
-
 class DownloadSink:
     """Where streamed bytes go: a binary file object (written as they come), or a path,
     written under a temporary name and renamed when the stream completed, so that a failed

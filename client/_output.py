@@ -97,23 +97,25 @@ def follow_job(
 
 def watch_and_report(client: LMClient, job_id: str, after: str | None = None) -> int:
     """Follow a job to its end; 0 when it published a model, 1 otherwise, 130 on Ctrl-C."""
-    _eprint(f"watching job {job_id} (Ctrl-C detaches; the job keeps running)")
+    eprint(f"watching job {job_id} (Ctrl-C detaches; the job keeps running)")
     try:
         job = follow_job(client, job_id, after_event_id=after)
     except KeyboardInterrupt:
-        _eprint(
+        eprint(
             f"detached; the job keeps running: rnnlm job {job_id} / "
             f"watch with: rnnlm watch {job_id}"
         )
         return 130
+    for warning in job.warnings:
+        eprint(f"warning: {warning}")
     if job.state in SUCCESS_JOB_STATES:
-        _eprint(f"model {job.model_id} version {job.model_version} is ready")
+        eprint(f"model {job.model_id} version {job.model_version} is ready")
         return 0
-    _eprint(f"job {job.job_id} is {job.state}" + (f": {job.error}" if job.error else ""))
+    eprint(f"job {job.job_id} is {job.state}" + (f": {job.error}" if job.error else ""))
     return 1
 
 
-def _eprint(*parts: Any) -> None:
+def eprint(*parts: Any) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
@@ -150,17 +152,24 @@ def to_pretty_json(obj: Any) -> str:
 
 
 def scores_table(
-    scores: Sequence[SentenceScore], sentences: Sequence[str], *, ranked: bool, tokens: bool
+    scores: Sequence[SentenceScore],
+    sentences: Sequence[str],
+    *,
+    ranked: bool,
+    tokens: bool,
+    rank_score: bool = False,
 ) -> str:
-    """Score rows (rank first when ranked); with ``tokens``, each sentence's per-token
-    log-probabilities below it."""
+    """Score rows (rank first when ranked; ``rank_score``, the length-normalised score,
+    after log10 p); with ``tokens``, each sentence's per-token log-probabilities below it."""
     headers = ["rank", "#"] if ranked else ["#"]
-    headers += ["log10 p", "ppl", "unk", "sentence"]
+    headers += ["log10 p", *(["rank score"] if rank_score else []), "ppl", "unk", "sentence"]
     out = []
     for r, s in enumerate(scores, 1):
         text = sentences[s.index] if 0 <= s.index < len(sentences) else " ".join(s.words)
         row = [r, s.index] if ranked else [s.index]
-        out.append([*row, f"{s.log10prob:.3f}", f"{s.perplexity:.1f}", len(s.unknown_words), text])
+        row.append(f"{s.log10prob:.3f}")
+        row += [f"{s.rank_score:.4f}"] if rank_score else []
+        out.append([*row, f"{s.perplexity:.1f}", len(s.unknown_words), text])
     rendered = table(headers, out, right=range(len(headers) - 1)).splitlines()
     if not tokens:
         return "\n".join(rendered)
@@ -168,10 +177,15 @@ def scores_table(
     for row_text, s in zip(rendered[1:], scores):
         lines.append(row_text)
         for t in s.tokens:
-            lines.append(
-                f"      {t.token:<20} ln p {t.logprob:8.3f}" + ("  unknown" if t.unknown else "")
-            )
+            order = f"  {t.ngram_order}-gram" if t.ngram_order else ""
+            unknown = "  unknown" if t.unknown else ""
+            lines.append(f"      {t.token:<20} ln p {t.logprob:8.3f}{order}{unknown}")
     return "\n".join(lines)
+
+
+def scorer_line(scorer: str, neural_weight: float | None) -> str:
+    weight = f" (neural weight {neural_weight:.4g})" if neural_weight is not None else ""
+    return f"scored by: {scorer}{weight}"
 
 
 def models_table(models: Sequence[ModelInfo]) -> str:

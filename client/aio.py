@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import grpc
 
 from rnnlm.client import _common as common
+from rnnlm.client._rescore import RescorePlan, rescore_async
 from rnnlm.client._retry import RetryPolicy, acall_with_retry, astream_with_retry
 from rnnlm.client.errors import from_rpc_error
+from rnnlm.client.nbest import Rescored
 from rnnlm.client.types import (
     Corpus,
     GeneratedSentence,
@@ -153,6 +156,7 @@ class AsyncLMClient:
         csv_column: str | None = None,
         paragraphs: str = "blank-line",
         request_id: str | None = None,
+        arpa: common.Arpa | None = None,
         **options: Any,
     ) -> TrainingJob:
         """Start a training job (see ``LMClient.train``)."""
@@ -165,6 +169,7 @@ class AsyncLMClient:
             paragraphs=paragraphs,
             request_id=request_id,
             options=options,
+            arpa_id=await self._arpa_id(arpa) if arpa is not None else "",
         )
         return TrainingJob.from_pb(await self._unary("Train", request))
 
@@ -212,49 +217,64 @@ class AsyncLMClient:
         *,
         rank: bool = False,
         omit_tokens: bool = False,
+        scorer: str | None = None,
+        neural_weight: float | None = None,
+        bos: bool | None = None,
+        eos: bool | None = None,
+        length_norm: str | None = None,
+        length_alpha: float | None = None,
     ) -> ScoreResult:
-        """Score sentences: a str is raw text, a list of str is words already tokenised."""
-        request = common.score_request(model_id, sentences, rank, omit_tokens)
+        """Score sentences (see ``LMClient.score``)."""
+        options = common.ScoreOptions(scorer, neural_weight, bos, eos, length_norm, length_alpha)
+        request = common.score_request(model_id, sentences, rank, omit_tokens, options)
         return ScoreResult.from_pb(await self._unary("ScoreSentence", request))
 
     async def rank(
-        self, model_id: str, candidates: Sequence[str | Sequence[str]], *, omit_tokens: bool = False
+        self, model_id: str, candidates: Sequence[str | Sequence[str]], **options: Any
     ) -> list[SentenceScore]:
-        """Candidates scored most probable first."""
-        result = await self.score(model_id, candidates, rank=True, omit_tokens=omit_tokens)
+        """Candidates best first by ``rank_score``; ``options`` as for :meth:`score`."""
+        result = await self.score(model_id, candidates, rank=True, **options)
         return list(result.scores)
 
-    async def generate(
+    async def rescore(
         self,
+        nbest: Any,
         model_id: str,
-        prompt: str | Sequence[str] | None = None,
         *,
-        num_sentences: int = 1,
-        min_tokens: int = 0,
-        max_tokens: int = 0,
-        temperature: float | None = None,
-        top_k: int = 0,
-        top_p: float | None = None,
-        seed: int | None = None,
-        method: str | None = None,
-        beam_width: int = 0,
+        feature: str = "RNNLM0",
+        weight: float | None = None,
+        log10: bool = False,
+        format: str = "auto",
+        scorer: str | None = None,
+        neural_weight: float | None = None,
+        bos: bool | None = None,
+        eos: bool | None = None,
+        batch_size: int = 256,
+        max_in_flight: int = 4,
+    ) -> list[Rescored]:
+        """Add the model's score to each line of an n-best list (see ``LMClient.rescore``);
+        up to ``max_in_flight`` requests run concurrently on the event loop."""
+        plan = RescorePlan.create(
+            model_id, feature=feature, weight=weight, log10=log10, format=format,
+            scorer=scorer, neural_weight=neural_weight, bos=bos, eos=eos,
+            batch_size=batch_size, max_in_flight=max_in_flight,
+        )  # fmt: skip
+        return [r async for r in rescore_async(plan, nbest, partial(self._unary, "ScoreSentence"))]
+
+    def rescore_stream(self, nbest: Any, model_id: str, **options: Any) -> AsyncIterator[Rescored]:
+        """:meth:`rescore` as an async iterator (options as for it). ``nbest`` is read on the
+        event loop: pass a file only where its reads are quick (a local disk)."""
+        plan = RescorePlan.create(model_id, **options)
+        return rescore_async(plan, nbest, partial(self._unary, "ScoreSentence"))
+
+    async def generate(
+        self, model_id: str, prompt: str | Sequence[str] | None = None, **options: Any
     ) -> list[GeneratedSentence]:
-        """Generate whole sentences within the client's timeout."""
+        """Generate whole sentences within the client's timeout (options as for
+        :meth:`generate_stream`)."""
         collector = common.SentenceCollector()
-        async for token in self.generate_stream(
-            model_id,
-            prompt,
-            num_sentences=num_sentences,
-            min_tokens=min_tokens,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            method=method,
-            beam_width=beam_width,
-            timeout=self.timeout,
-        ):
+        stream = self.generate_stream(model_id, prompt, timeout=self.timeout, **options)
+        async for token in stream:
             collector.add(token)
         return collector.sentences()
 
@@ -308,6 +328,35 @@ class AsyncLMClient:
         """Delete a model and all its versions; returns how many versions were removed."""
         request = pb.DeleteModelRequest(model_id=model_id)
         return (await self._unary("DeleteModel", request, idempotent=False)).versions_deleted
+
+    # -- n-gram models ----------------------------------------------------------------------
+
+    async def attach_ngram(
+        self, model_id: str, arpa: common.Arpa, *, neural_weight=None, timeout=None
+    ) -> ModelInfo:
+        """Upload an ARPA file and make it the model's n-gram part in a new version (see
+        ``LMClient.attach_ngram``)."""
+        request = common.attach_request(model_id, await self._arpa_id(arpa), neural_weight)
+        msg = await self._unary("AttachNgramModel", request, timeout=timeout, idempotent=False)
+        return ModelInfo.from_pb(msg)
+
+    async def export_arpa(
+        self, model_id: str, out: str | Path | BinaryIO, *, version: int = 0, timeout=None
+    ) -> int:
+        """Write a version's n-gram part as an ARPA file (see ``LMClient.export_arpa``)."""
+        request = pb.ExportArpaRequest(model_id=model_id, version=version)
+        chunks = self._stream(
+            "ExportArpa", lambda _: request, lambda m: m.data, resumable=False, timeout=timeout
+        )
+        with common.DownloadSink(out) as sink:
+            async for data in chunks:
+                await asyncio.to_thread(sink.write, data)
+        return sink.size
+
+    async def _arpa_id(self, arpa: common.Arpa) -> str:
+        if isinstance(arpa, Corpus):
+            return arpa.corpus_id
+        return (await self.upload_corpus(arpa, filename=common.arpa_filename(arpa))).corpus_id
 
     # -- operations -------------------------------------------------------------------------
 

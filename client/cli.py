@@ -3,6 +3,7 @@
     rnnlm train news corpus.txt --cell gru --hidden-size 256 --epochs 5
     rnnlm rank news "the cat sat on the mat ." "mat the on sat cat the ."
     rnnlm generate news -n 3 --seed 1
+    rnnlm rescore news nbest.txt -o rescored.txt   # add RNNLM0= to a Moses n-best list
     rnnlm serve --help              # start a server (needs the rnnlm[server] extra)
     rnnlm demo                      # a server, training, ranking and generation in one go
     rnnlm health --wait 30          # exit 0 once the server answers SERVING
@@ -22,8 +23,11 @@ from contextlib import closing
 from typing import Any
 
 from rnnlm.client import _output as out
+from rnnlm.client import cli_scoring as scoring
 from rnnlm.client._common import DEFAULT_TARGET, TLS, option_type, parse_option
+from rnnlm.client._output import eprint
 from rnnlm.client.errors import RnnlmError
+from rnnlm.client.nbest import NBestFormatError
 from rnnlm.client.sync import LMClient
 
 # Training options with a flag of their own; any other field goes through --option k=v.
@@ -39,13 +43,11 @@ TRAIN_FLAGS = {
     "learning_rate": "initial learning rate",
     "optimizer": "sgd, rmsprop or adam",
     "seed": "seed for the split, weights and batch order",
+    "words": "nltk (default) or whitespace (pre-tokenised text, as MT pipelines write it)",
+    "ngram_order": "order of the built-in Kneser-Ney n-gram part, 1-6 (default 4; 0: none)",
     "device": "auto, cpu, cuda or cuda:N",
     "checkpoint_every": "steps between checkpoints",
 }
-
-
-def eprint(*parts: Any) -> None:
-    print(*parts, file=sys.stderr, flush=True)
 
 
 # -- commands: each takes the parsed arguments and a client, and returns the exit code ---
@@ -69,8 +71,11 @@ def cmd_train(args: argparse.Namespace, client: LMClient) -> int:
         format=args.format,
         csv_column=args.csv_column,
         paragraphs=args.paragraphs,
+        arpa=args.arpa,
         **options,
     )
+    for warning in job.warnings if args.detach else ():  # watching shows them at the end
+        eprint(f"warning: {warning}")
     print(job.job_id, flush=True)  # on stdout, for scripts: JOB=$(rnnlm train --detach ...)
     return 0 if args.detach else out.watch_and_report(client, job.job_id)
 
@@ -104,35 +109,6 @@ def cmd_resume(args: argparse.Namespace, client: LMClient) -> int:
     job = client.resume(args.job_id, args.epochs)
     print(f"{job.job_id} {job.state}", flush=True)
     return out.watch_and_report(client, job.job_id) if args.watch else 0
-
-
-def _read_sentences(args: argparse.Namespace) -> list[str]:
-    if args.sentences:
-        return list(args.sentences)
-    if args.file and args.file != "-":
-        with open(args.file, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    else:
-        if sys.stdin.isatty():
-            eprint("reading sentences from stdin, one per line (Ctrl-D ends)")
-        lines = sys.stdin.read().splitlines()
-    sentences = [line.strip() for line in lines if line.strip()]
-    if not sentences:
-        raise ValueError("no sentences given (as arguments, with --file, or on stdin)")
-    return sentences
-
-
-def cmd_score(args: argparse.Namespace, client: LMClient) -> int:
-    sentences = _read_sentences(args)
-    ranked = args.command == "rank"
-    result = client.score(args.model, sentences, rank=ranked, omit_tokens=not args.tokens)
-    if args.json:
-        for r, s in enumerate(result.scores, 1):
-            extra = {"rank": r} if ranked else {}
-            print(out.to_json(s, **extra, sentence=sentences[s.index]))
-    else:
-        print(out.scores_table(result.scores, sentences, ranked=ranked, tokens=args.tokens))
-    return 0
 
 
 def cmd_generate(args: argparse.Namespace, client: LMClient) -> int:
@@ -259,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Callable, text: str, **kw: Any) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=text, description=text, **kw)
+        p = sub.add_parser(name, help=text, **{"description": text, **kw})
         if name not in ("serve", "demo"):
             _global_options(p, top=False)
         p.set_defaults(func=func)
@@ -285,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="any other ModelConfig/TrainingOptions field, e.g. --option patience=0",
     )
+    p.add_argument("--arpa", metavar="FILE", help="an ARPA file as the n-gram part (uploaded)")
     p.add_argument("--detach", action="store_true", help="print the job id and return")
 
     p = command("jobs", cmd_jobs, "list training jobs, newest first")
@@ -301,16 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=0, help="raise the total epochs")
     p.add_argument("--watch", action="store_true", help="follow the job")
 
-    for name, text in (
-        ("score", "score sentences: log10 p, perplexity, unknown words"),
-        ("rank", "rank candidate sentences, most probable first"),
-    ):
-        p = command(name, cmd_score, text)
-        p.add_argument("model")
-        p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="default: stdin lines")
-        p.add_argument("--file", help="read sentences from this file, one per line")
-        p.add_argument("--json", action="store_true", help="one JSON object per line")
-        p.add_argument("--tokens", action="store_true", help="per-token log-probabilities too")
+    scoring.add_commands(command)
 
     p = command("generate", cmd_generate, "generate sentences, printed as they stream")
     p.add_argument("model")
@@ -375,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args, client)
     except RnnlmError as err:
         eprint(f"error: {err.details} ({err.code.name})")
+        return 1
+    except NBestFormatError as err:  # bad input data, not a bad command line
+        eprint(f"error: {err}")
         return 1
     except (TypeError, ValueError) as err:  # a bad option or argument, found before any call
         if os.environ.get("RNNLM_DEBUG"):

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import grpc
 
 from rnnlm.client import _common as common
+from rnnlm.client._rescore import RescorePlan, rescore_sync
 from rnnlm.client._retry import RetryPolicy, call_with_retry, stream_with_retry
 from rnnlm.client.errors import from_rpc_error
+from rnnlm.client.nbest import Rescored
 from rnnlm.client.types import (
     Corpus,
     GeneratedSentence,
@@ -156,6 +159,7 @@ class LMClient:
         csv_column: str | None = None,
         paragraphs: str = "blank-line",
         request_id: str | None = None,
+        arpa: common.Arpa | None = None,
         **options: Any,
     ) -> TrainingJob:
         """Start training ``model_id`` on an uploaded ``corpus`` (or its id) or on a file
@@ -164,7 +168,8 @@ class LMClient:
         ``options`` are the fields of ModelConfig and TrainingOptions, e.g. ``cell="gru",
         hidden_size=256, epochs=5``; ``clip=None``/``patience=None`` disable them. The
         ``request_id`` (a fresh one by default) makes retrying safe: the server returns the
-        job the first attempt started.
+        job the first attempt started. ``arpa`` (an ARPA file's path or bytes, uploaded
+        first, or an uploaded Corpus) is the n-gram part, instead of the built-in one.
         """
         request = common.train_request(
             model_id,
@@ -175,6 +180,7 @@ class LMClient:
             paragraphs=paragraphs,
             request_id=request_id,
             options=options,
+            arpa_id=self._arpa_id(arpa) if arpa is not None else "",
         )
         return TrainingJob.from_pb(self._unary("Train", request))
 
@@ -193,9 +199,8 @@ class LMClient:
 
     def job(self, job_id: str) -> TrainingJob:
         """One training job."""
-        return TrainingJob.from_pb(
-            self._unary("GetTrainingJob", pb.GetTrainingJobRequest(job_id=job_id))
-        )
+        request = pb.GetTrainingJobRequest(job_id=job_id)
+        return TrainingJob.from_pb(self._unary("GetTrainingJob", request))
 
     def jobs(self, model_id: str | None = None, limit: int = 0) -> list[TrainingJob]:
         """Training jobs, newest first, of one model or all (``limit`` 0: the server's 100)."""
@@ -222,49 +227,70 @@ class LMClient:
         *,
         rank: bool = False,
         omit_tokens: bool = False,
+        scorer: str | None = None,
+        neural_weight: float | None = None,
+        bos: bool | None = None,
+        eos: bool | None = None,
+        length_norm: str | None = None,
+        length_alpha: float | None = None,
     ) -> ScoreResult:
-        """Score sentences: a str is raw text, a list of str is words already tokenised."""
-        request = common.score_request(model_id, sentences, rank, omit_tokens)
+        """Score sentences: a str is raw text, a list of str is words already tokenised.
+        ``scorer``, ``neural_weight``, ``bos``, ``eos``, ``length_norm`` and ``length_alpha``
+        are described at :class:`ScoreOptions`; None leaves them to the server."""
+        options = common.ScoreOptions(scorer, neural_weight, bos, eos, length_norm, length_alpha)
+        request = common.score_request(model_id, sentences, rank, omit_tokens, options)
         return ScoreResult.from_pb(self._unary("ScoreSentence", request))
 
     def rank(
-        self, model_id: str, candidates: Sequence[str | Sequence[str]], *, omit_tokens: bool = False
+        self, model_id: str, candidates: Sequence[str | Sequence[str]], **options: Any
     ) -> list[SentenceScore]:
-        """Candidates scored most probable first (``index`` says which input each was)."""
-        return list(self.score(model_id, candidates, rank=True, omit_tokens=omit_tokens).scores)
+        """Candidates best first by ``rank_score`` (``index`` says which input each was);
+        ``options`` as for :meth:`score`."""
+        return list(self.score(model_id, candidates, rank=True, **options).scores)
+
+    def rescore(
+        self,
+        nbest: Any,
+        model_id: str,
+        *,
+        feature: str = "RNNLM0",
+        weight: float | None = None,
+        log10: bool = False,
+        format: str = "auto",
+        scorer: str | None = None,
+        neural_weight: float | None = None,
+        bos: bool | None = None,
+        eos: bool | None = None,
+        batch_size: int = 256,
+        max_in_flight: int = 4,
+    ) -> list[Rescored]:
+        """Add the model's score, ln p (``log10``: log10 p), as ``feature`` to each line of
+        an n-best list: parsed entries (:mod:`rnnlm.client.nbest`), lines (str, or bytes
+        from a binary file) or the whole text, in ``format`` "auto", "moses" or "plain".
+        With ``weight`` each group (same id) is re-ranked by ``total + weight * value``.
+        Any length: ``batch_size`` hypotheses a request, ``max_in_flight`` at a time.
+        ``Rescored.line()`` is the output line; score options as for :meth:`score`."""
+        plan = RescorePlan.create(
+            model_id, feature=feature, weight=weight, log10=log10, format=format,
+            scorer=scorer, neural_weight=neural_weight, bos=bos, eos=eos,
+            batch_size=batch_size, max_in_flight=max_in_flight,
+        )  # fmt: skip
+        return list(rescore_sync(plan, nbest, partial(self._unary, "ScoreSentence")))
+
+    def rescore_stream(self, nbest: Any, model_id: str, **options: Any) -> Iterator[Rescored]:
+        """:meth:`rescore` as an iterator, for lists too long to hold: entries are read,
+        sent and yielded as they go (a group is held until it is complete)."""
+        plan = RescorePlan.create(model_id, **options)
+        return rescore_sync(plan, nbest, partial(self._unary, "ScoreSentence"))
 
     def generate(
-        self,
-        model_id: str,
-        prompt: str | Sequence[str] | None = None,
-        *,
-        num_sentences: int = 1,
-        min_tokens: int = 0,
-        max_tokens: int = 0,
-        temperature: float | None = None,
-        top_k: int = 0,
-        top_p: float | None = None,
-        seed: int | None = None,
-        method: str | None = None,
-        beam_width: int = 0,
+        self, model_id: str, prompt: str | Sequence[str] | None = None, **options: Any
     ) -> list[GeneratedSentence]:
         """Generate whole sentences (the stream collected, within the client's timeout);
-        see :meth:`generate_stream` for the options."""
+        ``options`` as for :meth:`generate_stream`."""
         collector = common.SentenceCollector()
-        for token in self.generate_stream(
-            model_id,
-            prompt,
-            num_sentences=num_sentences,
-            min_tokens=min_tokens,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            method=method,
-            beam_width=beam_width,
-            timeout=self.timeout,
-        ):
+        stream = self.generate_stream(model_id, prompt, timeout=self.timeout, **options)
+        for token in stream:
             collector.add(token)
         return collector.sentences()
 
@@ -310,9 +336,8 @@ class LMClient:
 
     def models(self) -> list[ModelInfo]:
         """Every model in the store."""
-        return [
-            ModelInfo.from_pb(m) for m in self._unary("ListModels", pb.ListModelsRequest()).models
-        ]
+        response = self._unary("ListModels", pb.ListModelsRequest())
+        return [ModelInfo.from_pb(m) for m in response.models]
 
     def model(self, model_id: str, include_vocabulary: bool = False) -> ModelInfo:
         """One model; with ``include_vocabulary`` its words by id too."""
@@ -324,6 +349,38 @@ class LMClient:
         request = pb.DeleteModelRequest(model_id=model_id)
         return self._unary("DeleteModel", request, idempotent=False).versions_deleted
 
+    # -- n-gram models ----------------------------------------------------------------------
+
+    def attach_ngram(
+        self, model_id: str, arpa: common.Arpa, *, neural_weight=None, timeout=None
+    ) -> ModelInfo:
+        """Upload an ARPA file (path or bytes; or an uploaded Corpus) and publish a new
+        version of the model with it as the n-gram part; ``neural_weight`` None: tuned on
+        the model's held-out sentences. No deadline unless ``timeout`` is given."""
+        request = common.attach_request(model_id, self._arpa_id(arpa), neural_weight)
+        # Not retried: a lost reply after success would publish a second version.
+        msg = self._unary("AttachNgramModel", request, timeout=timeout, idempotent=False)
+        return ModelInfo.from_pb(msg)
+
+    def export_arpa(
+        self, model_id: str, out: str | Path | BinaryIO, *, version: int = 0, timeout=None
+    ) -> int:
+        """Write a version's n-gram part (0: the current one) as an ARPA file to ``out``,
+        a path (complete or absent, never half written) or a binary file; returns bytes."""
+        request = pb.ExportArpaRequest(model_id=model_id, version=version)
+        chunks = self._stream(
+            "ExportArpa", lambda _: request, lambda m: m.data, resumable=False, timeout=timeout
+        )
+        with common.DownloadSink(out) as sink:
+            for data in chunks:
+                sink.write(data)
+        return sink.size
+
+    def _arpa_id(self, arpa: common.Arpa) -> str:
+        if isinstance(arpa, Corpus):
+            return arpa.corpus_id
+        return self.upload_corpus(arpa, filename=common.arpa_filename(arpa)).corpus_id
+
     # -- operations -------------------------------------------------------------------------
 
     def health(self, service: str = "", timeout: float | None = None) -> str:
@@ -334,9 +391,8 @@ class LMClient:
 
         stub = health_pb2_grpc.HealthStub(self._channel)
         deadline = self.timeout if timeout is None else timeout
+        request = common.health_request(service)
         try:
-            return common.health_status(
-                stub.Check(common.health_request(service), timeout=deadline)
-            )
+            return common.health_status(stub.Check(request, timeout=deadline))
         except grpc.RpcError as err:
             raise from_rpc_error(err, "Health.Check") from err

@@ -166,6 +166,7 @@ class TrainingJob:
     checkpoint_step: int
     model_version: int
     server_id: str
+    warnings: tuple[str, ...] = ()  # things about the corpus worth knowing
 
     @property
     def done(self) -> bool:
@@ -181,16 +182,19 @@ class TrainingJob:
             model_config=_set_fields(msg.model),
             training=_set_fields(msg.training),
             progress=TrainingProgress.from_pb(msg.progress),
+            warnings=tuple(msg.warnings),
         )
 
 
 @dataclass(frozen=True)
 class TokenScore:
-    """ln p(token | preceding tokens); ``unknown``: scored as UNKNOWN_TOKEN."""
+    """ln p(token | preceding tokens); ``unknown``: scored as UNKNOWN_TOKEN;
+    ``ngram_order``: the longest n-gram that matched (0 for the neural scorer)."""
 
     token: str
     logprob: float
     unknown: bool
+    ngram_order: int = 0
 
     @classmethod
     def from_pb(cls, msg: pb.TokenScore) -> TokenScore:
@@ -199,7 +203,8 @@ class TokenScore:
 
 @dataclass(frozen=True)
 class SentenceScore:
-    """One sentence's score; ``index`` is its position in the request."""
+    """One sentence's score; ``index`` is its position in the request; ``rank_score`` is
+    what rank sorts by: ``logprob``, normalised for length as the request asked."""
 
     index: int
     words: tuple[str, ...]
@@ -208,30 +213,44 @@ class SentenceScore:
     perplexity: float
     tokens: tuple[TokenScore, ...]
     unknown_words: tuple[str, ...]
+    rank_score: float = 0.0
 
     @classmethod
     def from_pb(cls, msg: pb.SentenceScore) -> SentenceScore:
+        # A normalised score is 0 only when logprob is; so 0 means a server that predates
+        # rank_score, which ranked by logprob.
+        rank_score = msg.rank_score if msg.rank_score != 0.0 else msg.logprob
         return _same_names(
             cls,
             msg,
             words=tuple(msg.words),
             tokens=tuple(TokenScore.from_pb(t) for t in msg.tokens),
             unknown_words=tuple(msg.unknown_words),
+            rank_score=rank_score,
         )
 
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """The scores of one request, in input order or best first (``rank=True``)."""
+    """The scores of one request, in input order or best first (``rank=True``). ``scorer``
+    is "neural", "ngram" or "interpolated" (None from a server that does not say), and
+    ``neural_weight`` the network's weight when it was "interpolated"."""
 
     model_id: str
     model_version: int
     scores: tuple[SentenceScore, ...]
+    scorer: str | None = None
+    neural_weight: float | None = None
 
     @classmethod
     def from_pb(cls, msg: pb.ScoreSentenceResponse) -> ScoreResult:
+        scorer = enum_name(pb.Scorer, msg.scorer) if msg.scorer else None
         return cls(
-            msg.model_id, msg.model_version, tuple(SentenceScore.from_pb(s) for s in msg.scores)
+            msg.model_id,
+            msg.model_version,
+            tuple(SentenceScore.from_pb(s) for s in msg.scores),
+            scorer,
+            msg.neural_weight if scorer == "interpolated" else None,
         )
 
 
@@ -302,10 +321,18 @@ class ModelVersion:
     epochs_trained: int
     train_loss: float
     valid_perplexity: float | None
+    # The n-gram part: its order (0: none), where it came from ("built-in", "arpa:<file>"),
+    # the network's interpolation weight and the validation perplexities.
+    ngram_order: int = 0
+    ngram_source: str = ""
+    neural_weight: float = 1.0
+    ngram_valid_perplexity: float | None = None
+    interpolated_valid_perplexity: float | None = None
 
     @classmethod
     def from_pb(cls, msg: pb.ModelVersion) -> ModelVersion:
-        return _same_names(cls, msg)
+        # Without an n-gram part the network is the whole model (older servers send 0).
+        return _same_names(cls, msg, neural_weight=msg.neural_weight if msg.ngram_order else 1.0)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ written <unk>, <s>, </s>, as KenLM and SRILM spell them.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import re
 from collections.abc import Iterable, Iterator
@@ -110,6 +112,23 @@ class _Lines:
             raise self.error(repr(literal))
         self.advance()
 
+    def take(self, count: int, what: str) -> tuple[list[str], list[int]]:
+        """The next ``count`` non-blank lines, none of them a section header; their numbers.
+        One tight loop: sections hold most of a file's lines."""
+        rows, numbers = [], []
+        text, number = self.text, self.number
+        while len(rows) < count:
+            if text is None or text.startswith("\\"):
+                self.text, self.number = text, number
+                raise self.error(f"{what} {len(rows) + 1} of {count} (the count in \\data\\)")
+            if text:
+                rows.append(text)
+                numbers.append(number)
+            number, raw = next(self._it, (number + 1, None))
+            text = raw if raw is None else raw.strip()
+        self.text, self.number = text, number
+        return rows, numbers
+
 
 _COUNT = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)")
 
@@ -132,43 +151,55 @@ def _read_counts(lines: _Lines, max_order: int) -> list[int]:
     return counts
 
 
-def _number(lines: _Lines, field: str, what: str) -> float:
+def _numbers(fields: list[str], numbers: list[int], what: str, finite: bool) -> np.ndarray:
+    """log10 values -> ln, shape (n,); a bad one is a ValueError naming its line."""
     try:
-        value = float(field)
+        values = np.array(fields, dtype=np.float64)
     except ValueError:
-        value = math.nan
-    if math.isnan(value) or value > 0:
-        raise ValueError(f"line {lines.number}: expected a {what} <= 0, got {_quote(field)}")
-    return value
+        values = np.array([_float_or_nan(f) for f in fields])
+    bad = np.isnan(values) | (values > 0) | (~np.isfinite(values) if finite else False)
+    if bad.any():
+        i = int(np.argmax(bad))
+        limit = "a finite" if finite else "a"
+        raise ValueError(
+            f"line {numbers[i]}: expected {limit} {what} <= 0, got {_quote(fields[i])}"
+        )
+    return values * LN10
+
+
+def _float_or_nan(field: str) -> float:
+    try:
+        return float(field)
+    except ValueError:
+        return math.nan
 
 
 def _read_section(lines: _Lines, k: int, count: int, highest: bool):
-    """The n-grams of order k as (words, log10 p, log10 backoff, line numbers)."""
+    """The n-grams of order k as (word lists, ln p, ln backoff, line numbers)."""
     lines.expect(f"\\{k}-grams:")
-    layout = " ".join(["log10prob", *(f"w{i}" for i in range(1, k + 1))])
-    fields_ok = (k + 1,) if highest else (k + 1, k + 2)
-    if highest:
-        expected = f"{k + 1} fields '{layout}'"
-    else:
-        expected = f"{k + 1} or {k + 2} fields '{layout} [backoff]'"
-    grams, probs, bows, numbers = [], [], [], []
-    for i in range(count):
-        lines.skip_blank()
-        if lines.text is None or lines.text.startswith("\\"):
-            raise lines.error(f"{k}-gram {i + 1} of {count} (the count in \\data\\)")
-        fields = lines.text.split()
-        if len(fields) not in fields_ok:
-            raise ValueError(
-                f"line {lines.number}: expected {expected}, got {len(fields)}: {_quote(lines.text)}"
-            )
-        probs.append(_number(lines, fields[0], "log10 probability"))
-        bows.append(_number(lines, fields[k + 1], "log10 backoff") if len(fields) > k + 1 else 0.0)
-        if math.isinf(bows[-1]):
-            raise ValueError(f"line {lines.number}: a backoff must be finite")
-        grams.append(fields[1 : k + 1])
-        numbers.append(lines.number)
-        lines.advance()
-    return grams, np.array(probs) * LN10, np.array(bows) * LN10, np.array(numbers, dtype=int)
+    rows, numbers = lines.take(count, f"{k}-gram")
+    fields = [row.split() for row in rows]
+    width = np.array([len(f) for f in fields], dtype=np.int64)  # (n,)
+    bad = (width != k + 1) if highest else ((width < k + 1) | (width > k + 2))
+    if bad.any():
+        i = int(np.argmax(bad))
+        layout = " ".join(["log10prob", *(f"w{j}" for j in range(1, k + 1))])
+        want = f"{k + 1} fields '{layout}'"
+        if not highest:
+            want = f"{k + 1} or {k + 2} fields '{layout} [backoff]'"
+        raise ValueError(f"line {numbers[i]}: expected {want}, got {width[i]}: {_quote(rows[i])}")
+    probs = _numbers([f[0] for f in fields], numbers, "log10 probability", finite=False)
+    bows = np.zeros(len(fields))
+    with_bow = np.flatnonzero(width == k + 2)
+    if with_bow.size:
+        bows[with_bow] = _numbers(
+            [fields[i][k + 1] for i in with_bow],
+            [numbers[i] for i in with_bow],
+            "log10 backoff",
+            finite=True,
+        )
+    grams = [f[1 : k + 1] for f in fields]
+    return grams, probs, bows, np.array(numbers, dtype=np.int64)
 
 
 def _unigram_vocab(lines: _Lines, grams, numbers) -> tuple[list[str], dict[str, int], list[int]]:
@@ -217,8 +248,26 @@ def _keys(ids: np.ndarray, keys: list, size: int, numbers: np.ndarray) -> np.nda
     return index * size + ids[:, -1]
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Parsing makes a list per line, all kept: the cyclic collector would scan them again
+    and again for nothing (it doubles the reading time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def read(lines: Iterable[str] | TextIO, *, max_order: int = 6):
     """Parse an ARPA file into (order, vocab, keys, logp, backoff) (see the module doc)."""
+    with _gc_paused():
+        return _read(lines, max_order)
+
+
+def _read(lines: Iterable[str], max_order: int):
     src = _Lines(lines)
     src.expect("\\data\\")
     counts = _read_counts(src, max_order)

@@ -1,6 +1,6 @@
 """An interpolated modified Kneser-Ney n-gram model (Chen & Goodman 1998), in NumPy.
 
-Estimation follows KenLM's lmplz: the highest order is estimated on raw counts, lower
+Estimation is that of KenLM's lmplz: the highest order is estimated on raw counts, lower
 orders on continuation counts (how many distinct words precede the n-gram), except that
 n-grams starting with SENTENCE_START keep their raw counts (nothing can precede them), and
 the unigram level is interpolated with the uniform distribution over the vocabulary
@@ -65,16 +65,19 @@ def _discount_of(counts: np.ndarray, d: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], d])[np.minimum(counts, 3)]
 
 
-def _check_sequences(sequences: Iterable[np.ndarray], vocab_size: int) -> list[np.ndarray]:
-    checked = []
-    for i, seq in enumerate(sequences):
-        seq = np.asarray(seq, dtype=np.int64)
+def _flatten(sequences: Iterable[np.ndarray], vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """All sequences end to end, shape (T,), and their lengths, shape (S,); checks the ids."""
+    seqs = [np.asarray(s, dtype=np.int64) for s in sequences]
+    for i, seq in enumerate(seqs):
         if seq.ndim != 1:
             raise ValueError(f"sequence {i} has shape {seq.shape}; expected 1-D word ids")
-        if seq.size and (seq.min() < 0 or seq.max() >= vocab_size):
-            raise ValueError(f"sequence {i} has ids outside [0, {vocab_size}) of the vocabulary")
-        checked.append(seq)
-    return checked
+    lengths = np.array([s.size for s in seqs], dtype=np.int64)
+    flat = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+    bad = np.flatnonzero((flat < 0) | (flat >= vocab_size))
+    if bad.size:
+        i = np.searchsorted(np.cumsum(lengths), bad[0], side="right")
+        raise ValueError(f"sequence {i} has id {flat[bad[0]]}, outside [0, {vocab_size})")
+    return flat, lengths
 
 
 @dataclass
@@ -135,7 +138,7 @@ def _estimate(levels: list[_Counts], vocab_size: int, order: int):
     total = a1.sum()
     if total > 0:
         prob = (a1 - _discount_of(a1, d)) / total
-        gamma = (_discount_of(a1, d)).sum() / total
+        gamma = _discount_of(a1, d).sum() / total
     else:  # no words at all: the uniform distribution
         prob, gamma = np.zeros(vocab_size), 1.0
     prob = prob + gamma / (vocab_size - 1)
@@ -188,19 +191,21 @@ class NgramModel:
         cls, sequences: Iterable[np.ndarray], vocab: list[str], order: int = 4
     ) -> NgramModel:
         """Estimate from framed id sequences ``[SENTENCE_START, w1 .. wn, SENTENCE_END]``."""
-        _check_order(order, MAX_ORDER)
-        if tuple(vocab[:3]) != SPECIAL_TOKENS:
-            raise ValueError(f"a vocabulary starts with {', '.join(SPECIAL_TOKENS)}")
-        seqs = [s for s in _check_sequences(sequences, len(vocab)) if s.size]
-        for i, s in enumerate(seqs):
-            # Continuation counts assume every n-gram but the first has a word before it.
-            if s[0] != START_ID or np.any(s[1:] == START_ID):
-                raise ValueError(
-                    f"sequence {i} must start with SENTENCE_START ({START_ID}) and hold it "
-                    "nowhere else; frame sentences first"
-                )
-        lengths = np.array([s.size for s in seqs], dtype=np.int64)
-        flat = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+        _check_order(order, vocab)
+        flat, lengths = _flatten(sequences, len(vocab))
+        # Continuation counts assume that every n-gram not starting a sequence has a word
+        # before it, and SENTENCE_START none.
+        starts = (np.cumsum(lengths) - lengths)[lengths > 0]
+        opened = np.zeros(flat.size, dtype=bool)
+        opened[starts] = True
+        wrong = np.flatnonzero(opened != (flat == START_ID))
+        if wrong.size:
+            i = np.searchsorted(np.cumsum(lengths), wrong[0], side="right")
+            raise ValueError(
+                f"sequence {i} must start with SENTENCE_START ({START_ID}) and hold it "
+                "nowhere else; frame sentences first"
+            )
+        lengths = lengths[lengths > 0]
         seq_end = np.repeat(np.cumsum(lengths), lengths)  # (T,)
         levels = _count(flat, seq_end, len(vocab), order)
         return cls(order, vocab, *_estimate(levels, len(vocab), order))
@@ -218,11 +223,9 @@ class NgramModel:
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """For each sequence s: ln p(s[t] | s[:t]) for t >= 1, shape (len(s)-1,), and the
         order of the longest stored n-gram that matched each target (as KenLM reports)."""
-        seqs = _check_sequences(sequences, len(self.vocab))
-        if not seqs:
+        flat, lengths = _flatten(sequences, len(self.vocab))
+        if not lengths.size:
             return [], []
-        lengths = np.array([s.size for s in seqs], dtype=np.int64)
-        flat = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
         pos = np.arange(flat.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # (T,)
         logp, matched = self._score_flat(flat, pos)
         keep = pos >= 1  # s[0] of each sequence is context only
@@ -270,7 +273,7 @@ class NgramModel:
     @classmethod
     def from_tensors(cls, tensors: dict[str, np.ndarray], vocab: list[str], order: int):
         """Inverse of ``to_tensors``; checks names, shapes and dtypes (ValueError)."""
-        _check_order(order, MAX_ORDER)
+        _check_order(order, vocab)
         keys, logp, backoff = [None, None], [None], [None]
         n_prev = len(vocab)
         for k in range(1, order + 1):
@@ -306,9 +309,11 @@ def _shift(end: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_order(order: int, max_order: int) -> None:
-    if not 1 <= order <= max_order:
-        raise ValueError(f"n-gram order must be 1..{max_order}, got {order}")
+def _check_order(order: int, vocab: list[str]) -> None:
+    if not 1 <= order <= MAX_ORDER:
+        raise ValueError(f"n-gram order must be 1..{MAX_ORDER}, got {order}")
+    if tuple(vocab[:3]) != SPECIAL_TOKENS:
+        raise ValueError(f"an n-gram vocabulary starts with {', '.join(SPECIAL_TOKENS)}")
 
 
 def _tensor(tensors: dict[str, np.ndarray], name: str, dtype, size: int | None) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 from .batching import length_sorted_batches
 from .engines import Engine
 from .interpolation import NgramPart, check_neural_weight, check_scorer, mix
+from .prefix_tree import build_prefix_tree, score_prefix_tree
 from .text import Tokenizer
 from .vocab import SENTENCE_END, UNK_ID, Vocabulary
 
@@ -58,6 +59,9 @@ def sentence_words(tokenizer: Tokenizer, sentence: SentenceInput, position: int)
 
 NeuralScorer = Callable[[list[np.ndarray]], list[np.ndarray]]
 LENGTH_NORMS = ("none", "average", "gnmt")
+# Sequences per prefix tree: its memory grows with its nodes (an n-best list of 1,000
+# hypotheses of 20 words is ~20k nodes x hidden size floats, plus the output chunks).
+TREE_MAX_SEQUENCES = 2048
 DEFAULT_GNMT_ALPHA = 0.6
 
 
@@ -66,9 +70,24 @@ def neural_token_log_probs(
 ) -> list[np.ndarray]:
     """ln p of each target ``s[1:]`` of each framed sequence, in input order.
 
-    Length-sorted padded batches; independent of what else is in the call up to float32
-    rounding (about 1e-6).
+    Sequences that share prefixes (an n-best list) are scored as a prefix tree, each shared
+    prefix once; others in length-sorted padded batches. Either way a score is independent
+    of what else is in the call, up to float32 rounding (about 1e-6).
     """
+    logps: list[np.ndarray] = []
+    for start in range(0, len(sequences), TREE_MAX_SEQUENCES):
+        chunk = sequences[start : start + TREE_MAX_SEQUENCES]
+        tree = build_prefix_tree(chunk)
+        if tree.worthwhile:
+            logps.extend(score_prefix_tree(engine, tree))
+        else:
+            logps.extend(batched_token_log_probs(engine, chunk, batch_size))
+    return logps
+
+
+def batched_token_log_probs(
+    engine: Engine, sequences: Sequence[np.ndarray], batch_size: int
+) -> list[np.ndarray]:
     logps: list[np.ndarray] = [np.zeros(0)] * len(sequences)
     scorable = [i for i, ids in enumerate(sequences) if len(ids) >= 2]
     if scorable:

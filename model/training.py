@@ -105,6 +105,21 @@ def evaluate(
     return loss, tokens
 
 
+def plateau_reached(state: TrainingState, loss: float, config: TrainConfig) -> bool:
+    """Count an epoch's loss towards the learning-rate rule; True when the rate is due a
+    cut: ``lr_patience`` epochs in a row without beating the best loss by PLATEAU_THRESHOLD.
+    (Cutting it whenever the noisy validation loss rose, the tutorial's rule, starved
+    models with dropout of learning rate, and they under-fitted.)"""
+    if state.plateau_loss is None or loss < state.plateau_loss * (1 - PLATEAU_THRESHOLD):
+        state.plateau_loss, state.plateau_epochs = loss, 0
+        return False
+    state.plateau_epochs += 1
+    if state.plateau_epochs < config.lr_patience:
+        return False
+    state.plateau_epochs = 0  # the cut rate gets lr_patience epochs of its own
+    return True
+
+
 class _Trainer:
     """One training run; holds what the epoch loop and the callbacks share."""
 
@@ -199,7 +214,9 @@ class _Trainer:
         if self.valid_seqs:
             total, tokens = evaluate(self.engine, self.valid_seqs)
             valid_loss = total / tokens
-        self._reduce_lr_on_plateau(valid_loss if valid_loss is not None else train_loss)
+        if plateau_reached(state, valid_loss if valid_loss is not None else train_loss, cfg):
+            state.learning_rate *= cfg.lr_decay
+            self.engine.set_learning_rate(state.learning_rate)
         state.epoch += 1
         if valid_loss is not None:
             if state.best_valid_loss is None or valid_loss < state.best_valid_loss:
@@ -236,20 +253,6 @@ class _Trainer:
         tokens, seconds = self._epoch_work
         rate = tokens / seconds if seconds > 0 else 0.0
         self._emit("epoch", train_loss, rate, self._last_grad_norm, valid_loss)
-
-    def _reduce_lr_on_plateau(self, loss: float) -> None:
-        """Multiply the rate by lr_decay after lr_patience epochs without a new best loss.
-        (Cutting it whenever the noisy validation loss rose, the tutorial's rule, starved
-        models with dropout of learning rate, and they under-fitted.)"""
-        cfg, state = self.config, self.state
-        if state.plateau_loss is None or loss < state.plateau_loss * (1 - PLATEAU_THRESHOLD):
-            state.plateau_loss, state.plateau_epochs = loss, 0
-            return
-        state.plateau_epochs += 1
-        if state.plateau_epochs >= cfg.lr_patience:
-            state.learning_rate *= cfg.lr_decay
-            self.engine.set_learning_rate(state.learning_rate)
-            state.plateau_epochs = 0  # the new rate gets lr_patience epochs of its own
 
     def _emit(
         self,

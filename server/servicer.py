@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
+from rnnlm.model.interpolation import check_neural_weight
 from rnnlm.model.scoring import length_normalized, sentence_words
 from rnnlm.model.text import detokenize
 from rnnlm.model.vocab import SENTENCE_END
@@ -217,8 +218,10 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         check_model_id(request.model_id)
         if not request.arpa_id:
             raise InvalidArgument("arpa_id is required: upload the ARPA file with UploadCorpus")
+        weight = None
+        if request.HasField("neural_weight"):  # refused before any work is done
+            weight = check_neural_weight(request.neural_weight)
         ngram, source = self.corpora.load_arpa(request.arpa_id)
-        weight = request.neural_weight if request.HasField("neural_weight") else None
         record = self.models.attach_ngram(request.model_id, ngram, source, weight)
         return convert.model_to_pb(record)
 

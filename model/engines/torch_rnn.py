@@ -15,9 +15,9 @@ from .torch_dropout import embedded_dropout, locked_dropout
 
 _CELL_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-# Output-layer rows per chunk when scoring a prefix tree: bounds the (rows, V) logits and
-# their logsumexp temporaries (2048 x 8000 float32 = 66 MB each).
-_TREE_CHUNK_ROWS = 2048
+# Output-layer rows per chunk when scoring a prefix tree: bounds the (rows, V) logits
+# (1024 x 8000 float32 = 33 MB); larger chunks were no faster on the CPU.
+_TREE_CHUNK_ROWS = 1024
 
 
 def resolve_device(device: str) -> torch.device:
@@ -29,6 +29,14 @@ def resolve_device(device: str) -> torch.device:
             f"device {device!r} was asked for but no CUDA GPU is visible; use 'auto' or 'cpu'"
         )
     return torch.device(device)
+
+
+def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the rows of (n, V) logits, (n,), overwriting them: torch.logsumexp
+    allocates a second (n, V) buffer and makes one more pass over memory, which cost a third
+    of the time of the decoder product itself."""
+    peak = logits.amax(dim=-1, keepdim=True)  # (n, 1)
+    return logits.sub_(peak).exp_().sum(dim=-1).log_().add_(peak[:, 0])
 
 
 class RNNModel(nn.Module):
@@ -122,8 +130,9 @@ class TorchRNNEngine:
         for rows, children, child_rows in tree_output_chunks(parents, _TREE_CHUNK_ROWS):
             logits = self.model.decoder(top[self._tensor(rows)])  # (n, V)
             kids, at = self._tensor(children), self._tensor(child_rows)  # (c,), (c,)
+            target = logits[at, ids[kids]]  # (c,), read before the logits are overwritten
             # As in token_log_probs: normalise in float32 and widen only the results.
-            out[kids] = (logits[at, ids[kids]] - logits.logsumexp(dim=-1)[at]).double()
+            out[kids] = (target - _logsumexp_(logits)[at]).double()
         return out.cpu().numpy()
 
     def _tree_hidden(self, ids: torch.Tensor, parents: np.ndarray) -> torch.Tensor:

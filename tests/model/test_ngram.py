@@ -12,37 +12,19 @@ import pytest
 from rnnlm.model.ngram import FALLBACK_DISCOUNTS, NgramModel, kn_discounts
 from rnnlm.model.vocab import START_ID, Vocabulary
 
-SENTENCES = """\
-the cat sat on the mat
-the dog sat on the rug
-a cat ran
-the dog ran under the mat
-a big dog sat
-the small cat sat on a mat
-the cat sat
-a dog ran on the rug
-the big cat ran under a rug
-the cat sat on the mat
-a small dog sat on the mat
-the dog sat
-the cat ran
-a red cat sat on the red mat
-the dog ran
-the big dog sat on the big rug
-a cat sat under the mat
-the cat and the dog sat
-the cat and the dog ran
-a dog and a cat sat on a rug
-the small dog ran under the rug
-the cat sat on the rug
-a cat sat on a mat
-the red dog sat
-the cat sat on the mat
-a big red dog ran
-the dog sat on the mat
-the cat ran under the rug
-a dog sat on a rug
-the mat and the rug""".splitlines()
+# 30 sentences over 15 words.
+CORPUS = (
+    "the cat sat on the mat | the dog sat on the rug | a cat ran | "
+    "the dog ran under the mat | a big dog sat | the small cat sat on a mat | the cat sat | "
+    "a dog ran on the rug | the big cat ran under a rug | the cat sat on the mat | "
+    "a small dog sat on the mat | the dog sat | the cat ran | a red cat sat on the red mat | "
+    "the dog ran | the big dog sat on the big rug | a cat sat under the mat | "
+    "the cat and the dog sat | the cat and the dog ran | a dog and a cat sat on a rug | "
+    "the small dog ran under the rug | the cat sat on the rug | a cat sat on a mat | "
+    "the red dog sat | the cat sat on the mat | a big red dog ran | the dog sat on the mat | "
+    "the cat ran under the rug | a dog sat on a rug | the mat and the rug"
+)
+SENTENCES = CORPUS.split(" | ")
 
 LN10 = math.log(10.0)
 
@@ -235,8 +217,10 @@ def test_bad_input_is_a_value_error(vocab):
     ok = vocab.frame(["the", "cat"])
     with pytest.raises(ValueError, match="outside"):
         NgramModel.estimate([np.array([START_ID, len(vocab), 2])], vocab.tokens)
-    with pytest.raises(ValueError, match="SENTENCE_START"):
+    with pytest.raises(ValueError, match="sequence 0 must start with SENTENCE_START"):
         NgramModel.estimate([ok[1:]], vocab.tokens)
+    with pytest.raises(ValueError, match="sequence 2 must start with SENTENCE_START"):
+        NgramModel.estimate([ok, ok[:0], np.array([START_ID, 4, START_ID, 2])], vocab.tokens)
     with pytest.raises(ValueError, match="order"):
         NgramModel.estimate([ok], vocab.tokens, order=7)
     model = NgramModel.estimate([ok], vocab.tokens, order=2)
@@ -308,60 +292,59 @@ def _first_bigram(lines: list[str]) -> str:
     return lines[lines.index("\\2-grams:") + 1]
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        "count too big",
-        "count too small",
-        "no end",
-        "no data",
-        "bad prob",
-        "fields",
-        "unknown word",
-        "twice",
-        "order 7",
-        "positive",
-    ],
+MALFORMED = (
+    "count-too-big count-too-small no-end no-data bad-prob fields unknown twice order-7 positive "
+    "no-prefix"
 )
+
+
+@pytest.mark.parametrize("case", MALFORMED.split())
 def test_malformed_arpa_names_the_line(vocab, case):
     model = NgramModel.estimate(framed(vocab), vocab.tokens, 3)
     lines = arpa_text(model).splitlines()
     n2 = len(model.to_tensors()["keys.2"])
     bigram = _first_bigram(lines)
     prob, words = bigram.split("\t")[:2]
-    if case == "count too big":  # the reader meets the next section instead
+    if case == "count-too-big":  # the reader meets the next section instead
         lines, _ = _edit(lines, "ngram 2=", f"ngram 2={n2 + 1}")
         where, what = lines.index("\\3-grams:") + 1, f"2-gram {n2 + 1} of {n2 + 1}"
-    elif case == "count too small":  # the last 2-gram is where \3-grams: should be
+    elif case == "count-too-small":  # the last 2-gram is where \3-grams: should be
         lines, _ = _edit(lines, "ngram 2=", f"ngram 2={n2 - 1}")
         where, what = lines.index("\\3-grams:") - 1, r"expected '\\\\3-grams:'"
-    elif case == "no end":
+    elif case == "no-end":
         lines, _ = _edit(lines, "\\end\\", None)
         where, what = len(lines) + 1, "end of file"
-    elif case == "no data":
+    elif case == "no-data":
         lines, where = _edit(lines, "\\data\\", "data")
         what = r"expected '\\\\data\\\\', got 'data'"
-    elif case == "bad prob":
+    elif case == "bad-prob":
         lines, where = _edit(lines, bigram, f"-0.1x\t{words}")
         what = "expected a log10 probability <= 0, got '-0.1x'"
     elif case == "fields":
         lines, where = _edit(lines, bigram, f"{prob}\t{words.split()[0]}")
         what = "expected 3 or 4 fields 'log10prob w1 w2 \\[backoff\\]', got 2"
-    elif case == "unknown word":
+    elif case == "unknown":
         lines, where = _edit(lines, bigram, f"{prob}\tthe zebra")
         what = "word 'zebra' is not among the 1-grams"
     elif case == "twice":
         lines, where = _edit(lines, _first_bigram(lines), f"{bigram}\n{bigram}")
         lines = "\n".join(lines).replace(f"ngram 2={n2}", f"ngram 2={n2 + 1}").splitlines()
         where, what = where + 1, "listed twice"
-    elif case == "order 7":
+    elif case == "order-7":
         lines, where = _edit(
             lines, "ngram 3=", "ngram 3=1\nngram 4=1\nngram 5=1\nngram 6=1\nngram 7=1"
         )
         where, what = where + 4, "order 7 > max_order 6"
-    else:
+    elif case == "positive":
         lines, where = _edit(lines, bigram, f"0.5\t{words}")
         what = "log10 probability <= 0, got '0.5'"
+    else:  # a 2-gram that is a context (it has a backoff) goes missing
+        context = next(line for line in lines if line.count("\t") == 2 and " " in line)
+        lines, _ = _edit(lines, context, None)
+        lines, _ = _edit(lines, "ngram 2=", f"ngram 2={n2 - 1}")
+        prefix, trigrams = context.split("\t")[1] + " ", lines.index("\\3-grams:") + 1
+        where = 1 + next(i for i in range(trigrams, len(lines)) if "\t" + prefix in lines[i])
+        what = "the prefix of this 3-gram is not listed among the 2-grams"
     with pytest.raises(ValueError, match=f"^line {where}: .*{what}") as err:
         NgramModel.from_arpa(lines)
     assert len(str(err.value)) < 200

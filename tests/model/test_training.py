@@ -16,6 +16,7 @@ from rnnlm.model import (
 )
 from rnnlm.model.dataset import prepare
 from rnnlm.model.engines import create_engine
+from rnnlm.model.training import TrainingState, plateau_reached
 from tests.conftest import ALL_CELLS, needs_torch, shared_file
 
 TINY = {"vocab_size": 300, "embed_size": 16, "hidden_size": 16}
@@ -143,8 +144,8 @@ def test_cancel_stops_before_the_next_step(pydoc_corpus):
 
 def test_early_stopping_keeps_the_best_epoch_and_lr_rule(pydoc_corpus):
     """A model that overfits quickly: validation loss rises, the learning rate is halved
-    each time it does, training stops after `patience` bad epochs and the returned
-    weights are those of the best epoch."""
+    after each epoch without a new best (lr_patience 1), training stops after `patience`
+    bad epochs and the returned weights are those of the best epoch."""
     config = ModelConfig(cell="rnn", vocab_size=500, hidden_size=96)
     tc = TrainConfig(
         epochs=40, optimizer="adam", learning_rate=0.02, patience=2, seed=1, valid_fraction=0.2
@@ -156,9 +157,11 @@ def test_early_stopping_keeps_the_best_epoch_and_lr_rule(pydoc_corpus):
     valid = [h["valid_loss"] for h in history]
     rates = [h["learning_rate"] for h in history]
     assert any(b > a for a, b in itertools.pairwise(valid))
-    for i in range(1, len(history)):
-        expected = rates[i - 1] * (0.5 if valid[i] > valid[i - 1] else 1.0)
-        assert rates[i] == pytest.approx(expected)
+    rate, replay = 0.02, TrainingState(0.02)
+    for loss, logged in zip(valid, rates, strict=True):  # the plateau rule, replayed
+        rate *= tc.lr_decay if plateau_reached(replay, loss, tc) else 1.0
+        assert logged == pytest.approx(rate)
+    assert rates[-1] < rates[0]
     assert state.best_epoch == 1 + int(np.argmin(valid))
     valid_seqs = prepare(pydoc_corpus, config, tc, lm).valid
     loss, tokens = evaluate(lm.engine, valid_seqs)
