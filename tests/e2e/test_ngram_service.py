@@ -139,9 +139,9 @@ def test_bad_arpa_files_are_refused_with_the_reason(client, trained):
     with pytest.raises(InvalidArgument, match=r"does not parse: line \d+"):
         client.attach_ngram("ng", broken)
     foreign = (
-        "\\data\\\nngram 1=5\n\n\\1-grams:\n-99\t<s>\n-1.0\t</s>\n-1.0\t<unk>\n"
-        "-0.5\tzzqx\n-0.5\tqqzx\n\n\\end\\\n"
-    ).encode()
+        b"\\data\\\nngram 1=5\n\n\\1-grams:\n-99\t<s>\n-1.0\t</s>\n-1.0\t<unk>\n"
+        b"-0.5\tzzqx\n-0.5\tqqzx\n\n\\end\\\n"
+    )
     with pytest.raises(InvalidArgument, match="shares no word"):
         client.attach_ngram("ng", foreign)
     with pytest.raises(InvalidArgument, match="neural_weight"):
