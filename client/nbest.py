@@ -31,6 +31,7 @@ FORMATS = ("auto", MOSES, PLAIN)
 SEPARATOR = "|||"
 _QUOTE_CHARS = 40
 _BLANK = " \t"
+BOM = "\ufeff"
 
 
 class NBestFormatError(ValueError):
@@ -123,7 +124,9 @@ def check_feature_name(name: str) -> str:
     return name
 
 
-def rescored(entry: NBestEntry, feature: str, value: float | None, weight: float | None):
+def rescored(
+    entry: NBestEntry, feature: str, value: float | None, weight: float | None
+) -> Rescored:
     """The :class:`Rescored` of ``entry``; refuses a line that has ``feature`` already."""
     if entry.feature(feature) is not None:
         raise NBestFormatError(
@@ -141,7 +144,9 @@ def rerank(group: list[Rescored]) -> list[Rescored]:
 # -- reading ---------------------------------------------------------------------------
 
 
-def read_nbest(source: str | Iterable[str] | Iterable[bytes], format: str = "auto"):
+def read_nbest(
+    source: str | Iterable[str] | Iterable[bytes], format: str = "auto"
+) -> Iterator[NBestEntry]:
     """The entries of an n-best list, read lazily.
 
     ``source`` is the whole text (a str), or lines with their endings: str, or bytes (a file
@@ -154,7 +159,9 @@ def read_nbest(source: str | Iterable[str] | Iterable[bytes], format: str = "aut
     return _entries(_decoded(lines), format)
 
 
-def parse_nbest(source: str | Iterable[str] | Iterable[bytes], format: str = "auto"):
+def parse_nbest(
+    source: str | Iterable[str] | Iterable[bytes], format: str = "auto"
+) -> list[NBestEntry]:
     """:func:`read_nbest` as a list."""
     return list(read_nbest(source, format))
 
@@ -209,7 +216,11 @@ def _entries(lines: Iterator[tuple[int, str]], format: str) -> Iterator[NBestEnt
     group, last_id = -1, None
     for line_no, raw in lines:
         text, ending = _ending(raw)
-        entry_id, fields = parse(line_no, text)
+        bom = 1 if line_no == 1 and text.startswith(BOM) else 0  # kept, but not in the id
+        entry_id, fields = parse(line_no, text[bom:])
+        if bom:
+            fields["insert_at"] += bom
+            fields["total_span"] = tuple(i + bom for i in fields.get("total_span", (0, 0)))
         if entry_id != last_id or entry_id is None:  # a blank Moses line is its own group
             group, last_id = group + 1, entry_id
         yield NBestEntry(line_no, group, entry_id or "", text=text, ending=ending, **fields)

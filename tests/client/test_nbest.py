@@ -127,6 +127,15 @@ def test_a_line_that_is_not_utf8_is_named():
         parse_nbest([b"0 ||| a ||| LM0= 1 ||| 1\n", b"0 ||| \xff ||| LM0= 1 ||| 1\n"])
 
 
+def test_a_byte_order_mark_is_kept_but_not_part_of_the_id():
+    text = "\ufeff0 ||| a ||| LM0= -1 ||| -1\n0 ||| b ||| LM0= -1 ||| -2\n"
+    first, second = parse_nbest(text)
+    assert first.id == "0" and first.group == second.group
+    assert rescored(first, "X", -3.0, 1.0).line(True) == "\ufeff0 ||| a ||| LM0= -1 X= -3 ||| -4\n"
+    plain = parse_nbest("\ufeff7\tword\n7\tother\n")
+    assert [(e.id, e.group) for e in plain] == [("7", 0), ("7", 0)]
+
+
 def test_blank_moses_lines_pass_through_unscored():
     entries = parse_nbest("0 ||| a ||| LM0= -1 ||| -1\n\n0 ||| b ||| LM0= -1 ||| -1\n")
     assert [e.scored for e in entries] == [True, False, True]
