@@ -157,7 +157,7 @@ def test_resource_exhausted(start_server, corpus_bytes):
         with pytest.raises(ResourceExhausted):  # one gRPC message over the server's limit
             client.score("small", ["word " * 30_000])
         corpus = client.upload_corpus(corpus_bytes)
-        with pytest.raises(ResourceExhausted, match="about 160,032,000 parameters"):
+        with pytest.raises(ResourceExhausted, match="about 128,032,000 parameters"):
             client.train("huge", corpus, vocab_size=8000, embed_size=4000, hidden_size=4000)
         job = client.train("slow", corpus, **SMALL_MODEL, epochs=50, log_every=1)
         with pytest.raises(ResourceExhausted, match="limit \\(--max-concurrent-jobs 1\\)"):

@@ -168,6 +168,9 @@ def test_export_attach_and_train_with_an_arpa(served, pydoc_text, tmp_path: Path
     assert main([*cli, "attach-arpa", MODEL, str(arpa)]) == 0
     assert "4-gram from arpa:mt.arpa" in capsys.readouterr().out
 
-    job = train_small(client, pydoc_text[:20_000].encode(), "with-arpa", arpa=arpa, epochs=1)
-    assert job.state == "completed", job.error
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(pydoc_text[:20_000], encoding="utf-8")
+    small = ["--epochs", "1", "--vocab-size", "400", "--hidden-size", "24", "--embed-size", "24"]
+    code = main([*cli, "train", "with-arpa", str(corpus), "--arpa", str(arpa), *small])
+    assert code == 0, capsys.readouterr().err
     assert client.model("with-arpa").current.ngram_source == "arpa:mt.arpa"
