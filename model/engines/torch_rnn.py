@@ -33,8 +33,8 @@ def resolve_device(device: str) -> torch.device:
 
 def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
     """logsumexp over the rows of (n, V) logits, (n,), overwriting them: torch.logsumexp
-    allocates a second (n, V) buffer and makes one more pass over memory, which cost a third
-    of the time of the decoder product itself."""
+    allocates a second (n, V) buffer and makes one more pass over it (4% of a tree's
+    scoring time at 1024 rows, far more at 2048, where the buffers outgrow the cache)."""
     peak = logits.amax(dim=-1, keepdim=True)  # (n, 1)
     return logits.sub_(peak).exp_().sum(dim=-1).log_().add_(peak[:, 0])
 
