@@ -59,8 +59,8 @@ def sentence_words(tokenizer: Tokenizer, sentence: SentenceInput, position: int)
 
 NeuralScorer = Callable[[list[np.ndarray]], list[np.ndarray]]
 LENGTH_NORMS = ("none", "average", "gnmt")
-# Sequences per prefix tree: its memory grows with its nodes (an n-best list of 1,000
-# hypotheses of 20 words is ~20k nodes x hidden size floats, plus the output chunks).
+# Sequences per prefix tree: bounds the tree's index arrays and the widest level's states
+# (the engines run the output layer in fixed-size chunks as they walk the tree).
 TREE_MAX_SEQUENCES = 2048
 DEFAULT_GNMT_ALPHA = 0.6
 

@@ -6,7 +6,6 @@ keeps its own parameters and optimizer state in whatever form it computes with.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,62 +85,3 @@ def check_state_dict(expected: dict[str, tuple[int, ...]], tensors: dict[str, np
                 f"checkpoint weight {name!r} has shape {tuple(tensors[name].shape)}, "
                 f"the model needs {tuple(shape)}"
             )
-
-
-def check_tree(tokens: np.ndarray, parents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both as (N,) int64, or ValueError; topological order is checked by ``tree_levels``."""
-    tokens = np.asarray(tokens, dtype=np.int64)
-    parents = np.asarray(parents, dtype=np.int64)
-    if tokens.ndim != 1 or tokens.shape != parents.shape:
-        raise ValueError(
-            f"tokens and parents must both be (N,), got {tokens.shape} and {parents.shape}"
-        )
-    return tokens, parents
-
-
-def tree_levels(parents: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Schedule a prefix tree depth by depth: the nodes of each depth (roots first, each
-    level ascending), and each node's row within its level, (N,). A level's parents are all
-    in the level before, so one batched time step per level runs the whole tree."""
-    n = len(parents)
-    if parents.ndim != 1 or np.any(parents < -1) or np.any(parents >= np.arange(n)):
-        raise ValueError("parents must be (N,) with -1 <= parents[i] < i (topological order)")
-    depth = _depths(parents)
-    order = np.argsort(depth, kind="stable")  # (N,) by depth, ascending within a depth
-    sizes = np.bincount(depth) if n else np.zeros(0, dtype=np.int64)
-    starts = np.cumsum(sizes) - sizes
-    slot = np.empty(n, dtype=np.int64)
-    slot[order] = np.arange(n) - starts[depth[order]]
-    return np.split(order, starts[1:]), slot
-
-
-def _depths(parents: np.ndarray) -> np.ndarray:
-    """Depth of every node by pointer jumping: log2(depth) vectorised passes, not a Python
-    loop over nodes. Invariant: depth[i] is the distance from i to up[i] (to the root when
-    up[i] is -1)."""
-    up = parents.copy()
-    depth = (up >= 0).astype(np.int64)
-    live = np.flatnonzero(up >= 0)
-    while live.size:
-        above = up[live]
-        depth[live] += depth[above]  # the right side is read before the update: synchronous
-        up[live] = up[above]
-        live = live[up[live] >= 0]
-    return depth
-
-
-def tree_output_chunks(
-    parents: np.ndarray, chunk_size: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Plan the output layer of a prefix tree: it runs once on every node that has children.
-
-    Yields, per chunk of at most ``chunk_size`` such nodes: ``rows`` (n,) the nodes to run
-    the output layer on, ``children`` (c,) the nodes whose tokens they predict, and
-    ``child_rows`` (c,) the index into ``rows`` of each child's parent.
-    """
-    children = np.flatnonzero(parents >= 0)
-    children = children[np.argsort(parents[children], kind="stable")]  # grouped by parent
-    rows, child_rows = np.unique(parents[children], return_inverse=True)  # (P,), (C,)
-    for start in range(0, len(rows), chunk_size):
-        lo, hi = np.searchsorted(child_rows, [start, start + chunk_size])
-        yield rows[start : start + chunk_size], children[lo:hi], child_rows[lo:hi] - start

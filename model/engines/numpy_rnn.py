@@ -18,17 +18,19 @@ BPTT costs about as much as full BPTT.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
 from ..batching import Batch
 from ..config import ModelConfig
-from .base import StepStats, check_state_dict, check_tree, tree_levels, tree_output_chunks
+from .base import StepStats, check_state_dict
 from .numpy_optim import OPTIMIZER_CLASSES, NumpyOptimizer
+from .tree_plan import TreePlan, rechunk
 
 Params = dict[str, np.ndarray]
 # Output-layer rows per chunk when scoring a prefix tree: bounds the (rows, V) buffer.
-_TREE_CHUNK_ROWS = 2048
+_TREE_CHUNK_ROWS = 1024
 
 
 def init_params(hidden_size: int, vocab_size: int, seed: int, dtype: str = "float32") -> Params:
@@ -99,38 +101,35 @@ def output_log_probs(
 
 
 def tree_forward_states(
-    params: Params, tokens: np.ndarray, parents: np.ndarray, activation: str
-) -> np.ndarray:
-    """Run the recurrence over a prefix tree (see ``Engine.tree_log_probs``), one batched step
-    per depth. Returns S (N, H): the state after reading each node's token."""
+    params: Params, plan: TreePlan, activation: str
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Run the recurrence over a prefix tree, one batched step per depth. Yields, per depth,
+    the nodes that have children (k,) and their states (k, H)."""
     U, W, b = params["U"], params["W"], params["b"]
-    levels, slot = tree_levels(parents)
-    S = np.empty((len(parents), W.shape[0]), dtype=W.dtype)
-    for depth, level in enumerate(levels):
-        inputs_term = U.T[tokens[level]] + b  # (n, H)
-        if depth == 0:  # roots start from s_{-1} = 0
+    before = None  # the previous level's states, (n, H)
+    for level in plan.levels:
+        inputs_term = U.T[plan.tokens[level]] + b  # (n, H)
+        if before is None:  # roots start from s_{-1} = 0
             z = inputs_term
         else:  # the same order of operations as forward_states
-            z = S[levels[depth - 1]][slot[parents[level]]] @ W.T
+            z = before[plan.parent_slots(level)] @ W.T
             z += inputs_term
-        S[level] = _activate(z, activation)
-    return S
+        before = _activate(z, activation)
+        keep = plan.has_children(level)
+        yield level[keep], before[keep]
 
 
 def tree_output_log_probs(
-    params: Params, states: np.ndarray, tokens: np.ndarray, parents: np.ndarray
+    params: Params, states: np.ndarray, at: np.ndarray, targets: np.ndarray
 ) -> np.ndarray:
-    """ln p(tokens[i] | states[parents[i]]) for every non-root node, 0 at roots, (N,) float64.
-    The softmax runs once per node with children, normalised as in ``output_log_probs``."""
-    out = np.zeros(len(parents), dtype=np.float64)
-    for rows, children, at in tree_output_chunks(parents, _TREE_CHUNK_ROWS):
-        logits = states[rows] @ params["V"].T  # (n, V)
-        logits += params["c"]
-        logits -= logits.max(axis=1, keepdims=True)
-        target = logits[at, tokens[children]]  # (c,)
-        np.exp(logits, out=logits)
-        out[children] = target - np.log(logits.sum(axis=1))[at]
-    return out
+    """ln p(targets[j] | states[at[j]]), (c,), for N states (N, H): the softmax runs once
+    per state however many targets it has, normalised as in ``output_log_probs``."""
+    logits = states @ params["V"].T  # (N, V)
+    logits += params["c"]
+    logits -= logits.max(axis=1, keepdims=True)
+    target_logits = logits[at, targets]  # (c,)
+    np.exp(logits, out=logits)
+    return target_logits - np.log(logits.sum(axis=1))[at]
 
 
 def loss_and_grads(
@@ -217,9 +216,13 @@ class NumpyRNNEngine:
         return out.T
 
     def tree_log_probs(self, tokens: np.ndarray, parents: np.ndarray) -> np.ndarray:
-        tokens, parents = check_tree(tokens, parents)
-        states = tree_forward_states(self.params, tokens, parents, self.activation)  # (N, H)
-        return tree_output_log_probs(self.params, states, tokens, parents)
+        plan = TreePlan(tokens, parents)
+        out = np.zeros(len(plan), dtype=np.float64)
+        pieces = tree_forward_states(self.params, plan, self.activation)
+        for rows, states in rechunk(pieces, _TREE_CHUNK_ROWS, np.concatenate):
+            children, at = plan.children_of(rows)  # (c,), (c,)
+            out[children] = tree_output_log_probs(self.params, states, at, plan.tokens[children])
+        return out
 
     def configure_training(
         self,

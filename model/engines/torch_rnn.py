@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -9,9 +11,10 @@ from torch import nn
 
 from ..batching import Batch
 from ..config import ModelConfig
-from .base import StepStats, check_state_dict, check_tree, tree_levels, tree_output_chunks
+from .base import StepStats, check_state_dict
 from .numpy_optim import ADAM_BETAS, EPS, RMSPROP_DECAY
 from .torch_dropout import embedded_dropout, locked_dropout
+from .tree_plan import TreePlan, rechunk
 
 _CELL_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -121,34 +124,31 @@ class TorchRNNEngine:
     @torch.inference_mode()
     def tree_log_probs(self, tokens: np.ndarray, parents: np.ndarray) -> np.ndarray:
         self.model.eval()
-        tokens, parents = check_tree(tokens, parents)
-        out = torch.zeros(len(parents), dtype=torch.float64, device=self.device)
-        if len(parents) == 0:
+        plan = TreePlan(tokens, parents)
+        out = torch.zeros(len(plan), dtype=torch.float64, device=self.device)
+        if len(plan) == 0:
             return out.cpu().numpy()
-        ids = self._tensor(tokens)  # (N,)
-        top = self._tree_hidden(ids, parents)  # (N, H)
-        for rows, children, child_rows in tree_output_chunks(parents, _TREE_CHUNK_ROWS):
-            logits = self.model.decoder(top[self._tensor(rows)])  # (n, V)
-            kids, at = self._tensor(children), self._tensor(child_rows)  # (c,), (c,)
+        ids = self._tensor(plan.tokens)  # (N,)
+        for rows, states in rechunk(self._tree_states(plan, ids), _TREE_CHUNK_ROWS, torch.cat):
+            children, at = plan.children_of(rows)  # (c,), (c,)
+            kids, at = self._tensor(children), self._tensor(at)
+            logits = self.model.decoder(states)  # (n, V)
             target = logits[at, ids[kids]]  # (c,), read before the logits are overwritten
             # As in token_log_probs: normalise in float32 and widen only the results.
             out[kids] = (target - _logsumexp_(logits)[at]).double()
         return out.cpu().numpy()
 
-    def _tree_hidden(self, ids: torch.Tensor, parents: np.ndarray) -> torch.Tensor:
-        """Top-layer output of every tree node, (N, H): one batched time step per depth,
-        each node continuing its parent's state (row slot[parent] of the level before)."""
-        levels, slot = tree_levels(parents)
-        top = None
+    def _tree_states(
+        self, plan: TreePlan, ids: torch.Tensor
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Per depth, the nodes (n,) that have children and their top-layer outputs (n, H):
+        one batched time step per depth, each node continuing its parent's state."""
         state = None  # the previous level's state: (layers, n, H), or (h, c) for an LSTM
-        for level in levels:
-            nodes = self._tensor(level)
-            before = None if state is None else self.select_state(state, slot[parents[level]])
-            out, state = self.model.hidden_states(ids[nodes][:, None], before)  # (n, 1, H)
-            if top is None:
-                top = out.new_empty((len(parents), out.shape[-1]))
-            top[nodes] = out[:, 0]
-        return top
+        for level in plan.levels:
+            before = None if state is None else self.select_state(state, plan.parent_slots(level))
+            out, state = self.model.hidden_states(ids[self._tensor(level)][:, None], before)
+            keep = plan.has_children(level)  # (n,)
+            yield level[keep], out[self._tensor(keep), 0]  # (k,), (k, H)
 
     def configure_training(
         self,

@@ -1,12 +1,14 @@
 """Prefix-tree scoring: the tree's structure, and scores equal to ordinary batched scoring."""
 
+import sys
+
 import numpy as np
 import pytest
 
 from rnnlm.model import ModelConfig
 from rnnlm.model.batching import make_batch
 from rnnlm.model.engines import create_engine
-from rnnlm.model.engines.base import tree_levels
+from rnnlm.model.engines.tree_plan import TreePlan, rechunk, tree_levels
 from rnnlm.model.prefix_tree import (
     build_prefix_tree,
     prefix_sharing,
@@ -89,11 +91,15 @@ def test_tree_has_one_node_per_distinct_prefix():
     assert np.array_equal(tree.paths[2], tree.paths[0][:2])  # a prefix ends at an inner node
 
 
-def test_worthwhile_only_when_prefixes_are_shared():
+def test_worthwhile_unless_a_few_long_sequences_share_little():
     assert build_prefix_tree(nbest_sequences()[:8]).worthwhile
     unshared = [np.arange(k, k + 20) for k in range(0, 200, 20)]
     assert prefix_sharing(unshared) == 0.0
-    assert not build_prefix_tree(unshared).worthwhile
+    tree = build_prefix_tree(unshared)
+    assert tree.num_levels == 20 and not tree.worthwhile
+    # Many short sentences: they share SENTENCE_START and the steps are wide.
+    rng = np.random.default_rng(1)
+    assert build_prefix_tree([framed(*rng.integers(3, 99, 10)) for _ in range(50)]).worthwhile
 
 
 def test_tree_levels_schedule_by_depth():
@@ -118,6 +124,27 @@ def test_tree_scores_equal_batched_scores(name):
         np.testing.assert_allclose(have, want, rtol=0, atol=1e-5)
     # The check has teeth: scores vary a lot with the context.
     assert np.concatenate(expected).std() > 0.5
+
+
+@pytest.mark.parametrize("name", ["lstm-2-layers", "rnn"])
+def test_output_chunks_across_levels(name, monkeypatch):
+    """Chunks of 3 output rows: split inside levels and spanning several."""
+    engine = sharpened_engine(name)
+    monkeypatch.setattr(sys.modules[type(engine).__module__], "_TREE_CHUNK_ROWS", 3)
+    seqs = nbest_sequences()
+    for want, have in zip(batched_scores(engine, seqs), tree_token_log_probs(engine, seqs)):
+        np.testing.assert_allclose(have, want, rtol=0, atol=1e-5)
+
+
+def test_plan_children_and_rechunk():
+    plan = TreePlan(np.arange(7), np.array([-1, 0, -1, 1, 0, 2, 3]))
+    assert plan.has_children(np.arange(7)).tolist() == [1, 1, 1, 1, 0, 0, 0]
+    children, at = plan.children_of(np.array([3, 0, 4, 2]))
+    assert children.tolist() == [6, 1, 4, 5] and at.tolist() == [0, 1, 1, 3]
+    pieces = [(np.arange(k, k + n), np.full((n, 2), k)) for k, n in [(0, 2), (2, 5), (7, 1)]]
+    chunks = list(rechunk(pieces, 3, np.concatenate))
+    assert [c[0].tolist() for c in chunks] == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert np.array_equal(np.concatenate([c[1] for c in chunks])[:, 0], [0, 0, 2, 2, 2, 2, 2, 7])
 
 
 @pytest.mark.parametrize("name", ["gru", "lstm-2-layers", "rnn"])
