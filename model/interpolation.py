@@ -134,7 +134,10 @@ def tune_neural_weight(neural_logp: np.ndarray, ngram_logp: np.ndarray) -> float
             weight = new
             break
         weight = new
-    return round(weight, 6)
+    # EM only approaches an optimum at 0 or 1 (one part is better on every token that
+    # matters); take the end itself when it is at least as likely.
+    candidates = (round(weight, 6), 0.0, 1.0)
+    return max(candidates, key=lambda w: float(mix(a, b, w).sum()))
 
 
 def perplexity(logp: np.ndarray) -> float:
