@@ -47,6 +47,7 @@ BASE_TRAIN = {
     "device": "cpu",
 }
 
+ADAMW_01 = {"optimizer": "adamw", "weight_decay": 0.1, "learning_rate": 0.01}
 # name -> (model overrides, training overrides), in the order of the table
 CONFIGS: dict[str, tuple[dict, dict]] = {
     "untied": ({"tie_weights": False}, {}),
@@ -61,6 +62,10 @@ CONFIGS: dict[str, tuple[dict, dict]] = {
     "adam-drop0.4": ({"dropout": 0.4}, {"optimizer": "adam"}),
     "adamw-drop0.3": ({"dropout": 0.3}, {"optimizer": "adamw", "weight_decay": 0.01}),
     "adamw0.1-drop0.3": ({"dropout": 0.3}, {"optimizer": "adamw", "weight_decay": 0.1}),
+    "adamw0.1-lr0.01": ({}, ADAMW_01),
+    "adamw0.1-lr0.01-drop0.3": ({"dropout": 0.3}, ADAMW_01),
+    "adamw0.1-lr0.01-drop0.3-untied": ({"dropout": 0.3, "tie_weights": False}, ADAMW_01),
+    "adamw0.1-lr0.01-drop0.3-ed0.1": ({"dropout": 0.3, "embed_dropout": 0.1}, ADAMW_01),
     "adam-drop0.3-ed0.1": ({"dropout": 0.3, "embed_dropout": 0.1}, {"optimizer": "adam"}),
     "lrpat2-drop0.3": ({"dropout": 0.3}, {"lr_patience": 2}),
     "h128-drop0.3": ({"dropout": 0.3, "embed_size": 128, "hidden_size": 128}, {}),

@@ -236,30 +236,10 @@ class AsyncLMClient:
         result = await self.score(model_id, candidates, rank=True, **options)
         return list(result.scores)
 
-    async def rescore(
-        self,
-        nbest: Any,
-        model_id: str,
-        *,
-        feature: str = "RNNLM0",
-        weight: float | None = None,
-        log10: bool = False,
-        format: str = "auto",
-        scorer: str | None = None,
-        neural_weight: float | None = None,
-        bos: bool | None = None,
-        eos: bool | None = None,
-        batch_size: int = 256,
-        max_in_flight: int = 4,
-    ) -> list[Rescored]:
-        """Add the model's score to each line of an n-best list (see ``LMClient.rescore``);
-        up to ``max_in_flight`` requests run concurrently on the event loop."""
-        plan = RescorePlan.create(
-            model_id, feature=feature, weight=weight, log10=log10, format=format,
-            scorer=scorer, neural_weight=neural_weight, bos=bos, eos=eos,
-            batch_size=batch_size, max_in_flight=max_in_flight,
-        )  # fmt: skip
-        return [r async for r in rescore_async(plan, nbest, partial(self._unary, "ScoreSentence"))]
+    async def rescore(self, nbest: Any, model_id: str, **options: Any) -> list[Rescored]:
+        """Add the model's score to each line of an n-best list (options as for
+        ``LMClient.rescore``); up to ``max_in_flight`` requests run concurrently."""
+        return [r async for r in self.rescore_stream(nbest, model_id, **options)]
 
     def rescore_stream(self, nbest: Any, model_id: str, **options: Any) -> AsyncIterator[Rescored]:
         """:meth:`rescore` as an async iterator (options as for it). ``nbest`` is read on the

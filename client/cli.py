@@ -41,7 +41,7 @@ TRAIN_FLAGS = {
     "epochs": "passes over the corpus",
     "batch_size": "sentences per step",
     "learning_rate": "initial learning rate",
-    "optimizer": "sgd, rmsprop or adam",
+    "optimizer": "sgd, rmsprop, adam or adamw (default)",
     "seed": "seed for the split, weights and batch order",
     "words": "nltk (default) or whitespace (pre-tokenised text, as MT pipelines write it)",
     "ngram_order": "order of the built-in Kneser-Ney n-gram part, 1-6 (default 4; 0: none)",

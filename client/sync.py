@@ -248,34 +248,16 @@ class LMClient:
         ``options`` as for :meth:`score`."""
         return list(self.score(model_id, candidates, rank=True, **options).scores)
 
-    def rescore(
-        self,
-        nbest: Any,
-        model_id: str,
-        *,
-        feature: str = "RNNLM0",
-        weight: float | None = None,
-        log10: bool = False,
-        format: str = "auto",
-        scorer: str | None = None,
-        neural_weight: float | None = None,
-        bos: bool | None = None,
-        eos: bool | None = None,
-        batch_size: int = 256,
-        max_in_flight: int = 4,
-    ) -> list[Rescored]:
-        """Add the model's score, ln p (``log10``: log10 p), as ``feature`` to each line of
-        an n-best list: parsed entries (:mod:`rnnlm.client.nbest`), lines (str, or bytes
-        from a binary file) or the whole text, in ``format`` "auto", "moses" or "plain".
-        With ``weight`` each group (same id) is re-ranked by ``total + weight * value``.
-        Any length: ``batch_size`` hypotheses a request, ``max_in_flight`` at a time.
-        ``Rescored.line()`` is the output line; score options as for :meth:`score`."""
-        plan = RescorePlan.create(
-            model_id, feature=feature, weight=weight, log10=log10, format=format,
-            scorer=scorer, neural_weight=neural_weight, bos=bos, eos=eos,
-            batch_size=batch_size, max_in_flight=max_in_flight,
-        )  # fmt: skip
-        return list(rescore_sync(plan, nbest, partial(self._unary, "ScoreSentence")))
+    def rescore(self, nbest: Any, model_id: str, **options: Any) -> list[Rescored]:
+        """Add the model's score, ln p (``log10=True``: log10 p), as a feature (``feature``,
+        default "RNNLM0") to each line of an n-best list: parsed entries
+        (:mod:`rnnlm.client.nbest`), lines (str, or bytes from a binary file) or the whole
+        text, in ``format`` "auto", "moses" or "plain". With ``weight`` each group (same id)
+        is re-ranked by ``total + weight * value``. Any length: ``batch_size`` hypotheses a
+        request (256), ``max_in_flight`` at a time (4). ``scorer``, ``neural_weight``,
+        ``bos`` and ``eos`` as for :meth:`score`. ``Rescored.line()`` is the output line;
+        the options are ``RescorePlan.create``'s."""
+        return list(self.rescore_stream(nbest, model_id, **options))
 
     def rescore_stream(self, nbest: Any, model_id: str, **options: Any) -> Iterator[Rescored]:
         """:meth:`rescore` as an iterator, for lists too long to hold: entries are read,

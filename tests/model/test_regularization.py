@@ -100,6 +100,13 @@ def test_scoring_is_deterministic_after_training_steps(cell):
 # --------------------------------------------------------------------------- tied weights
 
 
+def test_dropout_defaults_by_cell():
+    assert ModelConfig().dropout == 0.3 and ModelConfig(cell="lstm").dropout == 0.3
+    assert ModelConfig(cell="rnn").dropout == 0.0
+    assert ModelConfig(dropout=0.0).dropout == 0.0
+    assert ModelConfig.from_dict(ModelConfig().to_dict()).dropout == 0.3
+
+
 def test_tie_weights_resolves_from_the_sizes():
     assert ModelConfig().tie_weights is True  # 128 == 128
     assert ModelConfig(embed_size=64, hidden_size=128).tie_weights is False
@@ -160,7 +167,7 @@ def test_numpy_optimizers_decay_as_torch_does(optimizer):
 
 
 def test_weight_decay_defaults_per_optimizer():
-    assert TrainConfig(optimizer="adamw").effective_weight_decay == 0.01
+    assert TrainConfig(optimizer="adamw").effective_weight_decay == 0.1
     assert TrainConfig(optimizer="adam").effective_weight_decay == 0.0
     assert TrainConfig(optimizer="rmsprop", weight_decay=1e-6).effective_weight_decay == 1e-6
 
