@@ -37,6 +37,7 @@ EXAMPLE_MODEL = ModelConfig(
     hidden_size=200,
     num_layers=2,
     dropout=0.2,
+    tie_weights=False,  # the example's default (its --tied flag is off)
     lowercase=False,
 )
 EXAMPLE_TRAINING = TrainConfig(
