@@ -73,7 +73,8 @@ def threads(engine_name: str) -> str:
 def bench_one(name: str, corpus: Corpus, args) -> dict:
     model_config, train_config, note = SETUPS[name]
     train_config = dataclasses.replace(train_config, device=args.device, valid_fraction=0.0)
-    _, vocab, seqs, _ = prepare(corpus, model_config, train_config, None)
+    prepared = prepare(corpus, model_config, train_config, None)
+    vocab, seqs = prepared.vocab, prepared.train
     engine = create_engine(model_config, len(vocab), seed=0, device=args.device)
     engine.configure_training(
         train_config.optimizer,

@@ -66,10 +66,16 @@ def check_device(owner: str, device: Any) -> None:
         raise ValueError(f"{owner}device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
+def _quote(value: Any, limit: int = 40) -> str:
+    """A user's value as a message shows it: at most ``limit`` characters of its repr."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _require_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{owner}.{name} must be one of {allowed}, got {value!r}")
+        raise ValueError(f"{owner}.{name} must be one of {allowed}, got {_quote(value)}")
 
 
 _Config = TypeVar("_Config", bound="_DictConfig")

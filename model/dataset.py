@@ -35,6 +35,7 @@ class Prepared(NamedTuple):
     train: list[np.ndarray]  # framed id sequences, cut to max_length
     valid: list[np.ndarray]
     warnings: list[str]  # things about the corpus worth telling the user
+    valid_sentences: list[list[str]]  # the validation split as words (kept with the model)
 
 
 def _split(sentences: list[list[str]], fraction: float, seed: int) -> tuple[list, list]:
@@ -124,4 +125,6 @@ def prepare(
         len(vocab),
         tokenizer.punkt_source,
     )
-    return Prepared(tokenizer, vocab, encode(train_sents), encode(valid_sents), warnings)
+    return Prepared(
+        tokenizer, vocab, encode(train_sents), encode(valid_sents), warnings, valid_sents
+    )

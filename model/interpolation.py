@@ -17,6 +17,7 @@ is its ``<unk>``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,8 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from .batching import split_long
 from .ngram import NgramModel
-from .vocab import END_ID, SPECIAL_TOKENS, START_ID, Vocabulary
+from .vocab import END_ID, SPECIAL_TOKENS, START_ID, UNK_ID, Vocabulary
+
+log = logging.getLogger("rnnlm.model")
 
 SCORERS = ("neural", "ngram", "interpolated")
 SOURCE_BUILT_IN = "built-in"
@@ -88,7 +92,12 @@ def check_neural_weight(weight: Any) -> float:
     return float(weight)
 
 
-def check_scorer(scorer: str, part: NgramPart | None) -> str:
+class NoNgramPart(ValueError):
+    """The model has no n-gram part for what was asked (a state of the model, not a bad
+    argument: the service answers FAILED_PRECONDITION)."""
+
+
+def check_scorer(scorer: str | None, part: NgramPart | None) -> str:
     """The scorer to use: the one asked for (checked), else interpolated when possible."""
     if scorer is None or scorer == "":
         return "interpolated" if part is not None else "neural"
@@ -96,11 +105,21 @@ def check_scorer(scorer: str, part: NgramPart | None) -> str:
         allowed = ", ".join(repr(s) for s in SCORERS)
         raise ValueError(f"scorer must be one of {allowed}, got {str(scorer)[:40]!r}")
     if scorer != "neural" and part is None:
-        raise ValueError(
+        raise NoNgramPart(
             f"scorer {scorer!r} needs an n-gram part, and this model has none (it was trained "
             "with ngram_order 0): use scorer 'neural', or attach an ARPA model"
         )
     return scorer
+
+
+def resolve_scoring(
+    scorer: str | None, neural_weight: float | None, part: NgramPart | None
+) -> tuple[str, float]:
+    """(scorer, the network's weight) that a score call with these options uses."""
+    scorer = check_scorer(scorer, part)
+    if neural_weight is not None:
+        return scorer, check_neural_weight(neural_weight)
+    return scorer, 1.0 if part is None else part.neural_weight
 
 
 def mix(neural_logp: np.ndarray, ngram_logp: np.ndarray, neural_weight: float) -> np.ndarray:
@@ -166,14 +185,62 @@ def fit_part(
     return part
 
 
-def ngram_ids_for(part: NgramPart, network_vocab: Vocabulary, seqs: list[np.ndarray]):
-    """Network-framed id sequences in the n-gram model's ids (same framing)."""
-    if part.shares_vocab:
-        return seqs
-    # Map through the spelling; the network's UNKNOWN_TOKEN is the n-gram model's <unk>.
-    lookup = part.model.ids(network_vocab.tokens)  # (V_network,)
-    lookup[: len(SPECIAL_TOKENS)] = np.arange(len(SPECIAL_TOKENS))
-    return [lookup[s] for s in seqs]
+@dataclass
+class Heldout:
+    """Validation sentences kept with a version. Ids below the network's vocabulary size are
+    its words; id ``V + k`` is ``extra_words[k]``, a word the network does not know, kept by
+    spelling so that an attached n-gram model with its own vocabulary scores it as it
+    would score it in a request."""
+
+    sequences: list[np.ndarray]  # framed, cut to max_length windows
+    extra_words: list[str]
+
+    @classmethod
+    def from_sentences(
+        cls, sentences: Sequence[Sequence[str]], vocab: Vocabulary, max_length: int
+    ) -> Heldout:
+        extra: dict[str, int] = {}
+        sequences, tokens = [], 0
+        for words in sentences:
+            if tokens + len(words) + 2 > HELDOUT_MAX_TOKENS:
+                break
+            ids = vocab.frame(words)
+            for k, word in enumerate(words):
+                if ids[k + 1] == UNK_ID:
+                    ids[k + 1] = len(vocab) + extra.setdefault(word, len(extra))
+            sequences.append(ids)
+            tokens += len(ids)
+        return cls(split_long(sequences, max_length), list(extra))
+
+    def network_ids(self, vocab: Vocabulary) -> list[np.ndarray]:
+        return [np.where(s >= len(vocab), UNK_ID, s) for s in self.sequences]
+
+    def ngram_ids(self, part: NgramPart, vocab: Vocabulary) -> list[np.ndarray]:
+        """The same windows in the n-gram model's ids (same framing)."""
+        if part.shares_vocab:
+            return self.network_ids(vocab)
+        # By spelling; the network's special tokens are the n-gram model's.
+        lookup = part.model.ids([*vocab.tokens, *self.extra_words])  # (V + extra,)
+        lookup[: len(SPECIAL_TOKENS)] = np.arange(len(SPECIAL_TOKENS))
+        return [lookup[s] for s in self.sequences]
+
+    def to_checkpoint(self) -> tuple[dict[str, np.ndarray], list[str]]:
+        tensors = {
+            "ids": np.concatenate(self.sequences).astype(np.int32),
+            "lengths": np.array([len(s) for s in self.sequences], dtype=np.int64),
+        }
+        return tensors, self.extra_words
+
+    @classmethod
+    def from_checkpoint(
+        cls, tensors: dict[str, np.ndarray], extra_words: list[str], vocab_size: int
+    ) -> Heldout:
+        ids, lengths = tensors["ids"].astype(np.int64), tensors["lengths"].astype(np.int64)
+        limit = vocab_size + len(extra_words)
+        if lengths.sum() != len(ids) or (len(ids) and (ids.min() < 0 or ids.max() >= limit)):
+            raise ValueError("held-out ids do not fit the vocabulary")
+        sequences = np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []
+        return cls(sequences, [str(w) for w in extra_words])
 
 
 def check_vocab_overlap(part: NgramPart, network_vocab: Vocabulary) -> None:
@@ -207,14 +274,14 @@ def join_windows(sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
 def add_ngram_part(
     lm: Any,
     train_seqs: Sequence[np.ndarray],
-    valid_seqs: Sequence[np.ndarray],
+    valid_sentences: Sequence[Sequence[str]],
     ngram: NgramModel | None = None,
     source: str = SOURCE_BUILT_IN,
 ) -> None:
     """At the end of training: keep the validation split with ``lm``, and give it its
     n-gram part (``ngram`` as given, else estimated on the training split at
     ``lm.config.ngram_order``) with the weight tuned on that split."""
-    lm.keep_heldout(valid_seqs)
+    lm.heldout = Heldout.from_sentences(valid_sentences, lm.vocab, lm.train_config.max_length)
     if ngram is None:
         if lm.config.ngram_order == 0:
             return
@@ -222,5 +289,17 @@ def add_ngram_part(
             join_windows(train_seqs), lm.vocab.tokens, lm.config.ngram_order
         )
         source = SOURCE_BUILT_IN
-    # Without a validation split there is nothing to tune on: an even mix.
-    lm.attach_ngram(ngram, source, None if lm.heldout else 0.5)
+    try:
+        # Without a validation split there is nothing to tune on: an even mix.
+        lm.attach_ngram(ngram, source, None if lm.heldout.sequences else 0.5)
+    except ValueError as err:  # the trained network is worth keeping on its own
+        warning = f"the n-gram part was not attached: {err}"
+        log.warning("%s", warning)
+        lm.training_state.warnings.append(warning)
+
+
+def check_attachable(ngram: NgramModel, source: str, vocab: Vocabulary) -> None:
+    """Refuse, before any work, an n-gram model that ``attach_ngram`` would refuse."""
+    part = NgramPart(ngram, source)
+    if not part.shares_vocab:
+        check_vocab_overlap(part, vocab)

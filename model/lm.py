@@ -20,13 +20,12 @@ from .generation import (
     sample_events,
 )
 from .interpolation import (
-    HELDOUT_MAX_TOKENS,
+    Heldout,
     NgramPart,
-    check_neural_weight,
-    check_scorer,
+    NoNgramPart,
     check_vocab_overlap,
     fit_part,
-    ngram_ids_for,
+    resolve_scoring,
 )
 from .ngram import NgramModel
 from .scoring import (
@@ -69,7 +68,7 @@ class LanguageModel:
         # The n-gram part (None: the network alone), and the validation sentences its weight
         # was tuned on, kept so that an n-gram model attached later is tuned the same way.
         self.ngram: NgramPart | None = None
-        self.heldout: list[np.ndarray] = []
+        self.heldout = Heldout([], [])
 
     def __repr__(self) -> str:
         return (
@@ -117,10 +116,7 @@ class LanguageModel:
         self, scorer: str | None = None, neural_weight: float | None = None
     ) -> tuple[str, float]:
         """The scorer and network weight a ``score`` call with these options uses."""
-        scorer = check_scorer(scorer, self.ngram)
-        if neural_weight is not None:
-            return scorer, check_neural_weight(neural_weight)
-        return scorer, 1.0 if self.ngram is None else self.ngram.neural_weight
+        return resolve_scoring(scorer, neural_weight, self.ngram)
 
     def neural_scorer(self, batch_size: int = 64) -> NeuralScorer:
         """The network's per-token scores of framed sequences (what a batcher calls)."""
@@ -207,26 +203,15 @@ class LanguageModel:
         part = NgramPart(model, source)
         if not part.shares_vocab:
             check_vocab_overlap(part, self.vocab)
-        heldout = self.heldout
-        if neural_weight is None and not heldout:
-            raise ValueError(
-                "this model kept no held-out sentences to tune the weight on (it was trained "
-                "with valid_fraction 0); give neural_weight"
+        if neural_weight is None and not self.heldout.sequences:
+            raise NoNgramPart(
+                "this model kept no held-out sentences to tune the weight on (trained with "
+                "valid_fraction 0, or before held-out text was kept); give neural_weight"
             )
-        neural = neural_token_log_probs(self.engine, heldout) if heldout else []
-        ngram, _ = model.token_log_probs(ngram_ids_for(part, self.vocab, heldout))
+        neural = neural_token_log_probs(self.engine, self.heldout.network_ids(self.vocab))
+        ngram, _ = model.token_log_probs(self.heldout.ngram_ids(part, self.vocab))
         self.ngram = fit_part(part, neural, ngram, neural_weight)
         return self.ngram
-
-    def keep_heldout(self, sequences: Sequence[np.ndarray]) -> None:
-        """Keep validation sequences (the first ones up to HELDOUT_MAX_TOKENS tokens)."""
-        kept, tokens = [], 0
-        for seq in sequences:
-            if tokens + len(seq) > HELDOUT_MAX_TOKENS:
-                break
-            kept.append(np.asarray(seq, dtype=np.int64))
-            tokens += len(seq)
-        self.heldout = kept
 
     # -- persistence -------------------------------------------------------------------
 
@@ -245,13 +230,12 @@ class LanguageModel:
             groups.update({k: v for k, v in (("optimizer", optimizer), ("best", best)) if v})
         if self.ngram is not None:
             groups["ngram"] = self.ngram.model.to_tensors()
-        if self.heldout:
-            groups["heldout"] = {
-                "ids": np.concatenate(self.heldout).astype(np.int32),
-                "lengths": np.array([len(s) for s in self.heldout], dtype=np.int64),
-            }
+        heldout_words: list[str] = []
+        if self.heldout.sequences:
+            groups["heldout"], heldout_words = self.heldout.to_checkpoint()
         meta = {
             "ngram": self.ngram.to_meta(self.vocab) if self.ngram is not None else None,
+            "heldout_words": heldout_words,
             "model_config": self.config.to_dict(),
             "train_config": self.train_config.to_dict() if self.train_config else None,
             "training_state": self.training_state.to_dict() if self.training_state else None,
@@ -293,7 +277,8 @@ class LanguageModel:
             if meta.get("ngram"):
                 lm.ngram = NgramPart.from_checkpoint(meta["ngram"], groups.get("ngram", {}), vocab)
             if "heldout" in groups:
-                lm.heldout = _split_heldout(groups["heldout"], len(vocab))
+                words = meta.get("heldout_words") or []
+                lm.heldout = Heldout.from_checkpoint(groups["heldout"], words, len(vocab))
         except (KeyError, TypeError, ValueError) as err:
             raise checkpoint.CheckpointError(f"checkpoint n-gram part is invalid: {err}") from None
         lm.resume_tensors = {
@@ -310,10 +295,3 @@ class LanguageModel:
         except IsADirectoryError:
             raise ValueError(f"checkpoint path {str(path)!r} is a directory, not a file") from None
         return cls.from_bytes(data, device=device)
-
-
-def _split_heldout(group: dict[str, np.ndarray], vocab_size: int) -> list[np.ndarray]:
-    ids, lengths = group["ids"].astype(np.int64), group["lengths"].astype(np.int64)
-    if lengths.sum() != len(ids) or (len(ids) and (ids.min() < 0 or ids.max() >= vocab_size)):
-        raise ValueError("held-out ids do not fit the vocabulary")
-    return np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []

@@ -29,9 +29,10 @@ from typing import TextIO
 import numpy as np
 
 from . import arpa
+from .config import MAX_NGRAM_ORDER
 from .vocab import SPECIAL_TOKENS, START_ID, UNK_ID
 
-MAX_ORDER = 6
+MAX_ORDER = MAX_NGRAM_ORDER
 LN10 = math.log(10.0)
 # SENTENCE_START is never predicted; like KenLM's <s> it gets log10 probability -99.
 START_LOGP = -99.0 * LN10

@@ -15,7 +15,7 @@ import numpy as np
 
 from .batching import length_sorted_batches
 from .engines import Engine
-from .interpolation import NgramPart, check_neural_weight, check_scorer, mix
+from .interpolation import NgramPart, mix, resolve_scoring
 from .prefix_tree import build_prefix_tree, score_prefix_tree
 from .text import Tokenizer
 from .vocab import SENTENCE_END, UNK_ID, Vocabulary
@@ -124,10 +124,7 @@ def score_sentences(
         raise ValueError(f"sentences must be a list of sentences, got {type(sentences).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    scorer = check_scorer(scorer, ngram)
-    weight = 1.0 if ngram is None else ngram.neural_weight
-    if neural_weight is not None:
-        weight = check_neural_weight(neural_weight)
+    scorer, weight = resolve_scoring(scorer, neural_weight, ngram)
     words = [sentence_words(tokenizer, s, i) for i, s in enumerate(sentences)]
     framed = [vocab.frame(w, bos=bos, eos=eos) for w in words]
     neural = ngram_logps = orders = None

@@ -23,7 +23,7 @@ from .config import ModelConfig, TrainConfig
 from .corpus import Corpus
 from .dataset import prepare
 from .engines import Engine, create_engine
-from .interpolation import add_ngram_part
+from .interpolation import add_ngram_part, check_attachable
 from .lm import LanguageModel
 from .ngram import NgramModel
 
@@ -352,9 +352,10 @@ def train(
     corpus_sha256 = hashlib.sha256(corpus.text.encode("utf-8")).hexdigest()
     if resume_from is not None:
         _check_resumable(resume_from, model_config, train_config, corpus_sha256)
-    tokenizer, vocab, train_seqs, valid_seqs, warnings = prepare(
-        corpus, model_config, train_config, resume_from
-    )
+    prepared = prepare(corpus, model_config, train_config, resume_from)
+    tokenizer, vocab, train_seqs, valid_seqs, warnings, valid_sentences = prepared
+    if ngram is not None:  # a foreign ARPA model is refused now, not after training
+        check_attachable(ngram, ngram_source, vocab)
 
     if resume_from is not None:
         lm = resume_from
@@ -392,5 +393,5 @@ def train(
     lm.resume_tensors = {}
     lm = _Trainer(lm, train_seqs, valid_seqs, state, on_progress, on_checkpoint, should_stop).run()
     if state.status in (STATUS_COMPLETED, STATUS_EARLY_STOPPED):
-        add_ngram_part(lm, train_seqs, valid_seqs, ngram, ngram_source)
+        add_ngram_part(lm, train_seqs, valid_sentences, ngram, ngram_source)
     return lm

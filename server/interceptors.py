@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from rnnlm.model.checkpoint import CheckpointError
+from rnnlm.model.interpolation import NoNgramPart
 
 from . import errors
 from .metrics import Metrics
@@ -34,6 +35,7 @@ STATUS_OF: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (CheckpointError, grpc.StatusCode.DATA_LOSS),
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (NoNgramPart, grpc.StatusCode.FAILED_PRECONDITION),  # a ValueError: before it
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),

@@ -94,7 +94,7 @@ def test_weight_outside_unit_interval_is_invalid(client, trained, weight):
 def test_model_without_ngram_part(client, corpus_bytes):
     train_small(client, corpus_bytes, "plain", ngram_order=0)
     assert client.score("plain", SENTENCES).scorer == "neural"
-    with pytest.raises(InvalidArgument, match="needs an n-gram part"):
+    with pytest.raises(FailedPrecondition, match="needs an n-gram part"):
         client.score("plain", SENTENCES, scorer="ngram")
     with pytest.raises(FailedPrecondition, match="no n-gram part"):
         client.export_arpa("plain", io.BytesIO())

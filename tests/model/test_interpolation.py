@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rnnlm.model import LanguageModel, ModelConfig, TrainConfig, train
-from rnnlm.model.interpolation import join_windows, mix, tune_neural_weight
+from rnnlm.model.interpolation import NoNgramPart, join_windows, mix, tune_neural_weight
 from rnnlm.model.ngram import NgramModel
 from rnnlm.model.scoring import length_normalized
 from rnnlm.model.vocab import SPECIAL_TOKENS, START_ID
@@ -82,7 +82,7 @@ def test_training_tunes_the_weight_below_both_parts():
     assert 0.0 < part.neural_weight < 1.0
     valid = part.valid_perplexity
     assert valid["interpolated"] < min(valid["neural"], valid["ngram"])
-    assert lm.heldout and lm.heldout[0][0] == START_ID
+    assert lm.heldout.sequences and lm.heldout.sequences[0][0] == START_ID
 
 
 def test_scorers_tokens_and_orders(lm):
@@ -104,7 +104,8 @@ def test_checkpoint_keeps_the_part_and_the_heldout_text(lm):
     again = LanguageModel.from_bytes(lm.to_bytes())
     assert again.ngram.neural_weight == lm.ngram.neural_weight
     assert again.ngram.valid_perplexity == lm.ngram.valid_perplexity
-    assert [list(s) for s in again.heldout] == [list(s) for s in lm.heldout]
+    assert [list(s) for s in again.heldout.sequences] == [list(s) for s in lm.heldout.sequences]
+    assert again.heldout.extra_words == lm.heldout.extra_words
     want = [s.logprob for s in lm.score(SENTENCES)]
     assert [s.logprob for s in again.score(SENTENCES)] == pytest.approx(want, abs=1e-9)
 
@@ -132,7 +133,7 @@ def test_a_model_without_ngram_part_scores_with_the_network(pydoc_text):
     )
     assert plain.ngram is None
     assert plain.scoring_setup() == ("neural", 1.0)
-    with pytest.raises(ValueError, match="needs an n-gram part"):
+    with pytest.raises(NoNgramPart, match="needs an n-gram part"):
         plain.score(SENTENCES, scorer="interpolated")
 
 

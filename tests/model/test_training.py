@@ -38,7 +38,8 @@ def test_initial_loss_is_ln_vocabulary_size(cell, pydoc_corpus):
     """The tutorial's check: an untrained model predicts close to uniformly."""
     needs_torch(cell)
     config = ModelConfig(cell=cell, vocab_size=2000, embed_size=64, hidden_size=100)
-    _, vocab, seqs, _, _ = prepare(pydoc_corpus, config, TrainConfig(valid_fraction=0), None)
+    prepared = prepare(pydoc_corpus, config, TrainConfig(valid_fraction=0), None)
+    vocab, seqs = prepared.vocab, prepared.train
     engine = create_engine(config, len(vocab), seed=0, device="cpu")
     loss, tokens = evaluate(engine, seqs[:500])
     assert loss / tokens == pytest.approx(math.log(len(vocab)), rel=0.02)
