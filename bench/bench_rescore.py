@@ -233,37 +233,8 @@ def speed_service(lm: LanguageModel, entries, workdir: Path) -> dict:
     return {"cli": len(entries) / cli_s, "startup_s": startup, "library": len(entries) / lib_s}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", type=Path, default=DATA / "wikitext-2/valid.txt")
-    parser.add_argument("--test", type=Path, default=DATA / "wikitext-2/test.txt")
-    parser.add_argument("--model", type=Path, help="a checkpoint to evaluate (skips training)")
-    parser.add_argument("--save", type=Path, help="write the trained checkpoint here")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--hidden", type=int, default=256, help="embed and hidden size")
-    parser.add_argument("--rank-sentences", type=int, default=1000)
-    parser.add_argument("--groups", type=int, default=1000, help="n-best source sentences")
-    parser.add_argument("--quick", action="store_true", help="small model and samples")
-    parser.add_argument("--no-service", action="store_true", help="skip the gRPC part")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    if not args.train.exists() or not args.test.exists():
-        print(f"skipped: {args.train} or {args.test} is absent (set RNNLM_SHARED_DATA)")
-        return 0
-    if args.quick:
-        args.rank_sentences, args.groups = min(args.rank_sentences, 200), min(args.groups, 100)
-    import torch
-
-    threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs", flush=True)
-    lm = LanguageModel.load(args.model, device="cpu") if args.model else train_model(args)
-    if args.save:
-        lm.save(args.save)
-    print(f"model: {lm}, n-gram part {lm.ngram}")
-
-    sentences = test_sentences(lm, args.test)
-    if args.quick:
-        sentences = sentences[:2000]
+def quality(lm: LanguageModel, sentences, args) -> None:
+    """Print the perplexity table and the ranking table."""
     tokens = sum(len(s) + 1 for s in sentences)
     print(
         f"\n## Test perplexity ({args.test.name}: {len(sentences):,} sentences, {tokens:,} tokens)"
@@ -294,6 +265,41 @@ def main(argv: list[str] | None = None) -> int:
         f"(target +10); every interpolated pairwise figure above the n-gram's: {pairwise_ok}"
     )
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", type=Path, default=DATA / "wikitext-2/valid.txt")
+    parser.add_argument("--test", type=Path, default=DATA / "wikitext-2/test.txt")
+    parser.add_argument("--model", type=Path, help="a checkpoint to evaluate (skips training)")
+    parser.add_argument("--save", type=Path, help="write the trained checkpoint here")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--hidden", type=int, default=256, help="embed and hidden size")
+    parser.add_argument("--rank-sentences", type=int, default=1000)
+    parser.add_argument("--groups", type=int, default=1000, help="n-best source sentences")
+    parser.add_argument("--quick", action="store_true", help="small model and samples")
+    parser.add_argument("--no-service", action="store_true", help="skip the gRPC part")
+    parser.add_argument("--speed-only", action="store_true", help="skip perplexity and ranking")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if not args.train.exists() or not args.test.exists():
+        print(f"skipped: {args.train} or {args.test} is absent (set RNNLM_SHARED_DATA)")
+        return 0
+    if args.quick:
+        args.rank_sentences, args.groups = min(args.rank_sentences, 200), min(args.groups, 100)
+    import torch
+
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs", flush=True)
+    lm = LanguageModel.load(args.model, device="cpu") if args.model else train_model(args)
+    if args.save:
+        lm.save(args.save)
+    print(f"model: {lm}, n-gram part {lm.ngram}")
+
+    sentences = test_sentences(lm, args.test)
+    if args.quick:
+        sentences = sentences[:2000]
+    if not args.speed_only:
+        quality(lm, sentences, args)
     entries = nbest_list(sentences, args.groups, args.seed)
     print(f"\n## Speed: {len(entries):,} hypotheses of 20 words ({args.groups} x 10)")
     print(

@@ -1,8 +1,9 @@
 """Sentence scoring: per-token log-probabilities, totals, perplexity, unknown words.
 
-``bos``/``eos`` follow KenLM: with ``bos`` the first word is predicted from
-``SENTENCE_START``; without it the text is a fragment, so its first word is read as context
-and not scored. With ``eos`` the probability of ``SENTENCE_END`` after the last word counts.
+``bos``/``eos`` are KenLM's switches: with ``bos`` the first word is predicted from
+``SENTENCE_START``; without it the text is a fragment, and (unlike KenLM, which scores it
+from an empty context) its first word is read as context and not scored. With ``eos`` the
+probability of ``SENTENCE_END`` after the last word counts.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class CorpusRegistry:
                 "cannot be attached, give the ARPA file it was built from"
             ) from None
         try:
-            model = NgramModel.from_arpa(text.splitlines())
+            model = NgramModel.from_arpa(text.split("\n"))  # KenLM's lines: only at \n
         except ValueError as err:
             raise InvalidArgument(f"ARPA file {name!r} does not parse: {err}") from None
         return model, f"arpa:{name}"

@@ -114,10 +114,11 @@ class ModelRegistry:
                 f"model {model_id!r} is being trained by job {record['active_job_id']!r}; "
                 "attach the n-gram model when the job has ended"
             )
-        lm = self.load(model_id)
-        lm.attach_ngram(ngram, source, neural_weight)
-        current = next(v for v in record["versions"] if v["version"] == record["current_version"])
-        self.publish(model_id, lm, current["job_id"])
+        version = record["current_version"]
+        lm = self.load(model_id, version)
+        lm.attach_ngram(ngram, source, neural_weight)  # seconds: tunes on held-out text
+        current = next(v for v in record["versions"] if v["version"] == version)
+        self.publish(model_id, lm, current["job_id"], replaces=version)
         return self.get(model_id)
 
     def claim(self, model_id: str, job_id: str) -> None:
@@ -147,11 +148,27 @@ class ModelRegistry:
 
         self.store.update(MODEL, model_id, release_fn)
 
-    def publish(self, model_id: str, lm: LanguageModel, job_id: str) -> int:
-        """Store ``lm`` as the model's next version and make it current; returns the version."""
+    def publish(
+        self, model_id: str, lm: LanguageModel, job_id: str, replaces: int | None = None
+    ) -> int:
+        """Store ``lm`` as the model's next version and make it current; returns the version.
+        With ``replaces``, only while that version is still current and no job trains the
+        model (an attach must not undo a delete nor hide a newer version)."""
         reserved: dict[str, int] = {}
 
+        def check(record: dict | None) -> None:
+            if replaces is None:
+                return
+            if record is None:
+                raise NotFound(f"model {model_id!r} was deleted meanwhile; nothing published")
+            if record.get("active_job_id") or record["current_version"] != replaces:
+                raise FailedPrecondition(
+                    f"model {model_id!r} changed meanwhile (a job or another call); "
+                    "nothing published: try again"
+                )
+
         def reserve(record: dict | None) -> dict:
+            check(record)
             record = record or new_model_record(model_id)
             reserved["version"] = record["next_version"]
             record["next_version"] += 1
@@ -183,6 +200,7 @@ class ModelRegistry:
         dropped: list[int] = []
 
         def flip(record: dict | None) -> dict:
+            check(record)
             record = record or new_model_record(model_id)
             versions = [*record["versions"], entry]
             dropped.extend(v["version"] for v in versions[: -self.keep_versions])
@@ -191,7 +209,11 @@ class ModelRegistry:
             record["updated_at"] = time.time()
             return record
 
-        self.store.update(MODEL, model_id, flip)
+        try:
+            self.store.update(MODEL, model_id, flip)
+        except (NotFound, FailedPrecondition):
+            self._delete_version_blobs(model_id, version)
+            raise
         for old in dropped:
             self._delete_version_blobs(model_id, old)
         log.info("model %s: version %d published (%d bytes)", model_id, version, info.size)
