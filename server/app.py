@@ -235,6 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``rnnlm serve``: run until SIGINT or SIGTERM, then stop gracefully; exit status 0.
     A second signal during the shutdown exits at once (status 1)."""
     config = ServerConfig.from_args(argv)
+    # Before torch starts its OpenMP pool: idle pool threads sleep instead of spinning, so
+    # they leave the cores to the gRPC threads between products (rescoring through the
+    # service on 2 cores: 553 -> 853 hypotheses/s; in-process scoring is unchanged).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
