@@ -58,7 +58,13 @@ def train_model(args) -> LanguageModel:
     if args.quick:  # a smoke run: the first few hundred KB are enough to exercise every part
         corpus = Corpus.from_text(corpus.text[:QUICK_CHARS])
     size = 64 if args.quick else args.hidden
-    model_config = ModelConfig(cell="gru", embed_size=size, hidden_size=size, ngram_order=4)
+    model_config = ModelConfig(
+        cell="gru",
+        embed_size=size,
+        hidden_size=size,
+        ngram_order=4,
+        output_classes=args.output_classes,
+    )
     train_config = TrainConfig(epochs=1 if args.quick else args.epochs, log_every=10**9)
     started = time.perf_counter()
 
@@ -274,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", type=Path, help="write the trained checkpoint here")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--hidden", type=int, default=256, help="embed and hidden size")
+    parser.add_argument(
+        "--output-classes",
+        type=int,
+        default=0,
+        help="class-factored softmax with this many classes (0: full softmax)",
+    )
     parser.add_argument("--rank-sentences", type=int, default=1000)
     parser.add_argument("--groups", type=int, default=1000, help="n-best source sentences")
     parser.add_argument("--quick", action="store_true", help="small model and samples")

@@ -13,6 +13,7 @@ from rnnlm.client.sync import LMClient
 from rnnlm.client.types import (
     SENTENCE_END,
     SUCCESS_JOB_STATES,
+    Corpus,
     GeneratedToken,
     ModelInfo,
     SentenceScore,
@@ -225,6 +226,19 @@ def jobs_table(jobs: Sequence[TrainingJob]) -> str:
     return table(
         ["job", "model", "state", "epoch", "step", "loss", "created"], rows, right=(3, 4, 5)
     )
+
+
+def corpora_table(corpora: Sequence[Corpus]) -> str:
+    rows = [
+        [
+            c.corpus_id,
+            f"{c.size_bytes:,}",
+            c.created_at.strftime("%Y-%m-%d %H:%M:%S") if c.created_at else "-",
+            c.filename,
+        ]
+        for c in corpora
+    ]
+    return table(["corpus", "bytes", "uploaded", "file"], rows, right=(1,))
 
 
 class SentencePrinter:

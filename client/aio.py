@@ -20,6 +20,7 @@ from rnnlm.client.types import (
     Corpus,
     GeneratedSentence,
     GeneratedToken,
+    Listing,
     ModelInfo,
     ScoreResult,
     SentenceScore,
@@ -146,6 +147,17 @@ class AsyncLMClient:
         )
         return Corpus.from_pb(msg)
 
+    async def corpora(self, limit: int = 0) -> Listing[Corpus]:
+        """Uploaded corpora, newest first (see ``LMClient.corpora``)."""
+        response = await self._unary("ListCorpora", pb.ListCorporaRequest(limit=limit))
+        return Listing(map(Corpus.from_pb, response.corpora), response.unreadable_ids)
+
+    async def delete_corpus(self, corpus_id: Corpus | str) -> int:
+        """Delete an uploaded corpus; returns the bytes freed (see ``LMClient.delete_corpus``)."""
+        cid = corpus_id.corpus_id if isinstance(corpus_id, Corpus) else corpus_id
+        request = pb.DeleteCorpusRequest(corpus_id=cid)
+        return (await self._unary("DeleteCorpus", request, idempotent=False)).size_bytes
+
     async def train(
         self,
         model_id: str,
@@ -190,11 +202,16 @@ class AsyncLMClient:
         request = pb.GetTrainingJobRequest(job_id=job_id)
         return TrainingJob.from_pb(await self._unary("GetTrainingJob", request))
 
-    async def jobs(self, model_id: str | None = None, limit: int = 0) -> list[TrainingJob]:
+    async def jobs(self, model_id: str | None = None, limit: int = 0) -> Listing[TrainingJob]:
         """Training jobs, newest first."""
         request = pb.ListTrainingJobsRequest(model_id=model_id or "", limit=limit)
         response = await self._unary("ListTrainingJobs", request)
-        return [TrainingJob.from_pb(j) for j in response.jobs]
+        return Listing(map(TrainingJob.from_pb, response.jobs), response.unreadable_ids)
+
+    async def delete_job(self, job_id: str) -> None:
+        """Delete a job that has ended (see ``LMClient.delete_job``)."""
+        request = pb.DeleteTrainingJobRequest(job_id=job_id)
+        await self._unary("DeleteTrainingJob", request, idempotent=False)
 
     async def cancel(self, job_id: str) -> TrainingJob:
         """Ask a running job to stop."""
@@ -294,10 +311,10 @@ class AsyncLMClient:
 
     # -- models ---------------------------------------------------------------------------
 
-    async def models(self) -> list[ModelInfo]:
+    async def models(self) -> Listing[ModelInfo]:
         """Every model in the store."""
         response = await self._unary("ListModels", pb.ListModelsRequest())
-        return [ModelInfo.from_pb(m) for m in response.models]
+        return Listing(map(ModelInfo.from_pb, response.models), response.unreadable_ids)
 
     async def model(self, model_id: str, include_vocabulary: bool = False) -> ModelInfo:
         """One model; with ``include_vocabulary`` its words by id too."""
@@ -305,7 +322,8 @@ class AsyncLMClient:
         return ModelInfo.from_pb(await self._unary("GetModel", request))
 
     async def delete_model(self, model_id: str) -> int:
-        """Delete a model and all its versions; returns how many versions were removed."""
+        """Delete a model, all its versions and its jobs; returns how many versions were
+        removed."""
         request = pb.DeleteModelRequest(model_id=model_id)
         return (await self._unary("DeleteModel", request, idempotent=False)).versions_deleted
 

@@ -7,6 +7,7 @@
     rnnlm serve --help              # start a server (needs the rnnlm[server] extra)
     rnnlm demo                      # a server, training, ranking and generation in one go
     rnnlm health --wait 30          # exit 0 once the server answers SERVING
+    rnnlm corpora; rnnlm delete-corpus ID; rnnlm delete-job ID   # free the store
 
 Exit codes: 0 success; 1 a failed call or a training job that did not complete; 2 a usage
 error; 130 interrupted (Ctrl-C while watching a job detaches from it; the job keeps running).
@@ -45,6 +46,7 @@ TRAIN_FLAGS = {
     "seed": "seed for the split, weights and batch order",
     "words": "nltk (default) or whitespace (pre-tokenised text, as MT pipelines write it)",
     "ngram_order": "order of the built-in Kneser-Ney n-gram part, 1-6 (default 4; 0: none)",
+    "output_classes": "word classes of a factored softmax, about sqrt(vocab) (default 0: full)",
     "device": "auto, cpu, cuda or cuda:N",
     "checkpoint_every": "steps between checkpoints",
 }
@@ -83,11 +85,32 @@ def cmd_train(args: argparse.Namespace, client: LMClient) -> int:
 def _listing(items: list, as_json: bool, render: Callable[[list], str]) -> int:
     for line in [out.to_json(i) for i in items] if as_json else [render(items)]:
         print(line)
+    if unreadable := getattr(items, "unreadable_ids", ()):  # a Listing
+        eprint(
+            f"warning: the server cannot read {len(unreadable)} stored record(s), left out: "
+            + ", ".join(unreadable)
+        )
     return 0
 
 
 def cmd_jobs(args: argparse.Namespace, client: LMClient) -> int:
     return _listing(client.jobs(args.model, args.limit), args.json, out.jobs_table)
+
+
+def cmd_delete_job(args: argparse.Namespace, client: LMClient) -> int:
+    client.delete_job(args.job_id)
+    print(f"deleted job {args.job_id}")
+    return 0
+
+
+def cmd_corpora(args: argparse.Namespace, client: LMClient) -> int:
+    return _listing(client.corpora(args.limit), args.json, out.corpora_table)
+
+
+def cmd_delete_corpus(args: argparse.Namespace, client: LMClient) -> int:
+    freed = client.delete_corpus(args.corpus_id)
+    print(f"deleted corpus {args.corpus_id} ({freed:,} bytes)")
+    return 0
 
 
 def cmd_job(args: argparse.Namespace, client: LMClient) -> int:
@@ -273,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_id")
     p.add_argument("--after", metavar="EVENT_ID", help="only events after this one")
     command("cancel", cmd_cancel, "stop a running job (resumable)").add_argument("job_id")
+    p = command("delete-job", cmd_delete_job, "delete an ended job with its events and checkpoint")
+    p.add_argument("job_id")
+    p = command("corpora", cmd_corpora, "list uploaded corpora, newest first")
+    p.add_argument("--limit", type=int, default=0, help="at most this many (default 100)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p = command("delete-corpus", cmd_delete_corpus, "delete an uploaded corpus")
+    p.add_argument("corpus_id")
     p = command("resume", cmd_resume, "continue a cancelled or interrupted job")
     p.add_argument("job_id")
     p.add_argument("--epochs", type=int, default=0, help="raise the total epochs")
@@ -299,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("model", cmd_model, "show a model")
     p.add_argument("model")
     p.add_argument("--vocabulary", action="store_true", help="include the vocabulary")
-    command("delete", cmd_delete, "delete a model and all its versions").add_argument("model")
+    command("delete", cmd_delete, "delete a model, its versions and its jobs").add_argument("model")
 
     p = command("health", cmd_health, "ask the gRPC health service; exit 0 when SERVING")
     p.add_argument("--service", default="", help="a service name (default: the whole server)")

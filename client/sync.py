@@ -18,6 +18,7 @@ from rnnlm.client.types import (
     Corpus,
     GeneratedSentence,
     GeneratedToken,
+    Listing,
     ModelInfo,
     ScoreResult,
     SentenceScore,
@@ -94,7 +95,7 @@ class LMClient:
 
         Repeated after UNAVAILABLE unless ``idempotent`` is false: reads and cancel by
         nature, Train through its request_id, UploadCorpus because corpora are content
-        addressed (the request stream is rebuilt for each attempt). Resume and DeleteModel
+        addressed (the request stream is rebuilt for each attempt). Resume and the deletes
         are not: a retry after a lost reply would fail on the first attempt's effect.
         """
         rpc = getattr(self._stub, method)
@@ -149,6 +150,18 @@ class LMClient:
         msg = self._unary("UploadCorpus", plan.requests, timeout=timeout)
         return Corpus.from_pb(msg)
 
+    def corpora(self, limit: int = 0) -> Listing[Corpus]:
+        """Uploaded corpora (and ARPA files), newest first (``limit`` 0: the server's 100)."""
+        response = self._unary("ListCorpora", pb.ListCorporaRequest(limit=limit))
+        return Listing(map(Corpus.from_pb, response.corpora), response.unreadable_ids)
+
+    def delete_corpus(self, corpus_id: Corpus | str) -> int:
+        """Delete an uploaded corpus (or its id); returns the bytes freed. Refused while a
+        running job reads it; models trained on it stay."""
+        cid = corpus_id.corpus_id if isinstance(corpus_id, Corpus) else corpus_id
+        request = pb.DeleteCorpusRequest(corpus_id=cid)
+        return self._unary("DeleteCorpus", request, idempotent=False).size_bytes
+
     def train(
         self,
         model_id: str,
@@ -202,10 +215,17 @@ class LMClient:
         request = pb.GetTrainingJobRequest(job_id=job_id)
         return TrainingJob.from_pb(self._unary("GetTrainingJob", request))
 
-    def jobs(self, model_id: str | None = None, limit: int = 0) -> list[TrainingJob]:
+    def jobs(self, model_id: str | None = None, limit: int = 0) -> Listing[TrainingJob]:
         """Training jobs, newest first, of one model or all (``limit`` 0: the server's 100)."""
         request = pb.ListTrainingJobsRequest(model_id=model_id or "", limit=limit)
-        return [TrainingJob.from_pb(j) for j in self._unary("ListTrainingJobs", request).jobs]
+        response = self._unary("ListTrainingJobs", request)
+        return Listing(map(TrainingJob.from_pb, response.jobs), response.unreadable_ids)
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete a job that has ended, with its events and checkpoint (it can no longer be
+        resumed); a running job is refused (``FailedPrecondition``): cancel it first."""
+        request = pb.DeleteTrainingJobRequest(job_id=job_id)
+        self._unary("DeleteTrainingJob", request, idempotent=False)
 
     def cancel(self, job_id: str) -> TrainingJob:
         """Ask a running job to stop (within one step); it can be resumed later."""
@@ -316,10 +336,10 @@ class LMClient:
 
     # -- models ---------------------------------------------------------------------------
 
-    def models(self) -> list[ModelInfo]:
+    def models(self) -> Listing[ModelInfo]:
         """Every model in the store."""
         response = self._unary("ListModels", pb.ListModelsRequest())
-        return [ModelInfo.from_pb(m) for m in response.models]
+        return Listing(map(ModelInfo.from_pb, response.models), response.unreadable_ids)
 
     def model(self, model_id: str, include_vocabulary: bool = False) -> ModelInfo:
         """One model; with ``include_vocabulary`` its words by id too."""
@@ -327,7 +347,8 @@ class LMClient:
         return ModelInfo.from_pb(self._unary("GetModel", request))
 
     def delete_model(self, model_id: str) -> int:
-        """Delete a model and all its versions; returns how many versions were removed."""
+        """Delete a model, all its versions and its jobs; returns how many versions were
+        removed."""
         request = pb.DeleteModelRequest(model_id=model_id)
         return self._unary("DeleteModel", request, idempotent=False).versions_deleted
 

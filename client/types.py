@@ -8,10 +8,10 @@ hold only the fields the server set.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -167,6 +167,7 @@ class TrainingJob:
     model_version: int
     server_id: str
     warnings: tuple[str, ...] = ()  # things about the corpus worth knowing
+    phase: str = ""  # what it does now when the state does not say, e.g. waiting to publish
 
     @property
     def done(self) -> bool:
@@ -368,3 +369,19 @@ class ModelInfo:
             training=_set_fields(msg.training),
             vocabulary=tuple(msg.vocabulary),
         )
+
+
+T = TypeVar("T")
+
+
+class Listing(list[T]):
+    """A list call's results (a plain list), and ``unreadable_ids``: records the server
+    found damaged in its store and left out (its log says why); empty normally."""
+
+    def __init__(self, items: Iterable[T] = (), unreadable_ids: Iterable[str] = ()) -> None:
+        super().__init__(items)
+        self.unreadable_ids: tuple[str, ...] = tuple(unreadable_ids)
+
+    def __repr__(self) -> str:
+        extra = f", unreadable_ids={self.unreadable_ids!r}" if self.unreadable_ids else ""
+        return f"Listing({list.__repr__(self)}{extra})"

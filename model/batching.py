@@ -58,12 +58,17 @@ def split_long(sequences: Sequence[np.ndarray], max_length: int) -> list[np.ndar
 
 
 def length_sorted_batches(
-    sequences: Sequence[np.ndarray], batch_size: int, rng: np.random.Generator | None = None
+    sequences: Sequence[np.ndarray],
+    batch_size: int,
+    rng: np.random.Generator | None = None,
+    max_tokens: int | None = None,
 ) -> Iterator[tuple[np.ndarray, Batch]]:
     """Yield ``(indices, batch)`` over all sequences, grouped by length to minimise padding.
 
     With ``rng`` the grouping of equal lengths and the order of batches are shuffled
     (training); without it, batches come shortest first (scoring, evaluation).
+    ``max_tokens`` (scoring) also caps a batch's padded size, rows x longest, so that long
+    sentences come in fewer rows (at least one) and the (rows, V) output stays bounded.
     """
     lengths = np.array([len(s) for s in sequences])
     if rng is None:
@@ -72,10 +77,23 @@ def length_sorted_batches(
         perm = rng.permutation(len(sequences))
         order = perm[np.argsort(lengths[perm], kind="stable")]
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if max_tokens is not None:
+        chunks = [piece for chunk in chunks for piece in _token_capped(chunk, lengths, max_tokens)]
     if rng is not None:
         chunks = [chunks[i] for i in rng.permutation(len(chunks))]
     for idx in chunks:
         yield idx, make_batch([sequences[i] for i in idx])
+
+
+def _token_capped(chunk: np.ndarray, lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """Split a chunk sorted by ascending length so that rows x longest <= max_tokens."""
+    pieces, start = [], 0
+    for end in range(1, len(chunk) + 1):
+        if end - start > 1 and (end - start) * lengths[chunk[end - 1]] > max_tokens:
+            pieces.append(chunk[start : end - 1])
+            start = end - 1
+    pieces.append(chunk[start:])
+    return pieces
 
 
 def num_batches(num_sequences: int, batch_size: int) -> int:

@@ -63,7 +63,9 @@ def check_device(owner: str, device: Any) -> None:
     if not isinstance(device, str) or not (
         device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
     ):
-        raise ValueError(f"{owner}device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        raise ValueError(
+            f"{owner}device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {_quote(device)}"
+        )
 
 
 def _quote(value: Any, limit: int = 40) -> str:
@@ -128,6 +130,7 @@ class ModelConfig(_DictConfig):
     words: str = "nltk"  # WORD_MODES
     min_count: int = 2  # rarer training words are UNKNOWN_TOKEN, so that UNKNOWN_TOKEN is trained
     ngram_order: int = 4  # Kneser-Ney n-gram part trained with the network; 0: none
+    output_classes: int = 0  # 0: full softmax; C: class-factored softmax (gru/lstm)
 
     def __post_init__(self) -> None:
         owner = "model_config"
@@ -150,6 +153,13 @@ class ModelConfig(_DictConfig):
                 raise ValueError(
                     f"{owner}.ngram_order must be 0 (none) or 1-{MAX_NGRAM_ORDER}, "
                     f"got {self.ngram_order!r}"
+                )
+        if self.output_classes != 0:  # 0 is the full softmax
+            _require_int(owner, "output_classes", self.output_classes, 2)
+            if self.cell == "rnn":
+                raise ValueError(
+                    f"{owner}.output_classes needs cell 'gru' or 'lstm' "
+                    f"(the NumPy 'rnn' has a full softmax only), got {self.output_classes}"
                 )
         if not isinstance(self.tie_weights, bool):
             raise ValueError(f"{owner}.tie_weights must be true or false, got {self.tie_weights!r}")

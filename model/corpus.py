@@ -27,6 +27,15 @@ _BLANK_LINE = re.compile(r"\n\s*\n")
 csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
 
 
+class MissingColumn(ValueError):
+    """A CSV corpus without the column asked for. The message lists the header's names (for
+    a local user); a service, whose caller may not see the file, says ``columns`` instead."""
+
+    def __init__(self, message: str, column: str, columns: int) -> None:
+        super().__init__(message)
+        self.column, self.columns = column, columns
+
+
 def _check_mode(paragraphs: str) -> None:
     if paragraphs not in PARAGRAPH_MODES:
         allowed = ", ".join(repr(m) for m in PARAGRAPH_MODES)
@@ -74,7 +83,11 @@ class Corpus:
         try:
             if reader.fieldnames is None or column not in reader.fieldnames:
                 found = ", ".join(reader.fieldnames or []) or "none"
-                raise ValueError(f"corpus CSV has no column {column!r}; columns found: {found}")
+                raise MissingColumn(
+                    f"corpus CSV has no column {column!r}; columns found: {found}",
+                    column,
+                    len(reader.fieldnames or []),
+                )
             rows = [(row[column] or "").strip() for row in reader]
         except csv.Error as err:
             raise ValueError(f"corpus CSV is malformed at line {reader.line_num}: {err}") from None

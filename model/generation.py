@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .engines import Engine
+from .stopping import ShouldStop, check
 from .vocab import END_ID, SENTENCE_END, START_ID, UNK_ID, Vocabulary
 
 METHODS = ("sample", "greedy", "beam")
@@ -127,9 +128,14 @@ def _choose(
 
 
 def sample_events(
-    engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray, config: GenerationConfig
+    engine: Engine,
+    vocab: Vocabulary,
+    prompt_ids: np.ndarray,
+    config: GenerationConfig,
+    should_stop: ShouldStop | None = None,
 ) -> Iterator[GenerationEvent]:
-    """Sampling or greedy decoding, one sentence after another, token by token."""
+    """Sampling or greedy decoding, one sentence after another, token by token;
+    ``should_stop`` is checked before each step (``Stopped``)."""
     rng = np.random.default_rng(config.seed)
     banned = _banned(len(vocab))
     # Decoding states are never modified in place, so the prompt is read once.
@@ -137,6 +143,7 @@ def sample_events(
     for sentence in range(config.num_sentences):
         logp, state = prompt_logp, prompt_state
         for produced in range(config.max_length):
+            check(should_stop)
             allowed = ~banned
             allowed[END_ID] = produced >= config.min_length
             token = _choose(logp[0], allowed, config, rng)
@@ -155,7 +162,11 @@ def sample_events(
 
 
 def beam_search(
-    engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray, config: GenerationConfig
+    engine: Engine,
+    vocab: Vocabulary,
+    prompt_ids: np.ndarray,
+    config: GenerationConfig,
+    should_stop: ShouldStop | None = None,
 ) -> list[tuple[list[int], list[float], str]]:
     """The ``beam_width`` most probable continuations found, best first, as
     (token ids without SENTENCE_END, per-token log-probs, finish reason).
@@ -165,6 +176,8 @@ def beam_search(
     Face's beam search), so width 1 is exactly greedy decoding. Stops once ``beam_width``
     hypotheses have finished and no live one scores higher than the worst of them
     (log-probabilities only fall as a hypothesis grows, so none could overtake it).
+    Nothing comes out before the search ends, so ``should_stop`` is checked before every
+    step: a caller that left stops the search there (``Stopped``).
     """
     width = config.beam_width
     banned = _banned(len(vocab))
@@ -173,6 +186,7 @@ def beam_search(
     scores = np.zeros(1)
     finished: list[tuple[float, list[int], list[float], str]] = []
     while True:
+        check(should_stop)
         length = len(alive[0][0])
         allowed = ~banned
         allowed[END_ID] = length >= config.min_length
@@ -212,10 +226,15 @@ def beam_search(
 
 
 def beam_events(
-    engine: Engine, vocab: Vocabulary, prompt_ids: np.ndarray, config: GenerationConfig
+    engine: Engine,
+    vocab: Vocabulary,
+    prompt_ids: np.ndarray,
+    config: GenerationConfig,
+    should_stop: ShouldStop | None = None,
 ) -> Iterator[GenerationEvent]:
     """Beam search results as events (emitted after the search, best hypothesis first)."""
-    for sentence, (ids, lps, reason) in enumerate(beam_search(engine, vocab, prompt_ids, config)):
+    found = beam_search(engine, vocab, prompt_ids, config, should_stop)
+    for sentence, (ids, lps, reason) in enumerate(found):
         words = vocab.decode(ids) + ([SENTENCE_END] if reason == FINISH_END else [])
         for k, (word, lp) in enumerate(zip(words, lps)):
             yield GenerationEvent(sentence, word, lp, reason if k == len(words) - 1 else None)

@@ -37,6 +37,7 @@ from .scoring import (
     score_sentences,
     sentence_words,
 )
+from .stopping import ShouldStop
 from .text import Tokenizer, detokenize
 from .vocab import SENTENCE_END, Vocabulary
 
@@ -92,11 +93,13 @@ class LanguageModel:
         neural_weight: float | None = None,
         batch_size: int = 64,
         neural_scorer: NeuralScorer | None = None,
+        should_stop: ShouldStop | None = None,
     ) -> list[SentenceScore]:
         """Score sentences given as raw text or as lists of words (already tokenised).
 
         ``scorer``: 'neural', 'ngram' or 'interpolated' (default: interpolated when the
-        model has an n-gram part); ``neural_weight`` overrides the tuned λ.
+        model has an n-gram part); ``neural_weight`` overrides the tuned λ. ``should_stop``
+        is checked between batches: ``stopping.Stopped`` once it returns True.
         """
         return score_sentences(
             self.engine,
@@ -110,6 +113,7 @@ class LanguageModel:
             scorer=scorer,
             neural_weight=neural_weight,
             neural_scorer=neural_scorer or self.neural_scorer(batch_size),
+            should_stop=should_stop,
         )
 
     def scoring_setup(
@@ -120,7 +124,11 @@ class LanguageModel:
 
     def neural_scorer(self, batch_size: int = 64) -> NeuralScorer:
         """The network's per-token scores of framed sequences (what a batcher calls)."""
-        return lambda sequences: neural_token_log_probs(self.engine, sequences, batch_size)
+
+        def scorer(sequences, should_stop: ShouldStop | None = None) -> list[np.ndarray]:
+            return neural_token_log_probs(self.engine, sequences, batch_size, should_stop)
+
+        return scorer
 
     def rank(
         self,
@@ -150,9 +158,13 @@ class LanguageModel:
     # -- generation --------------------------------------------------------------------
 
     def stream(
-        self, prompt: SentenceInput | None = None, **options: Any
+        self,
+        prompt: SentenceInput | None = None,
+        should_stop: ShouldStop | None = None,
+        **options: Any,
     ) -> Iterator[GenerationEvent]:
-        """Generated tokens one by one (see ``GenerationConfig`` for the options)."""
+        """Generated tokens one by one (see ``GenerationConfig`` for the options).
+        ``should_stop`` is checked before every decoding step: ``stopping.Stopped``."""
         allowed = [f.name for f in dataclasses.fields(GenerationConfig)]
         unknown = sorted(set(options) - set(allowed))
         if unknown:
@@ -162,8 +174,8 @@ class LanguageModel:
         config = GenerationConfig(**options)
         prompt_ids = self.vocab.encode(self._prompt_words(prompt))
         if config.method == "beam":
-            return beam_events(self.engine, self.vocab, prompt_ids, config)
-        return sample_events(self.engine, self.vocab, prompt_ids, config)
+            return beam_events(self.engine, self.vocab, prompt_ids, config, should_stop)
+        return sample_events(self.engine, self.vocab, prompt_ids, config, should_stop)
 
     def generate(
         self, prompt: SentenceInput | None = None, **options: Any

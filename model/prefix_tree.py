@@ -18,6 +18,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .engines import Engine
+    from .stopping import ShouldStop
 
 # One depth of the tree (a batched step: Python, dispatch, gathering the parents' states)
 # costs about as much as scoring three nodes: ~170 us vs ~65 us per node for a GRU with
@@ -87,9 +88,12 @@ def prefix_sharing(sequences: Sequence[np.ndarray]) -> float:
     return 1.0 - build_prefix_tree(sequences).node_ratio
 
 
-def score_prefix_tree(engine: Engine, tree: PrefixTree) -> list[np.ndarray]:
-    """Per sequence s, ln p of the targets s[1:], (len(s) - 1,) float64 (empty below 2 ids)."""
-    node_log_probs = engine.tree_log_probs(tree.tokens, tree.parents)  # (N,)
+def score_prefix_tree(
+    engine: Engine, tree: PrefixTree, should_stop: ShouldStop | None = None
+) -> list[np.ndarray]:
+    """Per sequence s, ln p of the targets s[1:], (len(s) - 1,) float64 (empty below 2 ids).
+    ``should_stop`` is checked between output-layer chunks (``Stopped``)."""
+    node_log_probs = engine.tree_log_probs(tree.tokens, tree.parents, should_stop)  # (N,)
     return [node_log_probs[path[1:]] for path in tree.paths]
 
 

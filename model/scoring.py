@@ -18,6 +18,7 @@ from .batching import length_sorted_batches
 from .engines import Engine
 from .interpolation import NgramPart, mix, resolve_scoring
 from .prefix_tree import build_prefix_tree, score_prefix_tree
+from .stopping import ShouldStop, check
 from .text import Tokenizer
 from .vocab import SENTENCE_END, UNK_ID, Vocabulary
 
@@ -58,41 +59,56 @@ def sentence_words(tokenizer: Tokenizer, sentence: SentenceInput, position: int)
     )
 
 
-NeuralScorer = Callable[[list[np.ndarray]], list[np.ndarray]]
+# (framed sequences, should_stop=None) -> per-token ln p of each; a batcher is one too.
+NeuralScorer = Callable[..., list[np.ndarray]]
 LENGTH_NORMS = ("none", "average", "gnmt")
 # Sequences per prefix tree: bounds the tree's index arrays and the widest level's states
 # (the engines run the output layer in fixed-size chunks as they walk the tree).
 TREE_MAX_SEQUENCES = 2048
 DEFAULT_GNMT_ALPHA = 0.6
+# Padded tokens per scoring batch: long sentences come in fewer rows, so that the output
+# layer's (rows, V) logits stay near 8192 x 8000 float32 = 262 MB whatever the lengths.
+BATCH_MAX_TOKENS = 8192
 
 
 def neural_token_log_probs(
-    engine: Engine, sequences: Sequence[np.ndarray], batch_size: int = 64
+    engine: Engine,
+    sequences: Sequence[np.ndarray],
+    batch_size: int = 64,
+    should_stop: ShouldStop | None = None,
 ) -> list[np.ndarray]:
     """ln p of each target ``s[1:]`` of each framed sequence, in input order.
 
     Sequences that share prefixes (an n-best list) are scored as a prefix tree, each shared
     prefix once; others in length-sorted padded batches. Either way a score is independent
-    of what else is in the call, up to float32 rounding (about 1e-6).
+    of what else is in the call, up to float32 rounding (about 1e-6). ``should_stop`` is
+    checked before every batch and every chunk of a tree's output layer (``Stopped``).
     """
     logps: list[np.ndarray] = []
     for start in range(0, len(sequences), TREE_MAX_SEQUENCES):
+        check(should_stop)
         chunk = sequences[start : start + TREE_MAX_SEQUENCES]
         tree = build_prefix_tree(chunk)
         if tree.worthwhile:
-            logps.extend(score_prefix_tree(engine, tree))
+            logps.extend(score_prefix_tree(engine, tree, should_stop))
         else:
-            logps.extend(batched_token_log_probs(engine, chunk, batch_size))
+            logps.extend(batched_token_log_probs(engine, chunk, batch_size, should_stop))
     return logps
 
 
 def batched_token_log_probs(
-    engine: Engine, sequences: Sequence[np.ndarray], batch_size: int
+    engine: Engine,
+    sequences: Sequence[np.ndarray],
+    batch_size: int,
+    should_stop: ShouldStop | None = None,
 ) -> list[np.ndarray]:
     logps: list[np.ndarray] = [np.zeros(0)] * len(sequences)
     scorable = [i for i, ids in enumerate(sequences) if len(ids) >= 2]
     if scorable:
-        for idx, batch in length_sorted_batches([sequences[i] for i in scorable], batch_size):
+        picked = [sequences[i] for i in scorable]
+        batches = length_sorted_batches(picked, batch_size, max_tokens=BATCH_MAX_TOKENS)
+        for idx, batch in batches:
+            check(should_stop)
             rows = engine.token_log_probs(batch)  # (B, T)
             for row, j in enumerate(idx):
                 logps[scorable[j]] = rows[row, : batch.lengths[row]]
@@ -112,12 +128,14 @@ def score_sentences(
     scorer: str | None = None,
     neural_weight: float | None = None,
     neural_scorer: NeuralScorer | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> list[SentenceScore]:
     """Score each sentence; results are in input order and independent of the batching.
 
     ``scorer`` is 'neural', 'ngram' or 'interpolated' (default: interpolated when ``ngram``
     is given); ``neural_weight`` overrides the part's tuned λ. ``neural_scorer`` computes the
     network's per-token scores of framed sequences (the server passes its batcher).
+    ``should_stop`` is checked between the parts of the work; ``Stopped`` when it says so.
     """
     if isinstance(sentences, str):
         raise ValueError("sentences must be a list of sentences, not one string")
@@ -126,16 +144,20 @@ def score_sentences(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     scorer, weight = resolve_scoring(scorer, neural_weight, ngram)
-    words = [sentence_words(tokenizer, s, i) for i, s in enumerate(sentences)]
+    words = []
+    for i, s in enumerate(sentences):
+        check(should_stop)  # NLTK takes ~0.4 us a character: long texts add up
+        words.append(sentence_words(tokenizer, s, i))
     framed = [vocab.frame(w, bos=bos, eos=eos) for w in words]
     neural = ngram_logps = orders = None
     if scorer != "ngram":
         if neural_scorer is None:
-            neural = neural_token_log_probs(engine, framed, batch_size)
+            neural = neural_token_log_probs(engine, framed, batch_size, should_stop)
         else:
-            neural = neural_scorer(framed)
+            neural = neural_scorer(framed, should_stop=should_stop)
     if scorer != "neural":
         assert ngram is not None  # check_scorer refused it
+        check(should_stop)
         ids = framed if ngram.shares_vocab else [ngram.frame(w, bos=bos, eos=eos) for w in words]
         ngram_logps, orders = ngram.model.token_log_probs(ids)
     if scorer == "neural":

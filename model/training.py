@@ -316,6 +316,14 @@ def _check_resumable(
         )
 
 
+def target_counts(sequences: list[np.ndarray], vocab_size: int) -> np.ndarray:
+    """(V,) how often each id is predicted in training (windows overlap by one id, which
+    is the input of the next window, so ``seq[1:]`` counts every target once)."""
+    targets = [seq[1:] for seq in sequences]
+    joined = np.concatenate(targets) if targets else np.zeros(0, dtype=np.int64)
+    return np.bincount(joined, minlength=vocab_size)
+
+
 def train(
     corpus: Corpus | str,
     model_config: ModelConfig | None = None,
@@ -377,7 +385,11 @@ def train(
         lm.best_weights = lm.resume_tensors.get("best") or None
     else:
         engine = create_engine(
-            model_config, len(vocab), seed=train_config.seed, device=train_config.device
+            model_config,
+            len(vocab),
+            seed=train_config.seed,
+            device=train_config.device,
+            word_counts=target_counts(train_seqs, len(vocab)),
         )
         state = TrainingState(train_config.effective_learning_rate, corpus_sha256=corpus_sha256)
         engine.configure_training(

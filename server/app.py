@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import grpc
@@ -37,6 +37,7 @@ from .models import ModelRegistry
 from .security import ApiKeyCheck, server_credentials
 from .servicer import LanguageModelServicer, add_to_server
 from .store import open_store
+from .sweeper import RetentionPolicy, Sweeper
 
 log = logging.getLogger("rnnlm.server")
 
@@ -57,7 +58,9 @@ class RnnlmServer:
         if config.torch_threads:
             set_torch_threads(config.torch_threads)
         self.metrics = Metrics()
-        self.interceptor = ServiceInterceptor(self.metrics, ApiKeyCheck(config.api_key))
+        self.interceptor = ServiceInterceptor(
+            self.metrics, ApiKeyCheck(config.api_key, config.require_key_for_reads)
+        )
         self.store = open_store(config.redis_url, config.store_dir, prefix=config.redis_prefix)
         self.models = ModelRegistry(self.store, config.keep_versions)
         self.corpora = CorpusRegistry(self.store, config.max_corpus_bytes, config.corpus_dir)
@@ -68,9 +71,19 @@ class RnnlmServer:
             server_id=config.server_id,
             max_concurrent=config.max_concurrent_jobs,
             lease_s=config.job_lease_s,
+            publish_retry_s=config.publish_retry_s,
+            request_id_ttl_s=config.request_id_ttl_s,
+            checkpoint_retention_s=config.checkpoint_retention_s,
             default_checkpoint_every=config.checkpoint_every,
             max_model_params=config.max_model_params,
             metrics=self.metrics,
+        )
+        self.sweeper = Sweeper(
+            self.store,
+            RetentionPolicy(
+                config.event_retention_s, config.checkpoint_retention_s, config.orphan_grace_s
+            ),
+            config.sweep_interval_s,
         )
         self.cache = ModelCache(
             self.models,
@@ -101,6 +114,7 @@ class RnnlmServer:
             ],
             maximum_concurrent_rpcs=self.config.workers * 4,
         )
+        self.interceptor.watch_overload(grpc_overloaded(server))
         servicer = LanguageModelServicer(
             self.config,
             self.models,
@@ -148,6 +162,7 @@ class RnnlmServer:
         self._grpc.start()
         self.check_store()
         threading.Thread(target=self._watch_store, name="store-health", daemon=True).start()
+        self.sweeper.start()
         tls = "off" if credentials is None else "mutual" if cfg.tls_client_ca else "on"
         log.info(
             "rnnlm serving on %s (store: %s, device: %s, TLS %s, API key %s, reflection %s, "
@@ -156,7 +171,9 @@ class RnnlmServer:
             self.store.describe(),
             cfg.device,
             tls,
-            "required for changes" if cfg.api_key else "off",
+            ("required for every call" if cfg.require_key_for_reads else "required for changes")
+            if cfg.api_key
+            else "off",
             "on" if cfg.reflection else "off",
             cfg.server_id,
         )
@@ -179,7 +196,7 @@ class RnnlmServer:
         try:
             self.store.ping()
         except Unavailable as err:
-            log.error("health NOT_SERVING: %s", err)
+            log.error("health NOT_SERVING: %s", err.detail or err)
             self._set_serving(False)
             self.metrics.store_up.set(0)
         else:
@@ -216,6 +233,7 @@ class RnnlmServer:
         jobs.join(max(0.0, deadline - time.monotonic()) + JOB_STOP_EXTRA_S)
         if jobs.is_alive():
             log.warning("a training job did not stop in time; its lease will expire")
+        self.sweeper.stop()
         self.cache.close()
         self.metrics.close()
         self.store.close()
@@ -223,6 +241,28 @@ class RnnlmServer:
 
     def wait(self) -> None:
         self._grpc.wait_for_termination()
+
+
+def grpc_overloaded(server: grpc.Server) -> Callable[[], bool]:
+    """Whether ``server`` is at its ``maximum_concurrent_rpcs``, as an interceptor asks it.
+
+    gRPC refuses a call over that limit with RESOURCE_EXHAUSTED before any handler runs, so
+    only the interceptor, which gRPC runs for that call anyway, can count it. It runs under
+    the lock that guards gRPC's call count, just after gRPC compared the count with the
+    limit, so reading the same two numbers gives the same answer. They are grpcio's private
+    state: without them (another grpcio) such calls are refused as before, but not counted
+    (a test of the metrics notices).
+    """
+    state = getattr(server, "_state", None)
+    if not (hasattr(state, "active_rpc_count") and hasattr(state, "maximum_concurrent_rpcs")):
+        log.warning("this grpcio hides its call count: calls it refuses are not in the metrics")
+        return lambda: False
+
+    def overloaded() -> bool:
+        limit = state.maximum_concurrent_rpcs
+        return limit is not None and state.active_rpc_count >= limit
+
+    return overloaded
 
 
 def set_torch_threads(threads: int) -> None:
@@ -257,7 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             server.start()
         except (StoreMisconfigured, OSError) as err:
-            log.error("cannot start: %s", err)
+            detail = getattr(err, "detail", None)  # the store's address: the log may show it
+            log.error("cannot start: %s%s", err, f" ({detail})" if detail else "")
             server.stop(0)
             return 2 if isinstance(err, StoreMisconfigured) else 1
         while not received:

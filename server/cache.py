@@ -20,6 +20,7 @@ import numpy as np
 
 from rnnlm.model import LanguageModel, SentenceScore
 from rnnlm.model.checkpoint import CheckpointError
+from rnnlm.model.stopping import ShouldStop
 
 from .batcher import DynamicBatcher
 from .errors import DataLoss, FailedPrecondition, NotFound, Unavailable
@@ -42,9 +43,14 @@ class LoadedModel:
     checked_at: float = field(default_factory=time.monotonic)
     bad_identity: str = ""  # a newer version that failed to load; not retried until it changes
 
-    def score(self, sentences: list[list[str]], **options: Any) -> list[SentenceScore]:
-        """``LanguageModel.score`` with the network's part through the batcher."""
-        return self.lm.score(sentences, neural_scorer=self.batcher, **options)
+    def score(
+        self, sentences: list[list[str]], should_stop: ShouldStop | None = None, **options: Any
+    ) -> list[SentenceScore]:
+        """``LanguageModel.score`` with the network's part through the batcher; ``Stopped``
+        once ``should_stop`` says the caller left (checked between batches)."""
+        return self.lm.score(
+            sentences, neural_scorer=self.batcher, should_stop=should_stop, **options
+        )
 
     def close(self) -> None:
         if self.batcher is not None:

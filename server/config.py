@@ -26,6 +26,12 @@ MAX_SECONDS = {
     "cache_refresh_s": 86_400.0,
     "shutdown_grace_s": 3_600.0,
     "job_lease_s": 86_400.0,
+    "request_id_ttl_s": 366 * 86_400.0,
+    "event_retention_s": 366 * 86_400.0,
+    "checkpoint_retention_s": 366 * 86_400.0,
+    "sweep_interval_s": 86_400.0,
+    "orphan_grace_s": 7 * 86_400.0,
+    "publish_retry_s": 7 * 86_400.0,
 }
 
 
@@ -111,6 +117,42 @@ class ServerConfig:
         default=15.0,
         metadata={"help": "a running job whose server is silent this long is interrupted"},
     )
+    publish_retry_s: float = field(
+        default=900.0,
+        metadata={
+            "help": "how long a trained model waits in memory for an unavailable store to "
+            "publish it (retrying, backing off); then its job fails"
+        },
+    )
+    # Retention (docs/deployment.md, "Retention"): what is kept how long, and the sweep.
+    request_id_ttl_s: float = field(
+        default=86_400.0,
+        metadata={
+            "help": "how long a Train request_id is remembered (a retry within it "
+            "returns the same job)"
+        },
+    )
+    event_retention_s: float = field(
+        default=7 * 86_400.0,
+        metadata={"help": "how long an ended job's event log is kept (WatchTrainingJob)"},
+    )
+    checkpoint_retention_s: float = field(
+        default=7 * 86_400.0,
+        metadata={
+            "help": "how long a cancelled or interrupted job's checkpoint is kept; "
+            "then the job can no longer be resumed"
+        },
+    )
+    sweep_interval_s: float = field(
+        default=600.0,
+        metadata={
+            "help": "how often the sweep applies retention and removes orphaned data; 0: never"
+        },
+    )
+    orphan_grace_s: float = field(
+        default=3_600.0,
+        metadata={"help": "orphaned data younger than this is left alone (writes in flight)"},
+    )
     server_id: str = field(
         default_factory=default_server_id,
         metadata={"help": "this server's name in job records (default: host-pid-random)"},
@@ -147,6 +189,13 @@ class ServerConfig:
         default=None,
         metadata={"help": "read the API key from this file (e.g. a Docker secret)"},
     )
+    require_key_for_reads: bool = field(
+        default=False,
+        metadata={
+            "help": "require the API key for every call (scoring, generation, listing, "
+            "watching too), not only those that change state; health needs none"
+        },
+    )
     tls_cert: str | None = field(
         default=None, metadata={"help": "PEM certificate chain: serve TLS (needs --tls-key)"}
     )
@@ -177,7 +226,7 @@ class ServerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("batch_max_wait_ms", "cache_refresh_s", "shutdown_grace_s", "job_lease_s"):
+        for name in MAX_SECONDS:
             value = getattr(self, name)
             # inf and nan parse as floats; a timeout of either breaks the server later.
             if not isinstance(value, (int, float)) or not 0 <= value <= MAX_SECONDS[name]:
@@ -189,6 +238,8 @@ class ServerConfig:
                 f"max_streams ({self.max_streams}) must be below workers ({self.workers}), so "
                 "that unary calls always find a thread"
             )
+        if not self.request_id_ttl_s > 0:
+            raise ValueError(f"request_id_ttl_s must be > 0, got {self.request_id_ttl_s!r}")
         if not self.job_lease_s > 0:
             raise ValueError(f"job_lease_s must be > 0, got {self.job_lease_s!r}")
         check_address("address", self.address)
@@ -228,6 +279,10 @@ class ServerConfig:
             if not self.api_key:
                 raise ValueError(f"api_key_file {self.api_key_file!r} is empty")
         key = self.api_key
+        if self.require_key_for_reads and key is None:
+            raise ValueError(
+                "require_key_for_reads needs an API key: set api_key or api_key_file too"
+            )
         if key is not None and not (
             len(key) >= MIN_API_KEY_LENGTH and key.isascii() and key.isprintable()
         ):

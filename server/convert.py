@@ -15,6 +15,8 @@ from rnnlm.model import ModelConfig, SentenceScore, TrainConfig
 from rnnlm.model.generation import FINISH_END, FINISH_LENGTH, GenerationEvent
 from rnnlm.v1 import rnnlm_pb2 as pb
 
+from .errors import ResourceExhausted
+
 ZERO_DISABLES = ("clip", "bptt_truncate", "patience")
 JOB_STATES = {
     "queued": pb.JOB_STATE_QUEUED,
@@ -151,6 +153,7 @@ def job_to_pb(job: dict[str, Any]) -> pb.TrainingJob:
         model_version=job["model_version"],
         server_id=job["server_id"],
         warnings=job.get("warnings", []),
+        phase=job.get("phase", ""),
     )
     if job.get("progress"):
         msg.progress.CopyFrom(progress_to_pb(job["progress"]))
@@ -266,6 +269,33 @@ def model_to_pb(record: dict[str, Any], vocabulary: list[str] | None = None) -> 
         msg.training.CopyFrom(train_config_to_pb(current["train_config"]))
         msg.vocabulary_size = current["vocabulary_size"]
     return msg
+
+
+# NLTK tokenises at ~0.4 us a character, and a text's word count is known only afterwards:
+# a sentence or prompt text longer than this many characters per allowed word is refused
+# before it is tokenised, so that one request cannot buy seconds of tokenising only to be
+# refused (a 15 MB sentence took 6.6 s). 64 is far above any language's mean word length.
+MAX_CHARS_PER_WORD = 64
+
+
+def check_sentence_size(sentence: str | list[str], where: str, max_words: int) -> None:
+    """Refuse, before tokenising, a text that cannot be within ``max_words`` words (or a
+    list of more words than that)."""
+    if not isinstance(sentence, str):
+        if len(sentence) > max_words:
+            raise ResourceExhausted(too_many_words(where, len(sentence), max_words))
+        return
+    limit = max_words * MAX_CHARS_PER_WORD
+    if len(sentence) > limit:
+        raise ResourceExhausted(
+            f"{where} is {len(sentence):,} characters; at most {limit:,} are accepted "
+            f"({MAX_CHARS_PER_WORD} a word for the limit of {max_words} words, "
+            "--max-tokens-per-sentence): split it"
+        )
+
+
+def too_many_words(where: str, count: int, max_words: int) -> str:
+    return f"{where} has {count} words; the limit is {max_words} (--max-tokens-per-sentence)"
 
 
 def default_max_tokens(server_max_tokens: int) -> int:

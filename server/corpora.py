@@ -8,16 +8,30 @@ twice (or by two clients) are stored once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from rnnlm.model import Corpus
+from rnnlm.model.corpus import MissingColumn
 from rnnlm.model.ngram import NgramModel
 
-from .errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
-from .store import CORPUS, Store
+from .errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    quote,
+)
+from .ids import check_corpus_id
+from .leases import ACTIVE
+from .listing import Listing, readable_records
+from .store import CORPUS, JOB, Store
+
+log = logging.getLogger("rnnlm.server")
 
 FORMATS = ("auto", "text", "csv")
 PARAGRAPH_MODES = ("blank-line", "line")
@@ -68,12 +82,11 @@ class CorpusRegistry:
             )
         if declared_sha256 and declared_sha256.lower() != sha256:
             raise InvalidArgument(
-                f"header.sha256 {declared_sha256!r} does not match the uploaded bytes ({sha256})"
+                f"header.sha256 {quote(declared_sha256, 64)} does not match the uploaded bytes "
+                f"({sha256})"
             )
         corpus_id = "c-" + sha256[:32]
-        info = self.store.blob_info(corpus_key(corpus_id))
-        if info is None or info.sha256 != sha256:
-            self.store.put_blob(corpus_key(corpus_id), b"".join(parts))
+        self._ensure_blob(corpus_id, sha256, parts)
         record = {
             "corpus_id": corpus_id,
             "filename": filename or "corpus",
@@ -81,14 +94,46 @@ class CorpusRegistry:
             "sha256": sha256,
             "created_at": time.time(),
         }
-        return self.store.create(CORPUS, corpus_id, record)
+        stored = self.store.create(CORPUS, corpus_id, record)
+        # Again after the record: a DeleteCorpus (or the sweep) of the same bytes may have
+        # removed the blob between our first look and the record; then it is written again.
+        self._ensure_blob(corpus_id, sha256, parts)
+        return stored
+
+    def _ensure_blob(self, corpus_id: str, sha256: str, parts: list[bytes]) -> None:
+        info = self.store.blob_info(corpus_key(corpus_id))
+        if info is None or info.sha256 != sha256:
+            self.store.put_blob(corpus_key(corpus_id), b"".join(parts))
+
+    def list(self, limit: int = 100) -> Listing:
+        """Newest first; ``.unreadable`` names the records that cannot be read."""
+        if not 0 <= limit <= 1000:
+            raise InvalidArgument(f"limit must be in [0, 1000] (0: 100), got {limit}")
+        listing = readable_records(self.store, CORPUS)
+        records = sorted(listing, key=lambda r: r["created_at"], reverse=True)
+        return Listing(records[: limit or 100], listing.unreadable)
+
+    def delete(self, corpus_id: str) -> dict[str, Any]:
+        """Delete an uploaded corpus (or ARPA file); returns its record. Refused while a
+        queued or running job reads it. An ended job that trained on it can no longer be
+        resumed; the models trained on it are not affected."""
+        record = self.get(corpus_id)
+        for job in readable_records(self.store, JOB):
+            uses = job["corpus_id"] == corpus_id or job.get("arpa_id") == corpus_id
+            if uses and job["state"] in ACTIVE:
+                raise FailedPrecondition(
+                    f"corpus {corpus_id!r} is used by training job {job['job_id']!r}, which is "
+                    f"{job['state']}; cancel it first (CancelTrainingJob) or wait for it to end"
+                )
+        # The blob first: a concurrent upload of the same bytes that finds the record still
+        # there writes the blob again after creating it (see upload).
+        self.store.delete_blob(corpus_key(corpus_id))
+        self.store.delete(CORPUS, corpus_id)
+        log.info("corpus %s deleted (%d bytes)", corpus_id, record["size_bytes"])
+        return record
 
     def get(self, corpus_id: str) -> dict[str, Any]:
-        if not corpus_id.startswith("c-") or len(corpus_id) != 34:
-            raise InvalidArgument(
-                f"corpus_id {corpus_id!r} is malformed; use the id UploadCorpus returned"
-            )
-        record = self.store.get(CORPUS, corpus_id)
+        record = self.store.get(CORPUS, check_corpus_id(corpus_id))
         if record is None:
             raise NotFound(f"corpus {corpus_id!r} does not exist; upload it with UploadCorpus")
         return record
@@ -124,15 +169,17 @@ class CorpusRegistry:
             path = (self.corpus_dir / relative).resolve()
             if Path(relative).is_absolute() or not path.is_relative_to(self.corpus_dir):
                 raise PermissionDenied(
-                    f"server_path {relative!r} leads outside the corpus directory; give a path "
-                    "relative to it"
+                    f"server_path {quote(relative)} leads outside the corpus directory; give a "
+                    "path relative to it"
                 )
             if not path.is_file():
-                raise NotFound(f"server_path {relative!r} is not a file in the corpus directory")
+                raise NotFound(
+                    f"server_path {quote(relative)} is not a file in the corpus directory"
+                )
             size = path.stat().st_size
         except OSError as err:  # a name too long, a directory we may not read, ...
             raise InvalidArgument(
-                f"server_path {relative!r} cannot be read: {err.strerror}"
+                f"server_path {quote(relative)} cannot be read: {err.strerror}"
             ) from None
         if size > self.max_bytes:
             raise self._too_big(size)
@@ -160,7 +207,7 @@ class CorpusRegistry:
             filename, where = record["filename"], f"corpus {record['corpus_id']}"
         else:
             path = self.server_file(source["server_path"])
-            where = f"file {source['server_path']!r}"
+            where = f"file {quote(source['server_path'])}"
             try:
                 data, filename = path.read_bytes(), path.name
             except OSError as err:
@@ -168,13 +215,22 @@ class CorpusRegistry:
         fmt = source.get("format", "auto")
         if fmt == "auto":
             fmt = "csv" if filename.lower().endswith(".csv") else "text"
-        corpus = Corpus.from_bytes(
-            data,
-            format=fmt,
-            column=source.get("csv_column") or "body",
-            paragraphs=source.get("paragraphs", "blank-line"),
-            source=where,
-        )
+        column = source.get("csv_column") or "body"
+        try:
+            corpus = Corpus.from_bytes(
+                data,
+                format=fmt,
+                column=column,
+                paragraphs=source.get("paragraphs", "blank-line"),
+                source=where,
+            )
+        except MissingColumn as err:
+            # Not the header's names: they are the file's first line, which the caller may
+            # have no right to read (a server_path file, a text file read as CSV).
+            raise InvalidArgument(
+                f"corpus CSV has no column {quote(column)}: the header of {where} has "
+                f"{err.columns} column(s), none of that name; set csv_column to one of them"
+            ) from None
         if len(corpus) == 0:
             raise InvalidArgument(f"{where} has no text to train on")
         return corpus

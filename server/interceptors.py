@@ -1,12 +1,18 @@
 """What every call of our service goes through, in one interceptor:
 
 - while the server drains for shutdown, new calls are refused with UNAVAILABLE;
-- the API key check of the calls that change state (``security.py``);
+- the API key check of the calls that change state, or of every call (``security.py``);
+- requests that do not decode (not a valid message, e.g. a string field that is not UTF-8)
+  are INVALID_ARGUMENT naming the RPC: each handler's deserializer is wrapped so that it
+  never raises (gRPC would answer INTERNAL and log a traceback on every such call) and
+  returns an ``Undecodable`` marker instead, which the call meets after the key check; in a
+  client stream (UploadCorpus) the bad message may be any one of them;
 - exceptions become gRPC status codes (DESIGN.md section 3): servicer methods raise, and the
-  call is aborted with the specific code and the exception's message. Anything unexpected
-  is logged with its traceback and reported as INTERNAL with a reference to the log line,
-  never as UNKNOWN;
-- metrics: calls by method and status code, their duration, calls in flight.
+  call is aborted with the specific code and the exception's message, cut to
+  ``errors.MAX_MESSAGE_BYTES``. Anything unexpected is logged with its traceback and
+  reported as INTERNAL with a reference to the log line, never as UNKNOWN;
+- metrics: calls by method and status code, their duration, calls in flight; and the calls
+  gRPC itself refuses over its concurrency limit (``watch_overload``), which no handler sees.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from rnnlm.model.checkpoint import CheckpointError
 from rnnlm.model.interpolation import NoNgramPart
 
 from . import errors
+from .errors import cap
 from .metrics import Metrics
 from .security import ApiKeyCheck
 
@@ -55,15 +62,63 @@ def status_of(err: BaseException) -> grpc.StatusCode | None:
 
 def _abort(context: grpc.ServicerContext, method: str, err: Exception) -> None:
     if not context.is_active():  # the client cancelled, or its deadline passed: not our error
-        log.debug("%s ended with the call (%s): %r", method, _gone(context), err)
+        log.debug("%s ended with the call (%s): %s", method, _gone(context), cap(repr(err)))
         context.abort(getattr(grpc.StatusCode, _gone(context)), "the call ended")
     code = status_of(err)
     if code is None:
         ref = uuid.uuid4().hex[:8]
         log.exception("%s failed unexpectedly [ref %s]", method, ref)
         context.abort(grpc.StatusCode.INTERNAL, f"internal error [ref {ref}]; see the server log")
-    log.info("%s -> %s: %s", method, code.name, err)
-    context.abort(code, str(err))
+    message = cap(str(err))
+    detail = getattr(err, "detail", None)
+    if detail:  # what only the operator may see: a store address, a path
+        log.warning("%s -> %s: %s (%s)", method, code.name, message, cap(detail))
+    else:
+        log.info("%s -> %s: %s", method, code.name, message)
+    context.abort(code, message)
+
+
+class Undecodable:
+    """What a wrapped deserializer returns for bytes that are not a valid request."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _lenient(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as err:  # DecodeError, mostly; never let gRPC see it
+            return Undecodable(str(err))
+
+    return deserialize
+
+
+def _undecodable(method: str, request: Undecodable) -> errors.InvalidArgument:
+    return errors.InvalidArgument(
+        f"the {method} request could not be decoded ({cap(request.error, 200)}): send a "
+        "rnnlm.v1 message built from the service's .proto (string fields must be UTF-8)"
+    )
+
+
+def _decoded(method: str, request: Any, streaming: bool) -> Any:
+    """The request, or InvalidArgument when it did not decode; a request stream is checked
+    message by message as the servicer reads it."""
+    if streaming:
+        return _checked_stream(method, request)
+    if isinstance(request, Undecodable):
+        raise _undecodable(method, request)
+    return request
+
+
+def _checked_stream(method: str, requests: Iterator[Any]) -> Iterator[Any]:
+    for request in requests:
+        if isinstance(request, Undecodable):
+            raise _undecodable(method, request)
+        yield request
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
@@ -81,6 +136,13 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         self._draining = False
         self._in_flight = 0
         self._idle = threading.Condition()
+        self._overloaded: Callable[[], bool] = lambda: False
+
+    def watch_overload(self, overloaded: Callable[[], bool]) -> None:
+        """``overloaded()``, asked as a call is intercepted, says whether gRPC will refuse
+        it (RESOURCE_EXHAUSTED, its ``maximum_concurrent_rpcs``): such a call never reaches
+        a handler, so it is counted here."""
+        self._overloaded = overloaded
 
     # -- shutdown ------------------------------------------------------------------------
 
@@ -128,12 +190,12 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         self.metrics.observe_call(method, code, time.perf_counter() - started)
         self.metrics.in_flight.labels(method).dec()
 
-    def _wrap_unary(self, method: str, behavior: Callable) -> Callable:
+    def _wrap_unary(self, method: str, behavior: Callable, streaming: bool) -> Callable:
         def handler(request: Any, context: grpc.ServicerContext) -> Any:
             started, code = time.perf_counter(), "OK"
             try:
                 self._enter(method, context)
-                reply = behavior(request, context)
+                reply = behavior(_decoded(method, request, streaming), context)
                 if not context.is_active():  # the reply goes nowhere: the client went away
                     code = _gone(context)
                 return reply
@@ -145,12 +207,12 @@ class ServiceInterceptor(grpc.ServerInterceptor):
 
         return handler
 
-    def _wrap_stream(self, method: str, behavior: Callable) -> Callable:
+    def _wrap_stream(self, method: str, behavior: Callable, streaming: bool) -> Callable:
         def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             started, code = time.perf_counter(), "OK"
             try:
                 self._enter(method, context)
-                yield from behavior(request, context)
+                yield from behavior(_decoded(method, request, streaming), context)
                 if not context.is_active():  # the servicer stopped: the client went away
                     code = _gone(context)
             except GeneratorExit:  # the client cancelled or went away
@@ -170,13 +232,25 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         if handler is None or not method.startswith(self._prefix):
             return handler  # health, reflection: theirs
         name = method.rsplit("/", 1)[-1]
+        if self._overloaded():
+            # gRPC answers this call RESOURCE_EXHAUSTED once we return, without a handler.
+            log.debug("%s refused: the server's concurrent call limit is reached", name)
+            self.metrics.observe_call(name, "RESOURCE_EXHAUSTED", 0.0)
+            return handler  # never runs
+        if handler.request_deserializer is not None:
+            handler = handler._replace(request_deserializer=_lenient(handler.request_deserializer))
+        streaming = handler.request_streaming
         if handler.unary_unary:
-            return handler._replace(unary_unary=self._wrap_unary(name, handler.unary_unary))
+            wrapped = self._wrap_unary(name, handler.unary_unary, streaming)
+            return handler._replace(unary_unary=wrapped)
         if handler.stream_unary:
-            return handler._replace(stream_unary=self._wrap_unary(name, handler.stream_unary))
+            wrapped = self._wrap_unary(name, handler.stream_unary, streaming)
+            return handler._replace(stream_unary=wrapped)
         if handler.unary_stream:
-            return handler._replace(unary_stream=self._wrap_stream(name, handler.unary_stream))
-        return handler._replace(stream_stream=self._wrap_stream(name, handler.stream_stream))
+            wrapped = self._wrap_stream(name, handler.unary_stream, streaming)
+            return handler._replace(unary_stream=wrapped)
+        wrapped = self._wrap_stream(name, handler.stream_stream, streaming)
+        return handler._replace(stream_stream=wrapped)
 
 
 def _code_name(err: BaseException, context: grpc.ServicerContext) -> str:

@@ -8,14 +8,14 @@ stops; the finished model becomes the model's next version.
 
 Servers renew a heartbeat on the jobs they run. A running job whose heartbeat is older than
 the lease belongs to a server that died: any server that meets it marks it INTERRUPTED, and
-``resume`` continues it from its last checkpoint.
+``resume`` continues it from its last checkpoint, under a new lease generation that fences
+off every write of the run before it (``leases.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import threading
 import time
 import uuid
@@ -31,25 +31,34 @@ from .errors import (
     NotFound,
     ResourceExhausted,
     Unavailable,
+    quote,
 )
+from .ids import check_job_id, check_model_id, check_request_id
 from .job_thread import JobRunner
 from .leases import (
     ACTIVE,
     CANCELLED,
     FINAL,
     INTERRUPTED,
+    LEASE_FIELD,
     QUEUED,
     LeaseKeeper,
     LocalJob,
 )
+from .listing import Listing, readable_records
 from .metrics import Metrics
-from .models import ModelRegistry, check_model_id, estimate_parameters
+from .models import ModelRegistry, estimate_parameters
+from .retention import (
+    CHECKPOINT_REMOVED,
+    check_resumable_checkpoint,
+    delete_job,
+    delete_jobs_of_model,
+)
 from .store import JOB, TRAIN_REQUEST, Store
 
 log = logging.getLogger("rnnlm.server")
 
 RESUMABLE = (CANCELLED, INTERRUPTED)
-REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class JobManager(JobRunner, LeaseKeeper):
@@ -62,6 +71,9 @@ class JobManager(JobRunner, LeaseKeeper):
         server_id: str,
         max_concurrent: int = 2,
         lease_s: float = 15.0,
+        publish_retry_s: float = 900.0,
+        request_id_ttl_s: float = 86_400.0,
+        checkpoint_retention_s: float = 7 * 86_400.0,
         default_checkpoint_every: int = 200,
         max_model_params: int = 50_000_000,
         metrics: Metrics | None = None,
@@ -71,6 +83,9 @@ class JobManager(JobRunner, LeaseKeeper):
         self.server_id = server_id
         self.max_concurrent = max_concurrent
         self.lease_s = lease_s
+        self.publish_retry_s = publish_retry_s
+        self.request_id_ttl_s = request_id_ttl_s
+        self.checkpoint_retention_s = checkpoint_retention_s
         self.default_checkpoint_every = default_checkpoint_every
         self.max_model_params = max_model_params
         self._local: dict[str, LocalJob] = {}
@@ -82,23 +97,33 @@ class JobManager(JobRunner, LeaseKeeper):
     # -- queries -------------------------------------------------------------------------
 
     def get(self, job_id: str) -> dict[str, Any]:
-        if not job_id or not REQUEST_ID.match(job_id):
-            raise InvalidArgument(f"job_id {job_id!r} is malformed; use the id Train returned")
-        job = self.store.get(JOB, job_id)
+        job = self.store.get(JOB, check_job_id(job_id))
         if job is None:
             raise NotFound(f"training job {job_id!r} does not exist")
-        return self._reap_if_orphaned(job)
+        return self._with_phase(self._reap_if_orphaned(job))
 
-    def list(self, model_id: str = "", limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, model_id: str = "", limit: int = 100) -> Listing:
+        """Newest first; ``.unreadable`` names the records that cannot be read (of any
+        model: an unreadable record does not say whose it is)."""
         if not 0 <= limit <= 1000:
             raise InvalidArgument(f"limit must be in [0, 1000] (0: 100), got {limit}")
+        listing = readable_records(self.store, JOB)
         jobs = [
-            self._reap_if_orphaned(j)
-            for j in self.store.list(JOB)
+            self._with_phase(self._reap_if_orphaned(j))
+            for j in listing
             if not model_id or j["model_id"] == model_id
         ]
         jobs.sort(key=lambda j: j["created_at"], reverse=True)
-        return jobs[: limit or 100]
+        return Listing(jobs[: limit or 100], listing.unreadable)
+
+    def _with_phase(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The record, with what this server's run of the job is doing now when its state
+        does not say it (e.g. waiting for the store to publish the trained model): known
+        here even while the store takes no writes, so answered as soon as it takes reads."""
+        local = self._local.get(job["job_id"])
+        if local is None or not local.phase or job.get(LEASE_FIELD) != local.generation:
+            return job
+        return {**job, "phase": local.phase}
 
     def watch(
         self, job_id: str, after: str | None, is_active: Callable[[], bool]
@@ -111,7 +136,7 @@ class JobManager(JobRunner, LeaseKeeper):
                 events = self.store.read_events(job_id, after, timeout=1.0)
             except ValueError:
                 raise InvalidArgument(
-                    f"after_event_id {after!r} is not an event id of this job"
+                    f"after_event_id {quote(after)} is not an event id of this job"
                 ) from None
             for event_id, event in events:
                 after = event_id
@@ -137,10 +162,7 @@ class JobManager(JobRunner, LeaseKeeper):
     ) -> dict[str, Any]:
         """Start a job (or return the one an earlier request with ``request_id`` started)."""
         check_model_id(model_id)
-        if request_id and not REQUEST_ID.match(request_id):
-            raise InvalidArgument(
-                "request_id must be 1-128 letters, digits, '.', '_' or '-' (a UUID works)"
-            )
+        check_request_id(request_id)
         try:
             return self._submit(model_id, corpus, model_config, train_config, request_id, arpa_id)
         except (FailedPrecondition, ResourceExhausted):
@@ -200,6 +222,7 @@ class JobManager(JobRunner, LeaseKeeper):
             "server_id": self.server_id,
             "heartbeat_at": now,
             "cancel_requested": False,
+            LEASE_FIELD: 1,  # the first run's lease
         }
         with self._lock:  # the slot check and the claim go together
             self._reap_model_owner(model_id)  # "model busy" says more than "server busy"
@@ -212,6 +235,9 @@ class JobManager(JobRunner, LeaseKeeper):
                 if first["job_id"] != job_id:
                     self.store.delete(JOB, job_id)
                     return self.get(first["job_id"])
+                # Remembered for --request-id-ttl-s (retention.py), not for ever.
+                expiry = time.time() + self.request_id_ttl_s
+                self.store.expire_at(TRAIN_REQUEST, request_id, expiry)
             try:
                 self.models.claim(model_id, job_id)
             except Exception:
@@ -219,7 +245,7 @@ class JobManager(JobRunner, LeaseKeeper):
                 if request_id:
                     self.store.delete(TRAIN_REQUEST, request_id)
                 raise
-            self._start(job_id, model_id, resume=False, corpus=parsed, arpa=arpa)
+            self._start(job_id, model_id, False, 1, corpus=parsed, arpa=arpa)
         log.info("job %s: training model %s (%s)", job_id, model_id, model_config.cell)
         return self.get(job_id)
 
@@ -243,6 +269,7 @@ class JobManager(JobRunner, LeaseKeeper):
                 f"training job {job_id!r} is {job['state']}; only cancelled or interrupted "
                 f"jobs resume ({hint})"
             )
+        check_resumable_checkpoint(job, self.checkpoint_retention_s)
         config = TrainConfig.from_dict(job["train_config"])
         if epochs:
             if epochs < config.epochs:
@@ -262,25 +289,41 @@ class JobManager(JobRunner, LeaseKeeper):
                     raise FailedPrecondition(
                         f"training job {job_id!r} is {state}; it was resumed concurrently"
                     )
+                if current.get(CHECKPOINT_REMOVED):  # by a sweep since our check above
+                    check_resumable_checkpoint(current, self.checkpoint_retention_s)
                 current.update(
                     state=QUEUED,
                     error="",
                     cancel_requested=False,
                     server_id=self.server_id,
                     heartbeat_at=time.time(),
+                    # A new lease: whatever the run before still tries to write is refused.
+                    **{LEASE_FIELD: current.get(LEASE_FIELD, 0) + 1},
                     updated_at=time.time(),
                     train_config=config.to_dict(),
                 )
                 return current
 
-            self.store.update(JOB, job_id, take_over)
-            self._start(job_id, job["model_id"], resume=True)
+            taken = self.store.update(JOB, job_id, take_over)
+            self.store.expire_events_at(job_id, None)  # running again: its log stays
+            self._start(job_id, job["model_id"], True, taken[LEASE_FIELD])
         log.info("job %s: resuming from step %d", job_id, job["checkpoint_step"])
         return self.get(job_id)
 
+    def delete(self, job_id: str) -> dict[str, Any]:
+        """Delete an ended job with its events, checkpoint and request id (retention.py)."""
+        self.get(job_id)  # a job whose server died is marked interrupted first
+        return delete_job(self.store, job_id)
+
+    def delete_model(self, model_id: str) -> int:
+        """Delete a model, its versions and its ended jobs; returns the versions deleted."""
+        versions = self.models.delete(model_id)
+        delete_jobs_of_model(self.store, model_id, self._reap_if_orphaned)
+        return versions
+
     def running(self) -> int:
         """Jobs running on this server."""
-        return len(self._local)
+        return sum(not local.ending for local in self._local.values())
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop every local job at its next step; each checkpoints and is marked interrupted."""
@@ -299,8 +342,8 @@ class JobManager(JobRunner, LeaseKeeper):
     def _check_capacity(self) -> None:
         if self._closing.is_set():
             raise Unavailable("this server is shutting down; send the request to another one")
-        if len(self._local) >= self.max_concurrent:
+        if (running := self.running()) >= self.max_concurrent:
             raise ResourceExhausted(
-                f"this server already runs {len(self._local)} training job(s), its limit "
+                f"this server already runs {running} training job(s), its limit "
                 f"(--max-concurrent-jobs {self.max_concurrent}); try again when one ends"
             )

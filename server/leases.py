@@ -1,6 +1,14 @@
 """Job leases: a server renews a heartbeat on the jobs it runs; a running job whose heartbeat
 is older than the lease belongs to a server that died, and whichever server meets it first
 marks it INTERRUPTED (resumable) and frees its model. Mixed into ``JobManager``.
+
+Each run of a job (the first, and every resume) holds the lease under a new generation
+number, kept in the job record (``lease_generation``). Every write a run makes (its record,
+events, checkpoints, the published model, the model's release) is fenced by that number:
+the store refuses it atomically once a resume has taken the job over (``StaleWrite``), and
+the run stops without another word. Marking a job INTERRUPTED does not take it over: a run
+that was only cut off from the store (not dead) finds its generation still current when
+the store answers again, takes its job back and carries on.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import FailedPrecondition, NotFound, Unavailable
-from .store import JOB
+from .store import JOB, Fence, StaleWrite
 
 if TYPE_CHECKING:
     from .models import ModelRegistry
@@ -25,6 +33,10 @@ QUEUED, RUNNING, COMPLETED, EARLY_STOPPED = "queued", "running", "completed", "e
 CANCELLED, FAILED, INTERRUPTED = "cancelled", "failed", "interrupted"
 ACTIVE = (QUEUED, RUNNING)
 FINAL = (COMPLETED, EARLY_STOPPED, CANCELLED, FAILED, INTERRUPTED)
+LEASE_FIELD = "lease_generation"  # of the job record; records from before it count as 0
+# Backoff of the writes that must happen (publishing, final states): doubling, capped so
+# that a write goes through within a few seconds of the store coming back.
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0
 
 
 def skip_if_unavailable(fn: Callable[[], Any]) -> None:
@@ -35,16 +47,31 @@ def skip_if_unavailable(fn: Callable[[], Any]) -> None:
         log.warning("store unavailable, skipped: %s", err)
 
 
-def retry_if_unavailable(fn: Callable[[], Any], attempts: int = 10) -> Any:
-    """Writes that must happen (publishing, final states): back off and try again."""
-    for attempt in range(attempts):
+def retry_until(
+    fn: Callable[[], Any],
+    stop: threading.Event,
+    deadline: float | None = None,
+    on_retry: Callable[[Unavailable, int], None] | None = None,
+) -> Any:
+    """Writes that must happen (publishing, final states): call ``fn`` until it returns,
+    backing off while the store is unavailable (``on_retry(error, attempt)`` after each
+    failure). Raises the last ``Unavailable`` once ``deadline`` (``time.monotonic()``) has
+    passed, or when ``stop`` is set (the server is shutting down)."""
+    attempt = 0
+    while True:
         try:
             return fn()
-        except Unavailable:
-            if attempt == attempts - 1:
+        except Unavailable as err:
+            if on_retry is not None:
+                on_retry(err, attempt)
+            delay = min(RETRY_FIRST_S * 2**attempt, RETRY_MAX_S)
+            if deadline is not None:
+                if time.monotonic() >= deadline:
+                    raise
+                delay = min(delay, deadline - time.monotonic())
+            if stop.wait(max(delay, 0.0)):
                 raise
-            time.sleep(min(0.5 * 2**attempt, 5.0))
-    return None
+            attempt += 1
 
 
 @dataclasses.dataclass
@@ -55,7 +82,27 @@ class LocalJob:
     model_id: str
     stop: threading.Event
     thread: threading.Thread | None = None
-    lost: bool = False  # another server took the job over (our lease expired): write nothing
+    generation: int = 0  # of the lease this run holds
+    lost: bool = False  # a newer run took the job over: write nothing more
+    ending: bool = False  # trained (or stopped); only its end is still to be recorded
+    phase: str = ""  # what it does now, when its state does not say (GetTrainingJob shows it)
+
+    @property
+    def fence(self) -> Fence:
+        """The condition of every write this run makes: its lease is still current."""
+        return Fence(JOB, self.job_id, LEASE_FIELD, self.generation)
+
+    def lose(self) -> None:
+        """A write was refused (``StaleWrite``): stop quietly, writing nothing more."""
+        if not self.lost:
+            log.warning(
+                "job %s: a newer run holds the lease (ours was generation %d), or the job "
+                "was deleted; this run stops here without writing",
+                self.job_id,
+                self.generation,
+            )
+        self.lost = True
+        self.stop.set()
 
 
 class LeaseKeeper:
@@ -85,25 +132,46 @@ class LeaseKeeper:
                     log.warning("job sweep: %s", err)
 
     def _renew(self, local: LocalJob) -> None:
-        """Renew the lease, unless another server has taken the job over meanwhile (ours
-        expired during a store outage): then stop without writing anything more."""
-        verdict = {"ours": True}
+        """Renew the lease. A newer run may have taken the job over meanwhile (a resume
+        after ours seemed to expire, during a store outage): then the fenced update is
+        refused and this run stops without writing anything more. Marked INTERRUPTED but
+        not taken over: take it back and carry on."""
+        if local.lost:
+            return
+        reclaimed = {"now": False}
 
         def renew(job: dict | None) -> dict | None:
-            verdict["ours"] = bool(
-                job and job["state"] in ACTIVE and job.get("server_id") == self.server_id
-            )
-            if verdict["ours"]:
+            reclaimed["now"] = False  # the update may retry: only the last attempt counts
+            if job is None:
+                return None
+            if job["state"] == INTERRUPTED and not local.ending:
+                job.update(state=RUNNING, error="", server_id=self.server_id)
+                reclaimed["now"] = True
+            if job["state"] in ACTIVE:
                 job["heartbeat_at"] = time.time()
             return job
 
-        job = self.store.update(JOB, local.job_id, renew)
-        if not verdict["ours"]:
-            log.warning("job %s: lease lost to another server; stopping here", local.job_id)
-            local.lost = True
+        try:
+            job = self.store.update(JOB, local.job_id, renew, fence=local.fence)
+        except StaleWrite:
+            local.lose()
+            return
+        if reclaimed["now"]:
+            self._take_back(local)
+        if job and job.get("cancel_requested"):
             local.stop.set()
-        elif job and job.get("cancel_requested"):
-            local.stop.set()
+
+    def _take_back(self, local: LocalJob) -> None:
+        """Our job was marked INTERRUPTED while the store could not hear from us, and its
+        model freed: say that it runs again, and claim the model back unless a new job of
+        that model claimed it meanwhile (the two then both publish versions)."""
+        log.warning("job %s: the store answers again; this server carries on", local.job_id)
+        event = {"type": "state", "time": time.time(), "state": RUNNING, "error": ""}
+        self.store.append_event(local.job_id, {**event, "model_version": 0}, fence=local.fence)
+        try:
+            self.models.claim(local.model_id, local.job_id)
+        except FailedPrecondition as err:
+            log.warning("job %s: %s", local.job_id, err)
 
     def _reap_if_orphaned(self, job: dict[str, Any]) -> dict[str, Any]:
         if job["state"] not in ACTIVE or job["job_id"] in self._local:
@@ -123,7 +191,13 @@ class LeaseKeeper:
 
         updated = self.store.update(JOB, job["job_id"], mark)
         if changed["now"]:
-            event = {"type": "state", "state": INTERRUPTED, "error": reason, "model_version": 0}
+            event = {
+                "type": "state",
+                "time": time.time(),
+                "state": INTERRUPTED,
+                "error": reason,
+                "model_version": 0,
+            }
             self.store.append_event(job["job_id"], event)
             self.models.release(job["model_id"], job["job_id"])
             log.warning("job %s marked interrupted: %s", job["job_id"], reason)

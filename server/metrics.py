@@ -49,6 +49,13 @@ class Metrics:
         self.generated = Counter(
             "rnnlm_generated_tokens", "Tokens streamed by Generate", registry=reg
         )
+        self.abandoned = Counter(  # reason: deadline or cancelled (deadlines.py)
+            "rnnlm_work_abandoned",
+            "Calls whose work stopped unfinished because the client's deadline passed or it "
+            "cancelled, by method and reason",
+            ["method", "reason"],
+            registry=reg,
+        )
         self.batch_size = Histogram(
             "rnnlm_batch_size",
             "Sentences per batched scoring forward pass",
@@ -77,6 +84,17 @@ class Metrics:
             "rnnlm_training_jobs_finished",
             "Training jobs ended on this server, by final state",
             ["state"],
+            registry=reg,
+        )
+        # A trained model waits in memory while the store is unavailable (--publish-retry-s).
+        self.jobs_unpublished = Gauge(
+            "rnnlm_training_jobs_unpublished",
+            "Trained models of this server's jobs waiting for the store to publish them",
+            registry=reg,
+        )
+        self.publish_retries = Counter(
+            "rnnlm_publish_retries",
+            "Attempts to publish a trained model that failed: the store was unavailable",
             registry=reg,
         )
         self.training_steps = Counter(

@@ -10,30 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from typing import Any
 
 from rnnlm.model import LanguageModel, ModelConfig
 from rnnlm.model.ngram import NgramModel
 
-from .errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound
-from .store import MODEL, Store
+from .errors import DataLoss, FailedPrecondition, NotFound
+from .ids import check_model_id  # also imported from here by the servicer
+from .listing import Listing, readable_records
+from .store import MODEL, Fence, StaleWrite, Store
 
 log = logging.getLogger("rnnlm.server")
-
-MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def check_model_id(model_id: str) -> str:
-    if not model_id:
-        raise InvalidArgument("model_id is required")
-    if not MODEL_ID.match(model_id) or ".." in model_id:
-        raise InvalidArgument(
-            f"model_id {model_id!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return model_id
 
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -81,8 +69,10 @@ class ModelRegistry:
             raise NotFound(f"model {model_id!r} does not exist; ListModels shows the models")
         return record
 
-    def list(self) -> list[dict[str, Any]]:
-        return sorted(self.store.list(MODEL), key=lambda r: r["model_id"])
+    def list(self) -> Listing:
+        """Sorted by id; ``.unreadable`` names the records that cannot be read."""
+        listing = readable_records(self.store, MODEL)
+        return Listing(sorted(listing, key=lambda r: r["model_id"]), listing.unreadable)
 
     def vocabulary(self, model_id: str, version: int) -> list[str]:
         data = self.store.get_blob(vocab_key(model_id, version))
@@ -138,23 +128,33 @@ class ModelRegistry:
 
         self.store.update(MODEL, model_id, claim_fn)
 
-    def release(self, model_id: str, job_id: str) -> None:
-        """The job ended: the model is free to train again."""
+    def release(self, model_id: str, job_id: str, fence: Fence | None = None) -> None:
+        """The job ended: the model is free to train again. A job's run passes its lease's
+        fence: a run that was taken over must not free the model its successor holds."""
 
         def release_fn(record: dict | None) -> dict | None:
             if record is not None and record.get("active_job_id") == job_id:
                 record["active_job_id"] = ""
             return record
 
-        self.store.update(MODEL, model_id, release_fn)
+        self.store.update(MODEL, model_id, release_fn, fence=fence)
 
     def publish(
-        self, model_id: str, lm: LanguageModel, job_id: str, replaces: int | None = None
+        self,
+        model_id: str,
+        lm: LanguageModel,
+        job_id: str,
+        replaces: int | None = None,
+        fence: Fence | None = None,
+        reserved: dict[str, Any] | None = None,
     ) -> int:
         """Store ``lm`` as the model's next version and make it current; returns the version.
         With ``replaces``, only while that version is still current and no job trains the
-        model (an attach must not undo a delete nor hide a newer version)."""
-        reserved: dict[str, int] = {}
+        model (an attach must not undo a delete nor hide a newer version). With ``fence``
+        (a job run's lease), every write only while it holds, else ``StaleWrite``. A caller
+        that retries after ``Unavailable`` passes the same ``reserved`` dict each time: the
+        attempts then share one version number and the checkpoint's bytes."""
+        reserved = {} if reserved is None else reserved
 
         def check(record: dict | None) -> None:
             if replaces is None:
@@ -174,11 +174,20 @@ class ModelRegistry:
             record["next_version"] += 1
             return record
 
-        self.store.update(MODEL, model_id, reserve)
+        if "version" not in reserved:
+            self.store.update(MODEL, model_id, reserve, fence=fence)
         version = reserved["version"]
-        info = self.store.put_blob(checkpoint_key(model_id, version), lm.to_bytes())
-        vocab = {"vocab": lm.vocab.to_json(), "tokenizer": lm.tokenizer.to_json()}
-        self.store.put_blob(vocab_key(model_id, version), json.dumps(vocab).encode())
+        if "checkpoint" not in reserved:
+            reserved["checkpoint"] = lm.to_bytes()
+        try:
+            info = self.store.put_blob(
+                checkpoint_key(model_id, version), reserved["checkpoint"], fence=fence
+            )
+            vocab = {"vocab": lm.vocab.to_json(), "tokenizer": lm.tokenizer.to_json()}
+            self.store.put_blob(vocab_key(model_id, version), json.dumps(vocab).encode(), fence)
+        except StaleWrite:
+            self._delete_version_blobs(model_id, version)
+            raise
         state = lm.training_state
         history = state.history if state else []
         valid = [h["valid_perplexity"] for h in history if h.get("valid_perplexity") is not None]
@@ -202,6 +211,9 @@ class ModelRegistry:
         def flip(record: dict | None) -> dict:
             check(record)
             record = record or new_model_record(model_id)
+            dropped.clear()  # flip may run again under contention
+            if any(v["version"] == version for v in record["versions"]):
+                return record  # an earlier attempt flipped it; only its reply was lost
             versions = [*record["versions"], entry]
             dropped.extend(v["version"] for v in versions[: -self.keep_versions])
             record["versions"] = versions[-self.keep_versions :]
@@ -210,8 +222,8 @@ class ModelRegistry:
             return record
 
         try:
-            self.store.update(MODEL, model_id, flip)
-        except (NotFound, FailedPrecondition):
+            self.store.update(MODEL, model_id, flip, fence=fence)
+        except (NotFound, FailedPrecondition, StaleWrite):
             self._delete_version_blobs(model_id, version)
             raise
         for old in dropped:

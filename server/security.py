@@ -1,8 +1,12 @@
 """Who may call what: the optional API key on the calls that change state, and TLS.
 
 The key travels as call metadata (``x-api-key: KEY``, or ``authorization: Bearer KEY`` as
-sent by generic gRPC tools). Reads (scoring, generation, listing, watching) need no key:
-the key protects stored data, not the compute.
+sent by generic gRPC tools). By default reads (scoring, generation, listing, watching) need
+no key: the key protects stored data, not the compute. With ``require_for_reads``
+(``--require-key-for-reads``) every call of the service needs it, since reads show a model's
+whole vocabulary, sample its training text and list jobs with their corpus ids, request ids
+and server names. The gRPC health service never needs a key (load balancers call it); it is
+not ours, so the interceptor never sees it.
 """
 
 from __future__ import annotations
@@ -17,9 +21,14 @@ import grpc
 from .errors import Unauthenticated
 
 API_KEY_HEADER = "x-api-key"
-# Every call that writes to the store or starts/stops work.
-PROTECTED_METHODS = frozenset(
-    {"UploadCorpus", "Train", "CancelTrainingJob", "ResumeTrainingJob", "DeleteModel"}
+# The calls that only read. Every other call of the service writes to the store or starts
+# or stops work (uploads, training, cancel, resume, deletes, AttachNgramModel), so it needs
+# the key: a new RPC is protected until it is listed here, never open by omission.
+READ_METHODS = frozenset(
+    {
+        *("ListCorpora", "WatchTrainingJob", "GetTrainingJob", "ListTrainingJobs"),
+        *("ScoreSentence", "Generate", "ListModels", "GetModel", "ExportArpa"),
+    }
 )
 _HOW_TO_SEND = (
     f"send it as {API_KEY_HEADER!r} call metadata (rnnlm --api-key or env RNNLM_API_KEY; "
@@ -40,23 +49,31 @@ def presented_key(metadata: Iterable[Any] | None) -> str | None:
 
 
 class ApiKeyCheck:
-    """Raises ``Unauthenticated`` for a protected call without the right key."""
+    """Raises ``Unauthenticated`` for a protected call without the right key: the calls that
+    change state, or every call with ``require_for_reads``."""
 
-    def __init__(self, api_key: str | None) -> None:
+    def __init__(self, api_key: str | None, require_for_reads: bool = False) -> None:
         self._key = api_key.encode() if api_key else None
+        if require_for_reads and self._key is None:
+            raise ValueError("require_for_reads needs an API key")
+        self._every_call = require_for_reads
 
     @property
     def enabled(self) -> bool:
         return self._key is not None
 
     def check(self, method: str, metadata: Iterable[Any] | None) -> None:
-        if self._key is None or method not in PROTECTED_METHODS:
+        if self._key is None or (method in READ_METHODS and not self._every_call):
             return
         sent = presented_key(metadata)
         if not sent:
+            why = (
+                "reads stored data (--require-key-for-reads)"
+                if method in READ_METHODS
+                else "changes stored state"
+            )
             raise Unauthenticated(
-                f"{method} changes stored state and this server requires an API key: "
-                + _HOW_TO_SEND
+                f"{method} {why} and this server requires an API key: " + _HOW_TO_SEND
             )
         # Constant time: the comparison must not tell an attacker how much of a guess matched.
         if not hmac.compare_digest(sent.encode(), self._key):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
+from rnnlm.model import stopping
 from rnnlm.model.interpolation import check_neural_weight
 from rnnlm.model.scoring import length_normalized, sentence_words
 from rnnlm.model.text import detokenize
@@ -24,6 +25,7 @@ from . import convert
 from .cache import ModelCache
 from .config import ServerConfig
 from .corpora import CorpusRegistry
+from .deadlines import CallWatch, abandoning
 from .errors import Cancelled, FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
 from .jobs import JobManager
 from .metrics import Metrics
@@ -76,6 +78,19 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         )
         return convert.corpus_to_pb(record)
 
+    def ListCorpora(self, request, context) -> pb.ListCorporaResponse:
+        corpora = self.corpora.list(request.limit)
+        return pb.ListCorporaResponse(
+            corpora=[convert.corpus_to_pb(r) for r in corpora],
+            unreadable_ids=sorted(corpora.unreadable),
+        )
+
+    def DeleteCorpus(self, request, context) -> pb.DeleteCorpusResponse:
+        record = self.corpora.delete(request.corpus_id)
+        return pb.DeleteCorpusResponse(
+            corpus_id=record["corpus_id"], size_bytes=record["size_bytes"]
+        )
+
     def Train(self, request: pb.TrainRequest, context) -> pb.TrainingJob:
         job = self.jobs.submit(
             request.model_id,
@@ -106,10 +121,16 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
 
     def ListTrainingJobs(self, request, context) -> pb.ListTrainingJobsResponse:
         jobs = self.jobs.list(request.model_id, request.limit)
-        return pb.ListTrainingJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs])
+        return pb.ListTrainingJobsResponse(
+            jobs=[convert.job_to_pb(j) for j in jobs], unreadable_ids=sorted(jobs.unreadable)
+        )
 
     def CancelTrainingJob(self, request, context) -> pb.TrainingJob:
         return convert.job_to_pb(self.jobs.cancel(request.job_id))
+
+    def DeleteTrainingJob(self, request, context) -> pb.DeleteTrainingJobResponse:
+        job = self.jobs.delete(request.job_id)
+        return pb.DeleteTrainingJobResponse(job_id=job["job_id"])
 
     def ResumeTrainingJob(self, request, context) -> pb.TrainingJob:
         return convert.job_to_pb(self.jobs.resume(request.job_id, request.epochs))
@@ -125,15 +146,19 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
                 f"{len(request.sentences)} sentences in one request; the limit is {limit} "
                 "(--max-sentences-per-request): split the request"
             )
-        model = self.cache.get(check_model_id(request.model_id))
-        words = [
-            self._words(model.lm.tokenizer, _sentence_input(s, i), f"sentences[{i}]")
-            for i, s in enumerate(request.sentences)
-        ]
-        options = convert.score_options(request)
-        norm, alpha = convert.length_norm(request)
-        scorer, weight = model.lm.scoring_setup(options["scorer"], options.get("neural_weight"))
-        scores = model.score(words, **options)
+        watch = CallWatch(context)  # work stops once the client's deadline passed or it left
+        with abandoning(self.metrics, "ScoreSentence", watch):
+            model = self.cache.get(check_model_id(request.model_id))
+            words = []
+            for i, s in enumerate(request.sentences):
+                stopping.check(watch)
+                words.append(
+                    self._words(model.lm.tokenizer, _sentence_input(s, i), f"sentences[{i}]")
+                )
+            options = convert.score_options(request)
+            norm, alpha = convert.length_norm(request)
+            scorer, weight = model.lm.scoring_setup(options["scorer"], options.get("neural_weight"))
+            scores = model.score(words, should_stop=watch, **options)
         keys = [length_normalized(s, norm, alpha) for s in scores]
         self.metrics.scored.inc(len(scores))
         order = range(len(scores))
@@ -160,16 +185,17 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
             self._words(model.lm.tokenizer, _prompt_input(request, which), which) if which else []
         )
         words: list[str] = []
-        for event in model.lm.stream(prompt, **options):
-            if not context.is_active():
-                return  # the client went away: stop decoding
-            text = ""
-            if event.token != SENTENCE_END:
-                words.append(event.token)
-            if event.finish_reason is not None:
-                text, words = detokenize(prompt + words), []
-            self.metrics.generated.inc()
-            yield convert.generation_to_pb(event, text, model.version)
+        watch = CallWatch(context)  # checked before every decoding step, beam search's too
+        with abandoning(self.metrics, "Generate", watch):
+            for event in model.lm.stream(prompt, should_stop=watch, **options):
+                stopping.check(watch)  # the client went away: stop decoding
+                text = ""
+                if event.token != SENTENCE_END:
+                    words.append(event.token)
+                if event.finish_reason is not None:
+                    text, words = detokenize(prompt + words), []
+                self.metrics.generated.inc()
+                yield convert.generation_to_pb(event, text, model.version)
 
     def _check_generation_limits(self, request: pb.GenerateRequest) -> None:
         cfg = self.config
@@ -194,18 +220,21 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
             raise InvalidArgument(f"top_k must be >= 0 (0: no top-k filter), got {request.top_k}")
 
     def _words(self, tokenizer, sentence, where: str) -> list[str]:
-        words = sentence_words(tokenizer, sentence, 0)
         limit = self.config.max_tokens_per_sentence
+        convert.check_sentence_size(sentence, where, limit)  # bounds the tokenising
+        words = sentence_words(tokenizer, sentence, 0)
         if len(words) > limit:
-            raise ResourceExhausted(
-                f"{where} has {len(words)} words; the limit is {limit} (--max-tokens-per-sentence)"
-            )
+            raise ResourceExhausted(convert.too_many_words(where, len(words), limit))
         return words
 
     # -- models --------------------------------------------------------------------------
 
     def ListModels(self, request, context) -> pb.ListModelsResponse:
-        return pb.ListModelsResponse(models=[convert.model_to_pb(r) for r in self.models.list()])
+        models = self.models.list()
+        return pb.ListModelsResponse(
+            models=[convert.model_to_pb(r) for r in models],
+            unreadable_ids=sorted(models.unreadable),
+        )
 
     def GetModel(self, request: pb.GetModelRequest, context) -> pb.Model:
         record = self.models.get(request.model_id)
@@ -243,7 +272,7 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
             yield pb.ArpaChunk(data=data[start : start + ARPA_CHUNK_BYTES])
 
     def DeleteModel(self, request, context) -> pb.DeleteModelResponse:
-        deleted = self.models.delete(request.model_id)
+        deleted = self.jobs.delete_model(request.model_id)  # its jobs go too
         self.cache.evict(request.model_id)
         return pb.DeleteModelResponse(model_id=request.model_id, versions_deleted=deleted)
 

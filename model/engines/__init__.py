@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
+
 from ..config import ModelConfig
 from .base import Engine, StepStats
 
@@ -30,9 +32,16 @@ def torch_available() -> bool:
 
 
 def create_engine(
-    config: ModelConfig, vocab_size: int, *, seed: int = 0, device: str = "auto"
+    config: ModelConfig,
+    vocab_size: int,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    word_counts: np.ndarray | None = None,
 ) -> Engine:
-    """A freshly initialised engine for ``config.cell`` with ``vocab_size`` outputs."""
+    """A freshly initialised engine for ``config.cell`` with ``vocab_size`` outputs.
+    ``word_counts`` (V,), each id's count as a training target, places the word classes
+    of ``config.output_classes`` (torch cells); a loaded checkpoint brings its own."""
     module_name, class_name, needs_torch = ENGINES[config.cell]
     if needs_torch and not torch_available():
         raise ValueError(
@@ -41,7 +50,7 @@ def create_engine(
         )
     cls = getattr(importlib.import_module(f".{module_name}", __name__), class_name)
     if needs_torch:
-        return cls(config, vocab_size, seed=seed, device=device)
+        return cls(config, vocab_size, seed=seed, device=device, word_counts=word_counts)
     if device not in ("auto", "cpu"):
         raise ValueError(f"cell 'rnn' runs on the CPU only (NumPy); got device {device!r}")
     return cls(config, vocab_size, seed=seed)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..batching import Batch
+from ..stopping import ShouldStop
 
 State = Any  # an engine's recurrent state for decoding; opaque to callers
 
@@ -29,12 +30,15 @@ class Engine(Protocol):
     def token_log_probs(self, batch: Batch) -> np.ndarray:
         """ln p(target | prefix) at every position, (B, T) float64, 0 at padding."""
 
-    def tree_log_probs(self, tokens: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    def tree_log_probs(
+        self, tokens: np.ndarray, parents: np.ndarray, should_stop: ShouldStop | None = None
+    ) -> np.ndarray:
         """Nodes of a prefix tree in topological order (parents[i] < i, -1 for a root):
         node i's recurrent state is the state after feeding tokens[i] to its parent's state
         (the initial state for a root). Returns (N,) float64: ln p(tokens[i] | the tokens on
         the path from the root to parents[i]), and 0.0 for roots (a root's token is context
         only). Shared prefixes are run once and the output layer once per node with children.
+        ``should_stop`` is checked before each output-layer chunk (``stopping.Stopped``).
         """
 
     def configure_training(

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..batching import Batch
 from ..config import ModelConfig
+from ..stopping import ShouldStop, check
 from .base import StepStats, check_state_dict
 from .numpy_optim import OPTIMIZER_CLASSES, NumpyOptimizer
 from .tree_plan import TreePlan, rechunk
@@ -215,11 +216,14 @@ class NumpyRNNEngine:
         out[real] = logp
         return out.T
 
-    def tree_log_probs(self, tokens: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    def tree_log_probs(
+        self, tokens: np.ndarray, parents: np.ndarray, should_stop: ShouldStop | None = None
+    ) -> np.ndarray:
         plan = TreePlan(tokens, parents)
         out = np.zeros(len(plan), dtype=np.float64)
         pieces = tree_forward_states(self.params, plan, self.activation)
         for rows, states in rechunk(pieces, _TREE_CHUNK_ROWS, np.concatenate):
+            check(should_stop)
             children, at = plan.children_of(rows)  # (c,), (c,)
             out[children] = tree_output_log_probs(self.params, states, at, plan.tokens[children])
         return out

@@ -11,9 +11,11 @@ from torch import nn
 
 from ..batching import Batch
 from ..config import ModelConfig
+from ..stopping import ShouldStop, check
 from .base import StepStats, check_state_dict
 from .numpy_optim import ADAM_BETAS, EPS, RMSPROP_DECAY
 from .torch_dropout import embedded_dropout, locked_dropout
+from .torch_output import ClassSoftmax, class_bounds, full_log_probs, log_probs
 from .tree_plan import TreePlan, rechunk
 
 _CELL_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -21,6 +23,9 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Output-layer rows per chunk when scoring a prefix tree: bounds the (rows, V) logits
 # (1024 x 8000 float32 = 33 MB); larger chunks were no faster on the CPU.
 _TREE_CHUNK_ROWS = 1024
+# With a class softmax there are no (rows, V) logits to bound, and larger chunks spread the
+# per-class loop of the word part over more rows.
+_TREE_CHUNK_ROWS_CLASSES = 8192
 
 
 def resolve_device(device: str) -> torch.device:
@@ -44,7 +49,8 @@ def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
 
 class RNNModel(nn.Module):
     """Embedding (word dropout) -> locked dropout -> GRU/LSTM stack -> locked dropout ->
-    linear decoder (tied to the embedding by default where the sizes allow)."""
+    linear decoder (tied to the embedding by default where the sizes allow), factored by
+    word classes when ``output_classes`` is set (see torch_output)."""
 
     def __init__(self, config: ModelConfig, vocab_size: int) -> None:
         super().__init__()
@@ -70,6 +76,11 @@ class RNNModel(nn.Module):
         nn.init.zeros_(self.decoder.bias)
         if not config.tie_weights:
             nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+        self.classes = (
+            ClassSoftmax(config.hidden_size, min(config.output_classes, vocab_size), vocab_size)
+            if config.output_classes
+            else None
+        )
 
     def hidden_states(self, inputs: torch.Tensor, state=None):
         """(B, T) ids -> (B, T, H) top-layer outputs and the final state. Dropout applies
@@ -84,8 +95,15 @@ class TorchRNNEngine:
     """The ``gru`` and ``lstm`` cells."""
 
     def __init__(
-        self, config: ModelConfig, vocab_size: int, seed: int = 0, device: str = "auto"
+        self,
+        config: ModelConfig,
+        vocab_size: int,
+        seed: int = 0,
+        device: str = "auto",
+        word_counts: np.ndarray | None = None,
     ) -> None:
+        """``word_counts`` (V,), how often each id is a training target, places the word
+        classes of a class softmax; a model loaded from a checkpoint brings its own."""
         self.vocab_size = vocab_size
         self.seed = seed
         self.device = resolve_device(device)
@@ -94,6 +112,8 @@ class TorchRNNEngine:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = RNNModel(config, vocab_size)
+        if model.classes is not None and word_counts is not None:
+            model.classes.set_bounds(class_bounds(word_counts, len(model.classes.bounds) - 1))
         self.model = model.to(device=self.device, dtype=_DTYPES[config.dtype])
         self.model.eval()
         self.optimizer: torch.optim.Optimizer | None = None
@@ -102,36 +122,48 @@ class TorchRNNEngine:
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device, non_blocking=True)
 
-    def _token_logits(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decoder output at real positions only: the output layer is most of the work,
-        and padding would only add to it. Returns logits (N, V), targets (N,), mask (B, T)."""
+    def _token_states(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Top-layer outputs at real positions only: the output layer is most of the work,
+        and padding would only add to it. Returns states (N, H), targets (N,), mask (B, T)."""
         mask = self._tensor(batch.mask)
         out, _ = self.model.hidden_states(self._tensor(batch.inputs))  # (B, T, H)
-        logits = self.model.decoder(out[mask])  # (N, V)
-        return logits, self._tensor(batch.targets)[mask], mask
+        return out[mask], self._tensor(batch.targets)[mask], mask
+
+    def _log_probs(self, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(N,) ln p(targets[i] | states[i]) in float32 (normalising in float64 would cost
+        more than the decoder product itself)."""
+        at = torch.arange(len(targets), device=self.device)
+        return log_probs(self.model.decoder, self.model.classes, states, at, targets)
 
     @torch.inference_mode()
     def token_log_probs(self, batch: Batch) -> np.ndarray:
         self.model.eval()
-        logits, targets, mask = self._token_logits(batch)  # (N, V), (N,)
-        # Normalise in float32 and widen only the N results: an (N, V) float64 copy would
-        # cost more than the decoder product itself.
-        logp = (logits.gather(1, targets[:, None])[:, 0] - logits.logsumexp(dim=-1)).double()
+        states, targets, mask = self._token_states(batch)  # (N, H), (N,)
+        logp = self._log_probs(states, targets).double()  # widen only the N results
         out = torch.zeros(mask.shape, dtype=torch.float64, device=self.device)
         out[mask] = logp
         return out.cpu().numpy()
 
     @torch.inference_mode()
-    def tree_log_probs(self, tokens: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    def tree_log_probs(
+        self, tokens: np.ndarray, parents: np.ndarray, should_stop: ShouldStop | None = None
+    ) -> np.ndarray:
         self.model.eval()
         plan = TreePlan(tokens, parents)
         out = torch.zeros(len(plan), dtype=torch.float64, device=self.device)
         if len(plan) == 0:
             return out.cpu().numpy()
         ids = self._tensor(plan.tokens)  # (N,)
-        for rows, states in rechunk(self._tree_states(plan, ids), _TREE_CHUNK_ROWS, torch.cat):
+        classes = self.model.classes
+        chunk = _TREE_CHUNK_ROWS if classes is None else _TREE_CHUNK_ROWS_CLASSES
+        for rows, states in rechunk(self._tree_states(plan, ids), chunk, torch.cat):
+            check(should_stop)
             children, at = plan.children_of(rows)  # (c,), (c,)
             kids, at = self._tensor(children), self._tensor(at)
+            if classes is not None:
+                logp = log_probs(self.model.decoder, classes, states, at, ids[kids])
+                out[kids] = logp.double()
+                continue
             logits = self.model.decoder(states)  # (n, V)
             target = logits[at, ids[kids]]  # (c,), read before the logits are overwritten
             # As in token_log_probs: normalise in float32 and widen only the results.
@@ -183,8 +215,11 @@ class TorchRNNEngine:
         assert self.optimizer is not None, "configure_training() first"
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        logits, targets, _ = self._token_logits(batch)
-        loss_sum = F.cross_entropy(logits, targets, reduction="sum")
+        states, targets, _ = self._token_states(batch)  # (N, H), (N,)
+        if self.model.classes is None:  # cross_entropy's fused backward is the faster one
+            loss_sum = F.cross_entropy(self.model.decoder(states), targets, reduction="sum")
+        else:
+            loss_sum = -self._log_probs(states, targets).sum()
         (loss_sum / batch.num_tokens).backward()
         max_norm = self.clip if self.clip is not None else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
@@ -198,7 +233,8 @@ class TorchRNNEngine:
     def step(self, tokens: np.ndarray, state):
         self.model.eval()
         out, state = self.model.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
-        logp = F.log_softmax(self.model.decoder(out[:, 0]), dim=-1).double()  # (B, V)
+        logp = full_log_probs(self.model.decoder, self.model.classes, out[:, 0])  # (B, V)
+        logp = logp.double()
         return logp.cpu().numpy(), state
 
     def select_state(self, state, rows: np.ndarray):
@@ -218,9 +254,17 @@ class TorchRNNEngine:
         expected = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
         check_state_dict(expected, tensors)
         dtype = next(self.model.parameters()).dtype
+        # Weights take the model's dtype; integer buffers (class bounds) stay integers.
         self.model.load_state_dict(
-            {k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype) for k, v in tensors.items()}
+            {
+                k: torch.from_numpy(np.ascontiguousarray(v)).to(
+                    dtype if np.issubdtype(v.dtype, np.floating) else torch.int64
+                )
+                for k, v in tensors.items()
+            }
         )
+        if self.model.classes is not None:
+            self.model.classes.check_bounds()
 
     def optimizer_state_dict(self) -> dict[str, np.ndarray]:
         """Flattened torch optimizer state, plus the RNG (dropout) state."""

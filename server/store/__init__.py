@@ -14,6 +14,8 @@ from rnnlm.server.store.base import (
     TRAIN_REQUEST,
     BlobInfo,
     Document,
+    Fence,
+    StaleWrite,
     Store,
 )
 from rnnlm.server.store.local import LocalStore
@@ -28,8 +30,10 @@ __all__ = [
     "TRAIN_REQUEST",
     "BlobInfo",
     "Document",
+    "Fence",
     "LocalStore",
     "RedisStore",
+    "StaleWrite",
     "Store",
     "open_store",
 ]

@@ -14,25 +14,29 @@ Three kinds of data:
   reader can follow with a blocking read, from any process sharing the store.
 
 Every method raises ``Unavailable`` when the backend cannot be reached.
+
+Writes may carry a ``Fence``: a condition on one document (a job's lease generation) that
+the backend checks atomically with the write. A writer whose lease was taken over gets
+``StaleWrite`` and has changed nothing, so it can never overwrite what a newer run wrote.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rnnlm.server.errors import quote
+from rnnlm.server.ids import BLOB_KEY, ID, matches
+
 # Document kinds and the blob key namespaces the service uses.
 MODEL, JOB, CORPUS, TRAIN_REQUEST = "model", "job", "corpus", "train-request"
 DOC_KINDS = (MODEL, JOB, CORPUS, TRAIN_REQUEST)
 
-# Ids and keys are restricted so that both backends can use them as file or key names.
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-_BLOB_KEY = re.compile(rf"^{_SEGMENT}(/{_SEGMENT}){{0,3}}$")
+# Ids and keys are restricted so that both backends can use them as file or key names
+# (the patterns, matched whole, are in ``rnnlm.server.ids``).
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 
@@ -50,17 +54,44 @@ class BlobInfo:
     chunk_sha256: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Fence:
+    """A write's condition: document ``(kind, doc_id)`` exists and its ``field`` equals
+    ``value``. Backends check it in the same transaction (Redis) or under the same lock
+    (directory) as the write, so nothing can change the document in between."""
+
+    kind: str
+    doc_id: str
+    field: str
+    value: Any
+
+    def holds(self, doc: Document | None) -> bool:
+        return doc is not None and doc.get(self.field) == self.value
+
+    def refuse(self, doc: Document | None) -> StaleWrite:
+        now = "is gone" if doc is None else f"has {self.field}={doc.get(self.field)!r}"
+        return StaleWrite(
+            f"write refused: {self.kind} {self.doc_id} {now}, not {self.value!r} "
+            "(a newer writer took over)"
+        )
+
+
+class StaleWrite(Exception):
+    """A fenced write was refused: its fence no longer holds. Nothing was written. Not a
+    ``ServiceError``: it never reaches a client; the writer (a job run) just stops."""
+
+
 def check_id(kind: str, doc_id: str) -> None:
     """Store-level guard; the service validates user input with clearer messages first."""
     if kind not in DOC_KINDS:
         raise ValueError(f"unknown document kind {kind!r}; known: {', '.join(DOC_KINDS)}")
-    if not isinstance(doc_id, str) or not _ID.match(doc_id):
-        raise ValueError(f"invalid {kind} id {doc_id!r}")
+    if not matches(ID, doc_id):
+        raise ValueError(f"invalid {kind} id {quote(doc_id)}")
 
 
 def check_blob_key(key: str) -> None:
-    if not isinstance(key, str) or not _BLOB_KEY.match(key) or ".." in key:
-        raise ValueError(f"invalid blob key {key!r}")
+    if not matches(BLOB_KEY, key) or ".." in key:
+        raise ValueError(f"invalid blob key {quote(key, 200)}")
 
 
 def split_chunks(data: bytes, chunk_bytes: int) -> tuple[list[bytes], BlobInfo]:
@@ -73,6 +104,14 @@ def split_chunks(data: bytes, chunk_bytes: int) -> tuple[list[bytes], BlobInfo]:
         chunk_sha256=tuple(hashlib.sha256(c).hexdigest() for c in chunks),
     )
     return chunks, info
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What ``Store.scan`` found: documents by id, and why each unreadable one is."""
+
+    docs: dict[str, Document]
+    unreadable: dict[str, str]
 
 
 class Store(ABC):
@@ -94,10 +133,13 @@ class Store(ABC):
         when there was one). Atomic: of two concurrent creates, one wins and both return it."""
 
     @abstractmethod
-    def update(self, kind: str, doc_id: str, fn: Updater) -> Document | None:
+    def update(
+        self, kind: str, doc_id: str, fn: Updater, fence: Fence | None = None
+    ) -> Document | None:
         """Atomically replace the document with ``fn(current)`` (current is None when absent);
         ``fn`` returning None deletes it. ``fn`` may run more than once under contention and
-        may raise to abort without a change. Returns what was stored."""
+        may raise to abort without a change. Returns what was stored. With ``fence`` (checked
+        before ``fn`` runs, atomically with the write): ``StaleWrite`` when it fails."""
 
     @abstractmethod
     def delete(self, kind: str, doc_id: str) -> bool:
@@ -106,8 +148,9 @@ class Store(ABC):
     # -- blobs ---------------------------------------------------------------------------
 
     @abstractmethod
-    def put_blob(self, key: str, data: bytes) -> BlobInfo:
-        """Write (or replace) a blob: chunks first, manifest last."""
+    def put_blob(self, key: str, data: bytes, fence: Fence | None = None) -> BlobInfo:
+        """Write (or replace) a blob: chunks first, manifest last; with ``fence``, the
+        manifest only while it holds (else ``StaleWrite``, and the chunks are removed)."""
 
     @abstractmethod
     def get_blob(self, key: str) -> bytes | None:
@@ -119,14 +162,16 @@ class Store(ABC):
         """The manifest without reading the chunks."""
 
     @abstractmethod
-    def delete_blob(self, key: str) -> bool:
-        """Remove the blob and its chunks; False when there was none."""
+    def delete_blob(self, key: str, fence: Fence | None = None) -> bool:
+        """Remove the blob and its chunks; False when there was none. With ``fence``: only
+        while it holds, else ``StaleWrite``."""
 
     # -- event logs ----------------------------------------------------------------------
 
     @abstractmethod
-    def append_event(self, log_id: str, event: Document) -> str:
-        """Append to the log; returns the event's id (opaque, increasing within the log)."""
+    def append_event(self, log_id: str, event: Document, fence: Fence | None = None) -> str:
+        """Append to the log; returns the event's id (opaque, increasing within the log).
+        With ``fence``: only while it holds, else ``StaleWrite``."""
 
     @abstractmethod
     def read_events(
@@ -139,6 +184,37 @@ class Store(ABC):
     @abstractmethod
     def delete_events(self, log_id: str) -> None:
         """Remove the whole log."""
+
+    # -- housekeeping (retention and the orphan sweep, ``rnnlm.server.sweeper``) ----------
+
+    @abstractmethod
+    def scan(self, kind: str) -> Scan:
+        """All documents of a kind by id, and the ids of those that do not decode: unlike
+        ``list``, one damaged document does not hide the others."""
+
+    @abstractmethod
+    def list_blobs(self, prefix: str = "") -> dict[str, float]:
+        """Blob keys that start with ``prefix``, each with when it was written (Unix time)."""
+
+    @abstractmethod
+    def list_event_logs(self) -> dict[str, float]:
+        """Event log ids, each with the time of its last append (Unix time)."""
+
+    @abstractmethod
+    def expire_at(self, kind: str, doc_id: str, when: float) -> None:
+        """Remove the document at Unix time ``when`` (Redis: by itself; the directory store:
+        at the first ``collect_garbage`` after it). Writing the document again keeps the
+        deadline on the directory store, drops it on Redis: set it after the last write."""
+
+    @abstractmethod
+    def expire_events_at(self, log_id: str, when: float | None) -> None:
+        """Remove the event log at Unix time ``when`` (as ``expire_at``); None keeps it."""
+
+    @abstractmethod
+    def collect_garbage(self, stray_before: float) -> list[str]:
+        """Remove what passed its deadline, and pieces no reader can reach that were written
+        before ``stray_before`` (chunks of an interrupted write, stale index entries,
+        temporary files). Returns what it removed, for the log."""
 
     # -- health --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ Layout under the root::
     blobs/{quoted key}/{generation}.{n}.chunk
     events/{log_id}.log                    one event a line: "{20-digit id} {json}"
     locks/                                 flock files for documents and events
+    expiry/                                deadlines (``local_housekeeping.py``)
 
 Several processes may share one directory on a local file system (``flock`` is not to be
 trusted over NFS). Every file that is replaced is written to a temporary name, fsynced and
@@ -17,20 +18,23 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from rnnlm.server.errors import DataLoss, Unavailable
+from rnnlm.server.errors import quote as quote_value
+from rnnlm.server.ids import LOCAL_EVENT_DIGITS, LOCAL_EVENT_ID, matches
 from rnnlm.server.store.base import (
     DEFAULT_CHUNK_BYTES,
     BlobInfo,
     Document,
+    Fence,
+    StaleWrite,
     Store,
     Updater,
     check_blob_key,
@@ -54,11 +58,11 @@ from rnnlm.server.store.files import (
     write_atomic,
     write_file,
 )
+from rnnlm.server.store.local_housekeeping import LocalHousekeeping
 
 # How often a blocked ``read_events`` looks at the file for appends by other processes.
 _POLL_S = 0.05
-_ID_WIDTH = 20
-_EVENT_ID = re.compile(rf"^\d{{{_ID_WIDTH}}}$")
+_ID_WIDTH = LOCAL_EVENT_DIGITS
 _MANIFEST = "manifest.json"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,12 +76,16 @@ def _os_errors_unavailable(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except OSError as exc:
-            raise Unavailable(f"store unavailable: directory {self.root}: {exc}") from exc
+            # The client is told no server path; the log is.
+            raise Unavailable(
+                "store unavailable: the store directory cannot be used; retry later",
+                detail=f"directory {self.root}: {exc}",
+            ) from exc
 
     return cast(F, wrapper)
 
 
-class LocalStore(Store):
+class LocalStore(LocalHousekeeping, Store):
     """A ``Store`` in the directory ``root`` (created when missing)."""
 
     def __init__(self, root: str | Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
@@ -126,10 +134,15 @@ class LocalStore(Store):
         return decode_doc(f"{kind} {doc_id}", body)
 
     @_os_errors_unavailable
-    def update(self, kind: str, doc_id: str, fn: Updater) -> Document | None:
+    def update(
+        self, kind: str, doc_id: str, fn: Updater, fence: Fence | None = None
+    ) -> Document | None:
         check_id(kind, doc_id)
         path = self._doc_path(kind, doc_id)
-        with self._locked(self._doc_lock(kind)):
+        locks = {self._doc_lock(kind)} | ({self._doc_lock(fence.kind)} if fence else set())
+        with self._locked_all(locks):
+            if fence is not None:
+                self._require(fence)
             current = _read_doc(path, f"{kind} {doc_id}")
             new = fn(current)
             if new is None:
@@ -157,19 +170,43 @@ class LocalStore(Store):
     def _doc_lock(self, kind: str) -> Path:
         return self.root / "locks" / f"doc-{kind}.lock"
 
+    def _require(self, fence: Fence) -> None:
+        """``StaleWrite`` unless the fence holds; call it holding its document's lock."""
+        check_id(fence.kind, fence.doc_id)
+        doc = _read_doc(self._doc_path(fence.kind, fence.doc_id), f"{fence.kind} {fence.doc_id}")
+        if not fence.holds(doc):
+            raise fence.refuse(doc)
+
+    @contextmanager
+    def _fenced(self, fence: Fence | None) -> Iterator[None]:
+        """Hold the fence's document lock and check the fence (no fence: nothing)."""
+        if fence is None:
+            yield
+            return
+        with self._locked(self._doc_lock(fence.kind)):
+            self._require(fence)
+            yield
+
     # -- blobs ---------------------------------------------------------------------------
 
     @_os_errors_unavailable
-    def put_blob(self, key: str, data: bytes) -> BlobInfo:
+    def put_blob(self, key: str, data: bytes, fence: Fence | None = None) -> BlobInfo:
         check_blob_key(key)
         chunks, info = split_chunks(bytes(data), self._chunk_bytes)
         generation = new_generation()
         folder = self._blob_dir(key)
         # Writers of one blob take turns, so each removes exactly what it replaced.
         with self._locked(folder / ".lock"):
-            for n, chunk in enumerate(chunks):
-                write_file(self._chunk_path(key, generation, n), chunk)
-            write_atomic(folder / _MANIFEST, encode_manifest(info, generation))
+            ours = [self._chunk_path(key, generation, n) for n in range(len(chunks))]
+            for path, chunk in zip(ours, chunks):
+                write_file(path, chunk)
+            try:
+                with self._fenced(fence):
+                    write_atomic(folder / _MANIFEST, encode_manifest(info, generation))
+            except StaleWrite:
+                for path in ours:  # never reachable
+                    path.unlink(missing_ok=True)
+                raise
             _remove_chunks(folder, keep=generation)
         return info
 
@@ -192,13 +229,14 @@ class LocalStore(Store):
         return None if raw is None else decode_manifest(key, raw)[0]
 
     @_os_errors_unavailable
-    def delete_blob(self, key: str) -> bool:
+    def delete_blob(self, key: str, fence: Fence | None = None) -> bool:
         check_blob_key(key)
         folder = self._blob_dir(key)
         with self._locked(folder / ".lock"):
             existed = (folder / _MANIFEST).exists()
             # Manifest first: a reader then sees no blob rather than missing chunks.
-            unlink_durably(folder / _MANIFEST)
+            with self._fenced(fence):
+                unlink_durably(folder / _MANIFEST)
             _remove_chunks(folder, keep=None)
             # _flock copes with its lock file vanishing, so the folder can go entirely.
             (folder / ".lock").unlink()
@@ -220,11 +258,11 @@ class LocalStore(Store):
     # -- event logs ----------------------------------------------------------------------
 
     @_os_errors_unavailable
-    def append_event(self, log_id: str, event: Document) -> str:
+    def append_event(self, log_id: str, event: Document, fence: Fence | None = None) -> str:
         check_log_id(log_id)
         body = encode_doc(event)
         path = self._log_path(log_id)
-        with self._locked(self._events_lock()), _open_rw(path) as f:
+        with self._fenced(fence), self._locked(self._events_lock()), _open_rw(path) as f:
             last = _drop_torn_tail(f)
             event_id = f"{_parse_seq(last, log_id) + 1:0{_ID_WIDTH}d}"
             f.write(event_id.encode() + b" " + body + b"\n")
@@ -239,8 +277,8 @@ class LocalStore(Store):
         self, log_id: str, after: str | None = None, timeout: float = 0.0
     ) -> list[tuple[str, Document]]:
         check_log_id(log_id)
-        if after is not None and not (isinstance(after, str) and _EVENT_ID.match(after)):
-            raise ValueError(f"invalid event id {after!r}: expected {_ID_WIDTH} digits")
+        if after is not None and not matches(LOCAL_EVENT_ID, after):
+            raise ValueError(f"invalid event id {quote_value(after)}: expected {_ID_WIDTH} digits")
         path = self._log_path(log_id)
         deadline = time.monotonic() + timeout
         seen: tuple[int, int] | None = None
@@ -275,12 +313,25 @@ class LocalStore(Store):
     @_os_errors_unavailable
     def ping(self) -> None:
         if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
-            raise Unavailable(f"store unavailable: directory {self.root} is not writable")
+            raise Unavailable(
+                "store unavailable: the store directory is not writable",
+                detail=f"directory {self.root} is not writable",
+            )
 
     def describe(self) -> str:
         return f"directory {self.root}"
 
     # -- locking -------------------------------------------------------------------------
+
+    # A write that holds several locks takes them in one order, so that no two wait for
+    # each other: a blob's lock, then document locks (sorted by path), then the events lock.
+
+    @contextmanager
+    def _locked_all(self, paths: set[Path]) -> Iterator[None]:
+        with ExitStack() as stack:
+            for path in sorted(paths):
+                stack.enter_context(self._locked(path))
+            yield
 
     @contextmanager
     def _locked(self, path: Path) -> Iterator[None]:

@@ -21,16 +21,19 @@ from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import AuthenticationError, BusyLoadingError, WatchError
+from redis.client import Pipeline
+from redis.exceptions import AuthenticationError, BusyLoadingError, ReadOnlyError, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from rnnlm.server.errors import DataLoss, StoreMisconfigured, Unavailable
+from rnnlm.server.errors import DataLoss, StoreMisconfigured, Unavailable, quote
 from rnnlm.server.store.base import (
     DEFAULT_CHUNK_BYTES,
     BlobInfo,
     Document,
+    Fence,
+    StaleWrite,
     Store,
     Updater,
     check_blob_key,
@@ -47,6 +50,7 @@ from rnnlm.server.store.codec import (
     new_generation,
     read_consistent,
 )
+from rnnlm.server.store.redis_housekeeping import RedisHousekeeping
 
 # Client settings for from_url: fail within seconds when Redis is gone, and retry a few
 # times quickly so that a pooled connection broken by a Redis restart is replaced unseen.
@@ -70,17 +74,29 @@ def _redis_errors_unavailable(method: F) -> F:
     def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
+        # The messages reach clients: the address and Redis' words go in ``detail`` (the log).
         except AuthenticationError as exc:
             raise StoreMisconfigured(
-                f"redis at {self.address} refused the credentials of the Redis URL: {exc}"
+                "the store (redis) refused the credentials of the Redis URL; the operator "
+                "must fix the server's --redis-url",
+                detail=f"redis at {self.address}: {exc}",
+            ) from exc
+        except ReadOnlyError as exc:  # a replica, e.g. mid-failover: writes come back soon
+            raise Unavailable(
+                "store unavailable: redis is read-only (a replica); retry later",
+                detail=f"redis at {self.address}: {exc}",
             ) from exc
         except _UNREACHABLE as exc:
             if _caused_by(exc, ssl.SSLCertVerificationError):
                 raise StoreMisconfigured(
-                    f"redis at {self.address}: its TLS certificate failed verification ({exc}); "
-                    "give the CA in the Redis URL: rediss://...?ssl_ca_certs=/path/ca.pem"
+                    "the store's (redis) TLS certificate failed verification; the operator "
+                    "must give its CA in the Redis URL: rediss://...?ssl_ca_certs=/path/ca.pem",
+                    detail=f"redis at {self.address}: {exc}",
                 ) from exc
-            raise Unavailable(f"store unavailable: redis at {self.address}: {exc}") from exc
+            raise Unavailable(
+                "store unavailable: redis does not answer; retry later",
+                detail=f"redis at {self.address}: {exc}",
+            ) from exc
 
     return cast(F, wrapper)
 
@@ -93,7 +109,7 @@ def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
     return False
 
 
-class RedisStore(Store):
+class RedisStore(RedisHousekeeping, Store):
     """A ``Store`` in Redis through a redis-py client made with ``decode_responses=False``."""
 
     def __init__(
@@ -173,7 +189,9 @@ class RedisStore(Store):
                 return decode_doc(f"{kind} {doc_id}", existing)
 
     @_redis_errors_unavailable
-    def update(self, kind: str, doc_id: str, fn: Updater) -> Document | None:
+    def update(
+        self, kind: str, doc_id: str, fn: Updater, fence: Fence | None = None
+    ) -> Document | None:
         check_id(kind, doc_id)
         key, index = self._doc_key(kind, doc_id), self._index_key(kind)
         with self._client.pipeline(transaction=True) as pipe:
@@ -182,6 +200,11 @@ class RedisStore(Store):
                     pipe.watch(key)
                     raw = pipe.get(key)
                     current = None if raw is None else decode_doc(f"{kind} {doc_id}", raw)
+                    if fence is not None:
+                        same = (fence.kind, fence.doc_id) == (kind, doc_id)
+                        held = current if same else self._watch_doc(pipe, fence)
+                        if not fence.holds(held):
+                            raise fence.refuse(held)
                     new = fn(current)
                     if new is None and current is None:
                         return None
@@ -208,6 +231,31 @@ class RedisStore(Store):
             deleted, _ = pipe.execute()
         return bool(deleted)
 
+    def _fenced(self, fence: Fence | None, queue: Callable[[Pipeline], object]) -> list:
+        """The replies of the commands ``queue`` adds to a pipeline. With a fence they run
+        in one MULTI/EXEC, only while it holds: its document is WATCHed, so a change between
+        our check and EXEC makes Redis drop the transaction, and we check again."""
+        with self._client.pipeline(transaction=fence is not None) as pipe:
+            while True:
+                try:
+                    if fence is not None:
+                        held = self._watch_doc(pipe, fence)
+                        if not fence.holds(held):
+                            raise fence.refuse(held)
+                        pipe.multi()
+                    queue(pipe)
+                    return pipe.execute()
+                except WatchError:
+                    continue
+
+    def _watch_doc(self, pipe: Pipeline, fence: Fence) -> Document | None:
+        """WATCH the fence's document and read it."""
+        check_id(fence.kind, fence.doc_id)
+        key = self._doc_key(fence.kind, fence.doc_id)
+        pipe.watch(key)
+        raw = pipe.get(key)
+        return None if raw is None else decode_doc(f"{fence.kind} {fence.doc_id}", raw)
+
     def _doc_key(self, kind: str, doc_id: str) -> str:
         return f"{self._prefix}:doc:{kind}:{doc_id}"
 
@@ -217,14 +265,19 @@ class RedisStore(Store):
     # -- blobs ---------------------------------------------------------------------------
 
     @_redis_errors_unavailable
-    def put_blob(self, key: str, data: bytes) -> BlobInfo:
+    def put_blob(self, key: str, data: bytes, fence: Fence | None = None) -> BlobInfo:
         check_blob_key(key)
         chunks, info = split_chunks(bytes(data), self._chunk_bytes)
         generation = new_generation()
         self._set_chunks(key, generation, chunks)
         # SET ... GET swaps the manifest atomically and tells us which write we replaced,
         # so of two concurrent writers each removes exactly the chunks it made unreachable.
-        old = self._client.set(self._manifest_key(key), encode_manifest(info, generation), get=True)
+        manifest, name = encode_manifest(info, generation), self._manifest_key(key)
+        try:
+            (old,) = self._fenced(fence, lambda p: p.set(name, manifest, get=True))
+        except StaleWrite:
+            self._delete_chunks(key, manifest)  # ours, never reachable
+            raise
         if old is not None:
             self._delete_chunks(key, old)
         return info
@@ -248,9 +301,10 @@ class RedisStore(Store):
         return None if raw is None else decode_manifest(key, raw)[0]
 
     @_redis_errors_unavailable
-    def delete_blob(self, key: str) -> bool:
+    def delete_blob(self, key: str, fence: Fence | None = None) -> bool:
         check_blob_key(key)
-        old = self._client.getdel(self._manifest_key(key))  # manifest first, as in put_blob
+        # Manifest first, as in put_blob.
+        (old,) = self._fenced(fence, lambda p: p.getdel(self._manifest_key(key)))
         if old is None:
             return False
         self._delete_chunks(key, old)
@@ -286,9 +340,10 @@ class RedisStore(Store):
     # -- event logs ----------------------------------------------------------------------
 
     @_redis_errors_unavailable
-    def append_event(self, log_id: str, event: Document) -> str:
+    def append_event(self, log_id: str, event: Document, fence: Fence | None = None) -> str:
         check_log_id(log_id)
-        event_id = self._client.xadd(self._stream_key(log_id), {"data": encode_doc(event)})
+        fields = {"data": encode_doc(event)}
+        (event_id,) = self._fenced(fence, lambda p: p.xadd(self._stream_key(log_id), fields))
         return event_id.decode()
 
     @_redis_errors_unavailable
@@ -340,9 +395,9 @@ def _check_stream_id(after: str) -> str:
     """A Redis stream id ("<ms>-<seq>"); anything else is the caller's mistake."""
     ms, dash, seq = after.partition("-") if isinstance(after, str) else ("", "", "")
     if not (dash and ms.isdigit() and seq.isdigit() and ms.isascii() and seq.isascii()):
-        raise ValueError(f"invalid event id {after!r}: expected '<milliseconds>-<sequence>'")
+        raise ValueError(f"invalid event id {quote(after)}: expected '<milliseconds>-<sequence>'")
     if int(ms) >= 2**64 or int(seq) >= 2**64:  # Redis refuses these with a ResponseError
-        raise ValueError(f"invalid event id {after!r}: both parts must be below 2**64")
+        raise ValueError(f"invalid event id {quote(after)}: both parts must be below 2**64")
     return after
 
 

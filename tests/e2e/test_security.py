@@ -46,6 +46,8 @@ PROTECTED_CALLS = {
     "CancelTrainingJob": lambda c: c.cancel("j-nope"),
     "ResumeTrainingJob": lambda c: c.resume("j-nope"),
     "DeleteModel": lambda c: c.delete_model("nope"),
+    "DeleteCorpus": lambda c: c.delete_corpus("c-" + "0" * 32),
+    "DeleteTrainingJob": lambda c: c.delete_job("j-nope"),
 }
 
 
@@ -66,7 +68,8 @@ def test_the_api_key_guards_every_call_that_changes_state(tmp_path, corpus_bytes
         with LMClient(server.address, retries=0, api_key=API_KEY) as keyed:
             corpus = keyed.upload_corpus(b"a few words .", filename="x.txt")
             assert corpus.size_bytes == 13
-            for method in ("CancelTrainingJob", "ResumeTrainingJob", "DeleteModel"):
+            not_found = ("CancelTrainingJob", "ResumeTrainingJob", "DeleteModel", "DeleteCorpus")
+            for method in (*not_found, "DeleteTrainingJob"):
                 with pytest.raises(NotFound):
                     PROTECTED_CALLS[method](keyed)
             job = train_small(keyed, corpus_bytes, model_id="keyed", epochs=1)

@@ -25,6 +25,9 @@ CONFIGS = {
         cell="lstm", vocab_size=VOCAB, embed_size=12, hidden_size=16, num_layers=2
     ),
     "rnn": ModelConfig(cell="rnn", vocab_size=VOCAB, hidden_size=16),
+    "gru-classes": ModelConfig(
+        cell="gru", vocab_size=VOCAB, embed_size=16, hidden_size=16, output_classes=7
+    ),
     "rnn-float64-relu": ModelConfig(
         cell="rnn", vocab_size=VOCAB, hidden_size=16, activation="relu", dtype="float64"
     ),
@@ -36,10 +39,14 @@ def sharpened_engine(name: str):
     small initialisation every distribution is near uniform, which would hide a wrong state."""
     config = CONFIGS[name]
     needs_torch(config.cell)
-    engine = create_engine(config, VOCAB, seed=3, device="cpu")
+    counts = np.arange(VOCAB, 0, -1)  # word classes of unequal sizes
+    engine = create_engine(config, VOCAB, seed=3, device="cpu", word_counts=counts)
     rng = np.random.default_rng(4)
     engine.load_state_dict(
-        {k: rng.normal(0, 0.7, v.shape).astype(v.dtype) for k, v in engine.state_dict().items()}
+        {
+            k: v if k.endswith("bounds") else rng.normal(0, 0.7, v.shape).astype(v.dtype)
+            for k, v in engine.state_dict().items()
+        }
     )
     return engine
 
@@ -147,7 +154,7 @@ def test_plan_children_and_rechunk():
     assert np.array_equal(np.concatenate([c[1] for c in chunks])[:, 0], [0, 0, 2, 2, 2, 2, 2, 7])
 
 
-@pytest.mark.parametrize("name", ["gru", "lstm-2-layers", "rnn"])
+@pytest.mark.parametrize("name", ["gru", "lstm-2-layers", "rnn", "gru-classes"])
 def test_engine_scores_any_tree_in_topological_order(name):
     """Duplicate siblings and nodes numbered out of depth order, as no builder of ours
     would make them; roots score 0."""

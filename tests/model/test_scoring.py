@@ -88,3 +88,24 @@ def test_bad_sentence_input(small_lm, bad):
 def test_one_string_is_not_a_list_of_sentences(small_lm):
     with pytest.raises(ValueError, match="not one string"):
         small_lm.score("a sentence")
+
+
+def test_long_sentences_come_in_token_capped_batches(small_lm, monkeypatch):
+    """A batch's padded size (rows x longest) stays under BATCH_MAX_TOKENS, so the output
+    layer's (rows, V) logits are bounded however long the sentences; scores do not change."""
+    from rnnlm.model import scoring
+    from rnnlm.model.batching import length_sorted_batches
+
+    rng = np.random.default_rng(0)
+    seqs = [np.array([1, *rng.integers(3, 20, n), 2]) for n in (5, 40, 41, 90, 7, 60)]
+    batches = list(length_sorted_batches(seqs, 64, max_tokens=100))
+    assert sorted(i for idx, _ in batches for i in idx) == list(range(6))
+    for _, batch in batches:
+        assert batch.inputs.size <= 100 or len(batch.inputs) == 1
+    assert len(batches) > 1
+
+    sentences = ["the function returns a new list . " * 30, *SENTENCES]
+    want = [s.logprob for s in small_lm.score(sentences, scorer="neural")]
+    monkeypatch.setattr(scoring, "BATCH_MAX_TOKENS", 50)
+    got = [s.logprob for s in small_lm.score(sentences, scorer="neural")]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)

@@ -128,6 +128,34 @@ class Corpus(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     def __init__(self, corpus_id: _Optional[str] = ..., filename: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class ListCorporaRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListCorporaResponse(_message.Message):
+    __slots__ = ("corpora", "unreadable_ids")
+    CORPORA_FIELD_NUMBER: _ClassVar[int]
+    UNREADABLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    corpora: _containers.RepeatedCompositeFieldContainer[Corpus]
+    unreadable_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, corpora: _Optional[_Iterable[_Union[Corpus, _Mapping]]] = ..., unreadable_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteCorpusRequest(_message.Message):
+    __slots__ = ("corpus_id",)
+    CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
+    corpus_id: str
+    def __init__(self, corpus_id: _Optional[str] = ...) -> None: ...
+
+class DeleteCorpusResponse(_message.Message):
+    __slots__ = ("corpus_id", "size_bytes")
+    CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    corpus_id: str
+    size_bytes: int
+    def __init__(self, corpus_id: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
 class CorpusSource(_message.Message):
     __slots__ = ("corpus_id", "server_path", "format", "csv_column", "paragraphs")
     CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
@@ -143,7 +171,7 @@ class CorpusSource(_message.Message):
     def __init__(self, corpus_id: _Optional[str] = ..., server_path: _Optional[str] = ..., format: _Optional[_Union[CorpusFormat, str]] = ..., csv_column: _Optional[str] = ..., paragraphs: _Optional[_Union[ParagraphMode, str]] = ...) -> None: ...
 
 class ModelConfig(_message.Message):
-    __slots__ = ("cell", "vocab_size", "embed_size", "hidden_size", "num_layers", "dropout", "tie_weights", "activation", "lowercase", "dtype", "sentences", "words", "min_count", "ngram_order", "embed_dropout")
+    __slots__ = ("cell", "vocab_size", "embed_size", "hidden_size", "num_layers", "dropout", "tie_weights", "activation", "lowercase", "dtype", "sentences", "words", "min_count", "ngram_order", "embed_dropout", "output_classes")
     CELL_FIELD_NUMBER: _ClassVar[int]
     VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
     EMBED_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +187,7 @@ class ModelConfig(_message.Message):
     MIN_COUNT_FIELD_NUMBER: _ClassVar[int]
     NGRAM_ORDER_FIELD_NUMBER: _ClassVar[int]
     EMBED_DROPOUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_CLASSES_FIELD_NUMBER: _ClassVar[int]
     cell: str
     vocab_size: int
     embed_size: int
@@ -174,7 +203,8 @@ class ModelConfig(_message.Message):
     min_count: int
     ngram_order: int
     embed_dropout: float
-    def __init__(self, cell: _Optional[str] = ..., vocab_size: _Optional[int] = ..., embed_size: _Optional[int] = ..., hidden_size: _Optional[int] = ..., num_layers: _Optional[int] = ..., dropout: _Optional[float] = ..., tie_weights: _Optional[bool] = ..., activation: _Optional[str] = ..., lowercase: _Optional[bool] = ..., dtype: _Optional[str] = ..., sentences: _Optional[str] = ..., words: _Optional[str] = ..., min_count: _Optional[int] = ..., ngram_order: _Optional[int] = ..., embed_dropout: _Optional[float] = ...) -> None: ...
+    output_classes: int
+    def __init__(self, cell: _Optional[str] = ..., vocab_size: _Optional[int] = ..., embed_size: _Optional[int] = ..., hidden_size: _Optional[int] = ..., num_layers: _Optional[int] = ..., dropout: _Optional[float] = ..., tie_weights: _Optional[bool] = ..., activation: _Optional[str] = ..., lowercase: _Optional[bool] = ..., dtype: _Optional[str] = ..., sentences: _Optional[str] = ..., words: _Optional[str] = ..., min_count: _Optional[int] = ..., ngram_order: _Optional[int] = ..., embed_dropout: _Optional[float] = ..., output_classes: _Optional[int] = ...) -> None: ...
 
 class TrainingOptions(_message.Message):
     __slots__ = ("epochs", "batch_size", "learning_rate", "optimizer", "clip", "bptt_truncate", "lr_decay", "valid_fraction", "patience", "max_length", "seed", "device", "log_every", "checkpoint_every", "weight_decay", "lr_patience")
@@ -229,7 +259,7 @@ class TrainRequest(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., corpus: _Optional[_Union[CorpusSource, _Mapping]] = ..., model: _Optional[_Union[ModelConfig, _Mapping]] = ..., training: _Optional[_Union[TrainingOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., arpa_id: _Optional[str] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
-    __slots__ = ("job_id", "model_id", "state", "error", "request_id", "corpus_id", "model", "training", "created_at", "updated_at", "progress", "checkpoint_step", "model_version", "server_id", "warnings")
+    __slots__ = ("job_id", "model_id", "state", "error", "request_id", "corpus_id", "model", "training", "created_at", "updated_at", "progress", "checkpoint_step", "model_version", "server_id", "warnings", "phase")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +275,7 @@ class TrainingJob(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     model_id: str
     state: JobState
@@ -260,7 +291,8 @@ class TrainingJob(_message.Message):
     model_version: int
     server_id: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., model_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ..., request_id: _Optional[str] = ..., corpus_id: _Optional[str] = ..., model: _Optional[_Union[ModelConfig, _Mapping]] = ..., training: _Optional[_Union[TrainingOptions, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_step: _Optional[int] = ..., model_version: _Optional[int] = ..., server_id: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    phase: str
+    def __init__(self, job_id: _Optional[str] = ..., model_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., error: _Optional[str] = ..., request_id: _Optional[str] = ..., corpus_id: _Optional[str] = ..., model: _Optional[_Union[ModelConfig, _Mapping]] = ..., training: _Optional[_Union[TrainingOptions, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_step: _Optional[int] = ..., model_version: _Optional[int] = ..., server_id: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., phase: _Optional[str] = ...) -> None: ...
 
 class TrainingProgress(_message.Message):
     __slots__ = ("kind", "epoch", "epochs", "step", "total_steps", "loss", "perplexity", "tokens_per_second", "learning_rate", "grad_norm", "elapsed_seconds", "eta_seconds", "valid_loss", "valid_perplexity")
@@ -341,10 +373,24 @@ class ListTrainingJobsRequest(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class ListTrainingJobsResponse(_message.Message):
-    __slots__ = ("jobs",)
+    __slots__ = ("jobs", "unreadable_ids")
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    UNREADABLE_IDS_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[TrainingJob]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[TrainingJob, _Mapping]]] = ...) -> None: ...
+    unreadable_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[TrainingJob, _Mapping]]] = ..., unreadable_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteTrainingJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class DeleteTrainingJobResponse(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class CancelTrainingJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -551,10 +597,12 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListModelsResponse(_message.Message):
-    __slots__ = ("models",)
+    __slots__ = ("models", "unreadable_ids")
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    UNREADABLE_IDS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[Model]
-    def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ...) -> None: ...
+    unreadable_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., unreadable_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
     __slots__ = ("model_id", "include_vocabulary")

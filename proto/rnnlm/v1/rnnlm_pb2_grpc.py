@@ -41,6 +41,16 @@ class LanguageModelServiceStub:
                 request_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.UploadCorpusRequest.SerializeToString,
                 response_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.Corpus.FromString,
                 _registered_method=True)
+        self.ListCorpora = channel.unary_unary(
+                '/rnnlm.v1.LanguageModelService/ListCorpora',
+                request_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.ListCorporaRequest.SerializeToString,
+                response_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.ListCorporaResponse.FromString,
+                _registered_method=True)
+        self.DeleteCorpus = channel.unary_unary(
+                '/rnnlm.v1.LanguageModelService/DeleteCorpus',
+                request_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteCorpusRequest.SerializeToString,
+                response_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteCorpusResponse.FromString,
+                _registered_method=True)
         self.Train = channel.unary_unary(
                 '/rnnlm.v1.LanguageModelService/Train',
                 request_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.TrainRequest.SerializeToString,
@@ -65,6 +75,11 @@ class LanguageModelServiceStub:
                 '/rnnlm.v1.LanguageModelService/CancelTrainingJob',
                 request_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.CancelTrainingJobRequest.SerializeToString,
                 response_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.TrainingJob.FromString,
+                _registered_method=True)
+        self.DeleteTrainingJob = channel.unary_unary(
+                '/rnnlm.v1.LanguageModelService/DeleteTrainingJob',
+                request_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteTrainingJobRequest.SerializeToString,
+                response_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteTrainingJobResponse.FromString,
                 _registered_method=True)
         self.ResumeTrainingJob = channel.unary_unary(
                 '/rnnlm.v1.LanguageModelService/ResumeTrainingJob',
@@ -121,6 +136,22 @@ class LanguageModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCorpora(self, request, context):
+        """Uploaded corpora (and ARPA files), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCorpus(self, request, context):
+        """Deletes an uploaded corpus (or ARPA file). Refused (FAILED_PRECONDITION) while a queued
+        or running job reads it; an ended job that trained on it can no longer be resumed. The
+        models trained on it are not affected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Train(self, request, context):
         """Starts a training job and returns it at once; training runs in the background. Repeating
         a request with the same request_id returns the job it started, never a second one.
@@ -154,6 +185,15 @@ class LanguageModelServiceServicer:
     def CancelTrainingJob(self, request, context):
         """Asks a running job to stop; it stops within one training step and is marked CANCELLED.
         Cancelling a job that already ended is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTrainingJob(self, request, context):
+        """Deletes a job that has ended, with its event log and its checkpoint (a cancelled or
+        interrupted job can then no longer be resumed); the model version it published stays.
+        A queued or running job is FAILED_PRECONDITION: cancel it first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,7 +236,8 @@ class LanguageModelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteModel(self, request, context):
-        """Deletes a model and all its versions. Refused while a job trains it.
+        """Deletes a model, all its versions and the jobs that trained it (their event logs and
+        checkpoints too). Refused while a job trains it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,6 +267,16 @@ def add_LanguageModelServiceServicer_to_server(servicer, server):
                     request_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.UploadCorpusRequest.FromString,
                     response_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.Corpus.SerializeToString,
             ),
+            'ListCorpora': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCorpora,
+                    request_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.ListCorporaRequest.FromString,
+                    response_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.ListCorporaResponse.SerializeToString,
+            ),
+            'DeleteCorpus': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCorpus,
+                    request_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteCorpusRequest.FromString,
+                    response_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteCorpusResponse.SerializeToString,
+            ),
             'Train': grpc.unary_unary_rpc_method_handler(
                     servicer.Train,
                     request_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.TrainRequest.FromString,
@@ -250,6 +301,11 @@ def add_LanguageModelServiceServicer_to_server(servicer, server):
                     servicer.CancelTrainingJob,
                     request_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.CancelTrainingJobRequest.FromString,
                     response_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.TrainingJob.SerializeToString,
+            ),
+            'DeleteTrainingJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTrainingJob,
+                    request_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteTrainingJobRequest.FromString,
+                    response_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.DeleteTrainingJobResponse.SerializeToString,
             ),
             'ResumeTrainingJob': grpc.unary_unary_rpc_method_handler(
                     servicer.ResumeTrainingJob,
@@ -321,6 +377,60 @@ class LanguageModelService:
             '/rnnlm.v1.LanguageModelService/UploadCorpus',
             rnnlm_dot_v1_dot_rnnlm__pb2.UploadCorpusRequest.SerializeToString,
             rnnlm_dot_v1_dot_rnnlm__pb2.Corpus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCorpora(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rnnlm.v1.LanguageModelService/ListCorpora',
+            rnnlm_dot_v1_dot_rnnlm__pb2.ListCorporaRequest.SerializeToString,
+            rnnlm_dot_v1_dot_rnnlm__pb2.ListCorporaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCorpus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rnnlm.v1.LanguageModelService/DeleteCorpus',
+            rnnlm_dot_v1_dot_rnnlm__pb2.DeleteCorpusRequest.SerializeToString,
+            rnnlm_dot_v1_dot_rnnlm__pb2.DeleteCorpusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -456,6 +566,33 @@ class LanguageModelService:
             '/rnnlm.v1.LanguageModelService/CancelTrainingJob',
             rnnlm_dot_v1_dot_rnnlm__pb2.CancelTrainingJobRequest.SerializeToString,
             rnnlm_dot_v1_dot_rnnlm__pb2.TrainingJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTrainingJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rnnlm.v1.LanguageModelService/DeleteTrainingJob',
+            rnnlm_dot_v1_dot_rnnlm__pb2.DeleteTrainingJobRequest.SerializeToString,
+            rnnlm_dot_v1_dot_rnnlm__pb2.DeleteTrainingJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,142 @@
+"""The output layer of the torch engines: a full softmax over the vocabulary, or the
+class-factored softmax of the RNNLM toolkit (Mikolov et al. 2011, "Extensions of recurrent
+neural network language model"): p(w | h) = p(class(w) | h) * p(w | class(w), h).
+
+With C classes over V words, scoring a token costs H x (C + |class(w)|) multiply-adds
+instead of H x V: with C near sqrt(V) the output layer, which is most of a full-softmax
+model's work, becomes small. A class is a contiguous range of word ids (ids are ordered by
+training frequency, most frequent first), with boundaries that give each class an equal
+share of the summed square-root frequencies, as the toolkit does: frequent words sit in
+small classes, rare ones share large classes that are seldom visited.
+
+Every function here takes states (n, H), and for the tokens to score, ``at`` (c,) (the row
+of each token's state) and ``targets`` (c,) (its word id), so that one state may predict
+several children of a prefix tree. The word-in-class part of the class softmax runs one
+small product per class present; callers pass thousands of rows at a time so that the
+Python loop over classes stays cheap next to the arithmetic.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def class_bounds(word_counts: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C + 1,) int64 boundaries of C contiguous, non-empty id ranges covering V words:
+    class k holds ids bounds[k] <= id < bounds[k + 1]. Each range takes about 1/C of the
+    summed sqrt(count); ``num_classes`` is capped at V."""
+    counts = np.asarray(word_counts, dtype=np.float64)
+    size = len(counts)
+    classes = min(num_classes, size)
+    mass = np.sqrt(np.maximum(counts, 0.0))
+    total = mass.sum()
+    before = np.cumsum(mass) - mass  # (V,) mass of the ids before each id
+    share = before / total if total > 0 else np.arange(size) / size
+    # The first id of class k is the first id whose preceding mass reaches k / C.
+    starts = np.searchsorted(share, np.arange(classes) / classes, side="left")
+    # Every class non-empty even where one word carries more than 1/C of the mass:
+    # strictly increasing starts, each leaving room for the classes after it.
+    for k in range(1, classes):  # C is small (about sqrt(V))
+        starts[k] = min(max(starts[k], starts[k - 1] + 1), size - (classes - k))
+    return np.append(starts, size).astype(np.int64)
+
+
+class ClassSoftmax(nn.Module):
+    """The class part of a factored softmax: a (H -> C) layer and the id ranges of the
+    classes, kept as a buffer so that checkpoints carry them. The word part is the model's
+    ordinary decoder (V rows, tied to the embedding where configured): class k uses rows
+    bounds[k]:bounds[k+1]."""
+
+    def __init__(self, hidden_size: int, num_classes: int, vocab_size: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(hidden_size, num_classes)
+        nn.init.uniform_(self.layer.weight, -0.1, 0.1)
+        nn.init.zeros_(self.layer.bias)
+        # Until set_bounds: equal ranges (a model loaded from a checkpoint gets its own).
+        even = np.linspace(0, vocab_size, num_classes + 1).round().astype(np.int64)
+        self.register_buffer("bounds", torch.from_numpy(even))
+        self._vocab_size = vocab_size
+        self._cache_key: tuple[int, ...] | None = None
+        self._word_class: torch.Tensor | None = None
+
+    def set_bounds(self, bounds: np.ndarray) -> None:
+        if bounds.shape != tuple(self.bounds.shape):
+            raise ValueError(f"class bounds must be {tuple(self.bounds.shape)}, got {bounds.shape}")
+        self.bounds.copy_(torch.from_numpy(bounds))
+        self.check_bounds()
+
+    def check_bounds(self) -> None:
+        """Refuse bounds that are not C non-empty ranges from 0 to V (a damaged checkpoint
+        would otherwise score with the wrong words' rows)."""
+        bounds = self.bounds.tolist()
+        vocab_size = self._vocab_size
+        if (
+            bounds[0] != 0
+            or bounds[-1] != vocab_size
+            or any(a >= b for a, b in itertools.pairwise(bounds))
+        ):
+            raise ValueError(
+                f"word class bounds must rise strictly from 0 to {vocab_size}, "
+                f"got {bounds[:4]}...{bounds[-2:]}"
+            )
+
+    def word_class(self) -> torch.Tensor:
+        """(V,) the class of every word id, rebuilt when the bounds change (loading)."""
+        key = tuple(self.bounds.tolist())
+        if key != self._cache_key:
+            sizes = self.bounds[1:] - self.bounds[:-1]  # (C,)
+            classes = torch.arange(len(sizes), device=self.bounds.device)
+            self._word_class = torch.repeat_interleave(classes, sizes)
+            self._cache_key = key
+        assert self._word_class is not None
+        return self._word_class
+
+
+def log_probs(
+    decoder: nn.Linear,
+    classes: ClassSoftmax | None,
+    states: torch.Tensor,
+    at: torch.Tensor,
+    targets: torch.Tensor,
+) -> torch.Tensor:
+    """ln p(targets[i] | states[at[i]]), (c,), in the states' dtype. Differentiable: the
+    training loss is minus its sum."""
+    if classes is None:
+        logits = decoder(states)  # (n, V)
+        return logits[at, targets] - torch.logsumexp(logits, dim=-1)[at]
+    target_class = classes.word_class()[targets]  # (c,)
+    class_logits = classes.layer(states)  # (n, C)
+    class_part = class_logits[at, target_class] - torch.logsumexp(class_logits, dim=-1)[at]
+    word_part = torch.zeros_like(class_part)
+    bounds = classes.bounds.tolist()
+    order = torch.argsort(target_class)
+    present, counts = torch.unique_consecutive(target_class[order], return_counts=True)
+    for k, rows in zip(present.tolist(), torch.split(order, counts.tolist()), strict=True):
+        lo, hi = bounds[k], bounds[k + 1]
+        h = states[at[rows]]  # (r, H)
+        logits = F.linear(h, decoder.weight[lo:hi], decoder.bias[lo:hi])  # (r, hi - lo)
+        target = logits.gather(1, (targets[rows] - lo)[:, None])[:, 0]  # (r,)
+        word_part = word_part.index_put((rows,), target - torch.logsumexp(logits, dim=-1))
+    return class_part + word_part
+
+
+def full_log_probs(
+    decoder: nn.Linear, classes: ClassSoftmax | None, states: torch.Tensor
+) -> torch.Tensor:
+    """ln p(w | states[i]) for every word, (n, V): what decoding (sampling, beam search)
+    needs. The class softmax costs as much as the full one here."""
+    logits = decoder(states)  # (n, V)
+    if classes is None:
+        return F.log_softmax(logits, dim=-1)
+    class_lp = F.log_softmax(classes.layer(states), dim=-1)  # (n, C)
+    bounds = classes.bounds.tolist()
+    pieces = [
+        F.log_softmax(logits[:, lo:hi], dim=-1) + class_lp[:, k : k + 1]
+        for k, (lo, hi) in enumerate(itertools.pairwise(bounds))
+    ]
+    return torch.cat(pieces, dim=-1)

@@ -1,0 +1,156 @@
+"""``RedisStore``'s housekeeping: listing what the store holds for the orphan sweep, expiry
+(Redis' own ``PEXPIREAT``: nothing has to run for it to happen) and the removal of pieces
+no reader can reach. A mixin, so that ``redis_store.py`` keeps to reading and writing.
+
+Key layout: see ``redis_store.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from rnnlm.server.errors import DataLoss
+from rnnlm.server.store.base import DOC_KINDS, Scan, check_id
+from rnnlm.server.store.codec import check_kind, check_log_id, decode_doc
+from rnnlm.server.store.housekeeping import generation_time, manifest_generation, written_at
+
+if TYPE_CHECKING:
+    import redis
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Keys asked for per SCAN round trip.
+_SCAN_COUNT = 1000
+
+# Drops index entries whose document is gone (expired). One script, so that a document
+# created again between the check and the SREM cannot lose its entry.
+# KEYS[1]: the index set; ARGV[1]: the prefix of the documents' keys.
+_DROP_STALE_INDEX_ENTRIES = """
+local removed = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 0 then
+    redis.call('SREM', KEYS[1], id)
+    removed[#removed + 1] = id
+  end
+end
+return removed
+"""
+
+
+def _unavailable(method: F) -> F:
+    """``redis_store``'s error mapping, imported when called (that module imports this one)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from rnnlm.server.store.redis_store import _redis_errors_unavailable
+
+        return _redis_errors_unavailable(method)(self, *args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisHousekeeping:
+    _client: redis.Redis
+    _prefix: str
+    _doc_key: Callable[[str, str], str]
+    _index_key: Callable[[str], str]
+    _manifest_key: Callable[[str], str]
+    _stream_key: Callable[[str], str]
+
+    @_unavailable
+    def scan(self, kind: str) -> Scan:
+        check_kind(kind)
+        ids = sorted(i.decode() for i in self._client.smembers(self._index_key(kind)))
+        raws = self._client.mget([self._doc_key(kind, i) for i in ids]) if ids else []
+        docs, unreadable = {}, {}
+        for doc_id, raw in zip(ids, raws):
+            if raw is None:  # deleted or expired since SMEMBERS
+                continue
+            try:
+                docs[doc_id] = decode_doc(f"{kind} {doc_id}", raw)
+            except DataLoss as err:
+                unreadable[doc_id] = str(err)
+        return Scan(docs, unreadable)
+
+    @_unavailable
+    def list_blobs(self, prefix: str = "") -> dict[str, float]:
+        base = f"{self._prefix}:blob:"
+        pattern = _glob_escape(base + prefix) + "*"
+        # A manifest's name has no ':' after the base; a chunk's has two.
+        keys = [
+            k[len(base) :]
+            for raw in self._client.scan_iter(match=pattern, count=_SCAN_COUNT)
+            if ":" not in (k := raw.decode())[len(base) :]
+        ]
+        raws = self._client.mget([self._manifest_key(k) for k in keys]) if keys else []
+        return {key: written_at(key, raw) for key, raw in zip(keys, raws) if raw is not None}
+
+    @_unavailable
+    def list_event_logs(self) -> dict[str, float]:
+        base = f"{self._prefix}:events:"
+        names = [
+            raw.decode()
+            for raw in self._client.scan_iter(match=_glob_escape(base) + "*", count=_SCAN_COUNT)
+        ]
+        with self._client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.xrevrange(name, count=1)
+            lasts = pipe.execute()
+        # A stream entry's id starts with the milliseconds of its append.
+        return {
+            name[len(base) :]: int(last[0][0].split(b"-")[0]) / 1000 if last else 0.0
+            for name, last in zip(names, lasts)
+        }
+
+    @_unavailable
+    def expire_at(self, kind: str, doc_id: str, when: float) -> None:
+        check_id(kind, doc_id)
+        self._client.pexpireat(self._doc_key(kind, doc_id), int(when * 1000))
+
+    @_unavailable
+    def expire_events_at(self, log_id: str, when: float | None) -> None:
+        check_log_id(log_id)
+        if when is None:
+            self._client.persist(self._stream_key(log_id))
+        else:
+            self._client.pexpireat(self._stream_key(log_id), int(when * 1000))
+
+    @_unavailable
+    def collect_garbage(self, stray_before: float) -> list[str]:
+        # Expired documents leave their id in the kind's index set: drop those.
+        removed = []
+        drop = self._client.register_script(_DROP_STALE_INDEX_ENTRIES)
+        for kind in DOC_KINDS:
+            prefix = self._doc_key(kind, "")
+            for doc_id in drop(keys=[self._index_key(kind)], args=[prefix]):
+                removed.append(f"index entry of expired {kind} {doc_id.decode()}")
+        return removed + self._remove_stray_chunks(stray_before)
+
+    def _remove_stray_chunks(self, stray_before: float) -> list[str]:
+        """Chunks of a write that never got its manifest (the writer died) or whose manifest
+        was replaced without them being removed. A write in progress has its generation's
+        chunks but not yet its manifest: the age spares it."""
+        base = f"{self._prefix}:blob:"
+        generations: dict[tuple[str, str], list[str]] = {}
+        for raw in self._client.scan_iter(match=_glob_escape(base) + "*", count=_SCAN_COUNT):
+            name = raw.decode()
+            parts = name[len(base) :].split(":")
+            if len(parts) == 3:  # key, generation, chunk number
+                generations.setdefault((parts[0], parts[1]), []).append(name)
+        removed = []
+        for (key, generation), names in sorted(generations.items()):
+            if generation_time(generation) >= stray_before:
+                continue
+            # Read now, not before the SCAN: the current generation is never stray.
+            raw = self._client.get(self._manifest_key(key))
+            if raw is not None and manifest_generation(key, raw) == generation:
+                continue
+            self._client.delete(*names)
+            removed.append(f"{len(names)} stray chunk(s) of blob {key!r}")
+        return removed

@@ -1,0 +1,112 @@
+"""The class-factored softmax (``output_classes``): class layout, normalisation, agreement
+between its scoring and decoding paths, training and checkpoints."""
+
+import numpy as np
+import pytest
+
+from rnnlm.model import LanguageModel, ModelConfig, TrainConfig, train
+from rnnlm.model.batching import make_batch
+from rnnlm.model.engines import create_engine
+from rnnlm.model.engines.torch_output import class_bounds
+from rnnlm.model.vocab import START_ID
+from tests.conftest import needs_torch
+
+VOCAB = 60
+
+
+def test_class_bounds_cover_the_vocabulary_with_non_empty_ranges():
+    rng = np.random.default_rng(0)
+    counts = np.sort(rng.zipf(1.2, 1000).clip(0, 50_000))[::-1]
+    bounds = class_bounds(counts, 30)
+    assert bounds[0] == 0 and bounds[-1] == 1000 and len(bounds) == 31
+    sizes = np.diff(bounds)
+    assert np.all(sizes >= 1)
+    # Frequent words (low ids) sit in small classes, rare ones in large classes.
+    assert sizes[0] < sizes[-1]
+    # Each class holds a similar share of the summed sqrt(count), a word's own share apart.
+    mass = np.add.reduceat(np.sqrt(counts), bounds[:-1]) / np.sqrt(counts).sum()
+    assert mass.max() < 2.5 / 30
+
+
+@pytest.mark.parametrize(
+    ("counts", "classes", "want"),
+    [
+        ([1000, 0, 1, 1], 4, [0, 1, 2, 3, 4]),  # one word outweighs all: still non-empty
+        ([1000, 0, 1, 1], 9, [0, 1, 2, 3, 4]),  # capped at V classes
+        ([0, 0, 0, 0], 2, [0, 2, 4]),  # no counts at all: even ranges
+        ([5, 5, 5, 5, 5, 5], 3, [0, 2, 4, 6]),
+    ],
+)
+def test_class_bounds_edge_cases(counts, classes, want):
+    assert class_bounds(np.array(counts), classes).tolist() == want
+
+
+def class_engine(classes: int = 7, cell: str = "gru"):
+    needs_torch(cell)
+    config = ModelConfig(
+        cell=cell, vocab_size=VOCAB, embed_size=16, hidden_size=16, output_classes=classes
+    )
+    counts = np.arange(VOCAB, 0, -1) ** 2
+    engine = create_engine(config, VOCAB, seed=1, device="cpu", word_counts=counts)
+    rng = np.random.default_rng(2)
+    engine.load_state_dict(
+        {
+            k: v if k.endswith("bounds") else rng.normal(0, 0.7, v.shape).astype(v.dtype)
+            for k, v in engine.state_dict().items()
+        }
+    )
+    return engine
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_distributions_are_normalised_and_scoring_equals_decoding(cell):
+    """``step`` builds the whole (B, V) distribution class by class; ``token_log_probs``
+    runs one product per class present. They are separate code paths and must agree."""
+    engine = class_engine(cell=cell)
+    seqs = [np.array([START_ID, 5, 9, 40, 3, 59, 2]), np.array([START_ID, 17, 2])]
+    scores = engine.token_log_probs(make_batch(seqs))  # (B, T)
+    for row, seq in enumerate(seqs):
+        state = None
+        for t in range(len(seq) - 1):
+            logp, state = engine.step(seq[t : t + 1], state)  # (1, V)
+            assert np.exp(logp).sum() == pytest.approx(1.0, abs=1e-5)
+            assert scores[row, t] == pytest.approx(logp[0, seq[t + 1]], abs=1e-5)
+    assert np.exp(logp[0]).std() > 1e-3  # sharp enough for the comparison to mean something
+
+
+def test_class_bounds_follow_training_counts_and_survive_a_checkpoint(tmp_path):
+    needs_torch("gru")
+    rare = [f"w{i} w{i + 1} ." for i in range(0, 40, 2)] * 2  # 40 words seen twice
+    text = " ".join(["the cat sat on the mat ."] * 40 + ["a dog ran to the park ."] * 10 + rare)
+    config = ModelConfig(embed_size=16, hidden_size=16, output_classes=4, ngram_order=0)
+    lm = train(text, config, TrainConfig(epochs=8, batch_size=8, log_every=10**9))
+    bounds = lm.engine.model.classes.bounds.tolist()
+    assert len(bounds) == 5 and bounds[-1] == len(lm.vocab)
+    sizes = np.diff(bounds)  # placed by counts: frequent words in a small class
+    assert sizes[0] < sizes[-1] / 2  # (even ranges would be equal)
+    path = tmp_path / "m.st"
+    lm.save(path)
+    loaded = LanguageModel.load(path, device="cpu")
+    assert loaded.engine.model.classes.bounds.tolist() == bounds
+    sentences = ["the cat sat on the mat .", "a dog ran ."]
+    for a, b in zip(lm.score(sentences), loaded.score(sentences)):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-9)
+    # It learned: the training sentence is far more likely than its reversal.
+    good, bad = lm.score(["the cat sat on the mat .", ". mat the on sat cat the"], scorer="neural")
+    assert good.logprob > bad.logprob + 3
+
+
+def test_output_classes_is_validated():
+    with pytest.raises(ValueError, match="output_classes must be an integer >= 2"):
+        ModelConfig(output_classes=1)
+    with pytest.raises(ValueError, match="output_classes needs cell 'gru' or 'lstm'"):
+        ModelConfig(cell="rnn", output_classes=10)
+    assert ModelConfig().output_classes == 0  # the full softmax stays the default
+
+
+def test_damaged_class_bounds_are_refused():
+    engine = class_engine()
+    weights = engine.state_dict()
+    weights["classes.bounds"] = weights["classes.bounds"][::-1].copy()
+    with pytest.raises(ValueError, match="must rise strictly from 0 to 60"):
+        engine.load_state_dict(weights)
