@@ -283,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output-classes",
         type=int,
-        default=0,
-        help="class-factored softmax with this many classes (0: full softmax)",
+        default=None,
+        help="word classes of the softmax (default: the model default, sqrt(vocab_size); "
+        "0: full softmax)",
     )
     parser.add_argument("--rank-sentences", type=int, default=1000)
     parser.add_argument("--groups", type=int, default=1000, help="n-best source sentences")

@@ -46,7 +46,7 @@ TRAIN_FLAGS = {
     "seed": "seed for the split, weights and batch order",
     "words": "nltk (default) or whitespace (pre-tokenised text, as MT pipelines write it)",
     "ngram_order": "order of the built-in Kneser-Ney n-gram part, 1-6 (default 4; 0: none)",
-    "output_classes": "word classes of a factored softmax, about sqrt(vocab) (default 0: full)",
+    "output_classes": "word classes of the softmax (default sqrt(vocab_size); 0: full softmax)",
     "device": "auto, cpu, cuda or cuda:N",
     "checkpoint_every": "steps between checkpoints",
 }
@@ -191,19 +191,32 @@ def cmd_health(args: argparse.Namespace, client: LMClient) -> int:
     return 0 if status == "SERVING" else 1
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from rnnlm.client.demo import run_demo  # starts a server: imports rnnlm.server lazily
+# `demo` and `serve` start a server in this process: the client's only imports of the server
+# (DESIGN.md section 1), named one by one in pyproject's import-linter contract, and made
+# when the command runs so that importing the client never loads torch or redis.
 
-    return run_demo(corpus=args.corpus, epochs=args.epochs, keep_dir=args.keep_dir)
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from rnnlm.server.demo import local_server
+    except ImportError as err:
+        return _no_server(err)
+    from rnnlm.client.demo import run_demo
+
+    return run_demo(local_server, corpus=args.corpus, epochs=args.epochs, keep_dir=args.keep_dir)
 
 
 def cmd_serve(argv: list[str]) -> int:
     try:
         from rnnlm.server.app import main as serve_main
     except ImportError as err:
-        eprint(f"error: cannot load the server ({err}); it needs: pip install 'rnnlm[server]'")
-        return 1
+        return _no_server(err)
     return int(serve_main(argv) or 0)
+
+
+def _no_server(err: ImportError) -> int:
+    eprint(f"error: cannot load the server ({err}); it needs: pip install 'rnnlm[server]'")
+    return 1
 
 
 # -- the parser ------------------------------------------------------------------------

@@ -1,21 +1,24 @@
 """``rnnlm demo``: the whole service in one command, for a first look.
 
-Starts a server in this process on a local store in a temporary directory, then, through
-the same client a remote user would use: uploads a corpus (Python's own help text unless
-one is given), trains a small GRU while showing its progress, ranks a fluent sentence
-against scrambled versions of it, generates a few sentences and lists the models.
+Starts a server in this process on a local store in a temporary directory (the server
+half, ``rnnlm.server.demo``, which the CLI passes in), then, through the same client a
+remote user would use: uploads a corpus (Python's own help text unless one is given),
+trains a small GRU while showing its progress, ranks a fluent sentence against scrambled
+versions of it, generates a few sentences and lists the models.
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
-from contextlib import ExitStack, closing
-from pathlib import Path
+from collections.abc import Callable
+from contextlib import AbstractContextManager, closing
 
 from rnnlm.client._output import SentencePrinter, follow_job, models_table, scores_table
 from rnnlm.client.sync import LMClient
 from rnnlm.client.types import SUCCESS_JOB_STATES
+
+# (store directory or None) -> a context that yields (target, store directory) of a server.
+StartServer = Callable[[str | None], AbstractContextManager[tuple[str, str]]]
 
 MODEL_ID = "demo"
 # Small enough to train in well under a minute on a laptop CPU.
@@ -42,30 +45,21 @@ def section(title: str) -> None:
     print(f"\n== {title} ==", flush=True)
 
 
-def run_demo(*, corpus: str | None = None, epochs: int = 3, keep_dir: str | None = None) -> int:
-    """Run the tour; 0 when every step worked. The server is stopped on the way out, also
-    on errors and Ctrl-C."""
-    try:
-        from rnnlm.server.app import RnnlmServer
-        from rnnlm.server.config import ServerConfig
-    except ImportError as err:
-        msg = f"error: cannot load the server ({err}); it needs: pip install 'rnnlm[server]'"
-        print(msg, file=sys.stderr)
-        return 1
-    with ExitStack() as stack:  # unwinds in reverse: client, server, then the directory
-        if keep_dir:
-            Path(keep_dir).mkdir(parents=True, exist_ok=True)
-            store_dir = keep_dir
-        else:
-            store_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="rnnlm-demo-"))
-        section("1. Starting a server in this process")
-        server = RnnlmServer(ServerConfig(address="127.0.0.1:0", store_dir=store_dir))
-        port = server.start()
-        stack.callback(server.stop, grace=2.0)
-        print(f"listening on 127.0.0.1:{port}; models are stored in {store_dir}")
-        client = stack.enter_context(LMClient(f"127.0.0.1:{port}"))
-        status = tour(client, corpus, epochs)
-    return status
+def run_demo(
+    start_server: StartServer,
+    *,
+    corpus: str | None = None,
+    epochs: int = 3,
+    keep_dir: str | None = None,
+) -> int:
+    """Run the tour against a server that ``start_server(keep_dir)`` starts; 0 when every
+    step worked. The CLI passes ``rnnlm.server.demo.local_server``: this module never
+    imports the server (DESIGN.md section 1), so it stays importable without it."""
+    section("1. Starting a server in this process")
+    with start_server(keep_dir) as (target, store_dir):
+        print(f"listening on {target}; models are stored in {store_dir}")
+        with LMClient(target) as client:
+            return tour(client, corpus, epochs)
 
 
 def tour(client: LMClient, corpus: str | None, epochs: int) -> int:

@@ -11,15 +11,16 @@
 Knows nothing of gRPC or Redis. ``cell="rnn"`` needs NumPy only; ``gru``/``lstm`` need PyTorch.
 """
 
-from .checkpoint import CheckpointError
-from .config import ModelConfig, TrainConfig
-from .corpus import Corpus
-from .generation import GeneratedSentence, GenerationConfig, GenerationEvent
-from .lm import LanguageModel
-from .scoring import SentenceScore, TokenScore
-from .text import Tokenizer
-from .training import ProgressEvent, TrainingState, evaluate, train
-from .vocab import SENTENCE_END, SENTENCE_START, UNKNOWN_TOKEN, Vocabulary
+from rnnlm.model.checkpoint import CheckpointError
+from rnnlm.model.config import ModelConfig, TrainConfig
+from rnnlm.model.corpus import Corpus
+from rnnlm.model.generation import GeneratedSentence, GenerationConfig, GenerationEvent
+from rnnlm.model.lm import LanguageModel
+from rnnlm.model.scoring import SentenceScore, TokenScore
+from rnnlm.model.state import TrainingState
+from rnnlm.model.text import Tokenizer
+from rnnlm.model.training import ProgressEvent, evaluate, train
+from rnnlm.model.vocab import SENTENCE_END, SENTENCE_START, UNKNOWN_TOKEN, Vocabulary
 
 __all__ = [
     "SENTENCE_END",

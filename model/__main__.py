@@ -12,10 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import CELLS, ModelConfig, TrainConfig
-from .corpus import Corpus
-from .lm import LanguageModel
-from .training import ProgressEvent, train
+from rnnlm.model.config import CELLS, ModelConfig, TrainConfig
+from rnnlm.model.corpus import Corpus
+from rnnlm.model.lm import LanguageModel
+from rnnlm.model.training import ProgressEvent, train
 
 CANDIDATES = [
     "The function returns a new list.",

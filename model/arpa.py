@@ -26,7 +26,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .vocab import SPECIAL_TOKENS, UNK_ID
+from rnnlm.model.vocab import SPECIAL_TOKENS, UNK_ID
 
 LN10 = math.log(10.0)
 ARPA_SPECIALS = ("<unk>", "<s>", "</s>")  # ids 0, 1, 2

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .vocab import END_ID
+from rnnlm.model.vocab import END_ID
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .batching import split_long
-from .config import ModelConfig, TrainConfig
-from .corpus import Corpus, resolve_sentence_mode
-from .text import Tokenizer
-from .vocab import SPECIAL_TOKENS, UNKNOWN_ALIASES, Vocabulary
+from rnnlm.model.batching import split_long
+from rnnlm.model.config import ModelConfig, TrainConfig
+from rnnlm.model.corpus import Corpus, resolve_sentence_mode
+from rnnlm.model.text import Tokenizer
+from rnnlm.model.vocab import SPECIAL_TOKENS, UNKNOWN_ALIASES, Vocabulary
 
 if TYPE_CHECKING:
-    from .lm import LanguageModel
+    from rnnlm.model.lm import LanguageModel
 
 log = logging.getLogger("rnnlm.model")
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engines import Engine
-from .stopping import ShouldStop, check
-from .vocab import END_ID, SENTENCE_END, START_ID, UNK_ID, Vocabulary
+from rnnlm.model.engines import Engine
+from rnnlm.model.stopping import ShouldStop, check
+from rnnlm.model.vocab import END_ID, SENTENCE_END, START_ID, UNK_ID, Vocabulary
 
 METHODS = ("sample", "greedy", "beam")
 FINISH_END = "end"  # the model chose SENTENCE_END

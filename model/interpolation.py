@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from .batching import split_long
-from .ngram import NgramModel
-from .vocab import END_ID, SPECIAL_TOKENS, START_ID, UNK_ID, Vocabulary
+from rnnlm.model.batching import split_long
+from rnnlm.model.ngram import NgramModel
+from rnnlm.model.vocab import END_ID, SPECIAL_TOKENS, START_ID, UNK_ID, Vocabulary
 
 log = logging.getLogger("rnnlm.model")
 

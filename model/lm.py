@@ -5,21 +5,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from . import checkpoint
-from .config import ModelConfig, TrainConfig, check_device
-from .engines import Engine, create_engine
-from .generation import (
+from rnnlm.model import checkpoint
+from rnnlm.model.config import ModelConfig, TrainConfig, check_device
+from rnnlm.model.engines import Engine, create_engine
+from rnnlm.model.generation import (
     GeneratedSentence,
     GenerationConfig,
     GenerationEvent,
     beam_events,
     sample_events,
 )
-from .interpolation import (
+from rnnlm.model.interpolation import (
     Heldout,
     NgramPart,
     NoNgramPart,
@@ -27,8 +27,8 @@ from .interpolation import (
     fit_part,
     resolve_scoring,
 )
-from .ngram import NgramModel
-from .scoring import (
+from rnnlm.model.ngram import NgramModel
+from rnnlm.model.scoring import (
     NeuralScorer,
     SentenceInput,
     SentenceScore,
@@ -37,12 +37,10 @@ from .scoring import (
     score_sentences,
     sentence_words,
 )
-from .stopping import ShouldStop
-from .text import Tokenizer, detokenize
-from .vocab import SENTENCE_END, Vocabulary
-
-if TYPE_CHECKING:
-    from .training import TrainingState
+from rnnlm.model.state import TrainingState
+from rnnlm.model.stopping import ShouldStop
+from rnnlm.model.text import Tokenizer, detokenize
+from rnnlm.model.vocab import SENTENCE_END, Vocabulary
 
 
 class LanguageModel:
@@ -262,12 +260,10 @@ class LanguageModel:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, device: str = "auto") -> LanguageModel:
-        from .training import TrainingState  # training imports this module
-
         check_device("", device)
         groups, meta = checkpoint.loads(data)
         try:
-            config = ModelConfig.from_dict(meta["model_config"])
+            config = ModelConfig.from_stored(meta["model_config"])
             train_config = (
                 TrainConfig.from_dict(meta["train_config"]) if meta.get("train_config") else None
             )

@@ -28,9 +28,9 @@ from typing import TextIO
 
 import numpy as np
 
-from . import arpa
-from .config import MAX_NGRAM_ORDER
-from .vocab import SPECIAL_TOKENS, START_ID, UNK_ID
+from rnnlm.model import arpa
+from rnnlm.model.config import MAX_NGRAM_ORDER
+from rnnlm.model.vocab import SPECIAL_TOKENS, START_ID, UNK_ID
 
 MAX_ORDER = MAX_NGRAM_ORDER
 LN10 = math.log(10.0)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .engines import Engine
-    from .stopping import ShouldStop
+    from rnnlm.model.engines import Engine
+    from rnnlm.model.stopping import ShouldStop
 
 # One depth of the tree (a batched step: Python, dispatch, gathering the parents' states)
 # costs about as much as scoring three nodes: ~170 us vs ~65 us per node for a GRU with

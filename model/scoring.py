@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batching import length_sorted_batches
-from .engines import Engine
-from .interpolation import NgramPart, mix, resolve_scoring
-from .prefix_tree import build_prefix_tree, score_prefix_tree
-from .stopping import ShouldStop, check
-from .text import Tokenizer
-from .vocab import SENTENCE_END, UNK_ID, Vocabulary
+from rnnlm.model.batching import length_sorted_batches
+from rnnlm.model.engines import Engine
+from rnnlm.model.interpolation import NgramPart, mix, resolve_scoring
+from rnnlm.model.prefix_tree import build_prefix_tree, score_prefix_tree
+from rnnlm.model.stopping import ShouldStop, check
+from rnnlm.model.text import Tokenizer
+from rnnlm.model.vocab import SENTENCE_END, UNK_ID, Vocabulary
 
 LN10 = math.log(10)
 SentenceInput = str | Sequence[str]

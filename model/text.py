@@ -24,7 +24,7 @@ from nltk.tokenize import NLTKWordTokenizer
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTrainer
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
-from .config import WORD_MODES
+from rnnlm.model.config import WORD_MODES
 
 # Punkt learns abbreviations and sentence starters from word statistics: a few MB of text
 # is plenty, and the cost grows linearly, so larger corpora train it on their start only.

@@ -7,30 +7,33 @@ seed gives the same model twice on the CPU and a resumed run replays the batch o
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from .batching import length_sorted_batches, num_batches
-from .config import ModelConfig, TrainConfig
-from .corpus import Corpus
-from .dataset import prepare
-from .engines import Engine, create_engine
-from .interpolation import add_ngram_part, check_attachable
-from .lm import LanguageModel
-from .ngram import NgramModel
+from rnnlm.model.batching import length_sorted_batches, num_batches
+from rnnlm.model.config import ModelConfig, TrainConfig
+from rnnlm.model.corpus import Corpus
+from rnnlm.model.dataset import prepare
+from rnnlm.model.engines import Engine, create_engine
+from rnnlm.model.interpolation import add_ngram_part, check_attachable
+from rnnlm.model.lm import LanguageModel
+from rnnlm.model.ngram import NgramModel
+from rnnlm.model.state import (
+    STATUS_CANCELLED,
+    STATUS_COMPLETED,
+    STATUS_EARLY_STOPPED,
+    STATUS_RUNNING,
+    TrainingState,
+)
 
 log = logging.getLogger("rnnlm.model")
 
-STATUS_RUNNING, STATUS_COMPLETED = "running", "completed"
-STATUS_EARLY_STOPPED, STATUS_CANCELLED = "early_stopped", "cancelled"
 # For the learning-rate rule a loss counts as progress only when it beats the best so far by
 # this share: validation noise (a few 1e-4 relative) must not reset the plateau count.
 PLATEAU_THRESHOLD = 1e-3
@@ -38,35 +41,6 @@ PLATEAU_THRESHOLD = 1e-3
 
 def perplexity(loss: float) -> float:
     return math.exp(min(loss, 700.0))  # e^700 is near float64's limit
-
-
-@dataclass
-class TrainingState:
-    """Where training stands; saved in checkpoints so that a run can resume."""
-
-    learning_rate: float
-    epoch: int = 0  # completed epochs
-    epoch_step: int = 0  # steps done in the epoch in progress
-    global_step: int = 0
-    epoch_loss_sum: float = 0.0  # running totals of the epoch in progress
-    epoch_tokens: int = 0
-    plateau_loss: float | None = None  # best loss the learning-rate rule has counted
-    plateau_epochs: int = 0  # epochs since plateau_loss last improved (or the rate was cut)
-    best_valid_loss: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the validation loss last improved
-    status: str = STATUS_RUNNING
-    corpus_sha256: str | None = None  # the corpus this run trains on; resuming checks it
-    history: list[dict[str, Any]] = field(default_factory=list)  # one summary per epoch
-    warnings: list[str] = field(default_factory=list)  # about the corpus (dataset.prepare)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingState:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from .store import CORPUS, JOB, Store
 log = logging.getLogger("rnnlm.server")
 
 FORMATS = ("auto", "text", "csv")
+# A corpus' file name is shown back (Corpus.filename, listings): bounded like a file name.
+MAX_FILENAME_CHARS = 255
 PARAGRAPH_MODES = ("blank-line", "line")
 
 
@@ -61,6 +63,11 @@ class CorpusRegistry:
         self, filename: str, declared_size: int, declared_sha256: str, chunks: Iterable[bytes]
     ) -> dict[str, Any]:
         """Receive the chunks, check them against what the header declared, store once."""
+        if len(filename) > MAX_FILENAME_CHARS:  # before any bytes are received
+            raise InvalidArgument(
+                f"header.filename {quote(filename)} is too long: at most "
+                f"{MAX_FILENAME_CHARS} characters"
+            )
         if declared_size < 0:
             raise InvalidArgument(f"header.size_bytes must be >= 0, got {declared_size}")
         if declared_size > self.max_bytes:
@@ -116,7 +123,8 @@ class CorpusRegistry:
     def delete(self, corpus_id: str) -> dict[str, Any]:
         """Delete an uploaded corpus (or ARPA file); returns its record. Refused while a
         queued or running job reads it. An ended job that trained on it can no longer be
-        resumed; the models trained on it are not affected."""
+        resumed until the same bytes are uploaded again; the models trained on it are not
+        affected."""
         record = self.get(corpus_id)
         for job in readable_records(self.store, JOB):
             uses = job["corpus_id"] == corpus_id or job.get("arpa_id") == corpus_id
@@ -140,7 +148,7 @@ class CorpusRegistry:
 
     def load_arpa(self, arpa_id: str) -> tuple[NgramModel, str]:
         """An ARPA file uploaded with UploadCorpus, parsed: (model, "arpa:<file name>")."""
-        record = self.get(arpa_id)
+        record = self.get(check_corpus_id(arpa_id, "arpa_id"))  # the field the caller set
         data = self.store.get_blob(corpus_key(record["corpus_id"]))
         if data is None:
             raise NotFound(f"ARPA file {arpa_id!r} is missing from the store; upload it again")

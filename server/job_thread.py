@@ -117,7 +117,7 @@ class JobRunner:
             self._set_state(local, RUNNING)
             lm = train(
                 corpus,
-                ModelConfig.from_dict(job["model_config"]),
+                ModelConfig.from_stored(job["model_config"]),
                 train_config,
                 on_progress=lambda event: self._on_progress(local, event),
                 on_checkpoint=lambda lm: local.lost or self._on_checkpoint(local, lm),

@@ -14,6 +14,7 @@ off every write of the run before it (``leases.py``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -26,6 +27,7 @@ from rnnlm.model import ModelConfig, TrainConfig
 
 from .corpora import CorpusRegistry
 from .errors import (
+    DataLoss,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -54,7 +56,7 @@ from .retention import (
     delete_job,
     delete_jobs_of_model,
 )
-from .store import JOB, TRAIN_REQUEST, Store
+from .store import CORPUS, JOB, TRAIN_REQUEST, Store
 
 log = logging.getLogger("rnnlm.server")
 
@@ -270,6 +272,7 @@ class JobManager(JobRunner, LeaseKeeper):
                 f"jobs resume ({hint})"
             )
         check_resumable_checkpoint(job, self.checkpoint_retention_s)
+        self._check_inputs_kept(job)
         config = TrainConfig.from_dict(job["train_config"])
         if epochs:
             if epochs < config.epochs:
@@ -278,6 +281,16 @@ class JobManager(JobRunner, LeaseKeeper):
                 )
             config = dataclasses.replace(config, epochs=epochs)
         with self._lock:
+            # Marked interrupted by a replica while this server could not reach the store,
+            # but its run is alive here (maybe holding a trained model that waits to
+            # publish): taking the lease over would stop it, then fail to start ours.
+            alive = self._local.get(job_id)
+            if alive is not None and not (alive.ending or alive.lost):
+                raise FailedPrecondition(
+                    f"training job {job_id!r} is still running on this server, which the "
+                    "store did not hear from for a while; it reports again within "
+                    f"{self.lease_s / 5:g} s"
+                )
             self._check_capacity()
             self.models.claim(job["model_id"], job_id)
 
@@ -310,6 +323,22 @@ class JobManager(JobRunner, LeaseKeeper):
         log.info("job %s: resuming from step %d", job_id, job["checkpoint_step"])
         return self.get(job_id)
 
+    def _check_inputs_kept(self, job: dict[str, Any]) -> None:
+        """Refuse, before taking the job over, to resume a job whose uploaded corpus (or
+        ARPA file) was deleted: its run would fail at once, and a failed job's checkpoint
+        goes at the next sweep. Refused, it stays resumable: the same bytes uploaded again
+        get the same id."""
+        source = job.get("corpus") or {}
+        for what, corpus_id in (
+            ("corpus", source.get("corpus_id")),
+            ("ARPA file", job.get("arpa_id")),
+        ):
+            if corpus_id and self.store.get(CORPUS, corpus_id) is None:
+                raise FailedPrecondition(
+                    f"training job {job['job_id']!r} cannot resume: its {what} {corpus_id} "
+                    "was deleted; upload the same file again (it gets the same id), then resume"
+                )
+
     def delete(self, job_id: str) -> dict[str, Any]:
         """Delete an ended job with its events, checkpoint and request id (retention.py)."""
         self.get(job_id)  # a job whose server died is marked interrupted first
@@ -317,6 +346,11 @@ class JobManager(JobRunner, LeaseKeeper):
 
     def delete_model(self, model_id: str) -> int:
         """Delete a model, its versions and its ended jobs; returns the versions deleted."""
+        # A model still claimed by a job that ended (a server marking it interrupted was
+        # cut off before freeing the model) is freed first, as Train does: else "cancel
+        # the job" would be the answer, and cancelling an ended job is refused.
+        with contextlib.suppress(FailedPrecondition, DataLoss):  # models.delete says why
+            self._reap_model_owner(check_model_id(model_id))
         versions = self.models.delete(model_id)
         delete_jobs_of_model(self.store, model_id, self._reap_if_orphaned)
         return versions

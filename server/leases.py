@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import FailedPrecondition, NotFound, Unavailable
+from .errors import DataLoss, FailedPrecondition, NotFound, Unavailable
 from .store import JOB, Fence, StaleWrite
 
 if TYPE_CHECKING:
@@ -56,7 +56,8 @@ def retry_until(
     """Writes that must happen (publishing, final states): call ``fn`` until it returns,
     backing off while the store is unavailable (``on_retry(error, attempt)`` after each
     failure). Raises the last ``Unavailable`` once ``deadline`` (``time.monotonic()``) has
-    passed, or when ``stop`` is set (the server is shutting down)."""
+    passed, or when ``stop`` is set (the server is shutting down) and one last attempt
+    failed: a server stopped just after the store came back still writes."""
     attempt = 0
     while True:
         try:
@@ -70,7 +71,7 @@ def retry_until(
                     raise
                 delay = min(delay, deadline - time.monotonic())
             if stop.wait(max(delay, 0.0)):
-                raise
+                return fn()  # without waiting out the backoff: the store may be back
             attempt += 1
 
 
@@ -126,10 +127,27 @@ class LeaseKeeper:
             if time.monotonic() - last_sweep > self.lease_s:
                 last_sweep = time.monotonic()
                 try:
-                    for job in self.store.list(JOB):
-                        self._reap_if_orphaned(job)
+                    self._reap_all()
                 except Exception as err:
                     log.warning("job sweep: %s", err)
+
+    # Records the reaper could not read at its last pass: each is logged once, not each pass.
+    _reap_skipped: frozenset[str] = frozenset()
+
+    def _reap_all(self) -> None:
+        """Mark the jobs of dead servers INTERRUPTED. A record that cannot be read (not
+        JSON, or lacking a field) is skipped and logged: one damaged record must not keep
+        every other job of a dead server RUNNING, its model claimed, for ever."""
+        scan = self.store.scan(JOB)
+        skipped = dict(scan.unreadable)
+        for job_id, job in scan.docs.items():
+            try:
+                self._reap_if_orphaned(job)
+            except (KeyError, TypeError, ValueError, DataLoss) as err:  # a damaged record
+                skipped[job_id] = f"{type(err).__name__}: {err}"
+        for job_id in sorted(skipped.keys() - self._reap_skipped):
+            log.warning("job sweep: job %s skipped, it cannot be read: %s", job_id, skipped[job_id])
+        self._reap_skipped = frozenset(skipped)
 
     def _renew(self, local: LocalJob) -> None:
         """Renew the lease. A newer run may have taken the job over meanwhile (a resume
@@ -211,10 +229,18 @@ class LeaseKeeper:
             return
         if not owner:
             return
+        busy = FailedPrecondition(
+            f"model {model_id!r} is being trained by job {owner!r}; wait for it to end "
+            "or cancel it before training the model again"
+        )
         job = self.store.get(JOB, owner)
-        if job is not None and self._reap_if_orphaned(job)["state"] in ACTIVE:
-            raise FailedPrecondition(
-                f"model {model_id!r} is being trained by job {owner!r}; wait for it to end "
-                "or cancel it before training the model again"
-            )
-        self.models.release(model_id, owner)  # ended without releasing (e.g. store outage)
+        state = self._reap_if_orphaned(job)["state"] if job is not None else None
+        if state in ACTIVE:
+            raise busy
+        # Ended without releasing (e.g. a store outage): freed only while it is still so,
+        # atomically, since a resume of it (which claims the model first) may be under way.
+        fence = None if job is None else Fence(JOB, owner, "state", state)
+        try:
+            self.models.release(model_id, owner, fence=fence)
+        except StaleWrite:
+            raise busy from None

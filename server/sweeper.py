@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ServiceError
+from .ids import ID, matches
 from .job_thread import job_checkpoint_key
 from .leases import ACTIVE, COMPLETED, EARLY_STOPPED, FAILED, FINAL
 from .retention import (
@@ -147,25 +148,35 @@ class Sweeper:
     # -- retention ---------------------------------------------------------------------
 
     def _apply_retention(self, snap: _Snapshot, now: float, report: SweepReport) -> None:
-        policy = self.policy
         for job_id, job in snap.jobs.items():
-            state, ended = job.get("state"), job.get("updated_at", 0.0)
-            if state not in FINAL:
-                continue
-            if job.get("model_id") not in snap.model_ids and ended < now - policy.orphan_grace_s:
-                self._delete_job_of_deleted_model(job_id, job, report)
-                continue
-            if job_id in snap.logs:
-                self._expire_events(job_id, ended + policy.event_retention_s)
-            if job_checkpoint_key(job_id) not in snap.blobs:
-                continue
-            if state in (COMPLETED, EARLY_STOPPED, FAILED):  # final for good: unusable
-                if self.store.delete_blob(job_checkpoint_key(job_id)):
-                    report.add(f"checkpoint of {state} job {job_id}")
-            elif state in RESUMABLE and not job.get(CHECKPOINT_REMOVED):
-                before = now - policy.checkpoint_retention_s
-                if ended < before and remove_resumable_checkpoint(self.store, job_id, before):
-                    report.add(f"checkpoint of {state} job {job_id} (retention over)")
+            try:
+                self._retain(job_id, job, snap, now, report)
+            except (KeyError, TypeError, ValueError) as err:
+                # JSON, but not a job record as we write them: left for an operator, and
+                # the sweep goes on (a crash here stopped every sweep, orphans and all).
+                log.warning("sweep: job %s skipped, its record is damaged: %r", job_id, err)
+
+    def _retain(
+        self, job_id: str, job: dict[str, Any], snap: _Snapshot, now: float, report: SweepReport
+    ) -> None:
+        policy = self.policy
+        state, ended = job.get("state"), job.get("updated_at", 0.0)
+        if state not in FINAL:
+            return
+        if job.get("model_id") not in snap.model_ids and ended < now - policy.orphan_grace_s:
+            self._delete_job_of_deleted_model(job_id, job, report)
+            return
+        if job_id in snap.logs:
+            self._expire_events(job_id, ended + policy.event_retention_s)
+        if job_checkpoint_key(job_id) not in snap.blobs:
+            return
+        if state in (COMPLETED, EARLY_STOPPED, FAILED):  # final for good: unusable
+            if self.store.delete_blob(job_checkpoint_key(job_id)):
+                report.add(f"checkpoint of {state} job {job_id}")
+        elif state in RESUMABLE and not job.get(CHECKPOINT_REMOVED):
+            before = now - policy.checkpoint_retention_s
+            if ended < before and remove_resumable_checkpoint(self.store, job_id, before):
+                report.add(f"checkpoint of {state} job {job_id} (retention over)")
 
     def _expire_events(self, job_id: str, when: float) -> None:
         """Set the log's expiry, unless the job was resumed meanwhile. A resume keeps its
@@ -192,12 +203,14 @@ class Sweeper:
         store = self.store
         for request_id, request in snap.requests.items():
             job_id = request.get("job_id")
-            if not isinstance(job_id, str) or job_id in snap.job_ids:
+            if not matches(ID, job_id) or job_id in snap.job_ids:
                 continue  # a damaged record is left for an operator to look at
             if store.get(JOB, job_id) is None:
                 store.delete(TRAIN_REQUEST, request_id)
                 report.add(f"request id {request_id} of deleted job {job_id}")
         for log_id, last in snap.logs.items():
+            if not matches(ID, log_id):
+                continue  # not a name we write (a key of someone else's under our prefix)
             if log_id not in snap.job_ids and last < old and store.get(JOB, log_id) is None:
                 store.delete_events(log_id)
                 report.add(f"event log of deleted job {log_id}")
@@ -227,7 +240,7 @@ class Sweeper:
         """Checked again just before removing: the owner may have come meanwhile."""
         try:
             record = self.store.get(kind, doc_id)
-        except ServiceError:
+        except (ServiceError, ValueError):  # ValueError: not an id, so not a key of ours
             return True  # unreadable now: leave what it may own
         if record is None:
             return False

@@ -10,8 +10,8 @@ import importlib
 
 import numpy as np
 
-from ..config import ModelConfig
-from .base import Engine, StepStats
+from rnnlm.model.config import ModelConfig
+from rnnlm.model.engines.base import Engine, StepStats
 
 __all__ = ["ENGINES", "Engine", "StepStats", "create_engine", "torch_available"]
 

@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..batching import Batch
-from ..stopping import ShouldStop
+from rnnlm.model.batching import Batch
+from rnnlm.model.stopping import ShouldStop
 
 State = Any  # an engine's recurrent state for decoding; opaque to callers
 

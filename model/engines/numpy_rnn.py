@@ -22,12 +22,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..batching import Batch
-from ..config import ModelConfig
-from ..stopping import ShouldStop, check
-from .base import StepStats, check_state_dict
-from .numpy_optim import OPTIMIZER_CLASSES, NumpyOptimizer
-from .tree_plan import TreePlan, rechunk
+from rnnlm.model.batching import Batch
+from rnnlm.model.config import ModelConfig
+from rnnlm.model.engines.base import StepStats, check_state_dict
+from rnnlm.model.engines.numpy_optim import OPTIMIZER_CLASSES, NumpyOptimizer
+from rnnlm.model.engines.tree_plan import TreePlan, rechunk
+from rnnlm.model.stopping import ShouldStop, check
 
 Params = dict[str, np.ndarray]
 # Output-layer rows per chunk when scoring a prefix tree: bounds the (rows, V) buffer.

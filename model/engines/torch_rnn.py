@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..batching import Batch
-from ..config import ModelConfig
-from ..stopping import ShouldStop, check
-from .base import StepStats, check_state_dict
-from .numpy_optim import ADAM_BETAS, EPS, RMSPROP_DECAY
-from .torch_dropout import embedded_dropout, locked_dropout
-from .torch_output import ClassSoftmax, class_bounds, full_log_probs, log_probs
-from .tree_plan import TreePlan, rechunk
+from rnnlm.model.batching import Batch
+from rnnlm.model.config import ModelConfig
+from rnnlm.model.engines.base import StepStats, check_state_dict
+from rnnlm.model.engines.numpy_optim import ADAM_BETAS, EPS, RMSPROP_DECAY
+from rnnlm.model.engines.torch_dropout import embedded_dropout, locked_dropout
+from rnnlm.model.engines.torch_output import ClassSoftmax, class_bounds, full_log_probs, log_probs
+from rnnlm.model.engines.tree_plan import TreePlan, rechunk
+from rnnlm.model.stopping import ShouldStop, check
 
 _CELL_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}

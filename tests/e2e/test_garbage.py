@@ -196,13 +196,17 @@ def test_list_and_delete_corpora(backend, start_server) -> None:
             client.delete_corpus(first.corpus_id)
         with pytest.raises(InvalidArgument, match="malformed"):
             client.delete_corpus("not-a-corpus")
-        client.resume(job_id)  # the ended job cannot go on without its corpus
-        assert finish(client, job_id) == "failed"
-        assert "does not exist" in client.job(job_id).error
-        # The same bytes again: a new upload, stored whole.
+        # The ended job cannot go on without its corpus: refused before anything changes
+        # (a run that failed at once would leave a failed job, its checkpoint swept).
+        with pytest.raises(FailedPrecondition, match="its corpus c-[0-9a-f]+ was deleted"):
+            client.resume(job_id)
+        assert client.job(job_id).state == "cancelled"
+        # The same bytes again: a new upload, stored whole, and the job goes on.
         again = client.upload_corpus(tiny_corpus(1), filename="one.txt")
         assert again.corpus_id == first.corpus_id
         assert server.store.get_blob(f"corpora/{again.corpus_id}") == tiny_corpus(1)
+        client.resume(job_id)
+        cancel(client, job_id)
 
 
 def test_request_ids_event_logs_and_checkpoints_expire(backend, start_server) -> None:
@@ -392,3 +396,70 @@ def test_the_async_client_lists_and_deletes(server) -> None:
             assert await client.corpora() == []
 
     asyncio.run(scenario())
+
+
+def test_a_damaged_job_record_does_not_stop_the_reaper(backend, start_server, caplog) -> None:
+    """Every server marks the running jobs of dead servers interrupted, each lease (1 s
+    here): a job record it cannot read (not JSON, or lacking its fields) is skipped and
+    logged once, and the others are still reaped."""
+    caplog.set_level(logging.WARNING, logger="rnnlm.server")
+    server = start_server()
+    store, now = server.store, time.time()
+    dead = {  # what a server that died while training leaves
+        **{"job_id": "j-dead", "model_id": "m", "state": "running", "error": ""},
+        **{"request_id": "", "corpus_id": "c-0", "model_config": {}, "train_config": {}},
+        **{"created_at": now, "updated_at": now, "checkpoint_step": 0, "model_version": 0},
+        **{"server_id": "dead-server", "heartbeat_at": now - 60, "lease_generation": 1},
+    }
+    store.create(JOB, "j-garbled", {**dead, "job_id": "j-garbled"})
+    StoreView(backend).garble(JOB, "j-garbled")
+    store.create(JOB, "j-fieldless", {"job_id": "j-fieldless", "heartbeat_at": 0})
+    store.create(JOB, "j-dead", dead)
+    # Read behind the server's back: GetTrainingJob would reap the job itself.
+    wait_until(lambda: store.get(JOB, "j-dead")["state"] == "interrupted" or None, what="reap")
+    assert "dead-server stopped responding" in store.get(JOB, "j-dead")["error"]
+    time.sleep(2.5)  # a few more passes, which say nothing new
+    for skipped in ("j-garbled", "j-fieldless"):
+        assert caplog.text.count(f"job sweep: job {skipped} skipped") == 1
+
+
+def test_damaged_records_do_not_stop_the_sweep(backend, start_server, caplog) -> None:
+    """Records that are JSON but not as the server writes them (a request id naming no
+    valid job id, a job record without its model), and an event log under a name the
+    server never writes, are left alone and logged; the sweep still removes the orphans."""
+    caplog.set_level(logging.WARNING, logger="rnnlm.server")
+    server = start_server(sweep_interval_s=0.0, orphan_grace_s=0.0)
+    store = server.store
+    store.create(TRAIN_REQUEST, "bad-request", {"job_id": "no such/id"})
+    store.create(JOB, "j-modelless", {"job_id": "j-modelless", "state": "completed"})
+    if backend.redis_url:
+        StoreView(backend).redis.xadd(f"{backend.prefix}:events:not a job id", {"data": "{}"})
+    else:
+        (backend.store_dir / "events" / "not a job id.log").write_bytes(b"")
+    orphans = plant_orphans(server)
+    report = server.sweeper.sweep()
+    assert all(store.blob_info(key) is None for key in orphans), report.removed
+    assert store.get(TRAIN_REQUEST, "ghost-request") is None
+    assert store.get(TRAIN_REQUEST, "bad-request") is not None  # for an operator to look at
+    assert store.get(JOB, "j-modelless") is not None
+    assert "sweep: job j-modelless skipped, its record is damaged" in caplog.text
+
+
+def test_delete_model_frees_a_model_claimed_by_an_ended_job(backend, start_server) -> None:
+    """A server that marked a job interrupted and was cut off from the store before freeing
+    its model leaves the model claimed by an ended job. DeleteModel frees it, as Train
+    does, rather than asking to cancel a job that can no longer be cancelled."""
+    server = start_server()
+    with LMClient(server.address, retries=0) as client:
+        job_id = start_long_job(client, "stuck")
+        cancel(client, job_id)
+        server.models.claim("stuck", job_id)  # claimed, and the job ended
+        with pytest.raises(FailedPrecondition, match="nothing to cancel"):
+            client.cancel(job_id)
+        assert client.delete_model("stuck") == 0
+        with pytest.raises(NotFound):
+            client.job(job_id)  # its ended jobs went with it
+        busy = start_long_job(client, "busy", tag=2)  # a live job still holds its model
+        with pytest.raises(FailedPrecondition, match="cancel the job before deleting"):
+            client.delete_model("busy")
+        cancel(client, busy)

@@ -136,6 +136,34 @@ def test_errors_quote_only_a_short_prefix_of_a_long_value(start_server, tmp_path
     assert "x" * 100 not in caplog.text  # nor the log
 
 
+@local_only
+def test_an_upload_file_name_is_bounded(client):
+    """The name is stored and shown back (Corpus.filename, ListCorpora): not at any length."""
+    with pytest.raises(InvalidArgument, match="header.filename 'xxx") as caught:
+        client.upload_corpus(b"a few words .", filename=LONG)
+    details = short_and_unechoed(caught.value)
+    assert "20,000 characters" in details and "at most 255 characters" in details
+    assert client.corpora() == []  # refused before anything was stored
+    name = "n" * 251 + ".txt"  # 255: the longest a file system allows, accepted
+    assert client.upload_corpus(b"a few words .", filename=name).filename == name
+
+
+@local_only
+def test_a_malformed_arpa_id_is_named_as_such(client):
+    """Not as "corpus_id", which the caller may have set right."""
+    corpus = client.upload_corpus(b"a few words .", filename="a.txt")
+    stub = rnnlm_pb2_grpc.LanguageModelServiceStub(grpc.insecure_channel(client.target))
+    source = pb.CorpusSource(corpus_id=corpus.corpus_id)
+    for call in (
+        lambda: stub.Train(pb.TrainRequest(model_id="m", corpus=source, arpa_id="bad")),
+        lambda: stub.AttachNgramModel(pb.AttachNgramModelRequest(model_id="m", arpa_id="bad")),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().startswith("arpa_id 'bad' is malformed")
+
+
 def test_every_status_message_is_capped(tmp_path):
     """The helpers every message goes through: ``quote`` for a value a client sent, and
     ``cap``, which the interceptor applies to every status message it sends."""

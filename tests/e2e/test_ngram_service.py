@@ -147,3 +147,18 @@ def test_bad_arpa_files_are_refused_with_the_reason(client, trained):
     with pytest.raises(InvalidArgument, match="neural_weight"):
         client.attach_ngram("ng", foreign, neural_weight=2.0)
     assert client.model("ng").current_version == 1  # nothing was published
+
+
+def test_class_factored_model_through_grpc_equals_in_process(client, corpus_bytes, backend):
+    """``output_classes`` travels through the API, the class ranges are stored with the
+    weights, and scores (and generation) through gRPC equal the loaded model's."""
+    job = train_small(client, corpus_bytes, "cls", output_classes=6)
+    assert job.state == "completed"
+    assert client.model("cls").config["output_classes"] == 6
+    lm = _load_in_process(backend, "cls")
+    assert len(lm.engine.model.classes.bounds) == 7
+    remote = client.score("cls", SENTENCES)
+    for got, want in zip(remote.scores, lm.score(SENTENCES)):
+        assert got.logprob == pytest.approx(want.logprob, abs=1e-5)
+    (sample,) = client.generate("cls", max_tokens=5, seed=1)
+    assert sample.text

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from rnnlm.client import LMClient, TrainingJob, Unavailable
+from rnnlm.client import FailedPrecondition, LMClient, TrainingJob, Unavailable
+from rnnlm.server.store import JOB
 from tests.fixtures_redis import RedisServer, free_port
 
 from .conftest import SMALL_MODEL, Backend, Scrape, serve_process, wait_until
@@ -234,3 +235,58 @@ def test_a_run_that_was_taken_over_cannot_undo_the_run_that_resumed_it(
         a.send_signal(signal.SIGCONT)
         a.kill()
         a.wait()
+
+
+def test_a_resume_sent_to_the_server_whose_run_is_alive_changes_nothing(start_server):
+    """A replica marked the job interrupted while this server could not reach the store
+    (its run is alive here, e.g. with a trained model waiting to publish), and a client
+    resumes it through this server. Refused before any write: a take-over would fence off
+    the live run, then fail to start its own ("already running here"), leaving the job
+    queued with nobody running it until its lease lapsed again."""
+    server = start_server(job_lease_s=10.0)  # heartbeats 2 s apart: none in between
+    silent = {"epochs": 100_000, "checkpoint_every": 10**9, "log_every": 10**9}  # no writes
+    with LMClient(server.address, timeout=30, retries=0) as client:
+        corpus = client.upload_corpus(b"the cat sat on the mat .\n" * 30, filename="t.txt")
+        tiny = {"vocab_size": 20, "embed_size": 4, "hidden_size": 4, "ngram_order": 0}
+        job = client.train("alive", corpus, cell="gru", valid_fraction=0.0, **tiny, **silent)
+        wait_until(lambda: client.job(job.job_id).state == "running" or None, what="running")
+
+        def mark(record: dict | None) -> dict:  # what another replica's reaper writes
+            assert record is not None
+            return {**record, "state": "interrupted", "error": "server stopped responding"}
+
+        server.store.update(JOB, job.job_id, mark)
+        server.models.release("alive", job.job_id)
+        with pytest.raises(FailedPrecondition, match="still running on this server"):
+            client.resume(job.job_id)
+        assert server.store.get(JOB, job.job_id)["lease_generation"] == 1  # not taken over
+        # The live run takes its job back at its next heartbeat, and can be cancelled.
+        wait_until(lambda: client.job(job.job_id).state == "running" or None, what="take back")
+        assert client.model("alive").active_job_id == job.job_id
+        client.cancel(job.job_id)
+        ended = job_when(client, job.job_id, lambda j: j.state != "running")
+        assert ended.state == "cancelled"
+
+
+def test_a_server_stopped_just_after_the_store_returns_still_publishes(
+    start_server, outage_redis, corpus_bytes
+):
+    """A restart right after a Redis incident: the trained model waits to publish, its
+    attempts 4-5 s apart by then; Redis returns and the server is stopped before the next
+    attempt. Stopping makes one last attempt instead of dropping the model unpublished
+    ("the server shut down while the store was unavailable", which it no longer was)."""
+    server = start_server(metrics_address="127.0.0.1:0", publish_retry_s=300.0)
+    with LMClient(server.address, timeout=30, retries=0) as client:
+        job = start_held_job(client, corpus_bytes, "restarted", outage_redis, server.metrics_port)
+    stop_keeping_data(outage_redis)
+    try:  # four failed attempts: the fifth comes 4 s after the fourth
+        scrape_until(
+            server.metrics_port, lambda s: (s.value("rnnlm_publish_retries_total") or 0) >= 4
+        )
+    finally:
+        outage_redis.start()
+    server.stop(grace=10.0)
+    with LMClient(start_server().address, timeout=30, retries=0) as client:
+        done = client.job(job.job_id)
+        assert (done.state, done.error, done.model_version) == ("completed", "", 1)
+        assert client.model("restarted").current_version == 1

@@ -101,7 +101,24 @@ def test_output_classes_is_validated():
         ModelConfig(output_classes=1)
     with pytest.raises(ValueError, match="output_classes needs cell 'gru' or 'lstm'"):
         ModelConfig(cell="rnn", output_classes=10)
-    assert ModelConfig().output_classes == 0  # the full softmax stays the default
+
+
+def test_default_output_layer_depends_on_the_vocabulary_size():
+    assert ModelConfig().output_classes == 89  # round(sqrt(8000))
+    assert ModelConfig(vocab_size=50_000).output_classes == 224
+    assert ModelConfig(vocab_size=999).output_classes == 0  # small: the full softmax is cheap
+    assert ModelConfig(cell="rnn", vocab_size=8000).output_classes == 0
+    assert ModelConfig(output_classes=0).output_classes == 0  # asked for explicitly
+    assert ModelConfig.from_dict(ModelConfig().to_dict()) == ModelConfig()  # stored resolved
+
+
+def test_configs_stored_before_a_field_existed_keep_what_they_were_trained_with():
+    old = ModelConfig(output_classes=0, min_count=1, ngram_order=0).to_dict()
+    for name in ("output_classes", "min_count", "ngram_order"):
+        del old[name]
+    config = ModelConfig.from_stored(old)
+    assert (config.output_classes, config.min_count, config.ngram_order) == (0, 1, 0)
+    assert ModelConfig.from_stored(ModelConfig().to_dict()) == ModelConfig()
 
 
 def test_damaged_class_bounds_are_refused():

@@ -11,7 +11,8 @@ from rnnlm.model import Corpus, LanguageModel, ModelConfig, TrainConfig, evaluat
 from rnnlm.model.batching import make_batch
 from rnnlm.model.dataset import prepare
 from rnnlm.model.engines import create_engine, numpy_optim, torch_available
-from rnnlm.model.training import PLATEAU_THRESHOLD, TrainingState, plateau_reached
+from rnnlm.model.state import TrainingState
+from rnnlm.model.training import PLATEAU_THRESHOLD, plateau_reached
 
 needs_torch = pytest.mark.skipif(not torch_available(), reason="needs torch")
 VOCAB = 30
@@ -140,6 +141,8 @@ def test_adamw_decay_shrinks_the_weights_apart_from_the_adam_step(cell):
         engine.train_step(random_batch())
     plain, decayed = (e.state_dict() for e in engines)
     for name, weight in before.items():
+        if not np.issubdtype(weight.dtype, np.floating):
+            continue  # an integer buffer (word class bounds), not a weight
         np.testing.assert_allclose(
             decayed[name] - plain[name], -lr * decay * weight, atol=1e-6, err_msg=name
         )

@@ -145,7 +145,8 @@ class LanguageModelServiceServicer:
 
     def DeleteCorpus(self, request, context):
         """Deletes an uploaded corpus (or ARPA file). Refused (FAILED_PRECONDITION) while a queued
-        or running job reads it; an ended job that trained on it can no longer be resumed. The
+        or running job reads it; an ended job that trained on it can no longer be resumed
+        (FAILED_PRECONDITION) until the same bytes are uploaded again (the same id). The
         models trained on it are not affected.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
