@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from rnnlm.model.corpus import MissingColumn
 from rnnlm.model.ngram import NgramModel
 
 from .errors import (
+    DataLoss,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -28,7 +30,7 @@ from .errors import (
 )
 from .ids import check_corpus_id
 from .leases import ACTIVE
-from .listing import Listing, readable_records
+from .listing import Listing, read_record, readable_records
 from .store import CORPUS, JOB, Store
 
 log = logging.getLogger("rnnlm.server")
@@ -67,6 +69,11 @@ class CorpusRegistry:
             raise InvalidArgument(
                 f"header.filename {quote(filename)} is too long: at most "
                 f"{MAX_FILENAME_CHARS} characters"
+            )
+        if any(unicodedata.category(c) == "Cc" for c in filename):  # shown back raw by the CLI
+            raise InvalidArgument(
+                f"header.filename {quote(filename)} has control characters (such as a newline "
+                "or an escape); a file name may have any other printable characters"
             )
         if declared_size < 0:
             raise InvalidArgument(f"header.size_bytes must be >= 0, got {declared_size}")
@@ -124,8 +131,12 @@ class CorpusRegistry:
         """Delete an uploaded corpus (or ARPA file); returns its record. Refused while a
         queued or running job reads it. An ended job that trained on it can no longer be
         resumed until the same bytes are uploaded again; the models trained on it are not
-        affected."""
-        record = self.get(corpus_id)
+        affected. A damaged record is removed as it is, with its bytes (the result then has
+        ``damaged`` and a size of 0: a damaged record cannot say its size)."""
+        try:
+            record = self.get(corpus_id)
+        except DataLoss as err:
+            record = {"corpus_id": corpus_id, "size_bytes": 0, "damaged": err.detail or str(err)}
         for job in readable_records(self.store, JOB):
             uses = job["corpus_id"] == corpus_id or job.get("arpa_id") == corpus_id
             if uses and job["state"] in ACTIVE:
@@ -137,11 +148,16 @@ class CorpusRegistry:
         # there writes the blob again after creating it (see upload).
         self.store.delete_blob(corpus_key(corpus_id))
         self.store.delete(CORPUS, corpus_id)
-        log.info("corpus %s deleted (%d bytes)", corpus_id, record["size_bytes"])
+        if "damaged" in record:
+            log.warning(
+                "corpus %s: its damaged record was deleted (%s)", corpus_id, record["damaged"]
+            )
+        else:
+            log.info("corpus %s deleted (%d bytes)", corpus_id, record["size_bytes"])
         return record
 
     def get(self, corpus_id: str) -> dict[str, Any]:
-        record = self.store.get(CORPUS, check_corpus_id(corpus_id))
+        record = read_record(self.store, CORPUS, check_corpus_id(corpus_id))
         if record is None:
             raise NotFound(f"corpus {corpus_id!r} does not exist; upload it with UploadCorpus")
         return record

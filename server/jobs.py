@@ -47,7 +47,7 @@ from .leases import (
     LeaseKeeper,
     LocalJob,
 )
-from .listing import Listing, readable_records
+from .listing import Listing, read_record, readable_records
 from .metrics import Metrics
 from .models import ModelRegistry, estimate_parameters
 from .retention import (
@@ -55,6 +55,7 @@ from .retention import (
     check_resumable_checkpoint,
     delete_job,
     delete_jobs_of_model,
+    forget_request_id,
 )
 from .store import CORPUS, JOB, TRAIN_REQUEST, Store
 
@@ -99,7 +100,7 @@ class JobManager(JobRunner, LeaseKeeper):
     # -- queries -------------------------------------------------------------------------
 
     def get(self, job_id: str) -> dict[str, Any]:
-        job = self.store.get(JOB, check_job_id(job_id))
+        job = read_record(self.store, JOB, check_job_id(job_id))
         if job is None:
             raise NotFound(f"training job {job_id!r} does not exist")
         return self._with_phase(self._reap_if_orphaned(job))
@@ -184,7 +185,13 @@ class JobManager(JobRunner, LeaseKeeper):
         arpa_id: str,
     ) -> dict[str, Any]:
         if request_id and (seen := self.store.get(TRAIN_REQUEST, request_id)) is not None:
-            return self.get(seen["job_id"])
+            try:
+                return self.get(seen["job_id"])
+            except NotFound:
+                # Its job record is gone (a damaged record deleted, a crash between the
+                # deletes): the id names nothing, so this request starts a new job.
+                forget_request_id(self.store, request_id, seen["job_id"])
+                log.info("request id %s named job %s, which is gone", request_id, seen["job_id"])
         train_config.check_compatible(model_config)
         params = estimate_parameters(model_config)
         if params > self.max_model_params:
@@ -340,12 +347,15 @@ class JobManager(JobRunner, LeaseKeeper):
                 )
 
     def delete(self, job_id: str) -> dict[str, Any]:
-        """Delete an ended job with its events, checkpoint and request id (retention.py)."""
-        self.get(job_id)  # a job whose server died is marked interrupted first
+        """Delete an ended job with its events, checkpoint and request id (retention.py);
+        a damaged record is removed as it is (the result then has ``damaged``)."""
+        with contextlib.suppress(DataLoss):  # damaged: delete_job removes it as it is
+            self.get(job_id)  # a job whose server died is marked interrupted first
         return delete_job(self.store, job_id)
 
-    def delete_model(self, model_id: str) -> int:
-        """Delete a model, its versions and its ended jobs; returns the versions deleted."""
+    def delete_model(self, model_id: str) -> tuple[int, bool]:
+        """Delete a model, its versions and its ended jobs; returns the versions deleted
+        and whether the model's record was damaged (removed as it was)."""
         # A model still claimed by a job that ended (a server marking it interrupted was
         # cut off before freeing the model) is freed first, as Train does: else "cancel
         # the job" would be the answer, and cancelling an ended job is refused.

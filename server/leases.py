@@ -34,6 +34,8 @@ CANCELLED, FAILED, INTERRUPTED = "cancelled", "failed", "interrupted"
 ACTIVE = (QUEUED, RUNNING)
 FINAL = (COMPLETED, EARLY_STOPPED, CANCELLED, FAILED, INTERRUPTED)
 LEASE_FIELD = "lease_generation"  # of the job record; records from before it count as 0
+# Set in a job record when its resumable checkpoint was removed: it can no longer resume.
+CHECKPOINT_REMOVED = "checkpoint_removed_at"
 # Backoff of the writes that must happen (publishing, final states): doubling, capped so
 # that a write goes through within a few seconds of the store coming back.
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0
@@ -164,6 +166,9 @@ class LeaseKeeper:
                 return None
             if job["state"] == INTERRUPTED and not local.ending:
                 job.update(state=RUNNING, error="", server_id=self.server_id)
+                # A sweep that took the job for an ended one may have marked its checkpoint
+                # removed: the run writes a new one, and the job can resume again.
+                job.pop(CHECKPOINT_REMOVED, None)
                 reclaimed["now"] = True
             if job["state"] in ACTIVE:
                 job["heartbeat_at"] = time.time()
@@ -181,15 +186,24 @@ class LeaseKeeper:
 
     def _take_back(self, local: LocalJob) -> None:
         """Our job was marked INTERRUPTED while the store could not hear from us, and its
-        model freed: say that it runs again, and claim the model back unless a new job of
-        that model claimed it meanwhile (the two then both publish versions)."""
+        model freed: say that it runs again, keep its event log (an ended job's log was set
+        to expire), and claim the model back unless a new job of that model claimed it
+        meanwhile (the two then both publish versions). A model deleted meanwhile is not
+        brought back: the run stops (and ends cancelled)."""
         log.warning("job %s: the store answers again; this server carries on", local.job_id)
         event = {"type": "state", "time": time.time(), "state": RUNNING, "error": ""}
         self.store.append_event(local.job_id, {**event, "model_version": 0}, fence=local.fence)
+        self.store.expire_events_at(local.job_id, None)
         try:
-            self.models.claim(local.model_id, local.job_id)
+            self.models.claim(local.model_id, local.job_id, create=False)
         except FailedPrecondition as err:
             log.warning("job %s: %s", local.job_id, err)
+        except NotFound:
+            log.warning(
+                "job %s: its model %s was deleted while the job looked interrupted; the run stops",
+                *(local.job_id, local.model_id),
+            )
+            local.stop.set()
 
     def _reap_if_orphaned(self, job: dict[str, Any]) -> dict[str, Any]:
         if job["state"] not in ACTIVE or job["job_id"] in self._local:
@@ -233,7 +247,9 @@ class LeaseKeeper:
             f"model {model_id!r} is being trained by job {owner!r}; wait for it to end "
             "or cancel it before training the model again"
         )
-        job = self.store.get(JOB, owner)
+        from .listing import read_record  # listing.py imports this module
+
+        job = read_record(self.store, JOB, owner)
         state = self._reap_if_orphaned(job)["state"] if job is not None else None
         if state in ACTIVE:
             raise busy

@@ -18,7 +18,7 @@ from rnnlm.model.ngram import NgramModel
 
 from .errors import DataLoss, FailedPrecondition, NotFound
 from .ids import check_model_id  # also imported from here by the servicer
-from .listing import Listing, readable_records
+from .listing import Listing, read_record, readable_records, shape_problem
 from .store import MODEL, Fence, StaleWrite, Store
 
 log = logging.getLogger("rnnlm.server")
@@ -64,7 +64,7 @@ class ModelRegistry:
         self.keep_versions = keep_versions
 
     def get(self, model_id: str) -> dict[str, Any]:
-        record = self.store.get(MODEL, check_model_id(model_id))
+        record = read_record(self.store, MODEL, check_model_id(model_id))
         if record is None:
             raise NotFound(f"model {model_id!r} does not exist; ListModels shows the models")
         return record
@@ -111,10 +111,13 @@ class ModelRegistry:
         self.publish(model_id, lm, current["job_id"], replaces=version)
         return self.get(model_id)
 
-    def claim(self, model_id: str, job_id: str) -> None:
-        """Mark ``job_id`` as the one job training the model (creating the record)."""
+    def claim(self, model_id: str, job_id: str, create: bool = True) -> None:
+        """Mark ``job_id`` as the one job training the model (creating the record, unless
+        ``create`` is false: then NotFound when the model was deleted)."""
 
         def claim_fn(record: dict | None) -> dict:
+            if record is None and not create:
+                raise NotFound(f"model {model_id!r} was deleted")
             record = record or new_model_record(model_id)
             active = record.get("active_job_id")
             if active and active != job_id:
@@ -231,8 +234,11 @@ class ModelRegistry:
         log.info("model %s: version %d published (%d bytes)", model_id, version, info.size)
         return version
 
-    def delete(self, model_id: str) -> int:
-        """Delete the model and every version; returns how many versions there were."""
+    def delete(self, model_id: str) -> tuple[int, bool]:
+        """Delete the model and every version; returns how many versions there were, and
+        whether the record was damaged (removed as it was, with every blob under the model's
+        prefix: a damaged record cannot say which versions it had, nor whether a job trains
+        it)."""
         check_model_id(model_id)
         deleted: dict[str, Any] = {}
 
@@ -240,6 +246,9 @@ class ModelRegistry:
             # Checked inside the update, so a job claiming the model meanwhile is respected.
             if current is None:
                 raise NotFound(f"model {model_id!r} does not exist; ListModels shows the models")
+            if problem := shape_problem(MODEL, current):
+                deleted["damaged"] = problem
+                return None
             if current.get("active_job_id"):
                 raise FailedPrecondition(
                     f"model {model_id!r} is being trained by job {current['active_job_id']!r}; "
@@ -248,11 +257,24 @@ class ModelRegistry:
             deleted["versions"] = [v["version"] for v in current["versions"]]
             return None
 
-        self.store.update(MODEL, model_id, remove)
+        try:
+            self.store.update(MODEL, model_id, remove)
+        except DataLoss as err:  # not JSON: removed as it is
+            self.store.delete(MODEL, model_id)
+            deleted["damaged"] = str(err)
+        if "damaged" in deleted:
+            blobs = self.store.list_blobs(f"models/{model_id}/")
+            for key in blobs:
+                self.store.delete_blob(key)
+            log.warning(
+                "model %s: its damaged record was deleted, with %d blob(s) under it (%s)",
+                *(model_id, len(blobs), deleted["damaged"]),
+            )
+            return len({key.split("/")[2] for key in blobs}), True
         for version in deleted["versions"]:
             self._delete_version_blobs(model_id, version)
         log.info("model %s deleted (%d versions)", model_id, len(deleted["versions"]))
-        return len(deleted["versions"])
+        return len(deleted["versions"]), False
 
     def _delete_version_blobs(self, model_id: str, version: int) -> None:
         self.store.delete_blob(checkpoint_key(model_id, version))

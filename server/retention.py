@@ -16,16 +16,14 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
-from .errors import FailedPrecondition, NotFound
+from .errors import DataLoss, FailedPrecondition, NotFound
 from .job_thread import job_checkpoint_key
-from .leases import ACTIVE, CANCELLED, INTERRUPTED
-from .listing import readable_records
+from .leases import ACTIVE, CANCELLED, CHECKPOINT_REMOVED, INTERRUPTED
+from .listing import readable_records, shape_problem
 from .store import JOB, TRAIN_REQUEST, Store
 
 log = logging.getLogger("rnnlm.server")
 
-# Set in a job record when its resumable checkpoint was removed: it can no longer resume.
-CHECKPOINT_REMOVED = "checkpoint_removed_at"
 RESUMABLE = (CANCELLED, INTERRUPTED)
 
 
@@ -35,7 +33,9 @@ class _Keep(Exception):
 
 def delete_job(store: Store, job_id: str) -> dict[str, Any]:
     """Delete a job that is not running, with its request id, events and checkpoint; returns
-    its record. NotFound, or FailedPrecondition for a queued or running job."""
+    its record. NotFound, or FailedPrecondition for a queued or running job. A damaged record
+    (not JSON, or of the wrong shape) is removed as it is, with its events and checkpoint:
+    it cannot say whether the job runs; the result is then ``{"job_id", "damaged"}``."""
     deleted: dict[str, Any] = {}
 
     def remove(current: dict | None) -> None:
@@ -43,6 +43,10 @@ def delete_job(store: Store, job_id: str) -> dict[str, Any]:
         # finds the job gone, never half of each.
         if current is None:
             raise NotFound(f"training job {job_id!r} does not exist")
+        if problem := shape_problem(JOB, current):
+            deleted.clear()
+            deleted.update(job_id=job_id, damaged=problem)
+            return None
         if current.get("state") in ACTIVE:
             raise FailedPrecondition(
                 f"training job {job_id!r} is {current['state']}; cancel it first "
@@ -51,7 +55,16 @@ def delete_job(store: Store, job_id: str) -> dict[str, Any]:
         deleted.update(current)
         return None
 
-    store.update(JOB, job_id, remove)
+    try:
+        store.update(JOB, job_id, remove)
+    except DataLoss as err:  # not JSON: removed as it is
+        store.delete(JOB, job_id)
+        deleted.update(job_id=job_id, damaged=str(err))
+    if "damaged" in deleted:
+        # Its request-id record, if any, is forgotten by Train when it meets it (or expires).
+        delete_leftovers(store, job_id, "")
+        log.warning("job %s: its damaged record was deleted (%s)", job_id, deleted["damaged"])
+        return deleted
     delete_leftovers(store, job_id, deleted.get("request_id") or "")
     log.info("job %s deleted (model %s)", job_id, deleted.get("model_id"))
     return deleted

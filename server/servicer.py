@@ -88,7 +88,9 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
     def DeleteCorpus(self, request, context) -> pb.DeleteCorpusResponse:
         record = self.corpora.delete(request.corpus_id)
         return pb.DeleteCorpusResponse(
-            corpus_id=record["corpus_id"], size_bytes=record["size_bytes"]
+            corpus_id=record["corpus_id"],
+            size_bytes=record["size_bytes"],
+            damaged_record_removed="damaged" in record,
         )
 
     def Train(self, request: pb.TrainRequest, context) -> pb.TrainingJob:
@@ -130,7 +132,9 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
 
     def DeleteTrainingJob(self, request, context) -> pb.DeleteTrainingJobResponse:
         job = self.jobs.delete(request.job_id)
-        return pb.DeleteTrainingJobResponse(job_id=job["job_id"])
+        return pb.DeleteTrainingJobResponse(
+            job_id=job["job_id"], damaged_record_removed="damaged" in job
+        )
 
     def ResumeTrainingJob(self, request, context) -> pb.TrainingJob:
         return convert.job_to_pb(self.jobs.resume(request.job_id, request.epochs))
@@ -272,9 +276,13 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
             yield pb.ArpaChunk(data=data[start : start + ARPA_CHUNK_BYTES])
 
     def DeleteModel(self, request, context) -> pb.DeleteModelResponse:
-        deleted = self.jobs.delete_model(request.model_id)  # its jobs go too
-        self.cache.evict(request.model_id)
-        return pb.DeleteModelResponse(model_id=request.model_id, versions_deleted=deleted)
+        try:
+            deleted, damaged = self.jobs.delete_model(request.model_id)  # its jobs go too
+        finally:  # also when only its jobs failed to go: the model itself may be gone
+            self.cache.evict(request.model_id)
+        return pb.DeleteModelResponse(
+            model_id=request.model_id, versions_deleted=deleted, damaged_record_removed=damaged
+        )
 
 
 def _chunks(request_iterator, context) -> Iterator[bytes]:

@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from rnnlm.server.errors import Unavailable
 
 
 def flock(path: Path) -> int:
@@ -73,3 +78,24 @@ def read_or_none(path: Path) -> bytes | None:
         return path.read_bytes()
     except FileNotFoundError:
         return None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def os_errors_unavailable(method: F) -> F:
+    """A file system error (disk gone, permission lost) means the store cannot be used: the
+    method of a directory store (``self.root``) raises Unavailable instead."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            # The client is told no server path; the log is.
+            raise Unavailable(
+                "store unavailable: the store directory cannot be used; retry later",
+                detail=f"directory {self.root}: {exc}",
+            ) from exc
+
+    return cast(F, wrapper)

@@ -16,14 +16,13 @@ renamed over the old one, so a reader without a lock sees the old file or the ne
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from rnnlm.server.errors import DataLoss, Unavailable
@@ -53,6 +52,7 @@ from rnnlm.server.store.codec import (
 )
 from rnnlm.server.store.files import (
     flock,
+    os_errors_unavailable,
     read_or_none,
     unlink_durably,
     write_atomic,
@@ -66,23 +66,6 @@ _ID_WIDTH = LOCAL_EVENT_DIGITS
 _MANIFEST = "manifest.json"
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _os_errors_unavailable(method: F) -> F:
-    """A file system error (disk gone, permission lost) means the store cannot be used."""
-
-    @functools.wraps(method)
-    def wrapper(self: LocalStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except OSError as exc:
-            # The client is told no server path; the log is.
-            raise Unavailable(
-                "store unavailable: the store directory cannot be used; retry later",
-                detail=f"directory {self.root}: {exc}",
-            ) from exc
-
-    return cast(F, wrapper)
 
 
 class LocalStore(LocalHousekeeping, Store):
@@ -106,12 +89,12 @@ class LocalStore(LocalHousekeeping, Store):
 
     # -- documents -----------------------------------------------------------------------
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def get(self, kind: str, doc_id: str) -> Document | None:
         check_id(kind, doc_id)
         return _read_doc(self._doc_path(kind, doc_id), f"{kind} {doc_id}")
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def list(self, kind: str) -> list[Document]:
         check_kind(kind)
         docs = []
@@ -121,7 +104,7 @@ class LocalStore(LocalHousekeeping, Store):
                 docs.append(doc)
         return docs
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def create(self, kind: str, doc_id: str, doc: Document) -> Document:
         check_id(kind, doc_id)
         body = encode_doc(doc)
@@ -133,7 +116,7 @@ class LocalStore(LocalHousekeeping, Store):
             write_atomic(path, body)
         return decode_doc(f"{kind} {doc_id}", body)
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def update(
         self, kind: str, doc_id: str, fn: Updater, fence: Fence | None = None
     ) -> Document | None:
@@ -153,7 +136,7 @@ class LocalStore(LocalHousekeeping, Store):
             write_atomic(path, body)
         return decode_doc(f"{kind} {doc_id}", body)
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def delete(self, kind: str, doc_id: str) -> bool:
         check_id(kind, doc_id)
         path = self._doc_path(kind, doc_id)
@@ -189,7 +172,7 @@ class LocalStore(LocalHousekeeping, Store):
 
     # -- blobs ---------------------------------------------------------------------------
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def put_blob(self, key: str, data: bytes, fence: Fence | None = None) -> BlobInfo:
         check_blob_key(key)
         chunks, info = split_chunks(bytes(data), self._chunk_bytes)
@@ -210,7 +193,7 @@ class LocalStore(LocalHousekeeping, Store):
             _remove_chunks(folder, keep=generation)
         return info
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def get_blob(self, key: str) -> bytes | None:
         check_blob_key(key)
 
@@ -222,13 +205,13 @@ class LocalStore(LocalHousekeeping, Store):
 
         return read_consistent(key, lambda: self._manifest_bytes(key), read_chunks)
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def blob_info(self, key: str) -> BlobInfo | None:
         check_blob_key(key)
         raw = self._manifest_bytes(key)
         return None if raw is None else decode_manifest(key, raw)[0]
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def delete_blob(self, key: str, fence: Fence | None = None) -> bool:
         check_blob_key(key)
         folder = self._blob_dir(key)
@@ -257,7 +240,7 @@ class LocalStore(LocalHousekeeping, Store):
 
     # -- event logs ----------------------------------------------------------------------
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def append_event(self, log_id: str, event: Document, fence: Fence | None = None) -> str:
         check_log_id(log_id)
         body = encode_doc(event)
@@ -272,7 +255,7 @@ class LocalStore(LocalHousekeeping, Store):
             self._appended.notify_all()
         return event_id
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def read_events(
         self, log_id: str, after: str | None = None, timeout: float = 0.0
     ) -> list[tuple[str, Document]]:
@@ -296,7 +279,7 @@ class LocalStore(LocalHousekeeping, Store):
             with self._appended:
                 self._appended.wait(min(remaining, _POLL_S))
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def delete_events(self, log_id: str) -> None:
         check_log_id(log_id)
         with self._locked(self._events_lock()):
@@ -310,7 +293,7 @@ class LocalStore(LocalHousekeeping, Store):
 
     # -- health --------------------------------------------------------------------------
 
-    @_os_errors_unavailable
+    @os_errors_unavailable
     def ping(self) -> None:
         if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
             raise Unavailable(

@@ -14,40 +14,28 @@ or log that was written again after the mark was checked.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from rnnlm.server.errors import DataLoss, Unavailable
+from rnnlm.server.errors import DataLoss
 from rnnlm.server.store.base import DOC_KINDS, Scan, check_id
 from rnnlm.server.store.codec import check_kind, check_log_id, decode_doc
-from rnnlm.server.store.files import read_or_none, unlink_durably, write_atomic
+from rnnlm.server.store.files import (
+    os_errors_unavailable,
+    read_or_none,
+    unlink_durably,
+    write_atomic,
+)
 from rnnlm.server.store.housekeeping import generation_time, manifest_generation, written_at
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MANIFEST = "manifest.json"
-
-
-def _unavailable(method: F) -> F:
-    """As ``local._os_errors_unavailable``: a file system error means the store is unusable."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except OSError as exc:
-            raise Unavailable(
-                "store unavailable: the store directory cannot be used; retry later",
-                detail=f"directory {self.root}: {exc}",
-            ) from exc
-
-    return cast(F, wrapper)
 
 
 class LocalHousekeeping:
@@ -58,7 +46,7 @@ class LocalHousekeeping:
     _log_path: Callable[[str], Path]
     _events_lock: Callable[[], Path]
 
-    @_unavailable
+    @os_errors_unavailable
     def scan(self, kind: str) -> Scan:
         check_kind(kind)
         docs, unreadable = {}, {}
@@ -72,7 +60,7 @@ class LocalHousekeeping:
                 unreadable[path.stem] = str(err)
         return Scan(docs, unreadable)
 
-    @_unavailable
+    @os_errors_unavailable
     def list_blobs(self, prefix: str = "") -> dict[str, float]:
         found = {}
         for folder in _children(self.root / "blobs"):
@@ -81,7 +69,7 @@ class LocalHousekeeping:
                 found[key] = written_at(key, raw)
         return found
 
-    @_unavailable
+    @os_errors_unavailable
     def list_event_logs(self) -> dict[str, float]:
         found = {}
         for path in (self.root / "events").glob("*.log"):
@@ -89,13 +77,13 @@ class LocalHousekeeping:
                 found[path.stem] = path.stat().st_mtime
         return found
 
-    @_unavailable
+    @os_errors_unavailable
     def expire_at(self, kind: str, doc_id: str, when: float) -> None:
         check_id(kind, doc_id)
         with self._locked(self._doc_lock(kind)):
             _write_mark(self._doc_mark(kind, doc_id), when)
 
-    @_unavailable
+    @os_errors_unavailable
     def expire_events_at(self, log_id: str, when: float | None) -> None:
         check_log_id(log_id)
         with self._locked(self._events_lock()):
@@ -105,7 +93,7 @@ class LocalHousekeeping:
             else:
                 _write_mark(mark, when)
 
-    @_unavailable
+    @os_errors_unavailable
     def collect_garbage(self, stray_before: float) -> list[str]:
         now = time.time()
         removed = []

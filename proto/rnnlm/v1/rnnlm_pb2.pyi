@@ -149,12 +149,14 @@ class DeleteCorpusRequest(_message.Message):
     def __init__(self, corpus_id: _Optional[str] = ...) -> None: ...
 
 class DeleteCorpusResponse(_message.Message):
-    __slots__ = ("corpus_id", "size_bytes")
+    __slots__ = ("corpus_id", "size_bytes", "damaged_record_removed")
     CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_RECORD_REMOVED_FIELD_NUMBER: _ClassVar[int]
     corpus_id: str
     size_bytes: int
-    def __init__(self, corpus_id: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    damaged_record_removed: bool
+    def __init__(self, corpus_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., damaged_record_removed: _Optional[bool] = ...) -> None: ...
 
 class CorpusSource(_message.Message):
     __slots__ = ("corpus_id", "server_path", "format", "csv_column", "paragraphs")
@@ -387,10 +389,12 @@ class DeleteTrainingJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class DeleteTrainingJobResponse(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "damaged_record_removed")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_RECORD_REMOVED_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    damaged_record_removed: bool
+    def __init__(self, job_id: _Optional[str] = ..., damaged_record_removed: _Optional[bool] = ...) -> None: ...
 
 class CancelTrainingJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -619,12 +623,14 @@ class DeleteModelRequest(_message.Message):
     def __init__(self, model_id: _Optional[str] = ...) -> None: ...
 
 class DeleteModelResponse(_message.Message):
-    __slots__ = ("model_id", "versions_deleted")
+    __slots__ = ("model_id", "versions_deleted", "damaged_record_removed")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_RECORD_REMOVED_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     versions_deleted: int
-    def __init__(self, model_id: _Optional[str] = ..., versions_deleted: _Optional[int] = ...) -> None: ...
+    damaged_record_removed: bool
+    def __init__(self, model_id: _Optional[str] = ..., versions_deleted: _Optional[int] = ..., damaged_record_removed: _Optional[bool] = ...) -> None: ...
 
 class AttachNgramModelRequest(_message.Message):
     __slots__ = ("model_id", "arpa_id", "neural_weight")
