@@ -21,6 +21,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import DataLoss, FailedPrecondition, NotFound, Unavailable
+from .job_states import (  # noqa: F401 (re-exported: the job modules import them from here)
+    ACTIVE,
+    CANCELLED,
+    COMPLETED,
+    EARLY_STOPPED,
+    FAILED,
+    FINAL,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+)
+from .listing import read_record
 from .store import JOB, Fence, StaleWrite
 
 if TYPE_CHECKING:
@@ -29,10 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rnnlm.server")
 
-QUEUED, RUNNING, COMPLETED, EARLY_STOPPED = "queued", "running", "completed", "early_stopped"
-CANCELLED, FAILED, INTERRUPTED = "cancelled", "failed", "interrupted"
-ACTIVE = (QUEUED, RUNNING)
-FINAL = (COMPLETED, EARLY_STOPPED, CANCELLED, FAILED, INTERRUPTED)
 LEASE_FIELD = "lease_generation"  # of the job record; records from before it count as 0
 # Set in a job record when its resumable checkpoint was removed: it can no longer resume.
 CHECKPOINT_REMOVED = "checkpoint_removed_at"
@@ -247,7 +255,6 @@ class LeaseKeeper:
             f"model {model_id!r} is being trained by job {owner!r}; wait for it to end "
             "or cancel it before training the model again"
         )
-        from .listing import read_record  # listing.py imports this module
 
         job = read_record(self.store, JOB, owner)
         state = self._reap_if_orphaned(job)["state"] if job is not None else None

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import DataLoss, quote
-from .leases import ACTIVE, FINAL
+from .job_states import ACTIVE, FINAL
 from .store import CORPUS, JOB, MODEL, Store
 
 log = logging.getLogger("rnnlm.server")
