@@ -22,6 +22,9 @@ from .metrics import Metrics
 DEADLINE, CANCELLED = "deadline", "cancelled"
 
 
+DEADLINE_SLACK_S = 0.25
+
+
 class CallWatch:
     """Called: True once the call is over for gRPC: its deadline passed or its client
     cancelled. Not earlier by our own clock: a server that answered at its own reading of
@@ -37,7 +40,10 @@ class CallWatch:
     def reason(self) -> str:
         """Why the client no longer waits (or would not, once the call is over)."""
         remaining = self._context.time_remaining()  # None: the call has no deadline
-        return DEADLINE if remaining is not None and remaining <= 0 else CANCELLED
+        # The client's clock starts before the request reaches us, so a client whose
+        # deadline passed cancels the call slightly before our copy of the deadline expires:
+        # a call that ends this close to its deadline ran out of time.
+        return DEADLINE if remaining is not None and remaining <= DEADLINE_SLACK_S else CANCELLED
 
 
 @contextlib.contextmanager
