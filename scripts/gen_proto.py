@@ -1,11 +1,13 @@
-"""Regenerate the Python gRPC stubs (with .pyi) from proto/, or check that they are current.
+"""Regenerate the Python gRPC stubs (with typed .pyi) from proto/, or check they are current.
 
     python scripts/gen_proto.py          # rewrite proto/rnnlm/v1/*_pb2*.py{,i}
     python scripts/gen_proto.py --check  # exit 1 if the committed stubs are stale
 
 The stubs are committed next to the .proto files (package ``rnnlm.v1``) so that a client
 install needs no code generator; the pinned grpcio-tools of the ``dev`` extra makes the
-output reproducible, and the test suite runs ``--check``.
+output reproducible, and the test suite runs ``--check``. The ``.pyi`` files come from
+mypy-protobuf (pinned in ``dev`` too), for the messages *and* the service module, so that a
+type checker and an editor know every field, stub method and servicer signature.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "proto"
-GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+
+
+def _plugin(name: str) -> str:
+    """mypy-protobuf's protoc plugins, installed next to this interpreter."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise SystemExit(f"{name} not found next to {sys.executable}: install rnnlm[dev]")
+    return f"--plugin={name}={path}"
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -32,8 +42,11 @@ def generate(out_dir: Path) -> list[Path]:
         f"-I{PROTO_ROOT}",
         f"-I{include}",
         f"--python_out={out_dir}",
-        f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
+        _plugin("protoc-gen-mypy"),
+        _plugin("protoc-gen-mypy_grpc"),
+        f"--mypy_out={out_dir}",
+        f"--mypy_grpc_out={out_dir}",
         *protos,
     ]
     if protoc.main(args) != 0:

@@ -10,7 +10,7 @@
 ``rnnlm serve`` (or ``python -m rnnlm.server``) runs it from the command line.
 """
 
-from .app import RnnlmServer, main
-from .config import ServerConfig
+from rnnlm.server.app import RnnlmServer, main
+from rnnlm.server.config import ServerConfig
 
 __all__ = ["RnnlmServer", "ServerConfig", "main"]

@@ -24,20 +24,19 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from rnnlm.server.cache import ModelCache
+from rnnlm.server.config import ServerConfig
+from rnnlm.server.corpora import CorpusRegistry
+from rnnlm.server.errors import StoreMisconfigured, Unavailable
+from rnnlm.server.interceptors import ServiceInterceptor
+from rnnlm.server.jobs import JobManager
+from rnnlm.server.metrics import Metrics
+from rnnlm.server.models import ModelRegistry
+from rnnlm.server.security import ApiKeyCheck, server_credentials
+from rnnlm.server.servicer import LanguageModelServicer, add_to_server
+from rnnlm.server.store import open_store
+from rnnlm.server.sweeper import RetentionPolicy, Sweeper
 from rnnlm.v1 import rnnlm_pb2
-
-from .cache import ModelCache
-from .config import ServerConfig
-from .corpora import CorpusRegistry
-from .errors import StoreMisconfigured, Unavailable
-from .interceptors import ServiceInterceptor
-from .jobs import JobManager
-from .metrics import Metrics
-from .models import ModelRegistry
-from .security import ApiKeyCheck, server_credentials
-from .servicer import LanguageModelServicer, add_to_server
-from .store import open_store
-from .sweeper import RetentionPolicy, Sweeper
 
 log = logging.getLogger("rnnlm.server")
 

@@ -21,11 +21,10 @@ import numpy as np
 from rnnlm.model import LanguageModel, SentenceScore
 from rnnlm.model.checkpoint import CheckpointError
 from rnnlm.model.stopping import ShouldStop
-
-from .batcher import DynamicBatcher
-from .errors import DataLoss, FailedPrecondition, NotFound, Unavailable
-from .metrics import Metrics
-from .models import ModelRegistry, checkpoint_key
+from rnnlm.server.batcher import DynamicBatcher
+from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound, Unavailable
+from rnnlm.server.metrics import Metrics
+from rnnlm.server.models import ModelRegistry, checkpoint_key
 
 log = logging.getLogger("rnnlm.server")
 

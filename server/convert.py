@@ -13,9 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from rnnlm.model import ModelConfig, SentenceScore, TrainConfig
 from rnnlm.model.generation import FINISH_END, FINISH_LENGTH, GenerationEvent
+from rnnlm.server.errors import ResourceExhausted
 from rnnlm.v1 import rnnlm_pb2 as pb
-
-from .errors import ResourceExhausted
 
 ZERO_DISABLES = ("clip", "bptt_truncate", "patience")
 JOB_STATES = {

@@ -18,8 +18,7 @@ from typing import Any
 from rnnlm.model import Corpus
 from rnnlm.model.corpus import MissingColumn
 from rnnlm.model.ngram import NgramModel
-
-from .errors import (
+from rnnlm.server.errors import (
     DataLoss,
     FailedPrecondition,
     InvalidArgument,
@@ -28,10 +27,10 @@ from .errors import (
     ResourceExhausted,
     quote,
 )
-from .ids import check_corpus_id
-from .leases import ACTIVE
-from .listing import Listing, read_record, readable_records
-from .store import CORPUS, JOB, Store
+from rnnlm.server.ids import check_corpus_id
+from rnnlm.server.job_states import ACTIVE
+from rnnlm.server.listing import Listing, read_record, readable_records
+from rnnlm.server.store import CORPUS, JOB, Store
 
 log = logging.getLogger("rnnlm.server")
 

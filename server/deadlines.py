@@ -15,9 +15,8 @@ from collections.abc import Iterator
 import grpc
 
 from rnnlm.model.stopping import Stopped
-
-from .errors import Cancelled
-from .metrics import Metrics
+from rnnlm.server.errors import Cancelled
+from rnnlm.server.metrics import Metrics
 
 DEADLINE, CANCELLED = "deadline", "cancelled"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidArgument, quote
+from rnnlm.server.errors import InvalidArgument, quote
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}"
 # Model ids name store keys and directories: short, and never "..".

@@ -28,11 +28,10 @@ import grpc
 
 from rnnlm.model.checkpoint import CheckpointError
 from rnnlm.model.interpolation import NoNgramPart
-
-from . import errors
-from .errors import cap
-from .metrics import Metrics
-from .security import ApiKeyCheck
+from rnnlm.server import errors
+from rnnlm.server.errors import cap
+from rnnlm.server.metrics import Metrics
+from rnnlm.server.security import ApiKeyCheck
 
 log = logging.getLogger("rnnlm.server")
 

@@ -22,24 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from rnnlm.model import Corpus, LanguageModel, ModelConfig, ProgressEvent, TrainConfig, train
 from rnnlm.model.ngram import NgramModel
-
-from .errors import FailedPrecondition, ServiceError, Unavailable, cap
-from .leases import (
-    CANCELLED,
-    FAILED,
-    INTERRUPTED,
-    RUNNING,
-    LocalJob,
-    retry_until,
-    skip_if_unavailable,
-)
-from .store import JOB, Fence, StaleWrite
+from rnnlm.server.errors import FailedPrecondition, ServiceError, Unavailable, cap
+from rnnlm.server.job_states import CANCELLED, FAILED, INTERRUPTED, RUNNING
+from rnnlm.server.leases import LocalJob, retry_until, skip_if_unavailable
+from rnnlm.server.store import JOB, Fence, StaleWrite
 
 if TYPE_CHECKING:
-    from .corpora import CorpusRegistry
-    from .metrics import Metrics
-    from .models import ModelRegistry
-    from .store import Store
+    from rnnlm.server.corpora import CorpusRegistry
+    from rnnlm.server.metrics import Metrics
+    from rnnlm.server.models import ModelRegistry
+    from rnnlm.server.store import Store
 
 log = logging.getLogger("rnnlm.server")
 

@@ -24,9 +24,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rnnlm.model import ModelConfig, TrainConfig
-
-from .corpora import CorpusRegistry
-from .errors import (
+from rnnlm.server.corpora import CorpusRegistry
+from rnnlm.server.errors import (
     DataLoss,
     FailedPrecondition,
     InvalidArgument,
@@ -35,29 +34,21 @@ from .errors import (
     Unavailable,
     quote,
 )
-from .ids import check_job_id, check_model_id, check_request_id
-from .job_thread import JobRunner
-from .leases import (
-    ACTIVE,
-    CANCELLED,
-    FINAL,
-    INTERRUPTED,
-    LEASE_FIELD,
-    QUEUED,
-    LeaseKeeper,
-    LocalJob,
-)
-from .listing import Listing, read_record, readable_records
-from .metrics import Metrics
-from .models import ModelRegistry, estimate_parameters
-from .retention import (
+from rnnlm.server.ids import check_job_id, check_model_id, check_request_id
+from rnnlm.server.job_states import ACTIVE, CANCELLED, FINAL, INTERRUPTED, QUEUED
+from rnnlm.server.job_thread import JobRunner
+from rnnlm.server.leases import LEASE_FIELD, LeaseKeeper, LocalJob
+from rnnlm.server.listing import Listing, read_record, readable_records
+from rnnlm.server.metrics import Metrics
+from rnnlm.server.models import ModelRegistry, estimate_parameters
+from rnnlm.server.retention import (
     CHECKPOINT_REMOVED,
     check_resumable_checkpoint,
     delete_job,
     delete_jobs_of_model,
     forget_request_id,
 )
-from .store import CORPUS, JOB, TRAIN_REQUEST, Store
+from rnnlm.server.store import CORPUS, JOB, TRAIN_REQUEST, Store
 
 log = logging.getLogger("rnnlm.server")
 

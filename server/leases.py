@@ -20,24 +20,18 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataLoss, FailedPrecondition, NotFound, Unavailable
-from .job_states import (  # noqa: F401 (re-exported: the job modules import them from here)
+from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound, Unavailable
+from rnnlm.server.job_states import (
     ACTIVE,
-    CANCELLED,
-    COMPLETED,
-    EARLY_STOPPED,
-    FAILED,
-    FINAL,
     INTERRUPTED,
-    QUEUED,
     RUNNING,
 )
-from .listing import read_record
-from .store import JOB, Fence, StaleWrite
+from rnnlm.server.listing import read_record
+from rnnlm.server.store import JOB, Fence, StaleWrite
 
 if TYPE_CHECKING:
-    from .models import ModelRegistry
-    from .store import Store
+    from rnnlm.server.models import ModelRegistry
+    from rnnlm.server.store import Store
 
 log = logging.getLogger("rnnlm.server")
 

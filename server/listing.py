@@ -10,9 +10,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import DataLoss, quote
-from .job_states import ACTIVE, FINAL
-from .store import CORPUS, JOB, MODEL, Store
+from rnnlm.server.errors import DataLoss, quote
+from rnnlm.server.job_states import ACTIVE, FINAL
+from rnnlm.server.store import CORPUS, JOB, MODEL, Store
 
 log = logging.getLogger("rnnlm.server")
 

@@ -15,11 +15,10 @@ from typing import Any
 
 from rnnlm.model import LanguageModel, ModelConfig
 from rnnlm.model.ngram import NgramModel
-
-from .errors import DataLoss, FailedPrecondition, NotFound
-from .ids import check_model_id  # also imported from here by the servicer
-from .listing import Listing, read_record, readable_records, shape_problem
-from .store import MODEL, Fence, StaleWrite, Store
+from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound
+from rnnlm.server.ids import check_model_id  # also imported from here by the servicer
+from rnnlm.server.listing import Listing, read_record, readable_records, shape_problem
+from rnnlm.server.store import MODEL, Fence, StaleWrite, Store
 
 log = logging.getLogger("rnnlm.server")
 

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
-from .errors import DataLoss, FailedPrecondition, NotFound
-from .job_thread import job_checkpoint_key
-from .leases import ACTIVE, CANCELLED, CHECKPOINT_REMOVED, INTERRUPTED
-from .listing import readable_records, shape_problem
-from .store import JOB, TRAIN_REQUEST, Store
+from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound
+from rnnlm.server.job_states import ACTIVE, CANCELLED, INTERRUPTED
+from rnnlm.server.job_thread import job_checkpoint_key
+from rnnlm.server.leases import CHECKPOINT_REMOVED
+from rnnlm.server.listing import readable_records, shape_problem
+from rnnlm.server.store import JOB, TRAIN_REQUEST, Store
 
 log = logging.getLogger("rnnlm.server")
 

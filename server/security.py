@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from .errors import Unauthenticated
+from rnnlm.server.errors import Unauthenticated
 
 API_KEY_HEADER = "x-api-key"
 # The calls that only read. Every other call of the service writes to the store or starts

@@ -18,18 +18,23 @@ from rnnlm.model.interpolation import check_neural_weight
 from rnnlm.model.scoring import length_normalized, sentence_words
 from rnnlm.model.text import detokenize
 from rnnlm.model.vocab import SENTENCE_END
+from rnnlm.server import convert
+from rnnlm.server.cache import ModelCache
+from rnnlm.server.config import ServerConfig
+from rnnlm.server.corpora import CorpusRegistry
+from rnnlm.server.deadlines import CallWatch, abandoning
+from rnnlm.server.errors import (
+    Cancelled,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+from rnnlm.server.jobs import JobManager
+from rnnlm.server.metrics import Metrics
+from rnnlm.server.models import ModelRegistry, check_model_id
 from rnnlm.v1 import rnnlm_pb2 as pb
 from rnnlm.v1 import rnnlm_pb2_grpc
-
-from . import convert
-from .cache import ModelCache
-from .config import ServerConfig
-from .corpora import CorpusRegistry
-from .deadlines import CallWatch, abandoning
-from .errors import Cancelled, FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
-from .jobs import JobManager
-from .metrics import Metrics
-from .models import ModelRegistry, check_model_id
 
 ARPA_CHUNK_BYTES = 1 << 20
 

@@ -32,17 +32,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ServiceError
-from .ids import ID, matches
-from .job_thread import job_checkpoint_key
-from .leases import ACTIVE, COMPLETED, EARLY_STOPPED, FAILED, FINAL
-from .retention import (
+from rnnlm.server.errors import ServiceError
+from rnnlm.server.ids import ID, matches
+from rnnlm.server.job_states import ACTIVE, COMPLETED, EARLY_STOPPED, FAILED, FINAL
+from rnnlm.server.job_thread import job_checkpoint_key
+from rnnlm.server.retention import (
     CHECKPOINT_REMOVED,
     RESUMABLE,
     delete_job,
     remove_resumable_checkpoint,
 )
-from .store import CORPUS, JOB, MODEL, TRAIN_REQUEST, Store
+from rnnlm.server.store import CORPUS, JOB, MODEL, TRAIN_REQUEST, Store
 
 log = logging.getLogger("rnnlm.server")
 
