@@ -217,7 +217,7 @@ def in_process(store_dir: str, sentences: list[str], seconds: float) -> list[dic
     from rnnlm.server.store import open_store
 
     store = open_store(None, store_dir)
-    version = ModelRegistry(store).get(MODEL_ID)["current_version"]
+    version = ModelRegistry(store).get(MODEL_ID).current_version
     lm = LanguageModel.from_bytes(store.get_blob(checkpoint_key(MODEL_ID, version)), device="cpu")
     store.close()
     rows = []

@@ -1,5 +1,5 @@
-"""What the sync and asyncio clients share: protobuf requests built from Python arguments,
-the corpus upload plan and the channel settings. The clients only add the call mechanics.
+"""Protobuf requests built from Python arguments, the corpus upload plan and the channel
+settings: the helpers of ``ClientCore`` (``_core``) and the CLI.
 """
 
 from __future__ import annotations
@@ -8,23 +8,20 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from rnnlm.client._files import (  # noqa: F401 (re-exported for the clients)
-    DownloadSink,
-    MiB,
-    UploadPlan,
-    plan_upload,
-)
 from rnnlm.client.types import Corpus, GeneratedSentence, GeneratedToken, enum_prefix
 from rnnlm.v1 import rnnlm_pb2 as pb
 
+if TYPE_CHECKING:  # in the stubs only
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+V = TypeVar("V", bound=int)
+
 DEFAULT_TARGET = "localhost:50051"
 API_KEY_HEADER = "x-api-key"
-#: Passed as a call's timeout: use the client's ``timeout`` (``None`` means no deadline).
-CLIENT_TIMEOUT: Any = object()
 
 # Train(**options): every field of ModelConfig and TrainingOptions, read from the descriptors
 # so that a field added to the proto is accepted without touching the client.
@@ -84,24 +81,7 @@ def channel_security(tls: bool | TLS, credentials: Any, options: list) -> tuple[
     return settings.credentials(), options
 
 
-def health_request(service: str) -> Any:
-    from grpc_health.v1 import health_pb2
-
-    return health_pb2.HealthCheckRequest(service=service)
-
-
-def health_status(response: Any) -> str:
-    """``SERVING``, ``NOT_SERVING``, ... from a health check reply."""
-    from grpc_health.v1 import health_pb2
-
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-
-
-def call_metadata(api_key: str | None) -> tuple[tuple[str, str], ...] | None:
-    return ((API_KEY_HEADER, api_key),) if api_key else None
-
-
-def enum_value(enum_type: Any, name: str, what: str) -> int:
+def enum_value(enum_type: _EnumTypeWrapper[V], name: str, what: str) -> V:
     """A lowercase word ("csv", "blank-line", "beam") to its enum value; ValueError lists
     the words allowed."""
     prefix = enum_prefix(enum_type)
@@ -128,6 +108,7 @@ def split_options(options: Mapping[str, Any]) -> tuple[pb.ModelConfig, pb.Traini
     """
     model, training = pb.ModelConfig(), pb.TrainingOptions()
     for name, value in options.items():
+        target: pb.ModelConfig | pb.TrainingOptions
         if name in MODEL_OPTIONS:
             target = model
         elif name in TRAINING_OPTIONS:
@@ -310,37 +291,16 @@ def score_request(
 
 
 def generate_request(
-    model_id: str,
-    prompt: str | Sequence[str] | None,
-    *,
-    num_sentences: int,
-    min_tokens: int,
-    max_tokens: int,
-    temperature: float | None,
-    top_k: int,
-    top_p: float | None,
-    seed: int | None,
-    method: str | None,
-    beam_width: int,
+    model_id: str, prompt: str | Sequence[str] | None, *, method: str | None, **fields: Any
 ) -> pb.GenerateRequest:
-    """0 for the int fields and None for the optional ones mean "the server's default"."""
-    request = pb.GenerateRequest(
-        model_id=model_id,
-        num_sentences=num_sentences,
-        min_tokens=min_tokens,
-        max_tokens=max_tokens,
-        top_k=top_k,
-        beam_width=beam_width,
-    )
+    """``fields`` as GenerateRequest names them; 0 and None mean "the server's default"."""
+    request = pb.GenerateRequest(model_id=model_id, **fields)  # None leaves a field unset
     if method is not None:
         request.method = enum_value(pb.DecodingMethod, method, "method")
     if isinstance(prompt, str):
         request.prompt_text = prompt
     elif prompt is not None:
         request.prompt_words.CopyFrom(_words(prompt, "prompt"))
-    for name, value in (("temperature", temperature), ("top_p", top_p), ("seed", seed)):
-        if value is not None:
-            setattr(request, name, value)
     return request
 
 

@@ -17,8 +17,8 @@ MiB = 1 << 20
 
 @dataclass(frozen=True)
 class UploadPlan:
-    """A corpus to upload: the header (size and sha256 known up front) and a way to produce
-    the request stream again for each attempt, so that UploadCorpus can be retried."""
+    """A corpus to upload: the header (size and sha256 known up front) and the request
+    stream, read from the file (or bytes) as it is sent."""
 
     header: pb.CorpusHeader
     data: bytes | None
@@ -100,6 +100,7 @@ class DownloadSink:
             return
         self._file.close()
         if exc_type is None:
+            assert self._path is not None  # set with _partial
             os.replace(self._partial, self._path)
         else:
             self._partial.unlink(missing_ok=True)

@@ -167,7 +167,7 @@ def scores_table(
     out = []
     for r, s in enumerate(scores, 1):
         text = sentences[s.index] if 0 <= s.index < len(sentences) else " ".join(s.words)
-        row = [r, s.index] if ranked else [s.index]
+        row: list[object] = [r, s.index] if ranked else [s.index]
         row.append(f"{s.log10prob:.3f}")
         row += [f"{s.rank_score:.4f}"] if rank_score else []
         out.append([*row, f"{s.perplexity:.1f}", len(s.unknown_words), text])

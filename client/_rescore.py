@@ -9,7 +9,7 @@ import asyncio
 import io
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
@@ -196,7 +196,7 @@ def _batches(entries: Iterable[NBestEntry], limit: int) -> Iterator[Batch]:
         yield batch
 
 
-def rescore_sync(plan: RescorePlan, nbest: Any, call: Call) -> Iterator[Rescored]:
+def rescore_sync(plan: RescorePlan, nbest: Any, call: Call) -> Generator[Rescored, None, None]:
     """Rescore with ``call`` (a blocking ScoreSentence) from up to ``plan.max_in_flight``
     threads, yielding in input order (each group re-ranked when a weight is set)."""
     regroup = Regrouper(plan.weight is not None)
@@ -215,7 +215,9 @@ def rescore_sync(plan: RescorePlan, nbest: Any, call: Call) -> Iterator[Rescored
     yield from regroup.flush()
 
 
-async def rescore_async(plan: RescorePlan, nbest: Any, call: AsyncCall) -> AsyncIterator[Rescored]:
+async def rescore_async(
+    plan: RescorePlan, nbest: Any, call: AsyncCall
+) -> AsyncGenerator[Rescored, None]:
     """The asyncio twin of :func:`rescore_sync`: up to ``plan.max_in_flight`` tasks."""
     regroup = Regrouper(plan.weight is not None)
     pending: deque[asyncio.Future[list[Rescored]]] = deque()

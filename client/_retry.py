@@ -1,29 +1,56 @@
-"""The retry policy both clients share: exponential backoff with jitter, on UNAVAILABLE.
+"""Retries: gRPC's own for every call that is safe to repeat, ours only to resume a watch.
 
 UNAVAILABLE means the call did not reach a working server (connection refused, server
 shutting down, store down), so repeating it is safe when the call is idempotent. A unary
-call is also retried on CANCELLED: the clients never cancel one themselves, so it was cut
+call is also repeated on CANCELLED: the clients never cancel one themselves, so it was cut
 off by the server's side, which gRPC does to a call that arrives at the instant a server
-stops listening. Every other status is an answer and is never retried. Streams are retried
-while they have yielded nothing yet, or at any point when ``resume`` rebuilds the request to
-continue after the last message (WatchTrainingJob with ``after_event_id``).
+stops listening. Every other status is an answer and is never retried.
+
+gRPC repeats a call by the channel's service config (``retryPolicy``) until the response
+has begun; it caps the attempts at 5 and replays a client stream (UploadCorpus) from a
+buffer, so an upload larger than ``RETRY_BUFFER_BYTES`` is repeated only while what it sent
+still fits. WatchTrainingJob is left to :class:`Resumption`: it reopens the stream at any
+point, asking for the events after the last one received.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import random
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
+from rnnlm.client._calls import ServerStream
+from rnnlm.client.errors import from_rpc_error
+
 T = TypeVar("T")
 
-STREAM_RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
-UNARY_RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+SERVICE = "rnnlm.v1.LanguageModelService"
+#: gRPC's ceiling on the attempts of one call; more are treated as this many.
+MAX_ATTEMPTS = 5
+#: A client stream is repeatable while what it sent fits in this (gRPC's default: 256 KiB).
+RETRY_BUFFER_BYTES = 16 << 20
+#: Repeated on UNAVAILABLE or CANCELLED: reads and cancel by nature, Train through its
+#: request_id, UploadCorpus because corpora are content addressed. Not the deletes, Resume
+#: or AttachNgramModel: a repeat after a lost reply would fail on, or redo, the first effect.
+UNARY_RETRIED = (
+    "UploadCorpus",
+    "ListCorpora",
+    "Train",
+    "GetTrainingJob",
+    "ListTrainingJobs",
+    "CancelTrainingJob",
+    "ScoreSentence",
+    "ListModels",
+    "GetModel",
+)
+#: Server streams repeated on UNAVAILABLE while they have received nothing: once a message
+#: has arrived, a repeat would show the caller tokens (or bytes) twice.
+STREAMS_RETRIED = ("Generate", "ExportArpa")
 
 
 @dataclass(frozen=True)
@@ -40,105 +67,82 @@ class RetryPolicy:
         ceiling = min(self.max_backoff, self.backoff * 2**attempt)
         return ceiling / 2 + ceiling / 2 * rng()
 
-    def should_retry(
-        self, err: grpc.RpcError, attempt: int, codes: tuple = STREAM_RETRY_CODES
-    ) -> bool:
-        """Retry ``err`` after ``attempt`` failed retries? One of ``codes``, within budget."""
-        code = getattr(err, "code", None)
-        return attempt < self.retries and callable(code) and code() in codes
+    def channel_options(self) -> list[tuple[str, Any]]:
+        """The channel options that make gRPC retry as this policy says."""
+        return [
+            ("grpc.enable_retries", 1),
+            ("grpc.per_rpc_retry_buffer_size", RETRY_BUFFER_BYTES),
+            ("grpc.service_config", json.dumps(self.service_config())),
+        ]
+
+    def service_config(self) -> dict[str, Any]:
+        """A gRPC service config with a ``retryPolicy`` for each method safe to repeat
+        (none when ``retries`` is 0: gRPC wants at least 2 attempts in a policy)."""
+        if self.retries < 1:
+            return {"methodConfig": []}
+
+        def config(methods: tuple[str, ...], codes: list[str]) -> dict[str, Any]:
+            policy = {
+                "maxAttempts": min(self.retries + 1, MAX_ATTEMPTS),
+                "initialBackoff": _duration(self.backoff),
+                "maxBackoff": _duration(max(self.max_backoff, self.backoff)),
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": codes,
+            }
+            names = [{"service": SERVICE, "method": m} for m in methods]
+            return {"name": names, "retryPolicy": policy}
+
+        return {
+            "methodConfig": [
+                config(UNARY_RETRIED, ["UNAVAILABLE", "CANCELLED"]),
+                config(STREAMS_RETRIED, ["UNAVAILABLE"]),
+            ]
+        }
 
 
-def call_with_retry(
-    fn: Callable[[], T],
-    policy: RetryPolicy,
-    *,
-    idempotent: bool,
-    sleep: Callable[[float], Any] = time.sleep,
-) -> T:
-    """``fn()``, repeated on UNAVAILABLE or CANCELLED when ``idempotent``; other errors
-    propagate at once."""
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except grpc.RpcError as err:
-            if not idempotent or not policy.should_retry(err, attempt, UNARY_RETRY_CODES):
-                raise
-        sleep(policy.delay(attempt))
-        attempt += 1
+def _duration(seconds: float) -> str:
+    """A protobuf JSON Duration; gRPC wants a positive backoff."""
+    return f"{max(seconds, 1e-3):.3f}s"
 
 
-async def acall_with_retry(
-    fn: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    *,
-    idempotent: bool,
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-) -> T:
-    """The asyncio twin of :func:`call_with_retry`."""
-    attempt = 0
-    while True:
-        try:
-            return await fn()
-        except grpc.RpcError as err:
-            if not idempotent or not policy.should_retry(err, attempt, UNARY_RETRY_CODES):
-                raise
-        await sleep(policy.delay(attempt))
-        attempt += 1
-
-
-def stream_with_retry(
-    open_stream: Callable[[Any], Any],
-    policy: RetryPolicy,
-    *,
-    resumable: bool,
-    sleep: Callable[[float], Any] = time.sleep,
-) -> Iterator[Any]:
-    """Yield a server stream's messages, reopening it on UNAVAILABLE.
-
-    ``open_stream(last)`` starts the call; ``last`` is the last message received (``None``
-    before the first). Without ``resumable`` a stream that has yielded is never reopened,
-    since the caller would see messages twice. The call is cancelled in ``finally``, so
-    closing this iterator early (``break``, garbage collection) stops the server's work.
+class Resumption(Generic[T]):
+    """The attempts of one server stream (the clients' ``_server_stream`` loops over them).
+    A resumable stream (WatchTrainingJob) is reopened after UNAVAILABLE, asking for what
+    comes after the last message received; progress resets the retry budget. Any other
+    stream ends at its first error (gRPC has already repeated it while that was safe). A
+    failure that ends the stream is raised as the matching ``RnnlmError``; the call is
+    cancelled on the way out, so closing the iterator early stops the server's work.
     """
-    attempt, last, received = 0, None, False
-    while True:
-        call = open_stream(last)
+
+    def __init__(self, source: ServerStream[T], policy: RetryPolicy) -> None:
+        self.source, self.policy = source, policy
+        self.pending, self.delay = True, 0.0
+        self._failures, self._last = 0, None
+
+    @contextmanager
+    def attempt(self, rpc: Callable[..., Any], metadata: Any) -> Iterator[Any]:
+        """Open the call (``rpc`` is the stub's method) for the ``with`` block to read."""
+        source = self.source
+        call = rpc(source.request(self._last), timeout=source.timeout, metadata=metadata)
         try:
-            for msg in call:
-                last, received, attempt = msg, True, 0  # progress resets the retry budget
-                yield msg
-            return
+            yield call
+            self.pending = False
         except grpc.RpcError as err:
-            if (received and not resumable) or not policy.should_retry(err, attempt):
-                raise
+            if not self._retry(err):
+                raise from_rpc_error(err, source.method) from err
         finally:
             call.cancel()
-        sleep(policy.delay(attempt))
-        attempt += 1
 
+    def received(self, msg: Any) -> T:
+        self._last, self._failures = msg, 0
+        return self.source.convert(msg)
 
-async def astream_with_retry(
-    open_stream: Callable[[Any], Any],
-    policy: RetryPolicy,
-    *,
-    resumable: bool,
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-) -> AsyncIterator[Any]:
-    """The asyncio twin of :func:`stream_with_retry` (``open_stream`` returns a grpc.aio
-    call, which is an async iterator of messages)."""
-    attempt, last, received = 0, None, False
-    while True:
-        call = open_stream(last)
-        try:
-            async for msg in call:
-                last, received, attempt = msg, True, 0
-                yield msg
-            return
-        except grpc.RpcError as err:
-            if (received and not resumable) or not policy.should_retry(err, attempt):
-                raise
-        finally:
-            call.cancel()
-        await sleep(policy.delay(attempt))
-        attempt += 1
+    def _retry(self, err: grpc.RpcError) -> bool:
+        code = err.code() if callable(getattr(err, "code", None)) else None
+        if not self.source.resumable or code != grpc.StatusCode.UNAVAILABLE:
+            return False
+        if self._failures >= self.policy.retries:
+            return False
+        self.delay = self.policy.delay(self._failures)
+        self._failures += 1
+        return True

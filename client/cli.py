@@ -52,6 +52,11 @@ TRAIN_FLAGS = {
 }
 
 
+# Options of generate_stream, each a flag of its own (dest: the parameter's name).
+GENERATE_FLAGS = ["num_sentences", "min_tokens", "max_tokens", "temperature", "top_k", "top_p"]
+GENERATE_FLAGS += ["seed", "method", "beam_width"]
+
+
 # -- commands: each takes the parsed arguments and a client, and returns the exit code ---
 
 
@@ -66,16 +71,8 @@ def cmd_train(args: argparse.Namespace, client: LMClient) -> int:
         source = sys.stdin.buffer.read() if stdin else args.corpus_file
         corpus = client.upload_corpus(source, filename="stdin.txt" if stdin else None)
         eprint(f"uploaded {corpus.filename} ({corpus.size_bytes:,} bytes): {corpus.corpus_id}")
-    job = client.train(
-        args.model,
-        corpus,
-        server_path=args.server_path,
-        format=args.format,
-        csv_column=args.csv_column,
-        paragraphs=args.paragraphs,
-        arpa=args.arpa,
-        **options,
-    )
+    source = {k: getattr(args, k) for k in ("server_path", "format", "csv_column", "paragraphs")}
+    job = client.train(args.model, corpus, arpa=args.arpa, **source, **options)
     for warning in job.warnings if args.detach else ():  # watching shows them at the end
         eprint(f"warning: {warning}")
     print(job.job_id, flush=True)  # on stdout, for scripts: JOB=$(rnnlm train --detach ...)
@@ -135,17 +132,7 @@ def cmd_resume(args: argparse.Namespace, client: LMClient) -> int:
 
 
 def cmd_generate(args: argparse.Namespace, client: LMClient) -> int:
-    params = {
-        "num_sentences": args.n,
-        "min_tokens": args.min_tokens,
-        "max_tokens": args.max_tokens,
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "seed": args.seed,
-        "method": args.method,
-        "beam_width": args.beam_width,
-    }
+    params = {name: getattr(args, name) for name in GENERATE_FLAGS}
     if args.json:
         for s in client.generate(args.model, args.prompt, **params):
             print(out.to_json(s, logprob=s.logprob), flush=True)
@@ -326,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("generate", cmd_generate, "generate sentences, printed as they stream")
     p.add_argument("model")
     p.add_argument("--prompt", help="words the sentences start with")
-    p.add_argument("-n", type=int, default=1, help="sentences (default 1)")
+    p.add_argument(
+        "-n", dest="num_sentences", metavar="N", type=int, default=1, help="sentences (default 1)"
+    )
     p.add_argument("--max-tokens", type=int, default=0, help="words per sentence at most")
     p.add_argument("--min-tokens", type=int, default=0, help="words before the end may come")
     p.add_argument("--temperature", type=float)

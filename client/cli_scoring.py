@@ -155,7 +155,7 @@ def cmd_score(args: argparse.Namespace, client: LMClient) -> int:
     result = client.score(
         args.model, sentences, rank=ranked, omit_tokens=not args.tokens, **score_options(args)
     )
-    scorer = {"scorer": result.scorer} if result.scorer else {}
+    scorer: dict[str, Any] = {"scorer": result.scorer} if result.scorer else {}
     if result.neural_weight is not None:
         scorer["neural_weight"] = result.neural_weight
     if args.json:

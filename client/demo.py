@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, closing
+from typing import Any
 
 from rnnlm.client._output import SentencePrinter, follow_job, models_table, scores_table
 from rnnlm.client.sync import LMClient
@@ -73,7 +74,7 @@ def tour(client: LMClient, corpus: str | None, epochs: int) -> int:
     print(f"{uploaded.filename}: {uploaded.size_bytes:,} bytes, corpus id {uploaded.corpus_id}")
 
     section(f"3. Training a small GRU for {epochs} epoch{'' if epochs == 1 else 's'}")
-    settings = {**DEMO_MODEL, **DEMO_TRAINING, "epochs": epochs}
+    settings: dict[str, Any] = {**DEMO_MODEL, **DEMO_TRAINING, "epochs": epochs}
     print(", ".join(f"{k}={v}" for k, v in settings.items()))
     job = client.train(MODEL_ID, uploaded, **settings)
     print(f"job {job.job_id} started; its progress events:", flush=True)

@@ -155,7 +155,7 @@ def read_nbest(
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
-    lines = _split(source) if isinstance(source, str) else iter(source)
+    lines: Iterator[str | bytes] = _split(source) if isinstance(source, str) else iter(source)
     return _entries(_decoded(lines), format)
 
 
@@ -194,13 +194,15 @@ def _split(text: str) -> Iterator[str]:
 
 def _decoded(lines: Iterator[str | bytes]) -> Iterator[tuple[int, str]]:
     for line_no, line in enumerate(lines, 1):
-        if isinstance(line, (bytes, bytearray)):
-            try:
-                line = line.decode("utf-8")
-            except UnicodeDecodeError as err:
-                shown = line.decode("utf-8", "replace")
-                raise NBestFormatError(line_no, shown, f"not UTF-8 ({err.reason})") from None
-        yield line_no, line
+        yield line_no, line if isinstance(line, str) else _utf8(line, line_no)
+
+
+def _utf8(line: bytes, line_no: int) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        shown = line.decode("utf-8", "replace")
+        raise NBestFormatError(line_no, shown, f"not UTF-8 ({err.reason})") from None
 
 
 def _entries(lines: Iterator[tuple[int, str]], format: str) -> Iterator[NBestEntry]:

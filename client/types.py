@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -130,22 +131,21 @@ class TrainingEvent:
 
     @classmethod
     def from_pb(cls, msg: pb.TrainingEvent) -> TrainingEvent:
-        base = {"event_id": msg.event_id, "time": _time(msg.time)}
+        event = partial(cls, msg.event_id, _time(msg.time))
         which = msg.WhichOneof("event")
         if which == "progress":
-            return cls(kind="progress", progress=TrainingProgress.from_pb(msg.progress), **base)
+            return event("progress", progress=TrainingProgress.from_pb(msg.progress))
         if which == "checkpoint_step":
-            return cls(kind="checkpoint", checkpoint_step=msg.checkpoint_step, **base)
+            return event("checkpoint", checkpoint_step=msg.checkpoint_step)
         if which == "state":
             change = msg.state
-            return cls(
-                kind="state",
+            return event(
+                "state",
                 state=enum_name(pb.JobState, change.state),
                 error=change.error,
                 model_version=change.model_version or None,
-                **base,
             )
-        return cls(kind=which or "", **base)  # an event kind newer than these stubs
+        return event(which or "")  # an event kind newer than these stubs
 
 
 @dataclass(frozen=True)

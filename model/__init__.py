@@ -16,7 +16,7 @@ from rnnlm.model.config import ModelConfig, TrainConfig
 from rnnlm.model.corpus import Corpus
 from rnnlm.model.generation import GeneratedSentence, GenerationConfig, GenerationEvent
 from rnnlm.model.lm import LanguageModel
-from rnnlm.model.scoring import SentenceScore, TokenScore
+from rnnlm.model.scoring import RankedScore, SentenceScore, TokenScore, Words
 from rnnlm.model.state import TrainingState
 from rnnlm.model.text import Tokenizer
 from rnnlm.model.training import ProgressEvent, evaluate, train
@@ -34,12 +34,14 @@ __all__ = [
     "LanguageModel",
     "ModelConfig",
     "ProgressEvent",
+    "RankedScore",
     "SentenceScore",
     "TokenScore",
     "Tokenizer",
     "TrainConfig",
     "TrainingState",
     "Vocabulary",
+    "Words",
     "evaluate",
     "load",
     "train",

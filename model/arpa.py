@@ -89,7 +89,9 @@ class _Lines:
 
     def __init__(self, lines: Iterable[str]):
         self._it: Iterator[tuple[int, str]] = enumerate(lines, start=1)
-        self.number, self.text = 0, None  # the current line; text None at end of file
+        # The current line; text None at end of file.
+        self.number: int = 0
+        self.text: str | None = None
         self.advance()
 
     def advance(self) -> None:
@@ -115,7 +117,8 @@ class _Lines:
     def take(self, count: int, what: str) -> tuple[list[str], list[int]]:
         """The next ``count`` non-blank lines, none of them a section header; their numbers.
         One tight loop: sections hold most of a file's lines."""
-        rows, numbers = [], []
+        rows: list[str] = []
+        numbers: list[int] = []
         text, number = self.text, self.number
         while len(rows) < count:
             if text is None or text.startswith("\\"):
@@ -272,7 +275,10 @@ def _read(lines: Iterable[str], max_order: int):
     src.expect("\\data\\")
     counts = _read_counts(src, max_order)
     order = len(counts)
-    keys, logp, backoff = [None, None], [None], [None]
+    # Indexed by n-gram order: order 0 (and keys' order 1, the unigram ids) hold nothing.
+    keys: list[np.ndarray | None] = [None, None]
+    logp: list[np.ndarray | None] = [None]
+    backoff: list[np.ndarray | None] = [None]
     for k in range(1, order + 1):
         grams, lp, bow, numbers = _read_section(src, k, counts[k - 1], k == order)
         if k == 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 CELLS = ("gru", "lstm", "rnn")
 ACTIVATIONS = ("tanh", "relu")
@@ -87,6 +87,9 @@ _Config = TypeVar("_Config", bound="_DictConfig")
 
 class _DictConfig:
     """JSON-friendly round trip for the config dataclasses."""
+
+    # Set by @dataclass on each subclass; declared so that type checkers see a dataclass.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

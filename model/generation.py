@@ -8,18 +8,22 @@ what ``score`` gives for it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rnnlm.model.engines import Engine
 from rnnlm.model.stopping import ShouldStop, check
+from rnnlm.model.text import detokenize
 from rnnlm.model.vocab import END_ID, SENTENCE_END, START_ID, UNK_ID, Vocabulary
 
 METHODS = ("sample", "greedy", "beam")
 FINISH_END = "end"  # the model chose SENTENCE_END
 FINISH_LENGTH = "length"  # max_length words were produced
+# Words a sentence has at most unless asked otherwise (a server caps it at its own limit).
+DEFAULT_MAX_LENGTH = 50
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class GenerationConfig:
     top_p: float = 1.0  # 1: no nucleus filter
     seed: int | None = None  # None: fresh randomness each call
     min_length: int = 1  # words before SENTENCE_END may be chosen
-    max_length: int = 50  # words at most (prompt not counted)
+    max_length: int = DEFAULT_MAX_LENGTH  # words at most (prompt not counted)
     beam_width: int = 4
 
     def __post_init__(self) -> None:
@@ -73,6 +77,7 @@ class GenerationEvent:
     token: str  # a word, or SENTENCE_END as the last token of a finished sentence
     logprob: float  # ln p(token | prompt and earlier tokens)
     finish_reason: str | None = None  # set on a sentence's last event: 'end' or 'length'
+    text: str = ""  # on a sentence's last event: the prompt and its words, detokenised
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,29 @@ class GeneratedSentence:
     @property
     def logprob(self) -> float:
         return float(sum(self.logprobs))
+
+    @classmethod
+    def from_events(cls, prompt: list[str], events: Sequence[GenerationEvent]) -> GeneratedSentence:
+        """One sentence's events (``with_text``'s, the last one finishing it) as a whole."""
+        last = events[-1]
+        assert last.finish_reason is not None, "the sentence is not finished"
+        tokens = [e.token for e in events if e.token != SENTENCE_END]
+        return cls(prompt, tokens, [e.logprob for e in events], last.finish_reason, last.text)
+
+
+def with_text(
+    events: Iterable[GenerationEvent], prompt: Sequence[str]
+) -> Iterator[GenerationEvent]:
+    """``events`` with each sentence's last one carrying the sentence's text: the prompt and
+    the generated words, detokenised. The one place generated words become text."""
+    words = list(prompt)
+    for event in events:
+        if event.token != SENTENCE_END:
+            words.append(event.token)
+        if event.finish_reason is not None:
+            event = dataclasses.replace(event, text=detokenize(words))
+            words = list(prompt)
+        yield event
 
 
 def _banned(vocab_size: int) -> np.ndarray:
@@ -194,7 +222,9 @@ def beam_search(
         flat = candidates.ravel()
         top = np.argpartition(-flat, min(2 * width, flat.size) - 1)[: 2 * width]
         top = top[np.argsort(-flat[top], kind="stable")]
-        parents, tokens, next_alive = [], [], []
+        parents: list[int] = []
+        tokens: list[int] = []
+        next_alive: list[tuple[list[int], list[float]]] = []
         for rank, index in enumerate(top):
             if not np.isfinite(flat[index]):
                 break

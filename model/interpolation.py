@@ -225,7 +225,7 @@ class Heldout:
         return [lookup[s] for s in self.sequences]
 
     def to_checkpoint(self) -> tuple[dict[str, np.ndarray], list[str]]:
-        tensors = {
+        tensors: dict[str, np.ndarray] = {
             "ids": np.concatenate(self.sequences).astype(np.int32),
             "lengths": np.array([len(s) for s in self.sequences], dtype=np.int64),
         }

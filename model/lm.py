@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from rnnlm.model.generation import (
     GenerationEvent,
     beam_events,
     sample_events,
+    with_text,
 )
 from rnnlm.model.interpolation import (
     Heldout,
@@ -32,42 +34,35 @@ from rnnlm.model.scoring import (
     NeuralScorer,
     SentenceInput,
     SentenceScore,
-    length_normalized,
+    Words,
     neural_token_log_probs,
+    rank_scores,
     score_sentences,
     sentence_words,
 )
 from rnnlm.model.state import TrainingState
 from rnnlm.model.stopping import ShouldStop
-from rnnlm.model.text import Tokenizer, detokenize
-from rnnlm.model.vocab import SENTENCE_END, Vocabulary
+from rnnlm.model.text import Tokenizer
+from rnnlm.model.vocab import Vocabulary
 
 
+@dataclass(eq=False)
 class LanguageModel:
     """Score and generate sentences; save and load as safetensors + JSON."""
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        tokenizer: Tokenizer,
-        vocab: Vocabulary,
-        engine: Engine,
-        train_config: TrainConfig | None = None,
-        training_state: TrainingState | None = None,
-    ) -> None:
-        self.config = config
-        self.tokenizer = tokenizer
-        self.vocab = vocab
-        self.engine = engine
-        self.train_config = train_config
-        self.training_state = training_state
-        # Kept only while training or when loaded from a resumable checkpoint.
-        self.best_weights: dict[str, np.ndarray] | None = None
-        self.resume_tensors: dict[str, dict[str, np.ndarray]] = {}
-        # The n-gram part (None: the network alone), and the validation sentences its weight
-        # was tuned on, kept so that an n-gram model attached later is tuned the same way.
-        self.ngram: NgramPart | None = None
-        self.heldout = Heldout([], [])
+    config: ModelConfig
+    tokenizer: Tokenizer
+    vocab: Vocabulary
+    engine: Engine
+    train_config: TrainConfig | None = None
+    training_state: TrainingState | None = None
+    # Kept only while training or when loaded from a resumable checkpoint.
+    best_weights: dict[str, np.ndarray] | None = field(default=None, init=False)
+    resume_tensors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, init=False)
+    # The n-gram part (None: the network alone), and the validation sentences its weight
+    # was tuned on, kept so that an n-gram model attached later is tuned the same way.
+    ngram: NgramPart | None = field(default=None, init=False)
+    heldout: Heldout = field(default_factory=lambda: Heldout([], []), init=False)
 
     def __repr__(self) -> str:
         return (
@@ -81,6 +76,14 @@ class LanguageModel:
 
     # -- scoring ---------------------------------------------------------------------
 
+    def words(self, sentence: SentenceInput, where: str = "sentence") -> Words:
+        """The words this model scores for ``sentence``: raw text is tokenised as the
+        training corpus was, a list of words (tokenised elsewhere) only case-folded, and
+        ``Words`` are returned as they are. Pass the result to ``score``, ``rank``,
+        ``stream`` or ``generate`` and nothing is tokenised again. ``where`` names the
+        sentence in the ``ValueError`` for anything else."""
+        return sentence_words(self.tokenizer, sentence, where)
+
     def score(
         self,
         sentences: Sequence[SentenceInput],
@@ -93,7 +96,8 @@ class LanguageModel:
         neural_scorer: NeuralScorer | None = None,
         should_stop: ShouldStop | None = None,
     ) -> list[SentenceScore]:
-        """Score sentences given as raw text or as lists of words (already tokenised).
+        """Score sentences given as raw text, as lists of words (tokenised elsewhere) or as
+        ``Words`` (see ``words``); each is made the model's words once, in input order.
 
         ``scorer``: 'neural', 'ngram' or 'interpolated' (default: interpolated when the
         model has an n-gram part); ``neural_weight`` overrides the tuned λ. ``should_stop``
@@ -123,7 +127,9 @@ class LanguageModel:
     def neural_scorer(self, batch_size: int = 64) -> NeuralScorer:
         """The network's per-token scores of framed sequences (what a batcher calls)."""
 
-        def scorer(sequences, should_stop: ShouldStop | None = None) -> list[np.ndarray]:
+        def scorer(
+            sequences: Sequence[np.ndarray], should_stop: ShouldStop | None = None
+        ) -> list[np.ndarray]:
             return neural_token_log_probs(self.engine, sequences, batch_size, should_stop)
 
         return scorer
@@ -137,11 +143,10 @@ class LanguageModel:
         **kwargs: Any,
     ) -> list[tuple[int, SentenceScore]]:
         """(input index, score) pairs, most probable first: n-best rescoring. ``length_norm``
-        ('none', 'average', 'gnmt' with ``length_alpha``) decides what "probable" means."""
-        scores = self.score(candidates, **kwargs)
-        keys = [length_normalized(s, length_norm, length_alpha) for s in scores]
-        order = sorted(range(len(scores)), key=lambda i: -keys[i])
-        return [(i, scores[i]) for i in order]
+        ('none', 'average', 'gnmt' with ``length_alpha``) decides what "probable" means;
+        ``scoring.rank_scores`` has the rank scores too."""
+        ranked = rank_scores(self.score(candidates, **kwargs), length_norm, length_alpha)
+        return [(r.index, r.score) for r in ranked]
 
     def perplexity(self, text: str, **kwargs: Any) -> float:
         """Per-token perplexity of running text (split into sentences as in training);
@@ -161,7 +166,8 @@ class LanguageModel:
         should_stop: ShouldStop | None = None,
         **options: Any,
     ) -> Iterator[GenerationEvent]:
-        """Generated tokens one by one (see ``GenerationConfig`` for the options).
+        """Generated tokens one by one (see ``GenerationConfig`` for the options); each
+        sentence's last event carries its text (prompt and words, detokenised).
         ``should_stop`` is checked before every decoding step: ``stopping.Stopped``."""
         allowed = [f.name for f in dataclasses.fields(GenerationConfig)]
         unknown = sorted(set(options) - set(allowed))
@@ -170,10 +176,12 @@ class LanguageModel:
                 f"generate: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
             )
         config = GenerationConfig(**options)
-        prompt_ids = self.vocab.encode(self._prompt_words(prompt))
-        if config.method == "beam":
-            return beam_events(self.engine, self.vocab, prompt_ids, config, should_stop)
-        return sample_events(self.engine, self.vocab, prompt_ids, config, should_stop)
+        prompt_words = self._prompt_words(prompt)
+        decode = beam_events if config.method == "beam" else sample_events
+        events = decode(
+            self.engine, self.vocab, self.vocab.encode(prompt_words), config, should_stop
+        )
+        return with_text(events, prompt_words)
 
     def generate(
         self, prompt: SentenceInput | None = None, **options: Any
@@ -181,27 +189,16 @@ class LanguageModel:
         """Whole sentences: ``num_sentences`` samples, or the beam's best first."""
         prompt_words = self._prompt_words(prompt)
         sentences: list[GeneratedSentence] = []
-        words: list[str] = []
-        logprobs: list[float] = []
-        for event in self.stream(prompt, **options):
-            if event.token != SENTENCE_END:
-                words.append(event.token)
-            logprobs.append(event.logprob)
+        events: list[GenerationEvent] = []
+        for event in self.stream(prompt_words, **options):
+            events.append(event)
             if event.finish_reason is not None:
-                sentences.append(
-                    GeneratedSentence(
-                        prompt_words,
-                        words,
-                        logprobs,
-                        event.finish_reason,
-                        detokenize(prompt_words + words),
-                    )
-                )
-                words, logprobs = [], []
+                sentences.append(GeneratedSentence.from_events(list(prompt_words), events))
+                events = []
         return sentences
 
-    def _prompt_words(self, prompt: SentenceInput | None) -> list[str]:
-        return [] if prompt is None else sentence_words(self.tokenizer, prompt, 0)
+    def _prompt_words(self, prompt: SentenceInput | None) -> Words:
+        return Words() if prompt is None else self.words(prompt, "prompt")
 
     # -- the n-gram part ----------------------------------------------------------------
 

@@ -87,18 +87,21 @@ class _Counts:
 
     keys: np.ndarray  # sorted hierarchical keys
     raw: np.ndarray  # how often each occurs
-    prefix: np.ndarray | None  # index at order k-1 of w1 .. w(k-1) (the context)
-    suffix: np.ndarray | None  # index at order k-1 of w2 .. wk (where it backs off to)
+    prefix: np.ndarray  # index at order k-1 of w1 .. w(k-1) (the context; unigrams: 0)
+    suffix: np.ndarray  # index at order k-1 of w2 .. wk (where it backs off to; unigrams: 0)
     first: np.ndarray  # w1, the word id it starts with
 
 
-def _count(flat: np.ndarray, seq_end: np.ndarray, vocab_size: int, order: int) -> list[_Counts]:
-    """Count every order's n-grams with np.unique; ``flat`` holds all sequences end to end
-    and ``seq_end[i]`` is where the sequence of position i ends. Index 0 is unused."""
+def _count(
+    flat: np.ndarray, seq_end: np.ndarray, vocab_size: int, order: int
+) -> dict[int, _Counts]:
+    """Count every order's n-grams with np.unique, by order; ``flat`` holds all sequences
+    end to end and ``seq_end[i]`` is where the sequence of position i ends."""
     size = flat.size
     n_words = np.arange(vocab_size, dtype=np.int64)
     raw = np.bincount(flat, minlength=vocab_size)
-    levels = [None, _Counts(n_words, raw, None, None, n_words)]
+    empty_context = np.zeros(vocab_size, dtype=np.int64)  # a unigram's context: the empty one
+    levels = {1: _Counts(n_words, raw, empty_context, empty_context, n_words)}
     at = flat.copy()  # (T,) index of the (k-1)-gram starting at each position, -1: none
     for k in range(2, order + 1):
         lower = levels[k - 1]
@@ -113,23 +116,24 @@ def _count(flat: np.ndarray, seq_end: np.ndarray, vocab_size: int, order: int) -
         suffix = at[start[first_pos] + 1]
         prefix = uniq // vocab_size
         raw = np.bincount(inverse, minlength=len(uniq))
-        levels.append(_Counts(uniq, raw, prefix, suffix, lower.first[prefix]))
+        levels[k] = _Counts(uniq, raw, prefix, suffix, lower.first[prefix])
         at = at_next
     return levels
 
 
-def _adjusted_counts(levels: list[_Counts], order: int) -> list[np.ndarray]:
+def _adjusted_counts(levels: dict[int, _Counts], order: int) -> dict[int, np.ndarray]:
     """Raw counts at the highest order; below, the number of distinct words seen before the
     n-gram, except for n-grams that start with SENTENCE_START (raw counts, as in KenLM)."""
-    adjusted = [None] * (order + 1)
-    adjusted[order] = levels[order].raw
+    adjusted = {order: levels[order].raw}
     for k in range(1, order):
         left = np.bincount(levels[k + 1].suffix, minlength=len(levels[k].keys))
         adjusted[k] = np.where(levels[k].first == START_ID, levels[k].raw, left)
     return adjusted
 
 
-def _estimate(levels: list[_Counts], vocab_size: int, order: int):
+def _estimate(
+    levels: dict[int, _Counts], vocab_size: int, order: int
+) -> tuple[list[np.ndarray | None], list[np.ndarray | None], list[np.ndarray | None]]:
     """Interpolate from the unigrams up; returns per order (keys, ln p, ln backoff)."""
     adjusted = _adjusted_counts(levels, order)
     # Unigrams: SENTENCE_START is not a word to predict, so it takes no part.
@@ -144,8 +148,8 @@ def _estimate(levels: list[_Counts], vocab_size: int, order: int):
         prob, gamma = np.zeros(vocab_size), 1.0
     prob = prob + gamma / (vocab_size - 1)
     prob[START_ID] = 0.0
-    probs = [None, prob]
-    backoffs = [None] * (order + 1)
+    probs = {1: prob}
+    backoffs: dict[int, np.ndarray] = {}
     for k in range(2, order + 1):
         level, a = levels[k], adjusted[k]
         d = kn_discounts(a)
@@ -157,14 +161,15 @@ def _estimate(levels: list[_Counts], vocab_size: int, order: int):
         gamma = np.ones(n_ctx)  # a context with no continuation backs off with weight 1
         gamma[is_ctx] = mass[is_ctx] / total[is_ctx]
         backoffs[k - 1] = gamma
-        probs.append(
-            (a - discount) / total[level.prefix] + gamma[level.prefix] * probs[k - 1][level.suffix]
-        )
+        backed_off = probs[k - 1][level.suffix]  # (n,) p(wk | w2 .. w(k-1))
+        probs[k] = (a - discount) / total[level.prefix] + gamma[level.prefix] * backed_off
+    # Lists indexed by order, as NgramModel keeps them (nothing at 0, nor keys at 1).
     with np.errstate(divide="ignore"):
-        logp = [None] + [np.log(p) for p in probs[1:]]
-    logp[1][START_ID] = START_LOGP
-    logbow = [None] + [np.log(b) for b in backoffs[1:order]]
-    keys = [None, None] + [levels[k].keys for k in range(2, order + 1)]
+        logs = {k: np.log(probs[k]) for k in range(1, order + 1)}
+    logs[1][START_ID] = START_LOGP
+    logp: list[np.ndarray | None] = [None] + [logs[k] for k in range(1, order + 1)]
+    logbow: list[np.ndarray | None] = [None] + [np.log(backoffs[k]) for k in range(1, order)]
+    keys: list[np.ndarray | None] = [None, None] + [levels[k].keys for k in range(2, order + 1)]
     return keys, logp, logbow
 
 
@@ -236,7 +241,7 @@ class NgramModel:
     def _score_flat(self, flat: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vocab_size = len(self.vocab)
         # end[k][t]: index of the k-gram ending at t among the order-k keys, -1 if not stored.
-        end = [None, flat]
+        end = {1: flat}
         for k in range(2, self.order + 1):
             ctx = _shift(end[k - 1], pos)
             hit = np.flatnonzero(ctx >= 0)
@@ -246,13 +251,13 @@ class NgramModel:
             ok = keys[found] == query if len(keys) else np.zeros(len(hit), dtype=bool)
             end_k = np.full(flat.size, -1, dtype=np.int64)
             end_k[hit[ok]] = found[ok]
-            end.append(end_k)
+            end[k] = end_k
         logp = self._logp[1][flat].copy()  # (T,)
         matched = np.ones(flat.size, dtype=np.int64)
         for k in range(2, self.order + 1):
-            hit = end[k] >= 0
-            logp[hit] = self._logp[k][end[k][hit]]
-            matched[hit] = k
+            stored = end[k] >= 0
+            logp[stored] = self._logp[k][end[k][stored]]
+            matched[stored] = k
         # Back off through every stored context longer than the matched n-gram's context.
         for j in range(1, self.order):
             ctx = _shift(end[j], pos)
@@ -275,16 +280,19 @@ class NgramModel:
     def from_tensors(cls, tensors: dict[str, np.ndarray], vocab: list[str], order: int):
         """Inverse of ``to_tensors``; checks names, shapes and dtypes (ValueError)."""
         _check_order(order, vocab)
-        keys, logp, backoff = [None, None], [None], [None]
-        n_prev = len(vocab)
+        keys: list[np.ndarray | None] = [None, None]
+        logp: list[np.ndarray | None] = [None]
+        backoff: list[np.ndarray | None] = [None]
+        n_prev = n = len(vocab)
         for k in range(1, order + 1):
             if k >= 2:
-                keys.append(_tensor(tensors, f"keys.{k}", np.int64, None))
-                if np.any(np.diff(keys[k]) <= 0) or np.any(keys[k] < 0):
+                keys_k = _tensor(tensors, f"keys.{k}", np.int64, None)
+                if np.any(np.diff(keys_k) <= 0) or np.any(keys_k < 0):
                     raise ValueError(f"keys.{k} must be strictly increasing and non-negative")
-                if len(keys[k]) and keys[k][-1] >= n_prev * len(vocab):
+                if len(keys_k) and keys_k[-1] >= n_prev * len(vocab):
                     raise ValueError(f"keys.{k} names {k - 1}-grams that are not stored")
-            n = len(vocab) if k == 1 else len(keys[k])
+                keys.append(keys_k)
+                n = len(keys_k)
             logp.append(_tensor(tensors, f"logp.{k}", np.float64, n))
             if k < order:
                 backoff.append(_tensor(tensors, f"backoff.{k}", np.float64, n))

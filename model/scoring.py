@@ -23,6 +23,15 @@ from rnnlm.model.text import Tokenizer
 from rnnlm.model.vocab import SENTENCE_END, UNK_ID, Vocabulary
 
 LN10 = math.log(10)
+
+
+class Words(tuple[str, ...]):
+    """A sentence as the words a model scores: tokenised and case-folded by
+    ``LanguageModel.words``, and taken as they are wherever a sentence is expected (never
+    tokenised or folded again). They belong to the model that made them."""
+
+
+# Raw text, a list of words tokenised elsewhere (case-folded on use), or ``Words``.
 SentenceInput = str | Sequence[str]
 
 
@@ -47,15 +56,17 @@ class SentenceScore:
         return self.logprob / LN10
 
 
-def sentence_words(tokenizer: Tokenizer, sentence: SentenceInput, position: int) -> list[str]:
-    """Raw text is tokenised; a list of words (already tokenised) is only case-folded."""
+def sentence_words(tokenizer: Tokenizer, sentence: SentenceInput, where: str) -> Words:
+    """Raw text is tokenised; a list of words (already tokenised) is only case-folded;
+    ``Words`` are returned as they are. ``where`` names the sentence in an error."""
+    if isinstance(sentence, Words):
+        return sentence
     if isinstance(sentence, str):
-        return tokenizer.words(sentence)
+        return Words(tokenizer.words(sentence))
     if isinstance(sentence, Sequence) and all(isinstance(w, str) for w in sentence):
-        return tokenizer.normalize(sentence)
+        return Words(tokenizer.normalize(sentence))
     raise ValueError(
-        f"sentences[{position}] must be a string or a list of word strings, "
-        f"got {type(sentence).__name__}"
+        f"{where} must be a string or a list of word strings, got {type(sentence).__name__}"
     )
 
 
@@ -147,9 +158,11 @@ def score_sentences(
     words = []
     for i, s in enumerate(sentences):
         check(should_stop)  # NLTK takes ~0.4 us a character: long texts add up
-        words.append(sentence_words(tokenizer, s, i))
+        words.append(list(sentence_words(tokenizer, s, f"sentences[{i}]")))
     framed = [vocab.frame(w, bos=bos, eos=eos) for w in words]
-    neural = ngram_logps = orders = None
+    neural: list[np.ndarray] = []
+    ngram_logps: list[np.ndarray] = []
+    orders: list[np.ndarray | None] = [None] * len(framed)
     if scorer != "ngram":
         if neural_scorer is None:
             neural = neural_token_log_probs(engine, framed, batch_size, should_stop)
@@ -159,21 +172,23 @@ def score_sentences(
         assert ngram is not None  # check_scorer refused it
         check(should_stop)
         ids = framed if ngram.shares_vocab else [ngram.frame(w, bos=bos, eos=eos) for w in words]
-        ngram_logps, orders = ngram.model.token_log_probs(ids)
+        ngram_logps, matched = ngram.model.token_log_probs(ids)
+        orders = list(matched)
     if scorer == "neural":
         logps = neural
     elif scorer == "ngram":
         logps = ngram_logps
     else:
         logps = [mix(a, b, weight) for a, b in zip(neural, ngram_logps)]
-    orders = orders or [None] * len(framed)
     return [
         _sentence_score(w, ids, lp, vocab, bos, order)
         for w, ids, lp, order in zip(words, framed, logps, orders)
     ]
 
 
-def length_normalized(score: SentenceScore, length_norm: str = "none", alpha: float | None = None):
+def length_normalized(
+    score: SentenceScore, length_norm: str = "none", alpha: float | None = None
+) -> float:
     """The value to rank by: the sum (none), the mean per token (average), or GNMT's
     ``logprob / ((5 + n)^alpha / 6^alpha)`` (Wu et al. 2016), n the scored tokens."""
     if length_norm not in LENGTH_NORMS:
@@ -188,6 +203,30 @@ def length_normalized(score: SentenceScore, length_norm: str = "none", alpha: fl
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 10:
         raise ValueError(f"length_alpha must be a number in [0, 10], got {alpha!r}")
     return score.logprob / (((5 + n) / 6) ** alpha)
+
+
+@dataclass(frozen=True)
+class RankedScore:
+    index: int  # the sentence's position in the input
+    score: SentenceScore
+    rank_score: float  # what ranking sorts by: ``length_normalized`` of the score
+
+
+def rank_scores(
+    scores: Sequence[SentenceScore],
+    length_norm: str = "none",
+    length_alpha: float | None = None,
+    *,
+    sort: bool = True,
+) -> list[RankedScore]:
+    """Each score with its rank score, most probable first (n-best rescoring); with
+    ``sort=False`` in input order. ``length_norm`` ('none', 'average', 'gnmt' with
+    ``length_alpha``) decides what "probable" means. Ties keep their input order."""
+    ranked = [
+        RankedScore(i, s, length_normalized(s, length_norm, length_alpha))
+        for i, s in enumerate(scores)
+    ]
+    return sorted(ranked, key=lambda r: -r.rank_score) if sort else ranked
 
 
 def _sentence_score(

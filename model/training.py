@@ -54,13 +54,27 @@ class ProgressEvent:
     total_steps: int
     loss: float  # mean training loss per token (nats)
     perplexity: float
-    tokens_per_sec: float
+    tokens_per_second: float
     learning_rate: float
     grad_norm: float  # last step's gradient norm before clipping
-    elapsed_s: float
-    eta_s: float  # estimated seconds left, from the pace so far
+    elapsed_seconds: float
+    eta_seconds: float  # estimated seconds left, from the pace so far
     valid_loss: float | None = None
     valid_perplexity: float | None = None
+
+    # The fields are named as in the API (rnnlm.proto's TrainingProgress), which the server
+    # stores and sends as they are; the short names are kept for existing callers.
+    @property
+    def tokens_per_sec(self) -> float:
+        return self.tokens_per_second
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.elapsed_seconds
+
+    @property
+    def eta_s(self) -> float:
+        return self.eta_seconds
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -107,6 +121,7 @@ class _Trainer:
         on_checkpoint: CheckpointCallback | None,
         should_stop: Callable[[], bool] | None,
     ) -> None:
+        assert lm.train_config is not None  # train() sets it before a run starts
         self.lm, self.engine, self.config = lm, lm.engine, lm.train_config
         self.train_seqs, self.valid_seqs, self.state = train_seqs, valid_seqs, state
         self.on_progress, self.on_checkpoint, self.should_stop = (
@@ -224,15 +239,15 @@ class _Trainer:
             f", valid ppl {perplexity(valid_loss):.2f}" if valid_loss is not None else "",
             state.learning_rate,
         )
-        tokens, seconds = self._epoch_work
-        rate = tokens / seconds if seconds > 0 else 0.0
+        epoch_tokens, epoch_seconds = self._epoch_work
+        rate = epoch_tokens / epoch_seconds if epoch_seconds > 0 else 0.0
         self._emit("epoch", train_loss, rate, self._last_grad_norm, valid_loss)
 
     def _emit(
         self,
         kind: str,
         loss: float,
-        tokens_per_sec: float,
+        tokens_per_second: float,
         grad_norm: float,
         valid_loss: float | None = None,
     ) -> None:
@@ -247,11 +262,11 @@ class _Trainer:
             total_steps=self.total_steps,
             loss=loss,
             perplexity=perplexity(loss),
-            tokens_per_sec=tokens_per_sec,
+            tokens_per_second=tokens_per_second,
             learning_rate=self.state.learning_rate,
             grad_norm=grad_norm,
-            elapsed_s=elapsed,
-            eta_s=max(remaining, 0) * pace,
+            elapsed_seconds=elapsed,
+            eta_seconds=max(remaining, 0) * pace,
             valid_loss=valid_loss,
             valid_perplexity=perplexity(valid_loss) if valid_loss is not None else None,
         )

@@ -2,6 +2,7 @@
 
     python scripts/typecheck.py            # the three packages
     python scripts/typecheck.py server/jobs.py model/lm.py   # only these files' errors
+    python scripts/typecheck.py --root DIR  # a copy laid out like this repository (tests)
 
 The source folders are mapped into the ``rnnlm`` namespace by setuptools' ``package-dir``,
 which mypy cannot read, so this script builds the namespace from symlinks in a temporary
@@ -11,6 +12,7 @@ folder, runs mypy there and prints every path back as the repository's own
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tempfile
@@ -23,16 +25,21 @@ CHECKED = ("rnnlm.model", "rnnlm.server", "rnnlm.client")
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", help="show only the errors in these paths")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository to check")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
     with tempfile.TemporaryDirectory(prefix="rnnlm-typecheck-") as tmp:
         namespace = Path(tmp) / "rnnlm"
         namespace.mkdir()
         for name, folder in PACKAGES.items():
-            (namespace / name).symlink_to(ROOT / folder, target_is_directory=True)
-        command = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml")]
+            (namespace / name).symlink_to(root / folder, target_is_directory=True)
+        command = [sys.executable, "-m", "mypy", "--config-file", str(root / "pyproject.toml")]
         for package in CHECKED:
             command += ["-p", package]
         done = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
-    wanted = [str(Path(a)) for a in argv]
+    wanted = [str(Path(a)) for a in args.files]
     shown = 0
     for line in done.stdout.splitlines():
         line = _repository_path(line)

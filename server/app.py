@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -252,7 +253,7 @@ def grpc_overloaded(server: grpc.Server) -> Callable[[], bool]:
     state: without them (another grpcio) such calls are refused as before, but not counted
     (a test of the metrics notices).
     """
-    state = getattr(server, "_state", None)
+    state: Any = getattr(server, "_state", None)  # grpcio private: no types
     if not (hasattr(state, "active_rpc_count") and hasattr(state, "maximum_concurrent_rpcs")):
         log.warning("this grpcio hides its call count: calls it refuses are not in the metrics")
         return lambda: False

@@ -46,8 +46,8 @@ class _Request:
 
 def _all_left(requests: list[_Request]) -> ShouldStop | None:
     """True once every caller in a batch has left (None: one of them never leaves)."""
-    checks = [r.should_stop for r in requests]
-    if any(c is None for c in checks):
+    checks = [r.should_stop for r in requests if r.should_stop is not None]
+    if len(checks) < len(requests):
         return None
     return lambda: all(c() for c in checks)
 

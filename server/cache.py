@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +21,13 @@ import numpy as np
 
 from rnnlm.model import LanguageModel, SentenceScore
 from rnnlm.model.checkpoint import CheckpointError
+from rnnlm.model.scoring import SentenceInput
 from rnnlm.model.stopping import ShouldStop
 from rnnlm.server.batcher import DynamicBatcher
 from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound, Unavailable
 from rnnlm.server.metrics import Metrics
 from rnnlm.server.models import ModelRegistry, checkpoint_key
+from rnnlm.server.records import ModelVersion
 
 log = logging.getLogger("rnnlm.server")
 
@@ -43,7 +46,10 @@ class LoadedModel:
     bad_identity: str = ""  # a newer version that failed to load; not retried until it changes
 
     def score(
-        self, sentences: list[list[str]], should_stop: ShouldStop | None = None, **options: Any
+        self,
+        sentences: Sequence[SentenceInput],
+        should_stop: ShouldStop | None = None,
+        **options: Any,
     ) -> list[SentenceScore]:
         """``LanguageModel.score`` with the network's part through the batcher; ``Stopped``
         once ``should_stop`` says the caller left (checked between batches)."""
@@ -68,13 +74,10 @@ class ModelCache:
         batch_max_wait_s: float = 0.002,
         metrics: Metrics | None = None,
     ) -> None:
-        self.registry = registry
-        self.metrics = metrics or Metrics()
-        self.capacity = capacity
-        self.refresh_s = refresh_s
-        self.device = device
-        self.batching = batching
-        self.batch_max_size = batch_max_size
+        self.registry, self.metrics = registry, metrics or Metrics()
+        self.capacity, self.refresh_s, self.device = capacity, refresh_s, device
+        # How each loaded model's batcher gathers the network's work across requests.
+        self.batching, self.batch_max_size = batching, batch_max_size
         self.batch_max_wait_s = batch_max_wait_s
         self._entries: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
@@ -119,16 +122,16 @@ class ModelCache:
             log.warning("model %s: %s; serving cached version %d", model_id, err, entry.version)
             entry.checked_at = time.monotonic()
             return entry
-        version = record["current_version"]
+        version = record.current_version
         if version == 0:
-            active = record.get("active_job_id")
+            active = record.active_job_id
             raise FailedPrecondition(
                 f"model {model_id!r} has no version ready yet"
                 + (f"; job {active!r} is training it" if active else "; train it first")
             )
-        versions = sorted(record["versions"], key=lambda v: -v["version"])
-        current = next(v for v in versions if v["version"] == version)
-        if entry is not None and current["sha256"] in (entry.identity, entry.bad_identity):
+        versions = sorted(record.versions, key=lambda v: -v.version)
+        current = next(v for v in versions if v.version == version)
+        if entry is not None and current.sha256 in (entry.identity, entry.bad_identity):
             entry.checked_at = time.monotonic()
             self.metrics.cache_hits.inc()
             return entry
@@ -145,25 +148,25 @@ class ModelCache:
                 err,
                 fallback.version,
             )
-            fallback.bad_identity, fallback.checked_at = current["sha256"], time.monotonic()
+            fallback.bad_identity, fallback.checked_at = current.sha256, time.monotonic()
             if fallback is not entry:
                 self._insert(fallback)
             return fallback
         self._insert(loaded)
         return loaded
 
-    def _load_previous(self, model_id: str, older: list[dict]) -> LoadedModel | None:
+    def _load_previous(self, model_id: str, older: list[ModelVersion]) -> LoadedModel | None:
         """The newest older version that loads (nothing cached to fall back on)."""
         for version in older:
             try:
                 return self._load(model_id, version)
             except (DataLoss, CheckpointError) as err:
-                log.error("model %s version %d: %s", model_id, version["version"], err)
+                log.error("model %s version %d: %s", model_id, version.version, err)
         return None
 
-    def _load(self, model_id: str, record: dict) -> LoadedModel:
+    def _load(self, model_id: str, record: ModelVersion) -> LoadedModel:
         started = time.perf_counter()
-        version = record["version"]
+        version = record.version
         try:
             data = self.registry.store.get_blob(checkpoint_key(model_id, version))
             if data is None:
@@ -180,7 +183,7 @@ class ModelCache:
             time.perf_counter() - started,
             lm,
         )
-        batcher = None
+        batcher: DynamicBatcher[np.ndarray, np.ndarray] | None = None
         if self.batching:
             batcher = DynamicBatcher(
                 lm.neural_scorer(self.batch_max_size),
@@ -189,7 +192,7 @@ class ModelCache:
                 name=f"batcher-{model_id}-v{version}",
                 on_batch=self.metrics.batch_size.observe,
             )
-        return LoadedModel(model_id, version, record["sha256"], lm, batcher)
+        return LoadedModel(model_id, version, record.sha256, lm, batcher)
 
     def _insert(self, loaded: LoadedModel) -> None:
         with self._lock:

@@ -6,26 +6,30 @@ the options the engine turns off with None (clip, bptt_truncate, patience).
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from rnnlm.model import ModelConfig, SentenceScore, TrainConfig
-from rnnlm.model.generation import FINISH_END, FINISH_LENGTH, GenerationEvent
-from rnnlm.server.errors import ResourceExhausted
+from rnnlm.model import ModelConfig, RankedScore, TrainConfig
+from rnnlm.model.generation import FINISH_END, FINISH_LENGTH
+from rnnlm.model.scoring import SentenceInput
+from rnnlm.server.errors import InvalidArgument
+from rnnlm.server.job_states import JobState
+from rnnlm.server.records import (
+    Corpus,
+    Model,
+    ModelVersion,
+    TrainingEvent,
+    TrainingJob,
+    TrainingProgress,
+)
+from rnnlm.server.serving import GeneratedToken, GenerateOptions, Scored, ScoreOptions
 from rnnlm.v1 import rnnlm_pb2 as pb
 
 ZERO_DISABLES = ("clip", "bptt_truncate", "patience")
-JOB_STATES = {
-    "queued": pb.JOB_STATE_QUEUED,
-    "running": pb.JOB_STATE_RUNNING,
-    "completed": pb.JOB_STATE_COMPLETED,
-    "early_stopped": pb.JOB_STATE_EARLY_STOPPED,
-    "cancelled": pb.JOB_STATE_CANCELLED,
-    "failed": pb.JOB_STATE_FAILED,
-    "interrupted": pb.JOB_STATE_INTERRUPTED,
-}
 FINISH_REASONS = {FINISH_END: pb.FINISH_REASON_END, FINISH_LENGTH: pb.FINISH_REASON_LENGTH}
 FORMATS = {
     pb.CORPUS_FORMAT_AUTO: "auto",
@@ -75,7 +79,10 @@ def train_config_from_pb(msg: pb.TrainingOptions, default_device: str) -> TrainC
     return TrainConfig(**fields)
 
 
-def _fill(msg: Message, values: dict[str, Any]) -> Message:
+_M = TypeVar("_M", bound=Message)
+
+
+def _fill(msg: _M, values: dict[str, Any]) -> _M:
     for f in msg.DESCRIPTOR.fields:
         value = values.get(f.name)
         if value is None and f.name in ZERO_DISABLES:
@@ -105,107 +112,116 @@ def corpus_source_from_pb(msg: pb.CorpusSource) -> dict[str, Any]:
     return source
 
 
-def corpus_to_pb(record: dict[str, Any]) -> pb.Corpus:
+# Records (records.py) carry the wire's field names: these copy them field by field.
+
+
+def job_state_to_pb(state: JobState) -> pb.JobState.ValueType:
+    return pb.JobState.Value(f"JOB_STATE_{state.name}")
+
+
+def corpus_to_pb(record: Corpus) -> pb.Corpus:
     return pb.Corpus(
-        corpus_id=record["corpus_id"],
-        filename=record["filename"],
-        size_bytes=record["size_bytes"],
-        sha256=record["sha256"],
-        created_at=timestamp(record["created_at"]),
+        corpus_id=record.corpus_id,
+        filename=record.filename,
+        size_bytes=record.size_bytes,
+        sha256=record.sha256,
+        created_at=timestamp(record.created_at),
     )
 
 
-def progress_to_pb(progress: dict[str, Any]) -> pb.TrainingProgress:
-    msg = pb.TrainingProgress(
-        kind=progress["kind"],
-        epoch=progress["epoch"],
-        epochs=progress["epochs"],
-        step=progress["step"],
-        total_steps=progress["total_steps"],
-        loss=progress["loss"],
-        perplexity=progress["perplexity"],
-        tokens_per_second=progress["tokens_per_sec"],
-        learning_rate=progress["learning_rate"],
-        grad_norm=progress["grad_norm"],
-        elapsed_seconds=progress["elapsed_s"],
-        eta_seconds=progress["eta_s"],
+def progress_to_pb(progress: TrainingProgress) -> pb.TrainingProgress:
+    return pb.TrainingProgress(**dataclasses.asdict(progress))  # the same names, all scalars
+
+
+def job_to_pb(job: TrainingJob) -> pb.TrainingJob:
+    return pb.TrainingJob(
+        job_id=job.job_id,
+        model_id=job.model_id,
+        state=job_state_to_pb(job.state),
+        error=job.error,
+        request_id=job.request_id,
+        corpus_id=job.corpus_id,
+        model=model_config_to_pb(job.model),
+        training=train_config_to_pb(job.training),
+        created_at=timestamp(job.created_at),
+        updated_at=timestamp(job.updated_at),
+        progress=progress_to_pb(job.progress) if job.progress else None,
+        checkpoint_step=job.checkpoint_step,
+        model_version=job.model_version,
+        server_id=job.server_id,
+        warnings=job.warnings,
+        phase=job.phase,
     )
-    if progress.get("valid_loss") is not None:
-        msg.valid_loss = progress["valid_loss"]
-        msg.valid_perplexity = progress["valid_perplexity"]
-    return msg
 
 
-def job_to_pb(job: dict[str, Any]) -> pb.TrainingJob:
-    msg = pb.TrainingJob(
-        job_id=job["job_id"],
-        model_id=job["model_id"],
-        state=JOB_STATES[job["state"]],
-        error=job["error"],
-        request_id=job["request_id"],
-        corpus_id=job["corpus_id"],
-        model=model_config_to_pb(job["model_config"]),
-        training=train_config_to_pb(job["train_config"]),
-        created_at=timestamp(job["created_at"]),
-        updated_at=timestamp(job["updated_at"]),
-        checkpoint_step=job["checkpoint_step"],
-        model_version=job["model_version"],
-        server_id=job["server_id"],
-        warnings=job.get("warnings", []),
-        phase=job.get("phase", ""),
-    )
-    if job.get("progress"):
-        msg.progress.CopyFrom(progress_to_pb(job["progress"]))
-    return msg
-
-
-def event_to_pb(event_id: str, event: dict[str, Any]) -> pb.TrainingEvent:
-    msg = pb.TrainingEvent(event_id=event_id, time=timestamp(event.get("time")))
-    if event["type"] == "progress":
-        msg.progress.CopyFrom(progress_to_pb(event))
-    elif event["type"] == "checkpoint":
-        msg.checkpoint_step = event["step"]
-    else:
+def event_to_pb(event_id: str, event: TrainingEvent) -> pb.TrainingEvent:
+    msg = pb.TrainingEvent(event_id=event_id, time=timestamp(event.time))
+    if event.progress is not None:
+        msg.progress.CopyFrom(progress_to_pb(event.progress))
+    elif event.checkpoint_step is not None:
+        msg.checkpoint_step = event.checkpoint_step
+    elif event.state is not None:
+        change = event.state
         msg.state.CopyFrom(
             pb.JobStateChange(
-                state=JOB_STATES[event["state"]],
-                error=event.get("error", ""),
-                model_version=event.get("model_version", 0),
+                state=job_state_to_pb(change.state),
+                error=change.error,
+                model_version=change.model_version,
             )
         )
     return msg
 
 
-def score_options(request: pb.ScoreSentenceRequest) -> dict[str, Any]:
-    """ScoreSentenceRequest fields as ``LanguageModel.score`` options (unset: defaults)."""
+def sentences_from_pb(sentences: Iterable[pb.Sentence]) -> list[SentenceInput]:
+    """Each Sentence as its text or its list of words (which of the two must be set)."""
+    out: list[SentenceInput] = []
+    for i, sentence in enumerate(sentences):
+        which = sentence.WhichOneof("input")
+        if which is None:
+            raise InvalidArgument(f"sentences[{i}] is empty: set text or words")
+        out.append(sentence.text if which == "text" else list(sentence.words.words))
+    return out
+
+
+def score_options_from_pb(request: pb.ScoreSentenceRequest) -> ScoreOptions:
+    """ScoreSentenceRequest's options (unset: None, the model's default)."""
     if request.scorer not in (pb.SCORER_UNSPECIFIED, *SCORERS):
         raise ValueError(f"scorer {request.scorer} is not a known Scorer value")
-    options: dict[str, Any] = {"scorer": SCORERS.get(request.scorer)}
-    for name in ("neural_weight", "bos", "eos"):
-        if request.HasField(name):
-            options[name] = getattr(request, name)
-    return options
-
-
-def length_norm(request: pb.ScoreSentenceRequest) -> tuple[str, float | None]:
-    """(length_norm, length_alpha) for ``scoring.length_normalized``."""
     if request.length_norm not in LENGTH_NORMS:
         raise ValueError(f"length_norm {request.length_norm} is not a known LengthNorm value")
-    alpha = request.length_alpha if request.HasField("length_alpha") else None
-    return LENGTH_NORMS[request.length_norm], alpha
+    given = {
+        name: getattr(request, name)
+        for name in ("neural_weight", "bos", "eos", "length_alpha")
+        if request.HasField(name)
+    }
+    return ScoreOptions(
+        scorer=SCORERS.get(request.scorer),
+        length_norm=LENGTH_NORMS[request.length_norm],
+        rank=request.rank,
+        **given,
+    )
 
 
-def score_to_pb(
-    index: int, score: SentenceScore, omit_tokens: bool, rank_score: float
-) -> pb.SentenceScore:
+def scored_to_pb(scored: Scored, omit_tokens: bool) -> pb.ScoreSentenceResponse:
+    return pb.ScoreSentenceResponse(
+        model_id=scored.model_id,
+        model_version=scored.model_version,
+        scores=[score_to_pb(ranked, omit_tokens) for ranked in scored.scores],
+        scorer=SCORERS_TO_PB[scored.scorer],
+        neural_weight=scored.neural_weight,
+    )
+
+
+def score_to_pb(ranked: RankedScore, omit_tokens: bool) -> pb.SentenceScore:
+    score = ranked.score
     msg = pb.SentenceScore(
-        index=index,
+        index=ranked.index,
         words=score.words,
         logprob=score.logprob,
         log10prob=score.log10prob,
         perplexity=score.perplexity,
         unknown_words=score.unknown_words,
-        rank_score=rank_score,
+        rank_score=ranked.rank_score,
     )
     if not omit_tokens:
         msg.tokens.extend(
@@ -217,104 +233,78 @@ def score_to_pb(
     return msg
 
 
-def generation_to_pb(event: GenerationEvent, text: str, version: int) -> pb.GenerateResponse:
+def prompt_from_pb(request: pb.GenerateRequest) -> SentenceInput | None:
+    """The prompt's text or words; None when neither is set."""
+    which = request.WhichOneof("prompt")
+    if which is None:
+        return None
+    return request.prompt_text if which == "prompt_text" else list(request.prompt_words.words)
+
+
+def generate_options_from_pb(request: pb.GenerateRequest) -> GenerateOptions:
+    """GenerateRequest's options: 0, unset or an unknown method leave the model's default."""
+    given = {
+        name: getattr(request, name)
+        for name in ("temperature", "top_p", "seed")
+        if request.HasField(name)
+    }
+    return GenerateOptions(
+        num_sentences=request.num_sentences,
+        min_tokens=request.min_tokens,
+        max_tokens=request.max_tokens,
+        top_k=request.top_k,
+        method=METHODS.get(request.method),
+        beam_width=request.beam_width,
+        **given,
+    )
+
+
+def generation_to_pb(token: GeneratedToken) -> pb.GenerateResponse:
+    event = token.event
+    finish = FINISH_REASONS[event.finish_reason] if event.finish_reason else None
     return pb.GenerateResponse(
         sentence=event.sentence,
         token=event.token,
         logprob=event.logprob,
-        finish_reason=FINISH_REASONS.get(event.finish_reason, pb.FINISH_REASON_UNSPECIFIED),
-        text=text,
-        model_version=version,
+        finish_reason=finish or pb.FINISH_REASON_UNSPECIFIED,
+        text=event.text,
+        model_version=token.model_version,
     )
 
 
-def model_to_pb(record: dict[str, Any], vocabulary: list[str] | None = None) -> pb.Model:
-    current = next(
-        (v for v in record["versions"] if v["version"] == record["current_version"]), None
+def model_version_to_pb(v: ModelVersion) -> pb.ModelVersion:
+    return pb.ModelVersion(
+        version=v.version,
+        created_at=timestamp(v.created_at),
+        job_id=v.job_id,
+        checkpoint_bytes=v.checkpoint_bytes,
+        sha256=v.sha256,
+        training_status=v.training_status,
+        epochs_trained=v.epochs_trained,
+        train_loss=v.train_loss,
+        valid_perplexity=v.valid_perplexity,
+        ngram_valid_perplexity=v.ngram_valid_perplexity,
+        interpolated_valid_perplexity=v.interpolated_valid_perplexity,
+        neural_weight=v.neural_weight,
+        ngram_order=v.ngram_order,
+        ngram_source=v.ngram_source,
     )
-    if current is not None:
-        state = pb.MODEL_STATE_READY
-    else:
-        state = pb.MODEL_STATE_TRAINING if record.get("active_job_id") else pb.MODEL_STATE_EMPTY
-    msg = pb.Model(
-        model_id=record["model_id"],
-        state=state,
-        current_version=record["current_version"],
-        active_job_id=record.get("active_job_id", ""),
-        created_at=timestamp(record["created_at"]),
-        updated_at=timestamp(record["updated_at"]),
+
+
+def model_to_pb(record: Model, vocabulary: list[str] | None = None) -> pb.Model:
+    """Newest version first; the configuration and vocabulary size are the current
+    version's."""
+    current = record.current
+    return pb.Model(
+        model_id=record.model_id,
+        state=pb.ModelState.Value(f"MODEL_STATE_{record.state.name}"),
+        current_version=record.current_version,
+        versions=[model_version_to_pb(v) for v in reversed(record.versions)],
+        config=model_config_to_pb(current.model_config) if current else None,
+        training=train_config_to_pb(current.train_config) if current else None,
+        vocabulary_size=current.vocabulary_size if current else 0,
+        active_job_id=record.active_job_id,
+        created_at=timestamp(record.created_at),
+        updated_at=timestamp(record.updated_at),
         vocabulary=vocabulary or [],
     )
-    for v in reversed(record["versions"]):
-        version = pb.ModelVersion(
-            version=v["version"],
-            created_at=timestamp(v["created_at"]),
-            job_id=v["job_id"],
-            checkpoint_bytes=v["checkpoint_bytes"],
-            sha256=v["sha256"],
-            training_status=v["training_status"],
-            epochs_trained=v["epochs_trained"],
-            train_loss=v["train_loss"],
-        )
-        for name in ("valid_perplexity", "ngram_valid_perplexity", "interpolated_valid_perplexity"):
-            if v.get(name) is not None:
-                setattr(version, name, v[name])
-        version.neural_weight = v.get("neural_weight", 1.0)
-        version.ngram_order = v.get("ngram_order", 0)
-        version.ngram_source = v.get("ngram_source", "")
-        msg.versions.append(version)
-    if current is not None:
-        msg.config.CopyFrom(model_config_to_pb(current["model_config"]))
-        msg.training.CopyFrom(train_config_to_pb(current["train_config"]))
-        msg.vocabulary_size = current["vocabulary_size"]
-    return msg
-
-
-# NLTK tokenises at ~0.4 us a character, and a text's word count is known only afterwards:
-# a sentence or prompt text longer than this many characters per allowed word is refused
-# before it is tokenised, so that one request cannot buy seconds of tokenising only to be
-# refused (a 15 MB sentence took 6.6 s). 64 is far above any language's mean word length.
-MAX_CHARS_PER_WORD = 64
-
-
-def check_sentence_size(sentence: str | list[str], where: str, max_words: int) -> None:
-    """Refuse, before tokenising, a text that cannot be within ``max_words`` words (or a
-    list of more words than that)."""
-    if not isinstance(sentence, str):
-        if len(sentence) > max_words:
-            raise ResourceExhausted(too_many_words(where, len(sentence), max_words))
-        return
-    limit = max_words * MAX_CHARS_PER_WORD
-    if len(sentence) > limit:
-        raise ResourceExhausted(
-            f"{where} is {len(sentence):,} characters; at most {limit:,} are accepted "
-            f"({MAX_CHARS_PER_WORD} a word for the limit of {max_words} words, "
-            "--max-tokens-per-sentence): split it"
-        )
-
-
-def too_many_words(where: str, count: int, max_words: int) -> str:
-    return f"{where} has {count} words; the limit is {max_words} (--max-tokens-per-sentence)"
-
-
-def default_max_tokens(server_max_tokens: int) -> int:
-    """max_tokens when a Generate request leaves it 0."""
-    return min(50, server_max_tokens)
-
-
-def generation_options(request: pb.GenerateRequest, server_max_tokens: int) -> dict[str, Any]:
-    """GenerateRequest fields as ``LanguageModel.stream`` options (0/unset: defaults)."""
-    method = METHODS.get(request.method) or ("beam" if request.beam_width > 1 else "sample")
-    options: dict[str, Any] = {
-        "method": method,
-        "num_sentences": request.num_sentences or 1,
-        "max_length": request.max_tokens or default_max_tokens(server_max_tokens),
-        "top_k": request.top_k,
-        "beam_width": request.beam_width or 4,
-    }
-    if request.min_tokens:
-        options["min_length"] = request.min_tokens
-    for name in ("temperature", "top_p", "seed"):
-        if request.HasField(name):
-            options[name] = getattr(request, name)
-    return options

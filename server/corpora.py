@@ -29,8 +29,10 @@ from rnnlm.server.errors import (
 )
 from rnnlm.server.ids import check_corpus_id
 from rnnlm.server.job_states import ACTIVE
-from rnnlm.server.listing import Listing, read_record, readable_records
-from rnnlm.server.store import CORPUS, JOB, Store
+from rnnlm.server.listing import Listing, parse, read_record, readable_records
+from rnnlm.server.records import Corpus as CorpusRecord
+from rnnlm.server.records import TrainingJob
+from rnnlm.server.store import CORPUS, Store
 
 log = logging.getLogger("rnnlm.server")
 
@@ -62,7 +64,7 @@ class CorpusRegistry:
 
     def upload(
         self, filename: str, declared_size: int, declared_sha256: str, chunks: Iterable[bytes]
-    ) -> dict[str, Any]:
+    ) -> CorpusRecord:
         """Receive the chunks, check them against what the header declared, store once."""
         if len(filename) > MAX_FILENAME_CHARS:  # before any bytes are received
             raise InvalidArgument(
@@ -100,48 +102,43 @@ class CorpusRegistry:
             )
         corpus_id = "c-" + sha256[:32]
         self._ensure_blob(corpus_id, sha256, parts)
-        record = {
-            "corpus_id": corpus_id,
-            "filename": filename or "corpus",
-            "size_bytes": size,
-            "sha256": sha256,
-            "created_at": time.time(),
-        }
-        stored = self.store.create(CORPUS, corpus_id, record)
+        record = CorpusRecord(corpus_id, filename or "corpus", size, sha256, time.time())
+        stored = self.store.create(CORPUS, corpus_id, record.to_store())
         # Again after the record: a DeleteCorpus (or the sweep) of the same bytes may have
         # removed the blob between our first look and the record; then it is written again.
         self._ensure_blob(corpus_id, sha256, parts)
-        return stored
+        return parse(CorpusRecord, corpus_id, stored)  # an earlier upload's, maybe damaged
 
     def _ensure_blob(self, corpus_id: str, sha256: str, parts: list[bytes]) -> None:
         info = self.store.blob_info(corpus_key(corpus_id))
         if info is None or info.sha256 != sha256:
             self.store.put_blob(corpus_key(corpus_id), b"".join(parts))
 
-    def list(self, limit: int = 100) -> Listing:
+    def list(self, limit: int = 100) -> Listing[CorpusRecord]:
         """Newest first; ``.unreadable`` names the records that cannot be read."""
         if not 0 <= limit <= 1000:
             raise InvalidArgument(f"limit must be in [0, 1000] (0: 100), got {limit}")
-        listing = readable_records(self.store, CORPUS)
-        records = sorted(listing, key=lambda r: r["created_at"], reverse=True)
+        listing = readable_records(self.store, CorpusRecord)
+        records = sorted(listing, key=lambda r: r.created_at, reverse=True)
         return Listing(records[: limit or 100], listing.unreadable)
 
     def delete(self, corpus_id: str) -> dict[str, Any]:
-        """Delete an uploaded corpus (or ARPA file); returns its record. Refused while a
-        queued or running job reads it. An ended job that trained on it can no longer be
-        resumed until the same bytes are uploaded again; the models trained on it are not
-        affected. A damaged record is removed as it is, with its bytes (the result then has
-        ``damaged`` and a size of 0: a damaged record cannot say its size)."""
+        """Delete an uploaded corpus (or ARPA file); returns its stored record. Refused
+        while a queued or running job reads it. An ended job that trained on it can no
+        longer be resumed until the same bytes are uploaded again; the models trained on it
+        are not affected. A damaged record is removed as it is, with its bytes (the result
+        then has ``damaged`` and a size of 0: a damaged record cannot say its size)."""
+        record: dict[str, Any]
         try:
-            record = self.get(corpus_id)
+            record = self.get(corpus_id).to_store()
         except DataLoss as err:
             record = {"corpus_id": corpus_id, "size_bytes": 0, "damaged": err.detail or str(err)}
-        for job in readable_records(self.store, JOB):
-            uses = job["corpus_id"] == corpus_id or job.get("arpa_id") == corpus_id
-            if uses and job["state"] in ACTIVE:
+        for job in readable_records(self.store, TrainingJob):
+            uses = corpus_id in (job.corpus_id, job.arpa_id)
+            if uses and job.state in ACTIVE:
                 raise FailedPrecondition(
-                    f"corpus {corpus_id!r} is used by training job {job['job_id']!r}, which is "
-                    f"{job['state']}; cancel it first (CancelTrainingJob) or wait for it to end"
+                    f"corpus {corpus_id!r} is used by training job {job.job_id!r}, which is "
+                    f"{job.state}; cancel it first (CancelTrainingJob) or wait for it to end"
                 )
         # The blob first: a concurrent upload of the same bytes that finds the record still
         # there writes the blob again after creating it (see upload).
@@ -155,8 +152,8 @@ class CorpusRegistry:
             log.info("corpus %s deleted (%d bytes)", corpus_id, record["size_bytes"])
         return record
 
-    def get(self, corpus_id: str) -> dict[str, Any]:
-        record = read_record(self.store, CORPUS, check_corpus_id(corpus_id))
+    def get(self, corpus_id: str) -> CorpusRecord:
+        record = read_record(self.store, CorpusRecord, check_corpus_id(corpus_id))
         if record is None:
             raise NotFound(f"corpus {corpus_id!r} does not exist; upload it with UploadCorpus")
         return record
@@ -164,10 +161,10 @@ class CorpusRegistry:
     def load_arpa(self, arpa_id: str) -> tuple[NgramModel, str]:
         """An ARPA file uploaded with UploadCorpus, parsed: (model, "arpa:<file name>")."""
         record = self.get(check_corpus_id(arpa_id, "arpa_id"))  # the field the caller set
-        data = self.store.get_blob(corpus_key(record["corpus_id"]))
+        data = self.store.get_blob(corpus_key(record.corpus_id))
         if data is None:
             raise NotFound(f"ARPA file {arpa_id!r} is missing from the store; upload it again")
-        name = record["filename"][:64]
+        name = record.filename[:64]
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as err:
@@ -224,10 +221,10 @@ class CorpusRegistry:
         self._check_options(source)
         if source.get("corpus_id"):
             record = self.get(source["corpus_id"])
-            data = self.store.get_blob(corpus_key(record["corpus_id"]))
+            data = self.store.get_blob(corpus_key(record.corpus_id))
             if data is None:
-                raise NotFound(f"corpus {record['corpus_id']!r} is missing from the store")
-            filename, where = record["filename"], f"corpus {record['corpus_id']}"
+                raise NotFound(f"corpus {record.corpus_id!r} is missing from the store")
+            filename, where = record.filename, f"corpus {record.corpus_id}"
         else:
             path = self.server_file(source["server_path"])
             where = f"file {quote(source['server_path'])}"

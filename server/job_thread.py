@@ -1,7 +1,9 @@
-"""The job thread: what runs a training job in this process. It trains, reports progress to
-the job's record, its event log and the metrics, writes resumable checkpoints, publishes the
-finished model as the next version and records the final state. Mixed into ``JobManager``
-(``jobs.py``), which starts jobs and answers queries about them.
+"""The job runner: what runs a training job in this process, in a thread of its own. It
+trains, reports progress to the job's record, its event log and the metrics, writes
+resumable checkpoints, publishes the finished model as the next version and records the
+final state. The manager (``jobs.py``) decides what to start and calls ``start``, which
+adds the run to the table of local jobs (``local_jobs.py``); the run removes itself when
+its end is recorded.
 
 Every write is fenced by the run's lease generation (``leases.py``): once a newer run holds
 the job, this one's writes are refused and it stops quietly. A store outage skips progress
@@ -18,20 +20,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rnnlm.model import Corpus, LanguageModel, ModelConfig, ProgressEvent, TrainConfig, train
 from rnnlm.model.ngram import NgramModel
-from rnnlm.server.errors import FailedPrecondition, ServiceError, Unavailable, cap
-from rnnlm.server.job_states import CANCELLED, FAILED, INTERRUPTED, RUNNING
-from rnnlm.server.leases import LocalJob, retry_until, skip_if_unavailable
-from rnnlm.server.store import JOB, Fence, StaleWrite
-
-if TYPE_CHECKING:
-    from rnnlm.server.corpora import CorpusRegistry
-    from rnnlm.server.metrics import Metrics
-    from rnnlm.server.models import ModelRegistry
-    from rnnlm.server.store import Store
+from rnnlm.server.corpora import CorpusRegistry
+from rnnlm.server.errors import DataLoss, NotFound, ServiceError, Unavailable, cap
+from rnnlm.server.job_states import JobState
+from rnnlm.server.listing import read_record, update_record
+from rnnlm.server.local_jobs import LocalJob, LocalJobs
+from rnnlm.server.metrics import Metrics
+from rnnlm.server.models import ModelRegistry
+from rnnlm.server.records import JobStateChange, TrainingEvent, TrainingJob, TrainingProgress
+from rnnlm.server.store import Fence, StaleWrite, Store
 
 log = logging.getLogger("rnnlm.server")
 
@@ -46,44 +47,107 @@ SHUT_DOWN_UNPUBLISHED = (
     "the server shut down while the store was unavailable, before the trained model was "
     "published; resume the job to continue from its last checkpoint"
 )
+# Backoff of the writes that must happen (publishing, final states): doubling, capped so
+# that a write goes through within a few seconds of the store coming back.
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0
+
+# How a run ended: (state, error, model version published).
+Final = tuple[JobState, str, int]
 
 
 def job_checkpoint_key(job_id: str) -> str:
     return f"jobs/{job_id}/checkpoint"
 
 
-class JobRunner:
-    store: Store
-    models: ModelRegistry
-    corpora: CorpusRegistry
-    metrics: Metrics
-    _local: dict[str, LocalJob]
-    _lock: threading.Lock
-    _closing: threading.Event
-    publish_retry_s: float
-    get: Callable[[str], dict[str, Any]]  # JobManager's
+def skip_if_unavailable(fn: Callable[[], Any]) -> None:
+    """Progress and checkpoint writes: a store outage skips one, training goes on."""
+    try:
+        fn()
+    except Unavailable as err:
+        log.warning("store unavailable, skipped: %s", err)
 
-    def _start(
+
+def retry_until(
+    fn: Callable[[], Any],
+    stop: threading.Event,
+    deadline: float | None = None,
+    on_retry: Callable[[Unavailable, int], None] | None = None,
+) -> Any:
+    """Writes that must happen (publishing, final states): call ``fn`` until it returns,
+    backing off while the store is unavailable (``on_retry(error, attempt)`` after each
+    failure). Raises the last ``Unavailable`` once ``deadline`` (``time.monotonic()``) has
+    passed, or when ``stop`` is set (the server is shutting down) and one last attempt
+    failed: a server stopped just after the store came back still writes."""
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except Unavailable as err:
+            if on_retry is not None:
+                on_retry(err, attempt)
+            delay = min(RETRY_FIRST_S * 2**attempt, RETRY_MAX_S)
+            if deadline is not None:
+                if time.monotonic() >= deadline:
+                    raise
+                delay = min(delay, deadline - time.monotonic())
+            if stop.wait(max(delay, 0.0)):
+                return fn()  # without waiting out the backoff: the store may be back
+            attempt += 1
+
+
+def update_job(
+    store: Store, job_id: str, fence: Fence | None = None, **fields: Any
+) -> TrainingJob | None:
+    """Change fields of the job record (absent: left absent); a run passes its fence."""
+
+    def apply(job: TrainingJob | None) -> TrainingJob | None:
+        if job is None:
+            return None
+        return dataclasses.replace(job, **fields, updated_at=time.time())
+
+    return update_record(store, TrainingJob, job_id, apply, fence)
+
+
+class JobRunner:
+    """Starts runs of jobs (``start``) and carries each through to its end."""
+
+    def __init__(
+        self,
+        store: Store,
+        models: ModelRegistry,
+        corpora: CorpusRegistry,
+        metrics: Metrics,
+        runs: LocalJobs,
+        *,
+        publish_retry_s: float,
+    ) -> None:
+        self.store, self.models, self.corpora, self.metrics = store, models, corpora, metrics
+        self.runs = runs
+        self.publish_retry_s = publish_retry_s
+
+    def start(
         self,
         job_id: str,
         model_id: str,
+        *,
         resume: bool,
         generation: int,
         corpus: Corpus | None = None,
         arpa: tuple[NgramModel, str] | None = None,
-    ):
-        running = self._local.get(job_id)
-        if running is not None and not running.ending:  # an ending run's writes are fenced
-            raise FailedPrecondition(f"training job {job_id!r} is already running here")
-        local = LocalJob(job_id, model_id, threading.Event(), generation=generation)
-        local.thread = threading.Thread(
+    ) -> LocalJob:
+        """Run the job (whose record exists, QUEUED, with lease ``generation``) in a new
+        thread: from its checkpoint when ``resume``; ``corpus`` and ``arpa`` when already
+        parsed. FailedPrecondition when a run of it still trains here."""
+        run = LocalJob(job_id, model_id, threading.Event(), generation=generation)
+        run.thread = threading.Thread(
             target=self._run,
-            args=(local, resume, corpus, arpa),
+            args=(run, resume, corpus, arpa),
             name=f"job-{job_id}",
             daemon=True,
         )
-        self._local[job_id] = local
-        local.thread.start()
+        self.runs.add(run)
+        run.thread.start()
+        return run
 
     def _run(
         self,
@@ -93,43 +157,52 @@ class JobRunner:
         arpa: tuple[NgramModel, str] | None,
     ) -> None:
         job_id, model_id = local.job_id, local.model_id
-        final: tuple[str, str, int] = (FAILED, "the job ended without a result", 0)
+        final: Final = (JobState.FAILED, "the job ended without a result", 0)
         try:
-            job = self.get(job_id)
-            train_config = TrainConfig.from_dict(job["train_config"])
-            corpus = corpus or self.corpora.load(job["corpus"])
-            if arpa is None and job.get("arpa_id"):
-                arpa = self.corpora.load_arpa(job["arpa_id"])
+            job = read_record(self.store, TrainingJob, job_id)
+            if job is None:
+                raise NotFound(f"training job {job_id!r} does not exist")
+            train_config = TrainConfig.from_dict(job.training)
+            corpus = corpus or self.corpora.load(job.corpus)
+            if arpa is None and job.arpa_id:
+                arpa = self.corpora.load_arpa(job.arpa_id)
             ngram, ngram_source = arpa or (None, "")
             resume_from = None
             if resume and (data := self.store.get_blob(job_checkpoint_key(job_id))):
                 resume_from = LanguageModel.from_bytes(data, device=train_config.device)
             state = resume_from.training_state if resume_from else None
             self.metrics.job_started(model_id, state.global_step if state else 0)
-            self._set_state(local, RUNNING)
+            self._set_state(local, JobState.RUNNING)
             lm = train(
                 corpus,
-                ModelConfig.from_stored(job["model_config"]),
+                ModelConfig.from_stored(job.model),
                 train_config,
                 on_progress=lambda event: self._on_progress(local, event),
-                on_checkpoint=lambda lm: local.lost or self._on_checkpoint(local, lm),
+                on_checkpoint=lambda lm: self._on_checkpoint(local, lm),
                 should_stop=local.stop.is_set,
                 resume_from=resume_from,
                 ngram=ngram,
                 ngram_source=ngram_source,
             )
-            status = lm.training_state.status
+            assert lm.training_state is not None  # train() always leaves one
+            status = JobState.after_training(lm.training_state.status)
             if lm.training_state.warnings:
                 warnings = list(lm.training_state.warnings)
-                skip_if_unavailable(lambda: self._update(job_id, local.fence, warnings=warnings))
+                skip_if_unavailable(
+                    lambda: update_job(self.store, job_id, local.fence, warnings=warnings)
+                )
             if local.lost:
                 return
-            if status != CANCELLED:
+            if status != JobState.CANCELLED:
                 final = self._publish(local, lm, status)
-            elif self._closing.is_set():
-                final = (INTERRUPTED, "the server shut down; resume the job to continue", 0)
+            elif self.runs.closing.is_set():
+                final = (
+                    JobState.INTERRUPTED,
+                    "the server shut down; resume the job to continue",
+                    0,
+                )
             else:
-                final = (CANCELLED, "", 0)
+                final = (JobState.CANCELLED, "", 0)
         except StaleWrite:
             local.lose()
         except Exception as err:
@@ -139,11 +212,11 @@ class JobRunner:
                 ref = uuid.uuid4().hex[:8]
                 log.exception("job %s failed [ref %s]", job_id, ref)
                 error = f"internal error [ref {ref}]; see the server log"
-            final = (FAILED, error, 0)
+            final = (JobState.FAILED, error, 0)
         finally:
             self._end(local, final)
 
-    def _publish(self, local: LocalJob, lm: LanguageModel, status: str) -> tuple[str, str, int]:
+    def _publish(self, local: LocalJob, lm: LanguageModel, status: JobState) -> Final:
         """Publish the trained model as the model's next version; the job's final state.
         While the store is unavailable the model waits in memory and publishing is retried,
         backing off, for up to ``publish_retry_s``: ``local.phase``, a log line and the
@@ -172,12 +245,13 @@ class JobRunner:
 
         local.phase = "publishing"
         try:
-            version = retry_until(publish, self._closing, time.monotonic() + retry_s, failed)
+            closing = self.runs.closing
+            version = retry_until(publish, closing, time.monotonic() + retry_s, failed)
         except Unavailable:
-            if self._closing.is_set():
-                return (INTERRUPTED, SHUT_DOWN_UNPUBLISHED, 0)
+            if self.runs.closing.is_set():
+                return (JobState.INTERRUPTED, SHUT_DOWN_UNPUBLISHED, 0)
             log.error("job %s: store unavailable for %g s: trained model dropped", job_id, retry_s)
-            return (FAILED, UNPUBLISHED.format(retry_s=retry_s), 0)
+            return (JobState.FAILED, UNPUBLISHED.format(retry_s=retry_s), 0)
         finally:
             if local.phase != "publishing":  # it waited
                 self.metrics.jobs_unpublished.dec()
@@ -188,7 +262,7 @@ class JobRunner:
         skip_if_unavailable(lambda: self.store.delete_blob(key, fence=local.fence))
         return (status, "", version)
 
-    def _end(self, local: LocalJob, final: tuple[str, str, int]) -> None:
+    def _end(self, local: LocalJob, final: Final) -> None:
         """Free the slot and the model, then record the final state: the slot first, so
         that a client that saw the final state can start the next job at once. The writes
         are retried while the store is unavailable, for as long as this server runs (a job
@@ -197,7 +271,10 @@ class JobRunner:
         self.metrics.job_ended(local.model_id, "lost" if local.lost else final[0])
 
         def release() -> None:
-            self.models.release(local.model_id, local.job_id, fence=local.fence)
+            try:
+                self.models.release(local.model_id, local.job_id, fence=local.fence)
+            except DataLoss as err:  # the job's end is still recorded
+                log.warning("job %s: model %s not freed: %s", local.job_id, local.model_id, err)
 
         def failed(err: Unavailable, attempt: int) -> None:
             if attempt == 0:
@@ -209,10 +286,11 @@ class JobRunner:
                     err.detail or err,
                 )
 
+        closing = self.runs.closing
         try:
             if not local.lost:
-                retry_until(release, self._closing, on_retry=failed)
-                retry_until(lambda: self._set_state(local, *final), self._closing, on_retry=failed)
+                retry_until(release, closing, on_retry=failed)
+                retry_until(lambda: self._set_state(local, *final), closing, on_retry=failed)
         except StaleWrite:
             local.lose()
         except Unavailable:
@@ -224,56 +302,44 @@ class JobRunner:
             )
         finally:
             local.phase = ""
-            with self._lock:
-                if self._local.get(local.job_id) is local:  # not a newer run of it
-                    del self._local[local.job_id]
+            self.runs.remove(local)
 
     def _on_progress(self, local: LocalJob, event: ProgressEvent) -> None:
         self.metrics.job_progress(
-            local.model_id, event.step, event.total_steps, event.loss, event.tokens_per_sec
+            local.model_id, event.step, event.total_steps, event.loss, event.tokens_per_second
         )
-        progress = dataclasses.asdict(event)
-        event_doc = {"type": "progress", "time": time.time(), **progress}
+        progress = TrainingProgress.from_event(event)
+        entry = TrainingEvent(time.time(), progress=progress).to_store()
+        skip_if_unavailable(lambda: self.store.append_event(local.job_id, entry, fence=local.fence))
         skip_if_unavailable(
-            lambda: self.store.append_event(local.job_id, event_doc, fence=local.fence)
+            lambda: update_job(self.store, local.job_id, local.fence, progress=progress)
         )
-        skip_if_unavailable(lambda: self._update(local.job_id, local.fence, progress=progress))
 
     def _on_checkpoint(self, local: LocalJob, lm: LanguageModel) -> None:
+        if local.lost:
+            return
+        assert lm.training_state is not None  # a model in training has one
         step = lm.training_state.global_step
         data = lm.to_bytes(resumable=True)
 
         def write() -> None:
             self.store.put_blob(job_checkpoint_key(local.job_id), data, fence=local.fence)
-            self._update(local.job_id, local.fence, checkpoint_step=step)
-            event = {"type": "checkpoint", "time": time.time(), "step": step}
-            self.store.append_event(local.job_id, event, fence=local.fence)
+            update_job(self.store, local.job_id, local.fence, checkpoint_step=step)
+            entry = TrainingEvent(time.time(), checkpoint_step=step).to_store()
+            self.store.append_event(local.job_id, entry, fence=local.fence)
 
         # A store outage skips this checkpoint; training goes on and the next one retries.
         skip_if_unavailable(write)
 
-    def _set_state(self, local: LocalJob, state: str, error: str = "", model_version: int = 0):
+    def _set_state(
+        self, local: LocalJob, state: JobState, error: str = "", model_version: int = 0
+    ) -> None:
         job_id = local.job_id
         fields: dict[str, Any] = {"state": state, "error": error}
         if model_version:
             fields["model_version"] = model_version
-        self._update(job_id, local.fence, **fields)
-        event = {
-            "type": "state",
-            "time": time.time(),
-            "state": state,
-            "error": error,
-            "model_version": model_version,
-        }
-        self.store.append_event(job_id, event, fence=local.fence)
+        update_job(self.store, job_id, local.fence, **fields)
+        change = JobStateChange(state, error, model_version)
+        entry = TrainingEvent(time.time(), state=change).to_store()
+        self.store.append_event(job_id, entry, fence=local.fence)
         log.info("job %s: %s%s", job_id, state, f" ({error})" if error else "")
-
-    def _update(self, job_id: str, fence: Fence | None = None, **fields: Any) -> dict | None:
-        """Change fields of the job record; a run passes its lease's fence."""
-
-        def apply(job: dict | None) -> dict | None:
-            if job is not None:
-                job.update(fields, updated_at=time.time())
-            return job
-
-        return self.store.update(JOB, job_id, apply, fence=fence)

@@ -1,15 +1,22 @@
 """Training jobs: started by Train, run in background threads, recorded in the store.
 
-A job's record (document kind ``job``) holds its state, configuration and latest progress;
-its event log holds every progress report, checkpoint and state change, so a client can
-watch it from any replica, late or from the start. A running job checkpoints (resumable:
-weights, optimizer, RNG position) to ``jobs/{id}/checkpoint`` every N steps and when it
-stops; the finished model becomes the model's next version.
+A job's record (document kind ``job``, ``records.TrainingJob``) holds its state,
+configuration and latest progress; its event log holds every progress report, checkpoint
+and state change, so a client can watch it from any replica, late or from the start. A
+running job checkpoints (resumable: weights, optimizer, RNG position) to
+``jobs/{id}/checkpoint`` every N steps and when it stops; the finished model becomes the
+model's next version.
 
-Servers renew a heartbeat on the jobs they run. A running job whose heartbeat is older than
-the lease belongs to a server that died: any server that meets it marks it INTERRUPTED, and
-``resume`` continues it from its last checkpoint, under a new lease generation that fences
-off every write of the run before it (``leases.py``).
+Three objects share the work, each given what it uses in its constructor, and one table of
+the runs in this process (``local_jobs.LocalJobs``):
+
+- ``JobManager`` (here): the calls of the API (submit, get, list, watch, cancel, resume,
+  delete) and the server's capacity;
+- ``JobRunner`` (``job_thread.py``): a run's thread, from start to its final state;
+- ``LeaseKeeper`` (``leases.py``): renews the leases of this server's runs. A running job
+  whose heartbeat is older than the lease belongs to a server that died: any server that
+  meets it marks it INTERRUPTED, and ``resume`` continues it from its last checkpoint, under
+  a new lease generation that fences off every write of the run before it.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,27 +41,31 @@ from rnnlm.server.errors import (
     quote,
 )
 from rnnlm.server.ids import check_job_id, check_model_id, check_request_id
-from rnnlm.server.job_states import ACTIVE, CANCELLED, FINAL, INTERRUPTED, QUEUED
-from rnnlm.server.job_thread import JobRunner
-from rnnlm.server.leases import LEASE_FIELD, LeaseKeeper, LocalJob
-from rnnlm.server.listing import Listing, read_record, readable_records
+from rnnlm.server.job_states import ACTIVE, FINAL, RESUMABLE, JobState
+from rnnlm.server.job_thread import JobRunner, update_job
+from rnnlm.server.leases import LeaseKeeper
+from rnnlm.server.listing import Listing, read_record, readable_records, update_record
+from rnnlm.server.local_jobs import LocalJobs
 from rnnlm.server.metrics import Metrics
 from rnnlm.server.models import ModelRegistry, estimate_parameters
+from rnnlm.server.records import Corpus, TrainingEvent, TrainingJob
 from rnnlm.server.retention import (
-    CHECKPOINT_REMOVED,
     check_resumable_checkpoint,
     delete_job,
     delete_jobs_of_model,
     forget_request_id,
 )
-from rnnlm.server.store import CORPUS, JOB, TRAIN_REQUEST, Store
+from rnnlm.server.store import TRAIN_REQUEST, Store
 
 log = logging.getLogger("rnnlm.server")
 
-RESUMABLE = (CANCELLED, INTERRUPTED)
 
+class JobManager:
+    """Submits, answers about, cancels, resumes and deletes jobs, within this server's
+    capacity. Composed of the table of local runs (``LocalJobs``), the ``JobRunner`` that
+    runs them and the ``LeaseKeeper`` that renews their leases and reaps dead servers' jobs,
+    all three built here from the same store and registries."""
 
-class JobManager(JobRunner, LeaseKeeper):
     def __init__(
         self,
         store: Store,
@@ -76,52 +86,51 @@ class JobManager(JobRunner, LeaseKeeper):
         self.metrics = metrics or Metrics()
         self.server_id = server_id
         self.max_concurrent = max_concurrent
-        self.lease_s = lease_s
-        self.publish_retry_s = publish_retry_s
         self.request_id_ttl_s = request_id_ttl_s
         self.checkpoint_retention_s = checkpoint_retention_s
         self.default_checkpoint_every = default_checkpoint_every
         self.max_model_params = max_model_params
-        self._local: dict[str, LocalJob] = {}
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="jobs", daemon=True)
-        self._heartbeat.start()
+        self.runs = LocalJobs()
+        self.runner = JobRunner(
+            store, models, corpora, self.metrics, self.runs, publish_retry_s=publish_retry_s
+        )
+        self.leases = LeaseKeeper(store, models, self.runs, server_id=server_id, lease_s=lease_s)
+        self.leases.start()
 
     # -- queries -------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        job = read_record(self.store, JOB, check_job_id(job_id))
+    def get(self, job_id: str) -> TrainingJob:
+        job = read_record(self.store, TrainingJob, check_job_id(job_id))
         if job is None:
             raise NotFound(f"training job {job_id!r} does not exist")
-        return self._with_phase(self._reap_if_orphaned(job))
+        return self._with_phase(self.leases.reap_if_orphaned(job))
 
-    def list(self, model_id: str = "", limit: int = 100) -> Listing:
+    def list(self, model_id: str = "", limit: int = 100) -> Listing[TrainingJob]:
         """Newest first; ``.unreadable`` names the records that cannot be read (of any
         model: an unreadable record does not say whose it is)."""
         if not 0 <= limit <= 1000:
             raise InvalidArgument(f"limit must be in [0, 1000] (0: 100), got {limit}")
-        listing = readable_records(self.store, JOB)
+        listing = readable_records(self.store, TrainingJob)
         jobs = [
-            self._with_phase(self._reap_if_orphaned(j))
+            self._with_phase(self.leases.reap_if_orphaned(j))
             for j in listing
-            if not model_id or j["model_id"] == model_id
+            if not model_id or j.model_id == model_id
         ]
-        jobs.sort(key=lambda j: j["created_at"], reverse=True)
+        jobs.sort(key=lambda j: j.created_at, reverse=True)
         return Listing(jobs[: limit or 100], listing.unreadable)
 
-    def _with_phase(self, job: dict[str, Any]) -> dict[str, Any]:
+    def _with_phase(self, job: TrainingJob) -> TrainingJob:
         """The record, with what this server's run of the job is doing now when its state
         does not say it (e.g. waiting for the store to publish the trained model): known
         here even while the store takes no writes, so answered as soon as it takes reads."""
-        local = self._local.get(job["job_id"])
-        if local is None or not local.phase or job.get(LEASE_FIELD) != local.generation:
+        local = self.runs.get(job.job_id)
+        if local is None or not local.phase or job.lease_generation != local.generation:
             return job
-        return {**job, "phase": local.phase}
+        return dataclasses.replace(job, phase=local.phase)
 
     def watch(
         self, job_id: str, after: str | None, is_active: Callable[[], bool]
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
+    ) -> Iterator[tuple[str, TrainingEvent]]:
         """The job's events after ``after``, live, until the job is in a final state and all
         its events were sent (or ``is_active`` turns false: the client went away)."""
         self.get(job_id)
@@ -134,12 +143,12 @@ class JobManager(JobRunner, LeaseKeeper):
                 ) from None
             for event_id, event in events:
                 after = event_id
-                yield event_id, event
-            if not events and self.get(job_id)["state"] in FINAL:
+                yield event_id, TrainingEvent.from_store(event)
+            if not events and self.get(job_id).state in FINAL:
                 tail = self.store.read_events(job_id, after)  # written just before the end
                 for event_id, event in tail:
                     after = event_id
-                    yield event_id, event
+                    yield event_id, TrainingEvent.from_store(event)
                 if not tail:
                     return
 
@@ -153,7 +162,7 @@ class JobManager(JobRunner, LeaseKeeper):
         train_config: TrainConfig,
         request_id: str = "",
         arpa_id: str = "",
-    ) -> dict[str, Any]:
+    ) -> TrainingJob:
         """Start a job (or return the one an earlier request with ``request_id`` started)."""
         check_model_id(model_id)
         check_request_id(request_id)
@@ -174,7 +183,7 @@ class JobManager(JobRunner, LeaseKeeper):
         train_config: TrainConfig,
         request_id: str,
         arpa_id: str,
-    ) -> dict[str, Any]:
+    ) -> TrainingJob:
         if request_id and (seen := self.store.get(TRAIN_REQUEST, request_id)) is not None:
             try:
                 return self.get(seen["job_id"])
@@ -195,45 +204,39 @@ class JobManager(JobRunner, LeaseKeeper):
             train_config = dataclasses.replace(
                 train_config, checkpoint_every=self.default_checkpoint_every
             )
-        with self._lock:  # cheap refusals first: a busy server should not parse a corpus
-            self._reap_model_owner(model_id)
+        with self.runs.lock:  # cheap refusals first: a busy server should not parse a corpus
+            self.leases.reap_model_owner(model_id)
             self._check_capacity()
         parsed = self.corpora.load(corpus)  # parse errors reach the caller, not the job
         arpa = self.corpora.load_arpa(arpa_id) if arpa_id else None
         job_id = "j-" + uuid.uuid4().hex[:16]
         now = time.time()
-        job = {
-            "job_id": job_id,
-            "model_id": model_id,
-            "state": QUEUED,
-            "error": "",
-            "request_id": request_id,
-            "corpus": corpus,
-            "corpus_id": corpus.get("corpus_id") or f"server:{corpus.get('server_path')}",
-            "model_config": model_config.to_dict(),
-            "train_config": train_config.to_dict(),
-            "created_at": now,
-            "updated_at": now,
-            "progress": None,
-            "checkpoint_step": 0,
-            "model_version": 0,
-            "arpa_id": arpa_id,
-            "warnings": [],
-            "server_id": self.server_id,
-            "heartbeat_at": now,
-            "cancel_requested": False,
-            LEASE_FIELD: 1,  # the first run's lease
-        }
-        with self._lock:  # the slot check and the claim go together
-            self._reap_model_owner(model_id)  # "model busy" says more than "server busy"
+        job = TrainingJob(
+            job_id=job_id,
+            model_id=model_id,
+            state=JobState.QUEUED,
+            request_id=request_id,
+            corpus=corpus,
+            corpus_id=corpus.get("corpus_id") or f"server:{corpus.get('server_path')}",
+            model=model_config.to_dict(),
+            training=train_config.to_dict(),
+            created_at=now,
+            updated_at=now,
+            arpa_id=arpa_id,
+            server_id=self.server_id,
+            heartbeat_at=now,
+            lease_generation=1,  # the first run's lease
+        )
+        with self.runs.lock:  # the slot check and the claim go together
+            self.leases.reap_model_owner(model_id)  # "model busy" says more than "server busy"
             self._check_capacity()
             # The job record exists before the request id points at it, so a concurrent
             # twin of this request (a client retry) always finds the job it is told about.
-            self.store.create(JOB, job_id, job)
+            self.store.create(TrainingJob.KIND, job_id, job.to_store())
             if request_id:
                 first = self.store.create(TRAIN_REQUEST, request_id, {"job_id": job_id})
                 if first["job_id"] != job_id:
-                    self.store.delete(JOB, job_id)
+                    self.store.delete(TrainingJob.KIND, job_id)
                     return self.get(first["job_id"])
                 # Remembered for --request-id-ttl-s (retention.py), not for ever.
                 expiry = time.time() + self.request_id_ttl_s
@@ -241,105 +244,108 @@ class JobManager(JobRunner, LeaseKeeper):
             try:
                 self.models.claim(model_id, job_id)
             except Exception:
-                self.store.delete(JOB, job_id)
+                self.store.delete(TrainingJob.KIND, job_id)
                 if request_id:
                     self.store.delete(TRAIN_REQUEST, request_id)
                 raise
-            self._start(job_id, model_id, False, 1, corpus=parsed, arpa=arpa)
+            self.runner.start(
+                job_id, model_id, resume=False, generation=1, corpus=parsed, arpa=arpa
+            )
         log.info("job %s: training model %s (%s)", job_id, model_id, model_config.cell)
         return self.get(job_id)
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str) -> TrainingJob:
         job = self.get(job_id)
-        if job["state"] in FINAL:
+        if job.state in FINAL:
             raise FailedPrecondition(
-                f"training job {job_id!r} already ended ({job['state']}); nothing to cancel"
+                f"training job {job_id!r} already ended ({job.state}); nothing to cancel"
             )
-        self._update(job_id, cancel_requested=True)
-        local = self._local.get(job_id)
+        update_job(self.store, job_id, cancel_requested=True)
+        local = self.runs.get(job_id)
         if local is not None:
             local.stop.set()  # polled before every step
         return self.get(job_id)
 
-    def resume(self, job_id: str, epochs: int = 0) -> dict[str, Any]:
+    def resume(self, job_id: str, epochs: int = 0) -> TrainingJob:
         job = self.get(job_id)
-        if job["state"] not in RESUMABLE:
-            hint = "it is still running" if job["state"] in ACTIVE else "train again instead"
+        if job.state not in RESUMABLE:
+            hint = "it is still running" if job.state in ACTIVE else "train again instead"
             raise FailedPrecondition(
-                f"training job {job_id!r} is {job['state']}; only cancelled or interrupted "
+                f"training job {job_id!r} is {job.state}; only cancelled or interrupted "
                 f"jobs resume ({hint})"
             )
         check_resumable_checkpoint(job, self.checkpoint_retention_s)
         self._check_inputs_kept(job)
-        config = TrainConfig.from_dict(job["train_config"])
+        config = TrainConfig.from_dict(job.training)
         if epochs:
             if epochs < config.epochs:
                 raise InvalidArgument(
                     f"epochs must be >= the job's {config.epochs} (or 0 to keep it), got {epochs}"
                 )
             config = dataclasses.replace(config, epochs=epochs)
-        with self._lock:
+        with self.runs.lock:
             # Marked interrupted by a replica while this server could not reach the store,
             # but its run is alive here (maybe holding a trained model that waits to
             # publish): taking the lease over would stop it, then fail to start ours.
-            alive = self._local.get(job_id)
+            alive = self.runs.get(job_id)
             if alive is not None and not (alive.ending or alive.lost):
                 raise FailedPrecondition(
                     f"training job {job_id!r} is still running on this server, which the "
                     "store did not hear from for a while; it reports again within "
-                    f"{self.lease_s / 5:g} s"
+                    f"{self.leases.heartbeat_s:g} s"
                 )
             self._check_capacity()
-            self.models.claim(job["model_id"], job_id)
+            self.models.claim(job.model_id, job_id)
 
-            def take_over(current: dict | None) -> dict:
+            def take_over(current: TrainingJob | None) -> TrainingJob:
                 # Checked again inside the update: of two concurrent resumes (on this
                 # server or another), exactly one finds the job still resumable.
-                if current is None or current["state"] not in RESUMABLE:
-                    state = current["state"] if current else "gone"
+                if current is None or current.state not in RESUMABLE:
+                    state = current.state if current else "gone"
                     raise FailedPrecondition(
                         f"training job {job_id!r} is {state}; it was resumed concurrently"
                     )
-                if current.get(CHECKPOINT_REMOVED):  # by a sweep since our check above
+                if current.checkpoint_removed_at:  # by a sweep since our check above
                     check_resumable_checkpoint(current, self.checkpoint_retention_s)
-                current.update(
-                    state=QUEUED,
+                return dataclasses.replace(
+                    current,
+                    state=JobState.QUEUED,
                     error="",
                     cancel_requested=False,
                     server_id=self.server_id,
                     heartbeat_at=time.time(),
                     # A new lease: whatever the run before still tries to write is refused.
-                    **{LEASE_FIELD: current.get(LEASE_FIELD, 0) + 1},
+                    lease_generation=current.lease_generation + 1,
                     updated_at=time.time(),
-                    train_config=config.to_dict(),
+                    training=config.to_dict(),
                 )
-                return current
 
-            taken = self.store.update(JOB, job_id, take_over)
+            taken = update_record(self.store, TrainingJob, job_id, take_over)
+            assert taken is not None  # take_over never deletes
             self.store.expire_events_at(job_id, None)  # running again: its log stays
-            self._start(job_id, job["model_id"], True, taken[LEASE_FIELD])
-        log.info("job %s: resuming from step %d", job_id, job["checkpoint_step"])
+            self.runner.start(job_id, job.model_id, resume=True, generation=taken.lease_generation)
+        log.info("job %s: resuming from step %d", job_id, job.checkpoint_step)
         return self.get(job_id)
 
-    def _check_inputs_kept(self, job: dict[str, Any]) -> None:
+    def _check_inputs_kept(self, job: TrainingJob) -> None:
         """Refuse, before taking the job over, to resume a job whose uploaded corpus (or
         ARPA file) was deleted: its run would fail at once, and a failed job's checkpoint
         goes at the next sweep. Refused, it stays resumable: the same bytes uploaded again
         get the same id."""
-        source = job.get("corpus") or {}
         for what, corpus_id in (
-            ("corpus", source.get("corpus_id")),
-            ("ARPA file", job.get("arpa_id")),
+            ("corpus", job.corpus.get("corpus_id")),
+            ("ARPA file", job.arpa_id),
         ):
-            if corpus_id and self.store.get(CORPUS, corpus_id) is None:
+            if corpus_id and self.store.get(Corpus.KIND, corpus_id) is None:
                 raise FailedPrecondition(
-                    f"training job {job['job_id']!r} cannot resume: its {what} {corpus_id} "
+                    f"training job {job.job_id!r} cannot resume: its {what} {corpus_id} "
                     "was deleted; upload the same file again (it gets the same id), then resume"
                 )
 
     def delete(self, job_id: str) -> dict[str, Any]:
         """Delete an ended job with its events, checkpoint and request id (retention.py);
-        a damaged record is removed as it is (the result then has ``damaged``)."""
+        returns its stored record, or ``{"job_id", "damaged"}`` for a damaged record,
+        which is removed as it is."""
         with contextlib.suppress(DataLoss):  # damaged: delete_job removes it as it is
             self.get(job_id)  # a job whose server died is marked interrupted first
         return delete_job(self.store, job_id)
@@ -351,31 +357,28 @@ class JobManager(JobRunner, LeaseKeeper):
         # cut off before freeing the model) is freed first, as Train does: else "cancel
         # the job" would be the answer, and cancelling an ended job is refused.
         with contextlib.suppress(FailedPrecondition, DataLoss):  # models.delete says why
-            self._reap_model_owner(check_model_id(model_id))
+            self.leases.reap_model_owner(check_model_id(model_id))
         versions = self.models.delete(model_id)
-        delete_jobs_of_model(self.store, model_id, self._reap_if_orphaned)
+        delete_jobs_of_model(self.store, model_id, self.leases.reap_if_orphaned)
         return versions
 
     def running(self) -> int:
         """Jobs running on this server."""
-        return sum(not local.ending for local in self._local.values())
+        return self.runs.running()
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop every local job at its next step; each checkpoints and is marked interrupted."""
-        self._closing.set()
-        with self._lock:
-            local = list(self._local.values())
-        for job in local:
-            job.stop.set()
+        self.runs.closing.set()
+        runs = self.runs.runs()
+        for run in runs:
+            run.stop.set()
         deadline = time.monotonic() + timeout
-        for job in local:
-            if job.thread is not None:
-                job.thread.join(max(0.0, deadline - time.monotonic()))
-
-    # -- capacity --------------------------------------------------------------------------
+        for run in runs:
+            if run.thread is not None:
+                run.thread.join(max(0.0, deadline - time.monotonic()))
 
     def _check_capacity(self) -> None:
-        if self._closing.is_set():
+        if self.runs.closing.is_set():
             raise Unavailable("this server is shutting down; send the request to another one")
         if (running := self.running()) >= self.max_concurrent:
             raise ResourceExhausted(

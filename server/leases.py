@@ -1,6 +1,6 @@
-"""Job leases: a server renews a heartbeat on the jobs it runs; a running job whose heartbeat
-is older than the lease belongs to a server that died, and whichever server meets it first
-marks it INTERRUPTED (resumable) and frees its model. Mixed into ``JobManager``.
+"""The lease keeper: a server renews a heartbeat on the jobs it runs; a running job whose
+heartbeat is older than the lease belongs to a server that died, and whichever server meets
+it first marks it INTERRUPTED (resumable) and frees its model.
 
 Each run of a job (the first, and every resume) holds the lease under a new generation
 number, kept in the job record (``lease_generation``). Every write a run makes (its record,
@@ -17,143 +17,81 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound, Unavailable
-from rnnlm.server.job_states import (
-    ACTIVE,
-    INTERRUPTED,
-    RUNNING,
-)
-from rnnlm.server.listing import read_record
-from rnnlm.server.store import JOB, Fence, StaleWrite
-
-if TYPE_CHECKING:
-    from rnnlm.server.models import ModelRegistry
-    from rnnlm.server.store import Store
+from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound
+from rnnlm.server.job_states import ACTIVE, JobState
+from rnnlm.server.listing import parse, read_record, update_record
+from rnnlm.server.local_jobs import LocalJob, LocalJobs
+from rnnlm.server.models import ModelRegistry
+from rnnlm.server.records import JobStateChange, TrainingEvent, TrainingJob
+from rnnlm.server.store import JOB, Fence, StaleWrite, Store
 
 log = logging.getLogger("rnnlm.server")
 
-LEASE_FIELD = "lease_generation"  # of the job record; records from before it count as 0
-# Set in a job record when its resumable checkpoint was removed: it can no longer resume.
-CHECKPOINT_REMOVED = "checkpoint_removed_at"
-# Backoff of the writes that must happen (publishing, final states): doubling, capped so
-# that a write goes through within a few seconds of the store coming back.
-RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0
-
-
-def skip_if_unavailable(fn: Callable[[], Any]) -> None:
-    """Progress and checkpoint writes: a store outage skips one, training goes on."""
-    try:
-        fn()
-    except Unavailable as err:
-        log.warning("store unavailable, skipped: %s", err)
-
-
-def retry_until(
-    fn: Callable[[], Any],
-    stop: threading.Event,
-    deadline: float | None = None,
-    on_retry: Callable[[Unavailable, int], None] | None = None,
-) -> Any:
-    """Writes that must happen (publishing, final states): call ``fn`` until it returns,
-    backing off while the store is unavailable (``on_retry(error, attempt)`` after each
-    failure). Raises the last ``Unavailable`` once ``deadline`` (``time.monotonic()``) has
-    passed, or when ``stop`` is set (the server is shutting down) and one last attempt
-    failed: a server stopped just after the store came back still writes."""
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except Unavailable as err:
-            if on_retry is not None:
-                on_retry(err, attempt)
-            delay = min(RETRY_FIRST_S * 2**attempt, RETRY_MAX_S)
-            if deadline is not None:
-                if time.monotonic() >= deadline:
-                    raise
-                delay = min(delay, deadline - time.monotonic())
-            if stop.wait(max(delay, 0.0)):
-                return fn()  # without waiting out the backoff: the store may be back
-            attempt += 1
-
-
-@dataclasses.dataclass
-class LocalJob:
-    """A job running in this process."""
-
-    job_id: str
-    model_id: str
-    stop: threading.Event
-    thread: threading.Thread | None = None
-    generation: int = 0  # of the lease this run holds
-    lost: bool = False  # a newer run took the job over: write nothing more
-    ending: bool = False  # trained (or stopped); only its end is still to be recorded
-    phase: str = ""  # what it does now, when its state does not say (GetTrainingJob shows it)
-
-    @property
-    def fence(self) -> Fence:
-        """The condition of every write this run makes: its lease is still current."""
-        return Fence(JOB, self.job_id, LEASE_FIELD, self.generation)
-
-    def lose(self) -> None:
-        """A write was refused (``StaleWrite``): stop quietly, writing nothing more."""
-        if not self.lost:
-            log.warning(
-                "job %s: a newer run holds the lease (ours was generation %d), or the job "
-                "was deleted; this run stops here without writing",
-                self.job_id,
-                self.generation,
-            )
-        self.lost = True
-        self.stop.set()
-
 
 class LeaseKeeper:
-    store: Store
-    models: ModelRegistry
-    server_id: str
-    lease_s: float
-    _local: dict[str, Any]
-    _closing: threading.Event
+    """Renews the leases of this process' runs (``runs``) in a heartbeat thread, passes on
+    cancellations made on other replicas, and reaps the jobs of dead servers: on its own
+    every lease, and when the manager meets one (``reap_if_orphaned``,
+    ``reap_model_owner``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        models: ModelRegistry,
+        runs: LocalJobs,
+        *,
+        server_id: str,
+        lease_s: float,
+    ) -> None:
+        self.store, self.models, self.runs = store, models, runs
+        self.server_id, self.lease_s = server_id, lease_s
+        # Records the reaper could not read at its last pass: each is logged once, not each pass.
+        self._reap_skipped: frozenset[str] = frozenset()
+        self._thread = threading.Thread(target=self._heartbeat_loop, name="jobs", daemon=True)
+
+    @property
+    def heartbeat_s(self) -> float:
+        """How often the leases are renewed."""
+        return self.lease_s / 5
+
+    def start(self) -> None:
+        """Start the heartbeat thread; it ends when ``runs.closing`` is set."""
+        self._thread.start()
 
     def _heartbeat_loop(self) -> None:
-        """Renew our jobs' leases, pass on cancellations made on other replicas, and reap
-        jobs whose server died."""
         last_sweep = 0.0
-        while not self._closing.wait(self.lease_s / 5):
-            for local in list(self._local.values()):
+        while not self.runs.closing.wait(self.heartbeat_s):
+            for local in self.runs.runs():
                 try:
-                    self._renew(local)
+                    self.renew(local)
                 except Exception as err:  # one bad record must not stop the heartbeats
                     log.warning("heartbeat of job %s: %s", local.job_id, err)
             if time.monotonic() - last_sweep > self.lease_s:
                 last_sweep = time.monotonic()
                 try:
-                    self._reap_all()
+                    self.reap_all()
                 except Exception as err:
                     log.warning("job sweep: %s", err)
 
-    # Records the reaper could not read at its last pass: each is logged once, not each pass.
-    _reap_skipped: frozenset[str] = frozenset()
-
-    def _reap_all(self) -> None:
+    def reap_all(self) -> None:
         """Mark the jobs of dead servers INTERRUPTED. A record that cannot be read (not
         JSON, or lacking a field) is skipped and logged: one damaged record must not keep
         every other job of a dead server RUNNING, its model claimed, for ever."""
         scan = self.store.scan(JOB)
         skipped = dict(scan.unreadable)
-        for job_id, job in scan.docs.items():
+        for job_id, doc in scan.docs.items():
             try:
-                self._reap_if_orphaned(job)
-            except (KeyError, TypeError, ValueError, DataLoss) as err:  # a damaged record
+                self.reap_if_orphaned(parse(TrainingJob, job_id, doc))
+            except DataLoss as err:  # a damaged record
+                skipped[job_id] = err.detail or str(err)
+            except (KeyError, TypeError, ValueError) as err:  # one the shape check let by
                 skipped[job_id] = f"{type(err).__name__}: {err}"
         for job_id in sorted(skipped.keys() - self._reap_skipped):
             log.warning("job sweep: job %s skipped, it cannot be read: %s", job_id, skipped[job_id])
         self._reap_skipped = frozenset(skipped)
 
-    def _renew(self, local: LocalJob) -> None:
+    def renew(self, local: LocalJob) -> None:
         """Renew the lease. A newer run may have taken the job over meanwhile (a resume
         after ours seemed to expire, during a store outage): then the fenced update is
         refused and this run stops without writing anything more. Marked INTERRUPTED but
@@ -162,28 +100,33 @@ class LeaseKeeper:
             return
         reclaimed = {"now": False}
 
-        def renew(job: dict | None) -> dict | None:
+        def renew(job: TrainingJob | None) -> TrainingJob | None:
             reclaimed["now"] = False  # the update may retry: only the last attempt counts
             if job is None:
                 return None
-            if job["state"] == INTERRUPTED and not local.ending:
-                job.update(state=RUNNING, error="", server_id=self.server_id)
+            if job.state == JobState.INTERRUPTED and not local.ending:
                 # A sweep that took the job for an ended one may have marked its checkpoint
                 # removed: the run writes a new one, and the job can resume again.
-                job.pop(CHECKPOINT_REMOVED, None)
+                job = dataclasses.replace(
+                    job,
+                    state=JobState.RUNNING,
+                    error="",
+                    server_id=self.server_id,
+                    checkpoint_removed_at=None,
+                )
                 reclaimed["now"] = True
-            if job["state"] in ACTIVE:
-                job["heartbeat_at"] = time.time()
+            if job.state in ACTIVE:
+                job.heartbeat_at = time.time()
             return job
 
         try:
-            job = self.store.update(JOB, local.job_id, renew, fence=local.fence)
+            job = update_record(self.store, TrainingJob, local.job_id, renew, local.fence)
         except StaleWrite:
             local.lose()
             return
         if reclaimed["now"]:
             self._take_back(local)
-        if job and job.get("cancel_requested"):
+        if job is not None and job.cancel_requested:
             local.stop.set()
 
     def _take_back(self, local: LocalJob) -> None:
@@ -193,8 +136,8 @@ class LeaseKeeper:
         meanwhile (the two then both publish versions). A model deleted meanwhile is not
         brought back: the run stops (and ends cancelled)."""
         log.warning("job %s: the store answers again; this server carries on", local.job_id)
-        event = {"type": "state", "time": time.time(), "state": RUNNING, "error": ""}
-        self.store.append_event(local.job_id, {**event, "model_version": 0}, fence=local.fence)
+        event = TrainingEvent(time.time(), state=JobStateChange(JobState.RUNNING))
+        self.store.append_event(local.job_id, event.to_store(), fence=local.fence)
         self.store.expire_events_at(local.job_id, None)
         try:
             self.models.claim(local.model_id, local.job_id, create=False)
@@ -207,40 +150,41 @@ class LeaseKeeper:
             )
             local.stop.set()
 
-    def _reap_if_orphaned(self, job: dict[str, Any]) -> dict[str, Any]:
-        if job["state"] not in ACTIVE or job["job_id"] in self._local:
+    def reap_if_orphaned(self, job: TrainingJob) -> TrainingJob:
+        """The job, marked INTERRUPTED (and its model freed) first when it is active and
+        its server stopped renewing the lease."""
+        if job.state not in ACTIVE or job.job_id in self.runs:
             return job
-        if time.time() - job.get("heartbeat_at", 0) <= self.lease_s:
+        if time.time() - job.heartbeat_at <= self.lease_s:
             return job
-        reason = f"server {job['server_id']} stopped responding; resume the job to continue"
+        reason = f"server {job.server_id} stopped responding; resume the job to continue"
         changed = {"now": False}
 
-        def mark(current: dict | None) -> dict | None:
+        def mark(current: TrainingJob | None) -> TrainingJob | None:
             changed["now"] = False  # the update may retry: only the last attempt counts
-            stale = current is not None and time.time() - current.get("heartbeat_at", 0)
-            if current is not None and current["state"] in ACTIVE and stale > self.lease_s:
-                current.update(state=INTERRUPTED, error=reason, updated_at=time.time())
+            stale = current is not None and time.time() - current.heartbeat_at > self.lease_s
+            if current is not None and current.state in ACTIVE and stale:
                 changed["now"] = True
+                return dataclasses.replace(
+                    current, state=JobState.INTERRUPTED, error=reason, updated_at=time.time()
+                )
             return current
 
-        updated = self.store.update(JOB, job["job_id"], mark)
+        updated = update_record(self.store, TrainingJob, job.job_id, mark)
         if changed["now"]:
-            event = {
-                "type": "state",
-                "time": time.time(),
-                "state": INTERRUPTED,
-                "error": reason,
-                "model_version": 0,
-            }
-            self.store.append_event(job["job_id"], event)
-            self.models.release(job["model_id"], job["job_id"])
-            log.warning("job %s marked interrupted: %s", job["job_id"], reason)
+            event = TrainingEvent(time.time(), state=JobStateChange(JobState.INTERRUPTED, reason))
+            self.store.append_event(job.job_id, event.to_store())
+            try:
+                self.models.release(job.model_id, job.job_id)
+            except DataLoss as err:  # the job's answer does not depend on its model
+                log.warning("job %s: model %s not freed: %s", job.job_id, job.model_id, err)
+            log.warning("job %s marked interrupted: %s", job.job_id, reason)
         return updated or job
 
-    def _reap_model_owner(self, model_id: str) -> None:
+    def reap_model_owner(self, model_id: str) -> None:
         """Free the model if the job that claimed it died; refuse if it is alive."""
         try:
-            owner = self.models.get(model_id).get("active_job_id")
+            owner = self.models.get(model_id).active_job_id
         except NotFound:
             return
         if not owner:
@@ -250,13 +194,13 @@ class LeaseKeeper:
             "or cancel it before training the model again"
         )
 
-        job = read_record(self.store, JOB, owner)
-        state = self._reap_if_orphaned(job)["state"] if job is not None else None
+        job = read_record(self.store, TrainingJob, owner)
+        state = self.reap_if_orphaned(job).state if job is not None else None
         if state in ACTIVE:
             raise busy
         # Ended without releasing (e.g. a store outage): freed only while it is still so,
         # atomically, since a resume of it (which claims the model first) may be under way.
-        fence = None if job is None else Fence(JOB, owner, "state", state)
+        fence = None if state is None else Fence(JOB, owner, "state", state.value)
         try:
             self.models.release(model_id, owner, fence=fence)
         except StaleWrite:

@@ -1,18 +1,23 @@
-"""Records as the server reads them. A record that is not JSON, or is JSON of the wrong shape
-(a field missing or of the wrong type, a version entry without its fields), is unreadable:
-a get answers DATA_LOSS naming it, and ListModels, ListTrainingJobs and ListCorpora return
-every record they can read and name the ones they cannot, instead of failing whole (or
-ending in INTERNAL, on a sort or a conversion) because of one. The log says what was wrong."""
+"""Records as the server reads and changes them in the store (typed: ``records.py``). A
+record that is not JSON, or is JSON of the wrong shape (a field missing or of the wrong type,
+a version entry without its fields), is unreadable: a get answers DATA_LOSS naming it, and
+ListModels, ListTrainingJobs and ListCorpora return every record they can read and name the
+ones they cannot, instead of failing whole (or ending in INTERNAL, on a sort or a
+conversion) because of one. The log says what was wrong. Shapes are checked on today's
+field names, after ``records.upgrade`` renamed those of older records."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 from rnnlm.server.errors import DataLoss, quote
-from rnnlm.server.job_states import ACTIVE, FINAL
-from rnnlm.server.store import CORPUS, JOB, MODEL, Store
+from rnnlm.server.job_states import JobState
+from rnnlm.server.records import StoredRecord, upgrade
+from rnnlm.server.store import CORPUS, JOB, MODEL, Fence, Store
+
+R = TypeVar("R", bound=StoredRecord)
 
 log = logging.getLogger("rnnlm.server")
 
@@ -29,7 +34,7 @@ SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
     },
     JOB: {
         **{"job_id": STR, "model_id": STR, "state": STR, "error": STR, "request_id": STR},
-        **{"corpus_id": STR, "model_config": DICT, "train_config": DICT, "created_at": NUM},
+        **{"corpus_id": STR, "model": DICT, "training": DICT, "created_at": NUM},
         **{"updated_at": NUM, "checkpoint_step": INT, "model_version": INT, "server_id": STR},
     },
     CORPUS: {
@@ -42,6 +47,7 @@ OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
     JOB: {
         **{"heartbeat_at": NUM, "lease_generation": INT, "warnings": LIST, "arpa_id": STR},
         **{"progress": (dict, type(None)), "corpus": DICT, "cancel_requested": (bool,)},
+        "checkpoint_removed_at": NUM,
     },
     CORPUS: {},
 }
@@ -56,7 +62,7 @@ VERSION_OPTIONAL = {
     "interpolated_valid_perplexity": NUM_OR_NONE,
 }
 PROGRESS_FIELDS = ("kind", "epoch", "epochs", "step", "total_steps", "loss", "perplexity")
-JOB_STATES = (*ACTIVE, *FINAL)
+JOB_STATES = frozenset(state.value for state in JobState)
 
 
 def _field_problems(
@@ -79,6 +85,7 @@ def _field_problems(
 
 def shape_problem(kind: str, doc: Mapping[str, Any]) -> str | None:
     """What makes a decoded record unreadable (None: nothing)."""
+    doc = upgrade(kind, doc)
     problems = _field_problems(doc, SHAPES[kind], OPTIONAL[kind], kind)
     if kind == MODEL and isinstance(doc.get("versions"), list):
         for n, entry in enumerate(doc["versions"]):
@@ -96,15 +103,40 @@ def shape_problem(kind: str, doc: Mapping[str, Any]) -> str | None:
     return "; ".join(problems[:3]) or None
 
 
-def read_record(store: Store, kind: str, doc_id: str) -> dict[str, Any] | None:
+def read_record(store: Store, cls: type[R], doc_id: str) -> R | None:
     """The record (None when there is none); ``DataLoss`` naming it when it is unreadable."""
     try:
-        doc = store.get(kind, doc_id)
+        doc = store.get(cls.KIND, doc_id)
     except DataLoss as err:
-        raise unreadable(kind, doc_id, detail=str(err)) from None
-    if doc is not None and (problem := shape_problem(kind, doc)):
-        raise unreadable(kind, doc_id, detail=problem)
-    return doc
+        raise unreadable(cls.KIND, doc_id, detail=str(err)) from None
+    return None if doc is None else parse(cls, doc_id, doc)
+
+
+def parse(cls: type[R], doc_id: str, doc: Mapping[str, Any]) -> R:
+    """The record a stored document holds; ``DataLoss`` naming it when it is unreadable."""
+    if problem := shape_problem(cls.KIND, doc):
+        raise unreadable(cls.KIND, doc_id, detail=problem)
+    return cls.from_store(doc)
+
+
+def update_record(
+    store: Store,
+    cls: type[R],
+    doc_id: str,
+    change: Callable[[R | None], R | None],
+    fence: Fence | None = None,
+) -> R | None:
+    """``Store.update`` with records: ``change`` gets the record (None: absent) and returns
+    what to store (None: delete it, or leave it absent). An unreadable record is not
+    changed: ``DataLoss``. ``change`` may run more than once, and may raise to abort."""
+
+    def apply(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+        record = None if doc is None else parse(cls, doc_id, doc)
+        result = change(record)
+        return None if result is None else result.to_store()
+
+    stored = store.update(cls.KIND, doc_id, apply, fence=fence)
+    return None if stored is None else cls.from_store(stored)
 
 
 def unreadable(kind: str, doc_id: str, detail: str) -> DataLoss:
@@ -116,26 +148,25 @@ def unreadable(kind: str, doc_id: str, detail: str) -> DataLoss:
     )
 
 
-class Listing(list):
+class Listing(list[R], Generic[R]):
     """Records (a plain list to whoever iterates), and ``unreadable``: the id of each record
     that could not be read, with why (for the log; clients get the ids)."""
 
-    def __init__(
-        self, records: Iterable[dict[str, Any]] = (), unreadable: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, records: Iterable[R] = (), unreadable: Mapping[str, str] | None = None):
         super().__init__(records)
         self.unreadable = dict(unreadable or {})
 
 
-def readable_records(store: Store, kind: str) -> Listing:
-    """Every record of ``kind`` that decodes and has the shape the server reads."""
+def readable_records(store: Store, cls: type[R]) -> Listing[R]:
+    """Every record of ``cls``'s kind that decodes and has the shape the server reads."""
+    kind = cls.KIND
     scan = store.scan(kind)
     records, unreadable = [], dict(scan.unreadable)
     for doc_id, doc in scan.docs.items():
         if problem := shape_problem(kind, doc):
             unreadable[doc_id] = f"stored {kind} {doc_id}: {problem}"
         else:
-            records.append(doc)
+            records.append(cls.from_store(doc))
     for doc_id, why in sorted(unreadable.items()):
         log.warning("%s %s left out of a listing, it cannot be read: %s", kind, doc_id, why)
     return Listing(records, unreadable)

@@ -8,6 +8,8 @@ checkpoint is not all there.
 
 from __future__ import annotations
 
+import builtins
+import dataclasses
 import json
 import logging
 import time
@@ -16,8 +18,15 @@ from typing import Any
 from rnnlm.model import LanguageModel, ModelConfig
 from rnnlm.model.ngram import NgramModel
 from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound
-from rnnlm.server.ids import check_model_id  # also imported from here by the servicer
-from rnnlm.server.listing import Listing, read_record, readable_records, shape_problem
+from rnnlm.server.ids import check_model_id
+from rnnlm.server.listing import (
+    Listing,
+    read_record,
+    readable_records,
+    shape_problem,
+    update_record,
+)
+from rnnlm.server.records import Model, ModelVersion
 from rnnlm.server.store import MODEL, Fence, StaleWrite, Store
 
 log = logging.getLogger("rnnlm.server")
@@ -44,36 +53,23 @@ def vocab_key(model_id: str, version: int) -> str:
     return f"models/{model_id}/{version}/vocab"
 
 
-def new_model_record(model_id: str) -> dict[str, Any]:
-    now = time.time()
-    return {
-        "model_id": model_id,
-        "created_at": now,
-        "updated_at": now,
-        "current_version": 0,
-        "next_version": 1,
-        "versions": [],
-        "active_job_id": "",
-    }
-
-
 class ModelRegistry:
     def __init__(self, store: Store, keep_versions: int = 3) -> None:
         self.store = store
         self.keep_versions = keep_versions
 
-    def get(self, model_id: str) -> dict[str, Any]:
-        record = read_record(self.store, MODEL, check_model_id(model_id))
+    def get(self, model_id: str) -> Model:
+        record = read_record(self.store, Model, check_model_id(model_id))
         if record is None:
             raise NotFound(f"model {model_id!r} does not exist; ListModels shows the models")
         return record
 
-    def list(self) -> Listing:
+    def list(self) -> Listing[Model]:
         """Sorted by id; ``.unreadable`` names the records that cannot be read."""
-        listing = readable_records(self.store, MODEL)
-        return Listing(sorted(listing, key=lambda r: r["model_id"]), listing.unreadable)
+        listing = readable_records(self.store, Model)
+        return Listing(sorted(listing, key=lambda r: r.model_id), listing.unreadable)
 
-    def vocabulary(self, model_id: str, version: int) -> list[str]:
+    def vocabulary(self, model_id: str, version: int) -> builtins.list[str]:  # not .list
         data = self.store.get_blob(vocab_key(model_id, version))
         if data is None:
             raise NotFound(f"model {model_id!r} version {version} has no stored vocabulary")
@@ -82,11 +78,11 @@ class ModelRegistry:
     def load(self, model_id: str, version: int = 0) -> LanguageModel:
         """A version (0: the current one) read from the store, on the CPU."""
         record = self.get(model_id)
-        version = version or record["current_version"]
+        version = version or record.current_version
         if version == 0:
             raise FailedPrecondition(f"model {model_id!r} has no version yet; train it first")
-        if not any(v["version"] == version for v in record["versions"]):
-            kept = ", ".join(str(v["version"]) for v in record["versions"])
+        if record.version(version) is None:
+            kept = ", ".join(str(v.version) for v in record.versions)
             raise NotFound(f"model {model_id!r} has no version {version}; it has {kept}")
         data = self.store.get_blob(checkpoint_key(model_id, version))
         if data is None:
@@ -95,51 +91,52 @@ class ModelRegistry:
 
     def attach_ngram(
         self, model_id: str, ngram: NgramModel, source: str, neural_weight: float | None
-    ) -> dict[str, Any]:
+    ) -> Model:
         """Publish the current version again with ``ngram`` as its n-gram part."""
         record = self.get(model_id)
-        if record.get("active_job_id"):
+        if record.active_job_id:
             raise FailedPrecondition(
-                f"model {model_id!r} is being trained by job {record['active_job_id']!r}; "
+                f"model {model_id!r} is being trained by job {record.active_job_id!r}; "
                 "attach the n-gram model when the job has ended"
             )
-        version = record["current_version"]
+        version = record.current_version
         lm = self.load(model_id, version)
         lm.attach_ngram(ngram, source, neural_weight)  # seconds: tunes on held-out text
-        current = next(v for v in record["versions"] if v["version"] == version)
-        self.publish(model_id, lm, current["job_id"], replaces=version)
+        current = record.current
+        assert current is not None  # load() found it
+        self.publish(model_id, lm, current.job_id, replaces=version)
         return self.get(model_id)
 
     def claim(self, model_id: str, job_id: str, create: bool = True) -> None:
         """Mark ``job_id`` as the one job training the model (creating the record, unless
         ``create`` is false: then NotFound when the model was deleted)."""
 
-        def claim_fn(record: dict | None) -> dict:
+        def claim_fn(record: Model | None) -> Model:
             if record is None and not create:
                 raise NotFound(f"model {model_id!r} was deleted")
-            record = record or new_model_record(model_id)
-            active = record.get("active_job_id")
+            record = record or Model.new(model_id, time.time())
+            active = record.active_job_id
             if active and active != job_id:
                 raise FailedPrecondition(
                     f"model {model_id!r} is being trained by job {active!r}; wait for it to "
                     "end or cancel it before training the model again"
                 )
-            record["active_job_id"] = job_id
-            record["updated_at"] = time.time()
+            record.active_job_id = job_id
+            record.updated_at = time.time()
             return record
 
-        self.store.update(MODEL, model_id, claim_fn)
+        update_record(self.store, Model, model_id, claim_fn)
 
     def release(self, model_id: str, job_id: str, fence: Fence | None = None) -> None:
         """The job ended: the model is free to train again. A job's run passes its lease's
         fence: a run that was taken over must not free the model its successor holds."""
 
-        def release_fn(record: dict | None) -> dict | None:
-            if record is not None and record.get("active_job_id") == job_id:
-                record["active_job_id"] = ""
+        def release_fn(record: Model | None) -> Model | None:
+            if record is not None and record.active_job_id == job_id:
+                record.active_job_id = ""
             return record
 
-        self.store.update(MODEL, model_id, release_fn, fence=fence)
+        update_record(self.store, Model, model_id, release_fn, fence)
 
     def publish(
         self,
@@ -158,26 +155,26 @@ class ModelRegistry:
         attempts then share one version number and the checkpoint's bytes."""
         reserved = {} if reserved is None else reserved
 
-        def check(record: dict | None) -> None:
+        def check(record: Model | None) -> None:
             if replaces is None:
                 return
             if record is None:
                 raise NotFound(f"model {model_id!r} was deleted meanwhile; nothing published")
-            if record.get("active_job_id") or record["current_version"] != replaces:
+            if record.active_job_id or record.current_version != replaces:
                 raise FailedPrecondition(
                     f"model {model_id!r} changed meanwhile (a job or another call); "
                     "nothing published: try again"
                 )
 
-        def reserve(record: dict | None) -> dict:
+        def reserve(record: Model | None) -> Model:
             check(record)
-            record = record or new_model_record(model_id)
-            reserved["version"] = record["next_version"]
-            record["next_version"] += 1
+            record = record or Model.new(model_id, time.time())
+            reserved["version"] = record.next_version
+            record.next_version += 1
             return record
 
         if "version" not in reserved:
-            self.store.update(MODEL, model_id, reserve, fence=fence)
+            update_record(self.store, Model, model_id, reserve, fence)
         version = reserved["version"]
         if "checkpoint" not in reserved:
             reserved["checkpoint"] = lm.to_bytes()
@@ -193,38 +190,38 @@ class ModelRegistry:
         state = lm.training_state
         history = state.history if state else []
         valid = [h["valid_perplexity"] for h in history if h.get("valid_perplexity") is not None]
-        entry = {
-            "version": version,
-            "created_at": time.time(),
-            "job_id": job_id,
-            "checkpoint_bytes": info.size,
-            "sha256": info.sha256,
-            "training_status": state.status if state else "",
-            "epochs_trained": state.epoch if state else 0,
-            "train_loss": history[-1]["train_loss"] if history else 0.0,
-            "valid_perplexity": min(valid) if valid else None,
-            "model_config": lm.config.to_dict(),
-            "train_config": lm.train_config.to_dict() if lm.train_config else {},
-            "vocabulary_size": len(lm.vocab),
-            **_ngram_summary(lm),
-        }
+        entry = ModelVersion(
+            version=version,
+            created_at=time.time(),
+            job_id=job_id,
+            checkpoint_bytes=info.size,
+            sha256=info.sha256,
+            training_status=state.status if state else "",
+            epochs_trained=state.epoch if state else 0,
+            train_loss=history[-1]["train_loss"] if history else 0.0,
+            valid_perplexity=min(valid) if valid else None,
+            model_config=lm.config.to_dict(),
+            train_config=lm.train_config.to_dict() if lm.train_config else {},
+            vocabulary_size=len(lm.vocab),
+        )
+        entry = _with_ngram_summary(entry, lm)
         dropped: list[int] = []
 
-        def flip(record: dict | None) -> dict:
+        def flip(record: Model | None) -> Model:
             check(record)
-            record = record or new_model_record(model_id)
+            record = record or Model.new(model_id, time.time())
             dropped.clear()  # flip may run again under contention
-            if any(v["version"] == version for v in record["versions"]):
+            if record.version(version) is not None:
                 return record  # an earlier attempt flipped it; only its reply was lost
-            versions = [*record["versions"], entry]
-            dropped.extend(v["version"] for v in versions[: -self.keep_versions])
-            record["versions"] = versions[-self.keep_versions :]
-            record["current_version"] = version
-            record["updated_at"] = time.time()
+            versions = [*record.versions, entry]
+            dropped.extend(v.version for v in versions[: -self.keep_versions])
+            record.versions = versions[-self.keep_versions :]
+            record.current_version = version
+            record.updated_at = time.time()
             return record
 
         try:
-            self.store.update(MODEL, model_id, flip, fence=fence)
+            update_record(self.store, Model, model_id, flip, fence)
         except (NotFound, FailedPrecondition, StaleWrite):
             self._delete_version_blobs(model_id, version)
             raise
@@ -248,12 +245,13 @@ class ModelRegistry:
             if problem := shape_problem(MODEL, current):
                 deleted["damaged"] = problem
                 return None
-            if current.get("active_job_id"):
+            record = Model.from_store(current)
+            if record.active_job_id:
                 raise FailedPrecondition(
-                    f"model {model_id!r} is being trained by job {current['active_job_id']!r}; "
+                    f"model {model_id!r} is being trained by job {record.active_job_id!r}; "
                     "cancel the job before deleting the model"
                 )
-            deleted["versions"] = [v["version"] for v in current["versions"]]
+            deleted["versions"] = [v.version for v in record.versions]
             return None
 
         try:
@@ -280,16 +278,18 @@ class ModelRegistry:
         self.store.delete_blob(vocab_key(model_id, version))
 
 
-def _ngram_summary(lm: LanguageModel) -> dict[str, Any]:
-    """The version's n-gram part as its record shows it (weight 1: the network alone)."""
+def _with_ngram_summary(entry: ModelVersion, lm: LanguageModel) -> ModelVersion:
+    """The version with its n-gram part as its record shows it (none: the defaults, weight
+    1, the network alone)."""
     part = lm.ngram
     if part is None:
-        return {"neural_weight": 1.0, "ngram_order": 0, "ngram_source": ""}
+        return entry
     valid = part.valid_perplexity
-    return {
-        "neural_weight": part.neural_weight,
-        "ngram_order": part.model.order,
-        "ngram_source": part.source,
-        "ngram_valid_perplexity": valid.get("ngram"),
-        "interpolated_valid_perplexity": valid.get("interpolated"),
-    }
+    return dataclasses.replace(
+        entry,
+        neural_weight=part.neural_weight,
+        ngram_order=part.model.order,
+        ngram_source=part.source,
+        ngram_valid_perplexity=valid.get("ngram"),
+        interpolated_valid_perplexity=valid.get("interpolated"),
+    )

@@ -17,15 +17,13 @@ from contextlib import suppress
 from typing import Any
 
 from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound
-from rnnlm.server.job_states import ACTIVE, CANCELLED, INTERRUPTED
+from rnnlm.server.job_states import ACTIVE, RESUMABLE
 from rnnlm.server.job_thread import job_checkpoint_key
-from rnnlm.server.leases import CHECKPOINT_REMOVED
-from rnnlm.server.listing import readable_records, shape_problem
+from rnnlm.server.listing import readable_records, shape_problem, update_record
+from rnnlm.server.records import TrainingJob
 from rnnlm.server.store import JOB, TRAIN_REQUEST, Store
 
 log = logging.getLogger("rnnlm.server")
-
-RESUMABLE = (CANCELLED, INTERRUPTED)
 
 
 class _Keep(Exception):
@@ -93,20 +91,20 @@ def forget_request_id(store: Store, request_id: str, job_id: str) -> None:
 
 
 def delete_jobs_of_model(
-    store: Store, model_id: str, reap: Callable[[dict[str, Any]], dict[str, Any]]
+    store: Store, model_id: str, reap: Callable[[TrainingJob], TrainingJob]
 ) -> list[str]:
     """Delete the jobs of a model that was just deleted; returns their ids. A job that is
     still running is left alone: a new model of the same name may be training already, or
     an old job is writing its final state (the sweep takes it once it has ended)."""
     deleted = []
-    for job in readable_records(store, JOB):
-        if job["model_id"] != model_id or reap(job)["state"] in ACTIVE:
+    for job in readable_records(store, TrainingJob):
+        if job.model_id != model_id or reap(job).state in ACTIVE:
             continue
         try:
-            delete_job(store, job["job_id"])
+            delete_job(store, job.job_id)
         except (NotFound, FailedPrecondition):
             continue  # deleted or resumed meanwhile
-        deleted.append(job["job_id"])
+        deleted.append(job.job_id)
     return deleted
 
 
@@ -116,28 +114,24 @@ def remove_resumable_checkpoint(store: Store, job_id: str, ended_before: float) 
     still resumable and still that old: a concurrent resume either happens first (and the
     checkpoint stays) or finds the mark and refuses. Returns whether it was removed."""
 
-    def mark(current: dict | None) -> dict:
-        if (
-            current is None
-            or current.get("state") not in RESUMABLE
-            or current.get("updated_at", 0) >= ended_before
-        ):
+    def mark(current: TrainingJob | None) -> TrainingJob:
+        if current is None or current.state not in RESUMABLE or current.updated_at >= ended_before:
             raise _Keep
-        current[CHECKPOINT_REMOVED] = time.time()  # updated_at stays: the end's time
+        current.checkpoint_removed_at = time.time()  # updated_at stays: the end's time
         return current
 
     try:
-        store.update(JOB, job_id, mark)
-    except _Keep:
+        update_record(store, TrainingJob, job_id, mark)
+    except (_Keep, DataLoss):  # DataLoss: damaged meanwhile, its checkpoint stays
         return False
     return store.delete_blob(job_checkpoint_key(job_id))
 
 
-def check_resumable_checkpoint(job: dict[str, Any], retention_s: float) -> None:
+def check_resumable_checkpoint(job: TrainingJob, retention_s: float) -> None:
     """FailedPrecondition for a job whose checkpoint the retention rules removed."""
-    if job.get(CHECKPOINT_REMOVED):
+    if job.checkpoint_removed_at:
         raise FailedPrecondition(
-            f"training job {job['job_id']!r} can no longer be resumed: it ended more than "
+            f"training job {job.job_id!r} can no longer be resumed: it ended more than "
             f"{retention_s:g} s ago and its checkpoint was removed (--checkpoint-retention-s); "
             "train the model again"
         )

@@ -8,31 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import io
-import threading
 from collections.abc import Callable, Iterator
 
 import grpc
 
-from rnnlm.model import stopping
 from rnnlm.model.interpolation import check_neural_weight
-from rnnlm.model.scoring import length_normalized, sentence_words
-from rnnlm.model.text import detokenize
-from rnnlm.model.vocab import SENTENCE_END
 from rnnlm.server import convert
 from rnnlm.server.cache import ModelCache
 from rnnlm.server.config import ServerConfig
 from rnnlm.server.corpora import CorpusRegistry
 from rnnlm.server.deadlines import CallWatch, abandoning
-from rnnlm.server.errors import (
-    Cancelled,
-    FailedPrecondition,
-    InvalidArgument,
-    ResourceExhausted,
-    Unavailable,
-)
+from rnnlm.server.errors import Cancelled, FailedPrecondition, InvalidArgument, Unavailable
+from rnnlm.server.ids import check_model_id
 from rnnlm.server.jobs import JobManager
 from rnnlm.server.metrics import Metrics
-from rnnlm.server.models import ModelRegistry, check_model_id
+from rnnlm.server.models import ModelRegistry
+from rnnlm.server.serving import Serving
 from rnnlm.v1 import rnnlm_pb2 as pb
 from rnnlm.v1 import rnnlm_pb2_grpc
 
@@ -49,27 +40,13 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         cache: ModelCache,
         metrics: Metrics,
         draining: Callable[[], bool] = lambda: False,
+        serving: Serving | None = None,
     ) -> None:
         self.config, self.models, self.corpora = config, models, corpora
         self.jobs, self.cache, self.metrics = jobs, cache, metrics
         self._draining = draining
-        # A stream holds a worker thread for its whole life: bounded, so that watchers and
-        # generators can never take every thread from the unary calls.
-        self._streams = threading.BoundedSemaphore(config.max_streams)
-
-    @contextlib.contextmanager
-    def _stream_slot(self) -> Iterator[None]:
-        if not self._streams.acquire(blocking=False):
-            raise ResourceExhausted(
-                f"{self.config.max_streams} Watch/Generate streams are open on this server, "
-                "its limit (--max-streams); retry later or on another replica"
-            )
-        self.metrics.streams_open.inc()
-        try:
-            yield
-        finally:
-            self.metrics.streams_open.dec()
-            self._streams.release()
+        # Scoring and generation: the core that any other front end shares.
+        self.serving = serving or Serving(config, cache, metrics)
 
     # -- corpora and training ------------------------------------------------------------
 
@@ -110,7 +87,7 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         return convert.job_to_pb(job)
 
     def WatchTrainingJob(self, request, context) -> Iterator[pb.TrainingEvent]:
-        with self._stream_slot():
+        with self.serving.stream_slot():
             events = self.jobs.watch(
                 request.job_id,
                 request.after_event_id or None,
@@ -147,94 +124,22 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
     # -- serving -------------------------------------------------------------------------
 
     def ScoreSentence(self, request: pb.ScoreSentenceRequest, context) -> pb.ScoreSentenceResponse:
-        limit = self.config.max_sentences_per_request
-        if not request.sentences:
-            raise InvalidArgument("sentences is empty; send at least one sentence")
-        if len(request.sentences) > limit:
-            raise ResourceExhausted(
-                f"{len(request.sentences)} sentences in one request; the limit is {limit} "
-                "(--max-sentences-per-request): split the request"
-            )
+        sentences = convert.sentences_from_pb(request.sentences)
+        options = convert.score_options_from_pb(request)
         watch = CallWatch(context)  # work stops once the client's deadline passed or it left
         with abandoning(self.metrics, "ScoreSentence", watch):
-            model = self.cache.get(check_model_id(request.model_id))
-            words = []
-            for i, s in enumerate(request.sentences):
-                stopping.check(watch)
-                words.append(
-                    self._words(model.lm.tokenizer, _sentence_input(s, i), f"sentences[{i}]")
-                )
-            options = convert.score_options(request)
-            norm, alpha = convert.length_norm(request)
-            scorer, weight = model.lm.scoring_setup(options["scorer"], options.get("neural_weight"))
-            scores = model.score(words, should_stop=watch, **options)
-        keys = [length_normalized(s, norm, alpha) for s in scores]
-        self.metrics.scored.inc(len(scores))
-        order = range(len(scores))
-        if request.rank:
-            order = sorted(order, key=lambda i: -keys[i])
-        return pb.ScoreSentenceResponse(
-            model_id=model.model_id,
-            model_version=model.version,
-            scores=[convert.score_to_pb(i, scores[i], request.omit_tokens, keys[i]) for i in order],
-            scorer=convert.SCORERS_TO_PB[scorer],
-            neural_weight=weight,
-        )
+            scored = self.serving.score(request.model_id, sentences, options, watch)
+        return convert.scored_to_pb(scored, request.omit_tokens)
 
     def Generate(self, request: pb.GenerateRequest, context) -> Iterator[pb.GenerateResponse]:
-        self._check_generation_limits(request)
-        with self._stream_slot():
-            yield from self._generate(request, context)
-
-    def _generate(self, request: pb.GenerateRequest, context) -> Iterator[pb.GenerateResponse]:
-        options = convert.generation_options(request, self.config.max_generated_tokens)
-        model = self.cache.get(check_model_id(request.model_id))
-        which = request.WhichOneof("prompt")
-        prompt = (
-            self._words(model.lm.tokenizer, _prompt_input(request, which), which) if which else []
-        )
-        words: list[str] = []
+        prompt = convert.prompt_from_pb(request)
+        options = convert.generate_options_from_pb(request)
         watch = CallWatch(context)  # checked before every decoding step, beam search's too
-        with abandoning(self.metrics, "Generate", watch):
-            for event in model.lm.stream(prompt, should_stop=watch, **options):
-                stopping.check(watch)  # the client went away: stop decoding
-                text = ""
-                if event.token != SENTENCE_END:
-                    words.append(event.token)
-                if event.finish_reason is not None:
-                    text, words = detokenize(prompt + words), []
-                self.metrics.generated.inc()
-                yield convert.generation_to_pb(event, text, model.version)
-
-    def _check_generation_limits(self, request: pb.GenerateRequest) -> None:
-        cfg = self.config
-        for name, value, limit, flag in (
-            ("num_sentences", request.num_sentences, cfg.max_generated_sentences, "sentences"),
-            ("beam_width", request.beam_width, cfg.max_generated_sentences, "sentences"),
-            ("max_tokens", request.max_tokens, cfg.max_generated_tokens, "tokens"),
-        ):
-            if value < 0:
-                raise InvalidArgument(f"{name} must be >= 0 (0: the default), got {value}")
-            if value > limit:
-                raise ResourceExhausted(
-                    f"{name} {value} is over this server's limit of {limit} "
-                    f"(--max-generated-{flag})"
-                )
-        max_tokens = request.max_tokens or convert.default_max_tokens(cfg.max_generated_tokens)
-        if not 0 <= request.min_tokens <= max_tokens:
-            raise InvalidArgument(
-                f"min_tokens must be in [0, max_tokens={max_tokens}], got {request.min_tokens}"
-            )
-        if request.top_k < 0:
-            raise InvalidArgument(f"top_k must be >= 0 (0: no top-k filter), got {request.top_k}")
-
-    def _words(self, tokenizer, sentence, where: str) -> list[str]:
-        limit = self.config.max_tokens_per_sentence
-        convert.check_sentence_size(sentence, where, limit)  # bounds the tokenising
-        words = sentence_words(tokenizer, sentence, 0)
-        if len(words) > limit:
-            raise ResourceExhausted(convert.too_many_words(where, len(words), limit))
-        return words
+        tokens = self.serving.generate(request.model_id, prompt, options, watch)
+        # Closed on the way out, so that a call gRPC ends at a yield frees its stream slot.
+        with contextlib.closing(tokens), abandoning(self.metrics, "Generate", watch):
+            for token in tokens:
+                yield convert.generation_to_pb(token)
 
     # -- models --------------------------------------------------------------------------
 
@@ -248,8 +153,8 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
     def GetModel(self, request: pb.GetModelRequest, context) -> pb.Model:
         record = self.models.get(request.model_id)
         vocabulary = None
-        if request.include_vocabulary and record["current_version"]:
-            vocabulary = self.models.vocabulary(record["model_id"], record["current_version"])
+        if request.include_vocabulary and record.current_version:
+            vocabulary = self.models.vocabulary(record.model_id, record.current_version)
         return convert.model_to_pb(record, vocabulary)
 
     def AttachNgramModel(self, request: pb.AttachNgramModelRequest, context) -> pb.Model:
@@ -299,17 +204,6 @@ def _chunks(request_iterator, context) -> Iterator[bytes]:
         # A cancelled upload can look like a finished one (the stream just ends): without a
         # size in the header, its first part would be stored as a corpus.
         raise Cancelled("the upload was cancelled before its last chunk; nothing was stored")
-
-
-def _sentence_input(sentence: pb.Sentence, index: int) -> str | list[str]:
-    which = sentence.WhichOneof("input")
-    if which is None:
-        raise InvalidArgument(f"sentences[{index}] is empty: set text or words")
-    return sentence.text if which == "text" else list(sentence.words.words)
-
-
-def _prompt_input(request: pb.GenerateRequest, which: str) -> str | list[str]:
-    return request.prompt_text if which == "prompt_text" else list(request.prompt_words.words)
 
 
 def add_to_server(servicer: LanguageModelServicer, server: grpc.Server) -> None:

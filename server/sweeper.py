@@ -32,16 +32,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnlm.server.errors import ServiceError
+from rnnlm.server.errors import DataLoss, ServiceError
 from rnnlm.server.ids import ID, matches
-from rnnlm.server.job_states import ACTIVE, COMPLETED, EARLY_STOPPED, FAILED, FINAL
+from rnnlm.server.job_states import ACTIVE, FINAL, RESUMABLE
 from rnnlm.server.job_thread import job_checkpoint_key
-from rnnlm.server.retention import (
-    CHECKPOINT_REMOVED,
-    RESUMABLE,
-    delete_job,
-    remove_resumable_checkpoint,
-)
+from rnnlm.server.listing import parse
+from rnnlm.server.records import TrainingJob
+from rnnlm.server.retention import delete_job, remove_resumable_checkpoint
 from rnnlm.server.store import CORPUS, JOB, MODEL, TRAIN_REQUEST, Store
 
 log = logging.getLogger("rnnlm.server")
@@ -148,32 +145,31 @@ class Sweeper:
     # -- retention ---------------------------------------------------------------------
 
     def _apply_retention(self, snap: _Snapshot, now: float, report: SweepReport) -> None:
-        for job_id, job in snap.jobs.items():
+        for job_id, doc in snap.jobs.items():
             try:
-                self._retain(job_id, job, snap, now, report)
-            except (KeyError, TypeError, ValueError) as err:
+                self._retain(parse(TrainingJob, job_id, doc), snap, now, report)
+            except (KeyError, TypeError, ValueError, DataLoss) as err:
                 # JSON, but not a job record as we write them: left for an operator, and
                 # the sweep goes on (a crash here stopped every sweep, orphans and all).
-                log.warning("sweep: job %s skipped, its record is damaged: %r", job_id, err)
+                why = err.detail if isinstance(err, DataLoss) else repr(err)
+                log.warning("sweep: job %s skipped, its record is damaged: %s", job_id, why)
 
-    def _retain(
-        self, job_id: str, job: dict[str, Any], snap: _Snapshot, now: float, report: SweepReport
-    ) -> None:
+    def _retain(self, job: TrainingJob, snap: _Snapshot, now: float, report: SweepReport) -> None:
         policy = self.policy
-        state, ended = job.get("state"), job.get("updated_at", 0.0)
+        job_id, state, ended = job.job_id, job.state, job.updated_at
         if state not in FINAL:
             return
-        if job.get("model_id") not in snap.model_ids and ended < now - policy.orphan_grace_s:
-            self._delete_job_of_deleted_model(job_id, job, report)
+        if job.model_id not in snap.model_ids and ended < now - policy.orphan_grace_s:
+            self._delete_job_of_deleted_model(job, report)
             return
         if job_id in snap.logs:
             self._expire_events(job_id, ended + policy.event_retention_s)
         if job_checkpoint_key(job_id) not in snap.blobs:
             return
-        if state in (COMPLETED, EARLY_STOPPED, FAILED):  # final for good: unusable
+        if state not in RESUMABLE:  # final for good (completed, failed): unusable
             if self.store.delete_blob(job_checkpoint_key(job_id)):
                 report.add(f"checkpoint of {state} job {job_id}")
-        elif state in RESUMABLE and not job.get(CHECKPOINT_REMOVED):
+        elif not job.checkpoint_removed_at:
             before = now - policy.checkpoint_retention_s
             if ended < before and remove_resumable_checkpoint(self.store, job_id, before):
                 report.add(f"checkpoint of {state} job {job_id} (retention over)")
@@ -184,17 +180,17 @@ class Sweeper:
         again after setting ours decides: active now means the resume's came first."""
         self.store.expire_events_at(job_id, when)
         current = self.store.get(JOB, job_id)
-        if current is not None and current.get("state") in ACTIVE:
+        if current is not None and current.get("state") in ACTIVE:  # a raw read: any shape
             self.store.expire_events_at(job_id, None)
 
-    def _delete_job_of_deleted_model(self, job_id: str, job: dict, report: SweepReport) -> None:
-        if self.store.get(MODEL, job["model_id"]) is not None:
+    def _delete_job_of_deleted_model(self, job: TrainingJob, report: SweepReport) -> None:
+        if self.store.get(MODEL, job.model_id) is not None:
             return  # a model of that name was created meanwhile
         try:
-            delete_job(self.store, job_id)
+            delete_job(self.store, job.job_id)
         except ServiceError:
             return  # gone, or resumed meanwhile
-        report.add(f"{job['state']} job {job_id} of deleted model {job['model_id']}")
+        report.add(f"{job.state} job {job.job_id} of deleted model {job.model_id}")
 
     # -- orphans -----------------------------------------------------------------------
 
@@ -203,7 +199,7 @@ class Sweeper:
         store = self.store
         for request_id, request in snap.requests.items():
             job_id = request.get("job_id")
-            if not matches(ID, job_id) or job_id in snap.job_ids:
+            if not isinstance(job_id, str) or not matches(ID, job_id) or job_id in snap.job_ids:
                 continue  # a damaged record is left for an operator to look at
             if store.get(JOB, job_id) is None:
                 store.delete(TRAIN_REQUEST, request_id)

@@ -52,6 +52,8 @@ class ClassSoftmax(nn.Module):
     ordinary decoder (V rows, tied to the embedding where configured): class k uses rows
     bounds[k]:bounds[k+1]."""
 
+    bounds: torch.Tensor  # (C + 1,) int64, a registered buffer
+
     def __init__(self, hidden_size: int, num_classes: int, vocab_size: int) -> None:
         super().__init__()
         self.layer = nn.Linear(hidden_size, num_classes)

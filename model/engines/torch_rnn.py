@@ -54,7 +54,9 @@ class RNNModel(nn.Module):
 
     def __init__(self, config: ModelConfig, vocab_size: int) -> None:
         super().__init__()
-        self.dropout, self.embed_dropout = config.dropout, config.embed_dropout
+        # ModelConfig resolves dropout None to the cell's default on construction.
+        self.dropout: float = config.dropout or 0.0
+        self.embed_dropout = config.embed_dropout
         self.embedding = nn.Embedding(vocab_size, config.embed_size)
         # Between stacked layers it is nn.GRU's own (per-step) dropout: one module for the
         # stack keeps cuDNN's fused multi-layer kernel and the weight names of checkpoints;
@@ -158,8 +160,8 @@ class TorchRNNEngine:
         chunk = _TREE_CHUNK_ROWS if classes is None else _TREE_CHUNK_ROWS_CLASSES
         for rows, states in rechunk(self._tree_states(plan, ids), chunk, torch.cat):
             check(should_stop)
-            children, at = plan.children_of(rows)  # (c,), (c,)
-            kids, at = self._tensor(children), self._tensor(at)
+            children, parent_rows = plan.children_of(rows)  # (c,), (c,)
+            kids, at = self._tensor(children), self._tensor(parent_rows)
             if classes is not None:
                 logp = log_probs(self.model.decoder, classes, states, at, ids[kids])
                 out[kids] = logp.double()

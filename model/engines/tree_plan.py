@@ -9,11 +9,17 @@ is bounded by a chunk and the widest level rather than by the size of the tree.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-Rows = TypeVar("Rows")  # a (n, H) array of states: np.ndarray or torch.Tensor
+
+class _RowSliceable(Protocol):
+    def __getitem__(self, rows: slice, /) -> Any: ...
+
+
+# A (n, H) array of states, np.ndarray or torch.Tensor: whatever ``rechunk`` can slice.
+Rows = TypeVar("Rows", bound=_RowSliceable)
 
 
 class TreePlan:

@@ -8,6 +8,7 @@ from pathlib import Path
 from rnnlm.server.store.base import (
     CORPUS,
     DEFAULT_CHUNK_BYTES,
+    DEFAULT_PREFIX,
     DOC_KINDS,
     JOB,
     MODEL,
@@ -24,6 +25,7 @@ from rnnlm.server.store.redis_store import RedisStore
 __all__ = [
     "CORPUS",
     "DEFAULT_CHUNK_BYTES",
+    "DEFAULT_PREFIX",
     "DOC_KINDS",
     "JOB",
     "MODEL",
@@ -42,7 +44,7 @@ __all__ = [
 def open_store(
     redis_url: str | None,
     store_dir: str | Path,
-    prefix: str = "rnnlm",
+    prefix: str = DEFAULT_PREFIX,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> Store:
     """Redis when a URL is given, else the directory ``store_dir``. Connects lazily: call

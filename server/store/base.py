@@ -22,6 +22,7 @@ the backend checks atomically with the write. A writer whose lease was taken ove
 
 from __future__ import annotations
 
+import builtins  # in the store classes, ``list`` names the method ``list``
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -39,6 +40,8 @@ DOC_KINDS = (MODEL, JOB, CORPUS, TRAIN_REQUEST)
 # (the patterns, matched whole, are in ``rnnlm.server.ids``).
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+# Redis keys start with it (the server's --redis-prefix).
+DEFAULT_PREFIX = "rnnlm"
 
 Document = dict[str, Any]
 Updater = Callable[[Document | None], Document | None]
@@ -176,7 +179,7 @@ class Store(ABC):
     @abstractmethod
     def read_events(
         self, log_id: str, after: str | None = None, timeout: float = 0.0
-    ) -> list[tuple[str, Document]]:
+    ) -> builtins.list[tuple[str, Document]]:
         """Events after the id ``after`` (None: from the start), oldest first. When there
         are none yet, waits up to ``timeout`` seconds for one. Invalid ``after`` ids raise
         ``ValueError``."""
@@ -211,7 +214,7 @@ class Store(ABC):
         """Remove the event log at Unix time ``when`` (as ``expire_at``); None keeps it."""
 
     @abstractmethod
-    def collect_garbage(self, stray_before: float) -> list[str]:
+    def collect_garbage(self, stray_before: float) -> builtins.list[str]:
         """Remove what passed its deadline, and pieces no reader can reach that were written
         before ``stray_before`` (chunks of an interrupted write, stale index entries,
         temporary files). Returns what it removed, for the log."""

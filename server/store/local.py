@@ -16,13 +16,14 @@ renamed over the old one, so a reader without a lock sees the old file or the ne
 
 from __future__ import annotations
 
+import builtins  # in the store classes, ``list`` names the method ``list``
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from rnnlm.server.errors import DataLoss, Unavailable
@@ -51,7 +52,7 @@ from rnnlm.server.store.codec import (
     read_consistent,
 )
 from rnnlm.server.store.files import (
-    flock,
+    PathLocks,
     os_errors_unavailable,
     read_or_none,
     unlink_durably,
@@ -64,8 +65,6 @@ from rnnlm.server.store.local_housekeeping import LocalHousekeeping
 _POLL_S = 0.05
 _ID_WIDTH = LOCAL_EVENT_DIGITS
 _MANIFEST = "manifest.json"
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class LocalStore(LocalHousekeeping, Store):
@@ -81,8 +80,10 @@ class LocalStore(LocalHousekeeping, Store):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
         self._chunk_bytes = chunk_bytes
-        self._thread_locks: dict[Path, threading.Lock] = {}
-        self._thread_locks_guard = threading.Lock()
+        # A write that holds several locks takes them in one order, so that no two wait
+        # for each other: a blob's lock, then document locks (sorted), then the events lock.
+        self._locks = PathLocks()
+        self._locked = self._locks.hold
         # Wakes readers blocked in read_events when this object appends; appends by other
         # processes (or other LocalStore objects) are found by polling.
         self._appended = threading.Condition()
@@ -123,7 +124,7 @@ class LocalStore(LocalHousekeeping, Store):
         check_id(kind, doc_id)
         path = self._doc_path(kind, doc_id)
         locks = {self._doc_lock(kind)} | ({self._doc_lock(fence.kind)} if fence else set())
-        with self._locked_all(locks):
+        with self._locks.hold_all(locks):
             if fence is not None:
                 self._require(fence)
             current = _read_doc(path, f"{kind} {doc_id}")
@@ -221,7 +222,7 @@ class LocalStore(LocalHousekeeping, Store):
             with self._fenced(fence):
                 unlink_durably(folder / _MANIFEST)
             _remove_chunks(folder, keep=None)
-            # _flock copes with its lock file vanishing, so the folder can go entirely.
+            # flock() copes with its lock file vanishing, so the folder can go entirely.
             (folder / ".lock").unlink()
             with suppress(OSError):  # not empty: a new writer is already at work
                 folder.rmdir()
@@ -258,7 +259,7 @@ class LocalStore(LocalHousekeeping, Store):
     @os_errors_unavailable
     def read_events(
         self, log_id: str, after: str | None = None, timeout: float = 0.0
-    ) -> list[tuple[str, Document]]:
+    ) -> builtins.list[tuple[str, Document]]:
         check_log_id(log_id)
         if after is not None and not matches(LOCAL_EVENT_ID, after):
             raise ValueError(f"invalid event id {quote_value(after)}: expected {_ID_WIDTH} digits")
@@ -303,30 +304,6 @@ class LocalStore(LocalHousekeeping, Store):
 
     def describe(self) -> str:
         return f"directory {self.root}"
-
-    # -- locking -------------------------------------------------------------------------
-
-    # A write that holds several locks takes them in one order, so that no two wait for
-    # each other: a blob's lock, then document locks (sorted by path), then the events lock.
-
-    @contextmanager
-    def _locked_all(self, paths: set[Path]) -> Iterator[None]:
-        with ExitStack() as stack:
-            for path in sorted(paths):
-                stack.enter_context(self._locked(path))
-            yield
-
-    @contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
-        """Exclusive across threads (a lock per path) and processes (``flock``)."""
-        with self._thread_locks_guard:
-            thread_lock = self._thread_locks.setdefault(path, threading.Lock())
-        with thread_lock:
-            fd = flock(path)
-            try:
-                yield
-            finally:
-                os.close(fd)  # releases the flock
 
 
 def _read_doc(path: Path, what: str) -> Document | None:

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from rnnlm.server.errors import DataLoss
@@ -32,8 +31,6 @@ from rnnlm.server.store.files import (
     write_atomic,
 )
 from rnnlm.server.store.housekeeping import generation_time, manifest_generation, written_at
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _MANIFEST = "manifest.json"
 

@@ -7,19 +7,22 @@ Key layout: see ``redis_store.py``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING
 
 from rnnlm.server.errors import DataLoss
 from rnnlm.server.store.base import DOC_KINDS, Scan, check_id
 from rnnlm.server.store.codec import check_kind, check_log_id, decode_doc
 from rnnlm.server.store.housekeeping import generation_time, manifest_generation, written_at
+from rnnlm.server.store.redis_common import (
+    as_bytes,
+    as_bytes_or_none,
+    as_texts,
+    redis_errors_unavailable,
+)
 
 if TYPE_CHECKING:
     import redis
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 # Keys asked for per SCAN round trip.
 _SCAN_COUNT = 1000
@@ -39,18 +42,6 @@ return removed
 """
 
 
-def _unavailable(method: F) -> F:
-    """``redis_store``'s error mapping, imported when called (that module imports this one)."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        from rnnlm.server.store.redis_store import _redis_errors_unavailable
-
-        return _redis_errors_unavailable(method)(self, *args, **kwargs)
-
-    return cast(F, wrapper)
-
-
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -63,22 +54,22 @@ class RedisHousekeeping:
     _manifest_key: Callable[[str], str]
     _stream_key: Callable[[str], str]
 
-    @_unavailable
+    @redis_errors_unavailable
     def scan(self, kind: str) -> Scan:
         check_kind(kind)
-        ids = sorted(i.decode() for i in self._client.smembers(self._index_key(kind)))
-        raws = self._client.mget([self._doc_key(kind, i) for i in ids]) if ids else []
+        ids = sorted(as_texts(self._client.smembers(self._index_key(kind))))
+        replies = self._client.mget([self._doc_key(kind, i) for i in ids]) if ids else []
         docs, unreadable = {}, {}
-        for doc_id, raw in zip(ids, raws):
-            if raw is None:  # deleted or expired since SMEMBERS
+        for doc_id, reply in zip(ids, replies):
+            if reply is None:  # deleted or expired since SMEMBERS
                 continue
             try:
-                docs[doc_id] = decode_doc(f"{kind} {doc_id}", raw)
+                docs[doc_id] = decode_doc(f"{kind} {doc_id}", as_bytes(reply))
             except DataLoss as err:
                 unreadable[doc_id] = str(err)
         return Scan(docs, unreadable)
 
-    @_unavailable
+    @redis_errors_unavailable
     def list_blobs(self, prefix: str = "") -> dict[str, float]:
         base = f"{self._prefix}:blob:"
         pattern = _glob_escape(base + prefix) + "*"
@@ -88,10 +79,14 @@ class RedisHousekeeping:
             for raw in self._client.scan_iter(match=pattern, count=_SCAN_COUNT)
             if ":" not in (k := raw.decode())[len(base) :]
         ]
-        raws = self._client.mget([self._manifest_key(k) for k in keys]) if keys else []
-        return {key: written_at(key, raw) for key, raw in zip(keys, raws) if raw is not None}
+        replies = self._client.mget([self._manifest_key(k) for k in keys]) if keys else []
+        return {
+            key: written_at(key, as_bytes(reply))
+            for key, reply in zip(keys, replies)
+            if reply is not None
+        }
 
-    @_unavailable
+    @redis_errors_unavailable
     def list_event_logs(self) -> dict[str, float]:
         base = f"{self._prefix}:events:"
         names = [
@@ -108,12 +103,12 @@ class RedisHousekeeping:
             for name, last in zip(names, lasts)
         }
 
-    @_unavailable
+    @redis_errors_unavailable
     def expire_at(self, kind: str, doc_id: str, when: float) -> None:
         check_id(kind, doc_id)
         self._client.pexpireat(self._doc_key(kind, doc_id), int(when * 1000))
 
-    @_unavailable
+    @redis_errors_unavailable
     def expire_events_at(self, log_id: str, when: float | None) -> None:
         check_log_id(log_id)
         if when is None:
@@ -121,7 +116,7 @@ class RedisHousekeeping:
         else:
             self._client.pexpireat(self._stream_key(log_id), int(when * 1000))
 
-    @_unavailable
+    @redis_errors_unavailable
     def collect_garbage(self, stray_before: float) -> list[str]:
         # Expired documents leave their id in the kind's index set: drop those.
         removed = []
@@ -148,8 +143,8 @@ class RedisHousekeeping:
             if generation_time(generation) >= stray_before:
                 continue
             # Read now, not before the SCAN: the current generation is never stray.
-            raw = self._client.get(self._manifest_key(key))
-            if raw is not None and manifest_generation(key, raw) == generation:
+            manifest = as_bytes_or_none(self._client.get(self._manifest_key(key)))
+            if manifest is not None and manifest_generation(key, manifest) == generation:
                 continue
             self._client.delete(*names)
             removed.append(f"{len(names)} stray chunk(s) of blob {key!r}")

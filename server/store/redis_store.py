@@ -1,35 +1,33 @@
 """``RedisStore``: the store in Redis (6.2 or later), shared by any number of servers.
 
-Keys, all under a prefix (``rnnlm`` unless configured)::
+Keys, all under a prefix (``base.DEFAULT_PREFIX`` unless configured)::
 
     {p}:doc:{kind}:{id}               string   a JSON document
     {p}:docs:{kind}                   set      the ids of a kind, for ``list``
     {p}:blob:{key}                    string   a blob's manifest (JSON), written last
     {p}:blob:{key}:{generation}:{n}   string   chunk n of one write of the blob
-    {p}:events:{log_id}               stream   one entry a event, field ``data`` (JSON)
+    {p}:events:{log_id}               stream   one entry an event, field ``data`` (JSON)
 
 Blob keys may hold ``/`` but never ``:``, so a manifest's name is never a chunk's.
 """
 
 from __future__ import annotations
 
-import functools
-import ssl
+import builtins  # in the store classes, ``list`` names the method ``list``
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import Pipeline
-from redis.exceptions import AuthenticationError, BusyLoadingError, ReadOnlyError, WatchError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+from redis.typing import EncodableT, FieldT
 
-from rnnlm.server.errors import DataLoss, StoreMisconfigured, Unavailable, quote
+from rnnlm.server.errors import DataLoss, quote
 from rnnlm.server.store.base import (
     DEFAULT_CHUNK_BYTES,
+    DEFAULT_PREFIX,
     BlobInfo,
     Document,
     Fence,
@@ -50,6 +48,12 @@ from rnnlm.server.store.codec import (
     new_generation,
     read_consistent,
 )
+from rnnlm.server.store.redis_common import (
+    as_bytes,
+    as_bytes_or_none,
+    as_texts,
+    redis_errors_unavailable,
+)
 from rnnlm.server.store.redis_housekeeping import RedisHousekeeping
 
 # Client settings for from_url: fail within seconds when Redis is gone, and retry a few
@@ -62,59 +66,18 @@ _BLOCK_SLICE_S = 1.0
 # Chunks are sent in pipelines of about this many bytes: bounded client-side buffering.
 _PIPELINE_BYTES = 32 * 1024 * 1024
 
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, BusyLoadingError)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _redis_errors_unavailable(method: F) -> F:
-    """Turn "cannot reach Redis" into ``Unavailable``; other Redis errors are bugs."""
-
-    @functools.wraps(method)
-    def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        # The messages reach clients: the address and Redis' words go in ``detail`` (the log).
-        except AuthenticationError as exc:
-            raise StoreMisconfigured(
-                "the store (redis) refused the credentials of the Redis URL; the operator "
-                "must fix the server's --redis-url",
-                detail=f"redis at {self.address}: {exc}",
-            ) from exc
-        except ReadOnlyError as exc:  # a replica, e.g. mid-failover: writes come back soon
-            raise Unavailable(
-                "store unavailable: redis is read-only (a replica); retry later",
-                detail=f"redis at {self.address}: {exc}",
-            ) from exc
-        except _UNREACHABLE as exc:
-            if _caused_by(exc, ssl.SSLCertVerificationError):
-                raise StoreMisconfigured(
-                    "the store's (redis) TLS certificate failed verification; the operator "
-                    "must give its CA in the Redis URL: rediss://...?ssl_ca_certs=/path/ca.pem",
-                    detail=f"redis at {self.address}: {exc}",
-                ) from exc
-            raise Unavailable(
-                "store unavailable: redis does not answer; retry later",
-                detail=f"redis at {self.address}: {exc}",
-            ) from exc
-
-    return cast(F, wrapper)
-
-
-def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
-    while exc is not None:
-        if isinstance(exc, kind):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
 
 class RedisStore(RedisHousekeeping, Store):
     """A ``Store`` in Redis through a redis-py client made with ``decode_responses=False``."""
 
     def __init__(
-        self, client: redis.Redis, prefix: str = "rnnlm", chunk_bytes: int = DEFAULT_CHUNK_BYTES
+        self,
+        client: redis.Redis,
+        prefix: str = DEFAULT_PREFIX,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     ) -> None:
+        if client.get_encoder().decode_responses:
+            raise ValueError("the Redis client must not decode replies (decode_responses=False)")
         if chunk_bytes < 1:
             raise ValueError(f"chunk_bytes must be positive, not {chunk_bytes}")
         if not prefix or ":" in prefix:
@@ -127,7 +90,7 @@ class RedisStore(RedisHousekeeping, Store):
     def from_url(
         cls,
         url: str,
-        prefix: str = "rnnlm",
+        prefix: str = DEFAULT_PREFIX,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         **client_kwargs: Any,
     ) -> RedisStore:
@@ -153,26 +116,26 @@ class RedisStore(RedisHousekeeping, Store):
 
     # -- documents -----------------------------------------------------------------------
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def get(self, kind: str, doc_id: str) -> Document | None:
         check_id(kind, doc_id)
-        raw = self._client.get(self._doc_key(kind, doc_id))
-        return None if raw is None else decode_doc(f"{kind} {doc_id}", raw)
+        body = as_bytes_or_none(self._client.get(self._doc_key(kind, doc_id)))
+        return None if body is None else decode_doc(f"{kind} {doc_id}", body)
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def list(self, kind: str) -> list[Document]:
         check_kind(kind)
-        ids = sorted(self._client.smembers(self._index_key(kind)))
+        ids = sorted(as_texts(self._client.smembers(self._index_key(kind))))
         if not ids:
             return []
-        raws = self._client.mget([self._doc_key(kind, i.decode()) for i in ids])
+        replies = self._client.mget([self._doc_key(kind, i) for i in ids])
         return [
-            decode_doc(f"{kind} {i.decode()}", raw)
-            for i, raw in zip(ids, raws)
-            if raw is not None  # deleted since SMEMBERS
+            decode_doc(f"{kind} {i}", as_bytes(reply))
+            for i, reply in zip(ids, replies)
+            if reply is not None  # deleted since SMEMBERS
         ]
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def create(self, kind: str, doc_id: str, doc: Document) -> Document:
         check_id(kind, doc_id)
         body = encode_doc(doc)
@@ -184,45 +147,48 @@ class RedisStore(RedisHousekeeping, Store):
                 created, _ = pipe.execute()
             if created:
                 return decode_doc(f"{kind} {doc_id}", body)
-            existing = self._client.get(key)
+            existing = as_bytes_or_none(self._client.get(key))
             if existing is not None:  # None: deleted since our SET; try again
                 return decode_doc(f"{kind} {doc_id}", existing)
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def update(
         self, kind: str, doc_id: str, fn: Updater, fence: Fence | None = None
     ) -> Document | None:
         check_id(kind, doc_id)
         key, index = self._doc_key(kind, doc_id), self._index_key(kind)
-        with self._client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    current = None if raw is None else decode_doc(f"{kind} {doc_id}", raw)
-                    if fence is not None:
-                        same = (fence.kind, fence.doc_id) == (kind, doc_id)
-                        held = current if same else self._watch_doc(pipe, fence)
-                        if not fence.holds(held):
-                            raise fence.refuse(held)
-                    new = fn(current)
-                    if new is None and current is None:
-                        return None
-                    pipe.multi()
-                    if new is None:
-                        pipe.delete(key)
-                        pipe.srem(index, doc_id)
-                        pipe.execute()
-                        return None
-                    body = encode_doc(new)
-                    pipe.set(key, body)
-                    pipe.sadd(index, doc_id)
-                    pipe.execute()
-                    return decode_doc(f"{kind} {doc_id}", body)
-                except WatchError:
-                    continue  # changed under us: run fn again on the new value
 
-    @_redis_errors_unavailable
+        def attempt(pipe: Pipeline) -> Document | None:
+            # WATCHing (see below), the pipeline runs commands at once until multi().
+            current = self._read_doc(pipe, kind, doc_id)
+            if fence is not None:
+                same = (fence.kind, fence.doc_id) == (kind, doc_id)
+                held = current if same else self._read_doc(pipe, fence.kind, fence.doc_id)
+                if not fence.holds(held):
+                    raise fence.refuse(held)
+            new = fn(current)
+            pipe.multi()
+            if new is None:
+                if current is not None:
+                    pipe.delete(key)
+                    pipe.srem(index, doc_id)
+                return None
+            body = encode_doc(new)
+            pipe.set(key, body)
+            pipe.sadd(index, doc_id)
+            return decode_doc(f"{kind} {doc_id}", body)
+
+        # redis-py's optimistic transaction: WATCH the documents, run ``attempt``, EXEC; when
+        # one changed before EXEC, Redis drops the transaction and ``attempt`` runs again, so
+        # ``fn`` sees the new value and the fence is checked again. (redis-py types ``func``
+        # as returning None, but value_from_callable returns what it returned.)
+        watched = [key] + ([self._fence_key(fence)] if fence is not None else [])
+        run = cast(Callable[[Pipeline], None], attempt)
+        return cast(
+            "Document | None", self._client.transaction(run, *watched, value_from_callable=True)
+        )
+
+    @redis_errors_unavailable
     def delete(self, kind: str, doc_id: str) -> bool:
         check_id(kind, doc_id)
         with self._client.pipeline(transaction=True) as pipe:
@@ -231,30 +197,35 @@ class RedisStore(RedisHousekeeping, Store):
             deleted, _ = pipe.execute()
         return bool(deleted)
 
-    def _fenced(self, fence: Fence | None, queue: Callable[[Pipeline], object]) -> list:
+    def _fenced(
+        self, fence: Fence | None, queue: Callable[[Pipeline], object]
+    ) -> builtins.list[Any]:
         """The replies of the commands ``queue`` adds to a pipeline. With a fence they run
         in one MULTI/EXEC, only while it holds: its document is WATCHed, so a change between
         our check and EXEC makes Redis drop the transaction, and we check again."""
-        with self._client.pipeline(transaction=fence is not None) as pipe:
-            while True:
-                try:
-                    if fence is not None:
-                        held = self._watch_doc(pipe, fence)
-                        if not fence.holds(held):
-                            raise fence.refuse(held)
-                        pipe.multi()
-                    queue(pipe)
-                    return pipe.execute()
-                except WatchError:
-                    continue
+        if fence is None:
+            with self._client.pipeline(transaction=False) as pipe:
+                queue(pipe)
+                return pipe.execute()
 
-    def _watch_doc(self, pipe: Pipeline, fence: Fence) -> Document | None:
-        """WATCH the fence's document and read it."""
+        def attempt(pipe: Pipeline) -> None:
+            held = self._read_doc(pipe, fence.kind, fence.doc_id)
+            if not fence.holds(held):
+                raise fence.refuse(held)
+            pipe.multi()
+            queue(pipe)
+
+        # EXEC's replies (typed loosely by redis-py: its result may also be func's value).
+        return cast(builtins.list[Any], self._client.transaction(attempt, self._fence_key(fence)))
+
+    def _fence_key(self, fence: Fence) -> str:
         check_id(fence.kind, fence.doc_id)
-        key = self._doc_key(fence.kind, fence.doc_id)
-        pipe.watch(key)
-        raw = pipe.get(key)
-        return None if raw is None else decode_doc(f"{fence.kind} {fence.doc_id}", raw)
+        return self._doc_key(fence.kind, fence.doc_id)
+
+    def _read_doc(self, pipe: Pipeline, kind: str, doc_id: str) -> Document | None:
+        """A document, read through a pipeline that WATCHes it (so at once)."""
+        body = as_bytes_or_none(pipe.get(self._doc_key(kind, doc_id)))
+        return None if body is None else decode_doc(f"{kind} {doc_id}", body)
 
     def _doc_key(self, kind: str, doc_id: str) -> str:
         return f"{self._prefix}:doc:{kind}:{doc_id}"
@@ -264,7 +235,7 @@ class RedisStore(RedisHousekeeping, Store):
 
     # -- blobs ---------------------------------------------------------------------------
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def put_blob(self, key: str, data: bytes, fence: Fence | None = None) -> BlobInfo:
         check_blob_key(key)
         chunks, info = split_chunks(bytes(data), self._chunk_bytes)
@@ -282,25 +253,25 @@ class RedisStore(RedisHousekeeping, Store):
             self._delete_chunks(key, old)
         return info
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def get_blob(self, key: str) -> bytes | None:
         check_blob_key(key)
 
-        def read_chunks(info: BlobInfo, generation: str) -> list[bytes | None]:
+        def read_chunks(info: BlobInfo, generation: str) -> builtins.list[bytes | None]:
             with self._client.pipeline(transaction=False) as pipe:
                 for n in range(len(info.chunk_sizes)):
                     pipe.get(self._chunk_key(key, generation, n))
                 return pipe.execute()
 
-        return read_consistent(key, lambda: self._client.get(self._manifest_key(key)), read_chunks)
+        return read_consistent(key, lambda: self._manifest(key), read_chunks)
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def blob_info(self, key: str) -> BlobInfo | None:
         check_blob_key(key)
-        raw = self._client.get(self._manifest_key(key))
-        return None if raw is None else decode_manifest(key, raw)[0]
+        manifest = self._manifest(key)
+        return None if manifest is None else decode_manifest(key, manifest)[0]
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def delete_blob(self, key: str, fence: Fence | None = None) -> bool:
         check_blob_key(key)
         # Manifest first, as in put_blob.
@@ -310,16 +281,16 @@ class RedisStore(RedisHousekeeping, Store):
         self._delete_chunks(key, old)
         return True
 
-    def _set_chunks(self, key: str, generation: str, chunks: list[bytes]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        pending = 0
-        for n, chunk in enumerate(chunks):
-            pipe.set(self._chunk_key(key, generation, n), chunk)
-            pending += len(chunk)
-            if pending >= _PIPELINE_BYTES:
-                pipe.execute()
-                pending = 0
-        pipe.execute()
+    def _set_chunks(self, key: str, generation: str, chunks: builtins.list[bytes]) -> None:
+        with self._client.pipeline(transaction=False) as pipe:
+            pending = 0
+            for n, chunk in enumerate(chunks):
+                pipe.set(self._chunk_key(key, generation, n), chunk)
+                pending += len(chunk)
+                if pending >= _PIPELINE_BYTES:
+                    pipe.execute()
+                    pending = 0
+            pipe.execute()
 
     def _delete_chunks(self, key: str, raw_manifest: bytes) -> None:
         """Remove the chunks an old manifest names. A malformed one names none we can trust:
@@ -331,6 +302,9 @@ class RedisStore(RedisHousekeeping, Store):
         names = [self._chunk_key(key, generation, n) for n in range(len(info.chunk_sizes))]
         self._client.delete(*names)
 
+    def _manifest(self, key: str) -> bytes | None:
+        return as_bytes_or_none(self._client.get(self._manifest_key(key)))
+
     def _manifest_key(self, key: str) -> str:
         return f"{self._prefix}:blob:{key}"
 
@@ -339,17 +313,17 @@ class RedisStore(RedisHousekeeping, Store):
 
     # -- event logs ----------------------------------------------------------------------
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def append_event(self, log_id: str, event: Document, fence: Fence | None = None) -> str:
         check_log_id(log_id)
-        fields = {"data": encode_doc(event)}
+        fields: dict[FieldT, EncodableT] = {"data": encode_doc(event)}
         (event_id,) = self._fenced(fence, lambda p: p.xadd(self._stream_key(log_id), fields))
         return event_id.decode()
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def read_events(
         self, log_id: str, after: str | None = None, timeout: float = 0.0
-    ) -> list[tuple[str, Document]]:
+    ) -> builtins.list[tuple[str, Document]]:
         check_log_id(log_id)
         start = "0-0" if after is None else _check_stream_id(after)
         stream = self._stream_key(log_id)
@@ -362,7 +336,7 @@ class RedisStore(RedisHousekeeping, Store):
             if reply or block is None:
                 return [(i.decode(), _decode_event(log_id, i, f)) for i, f in _entries(reply)]
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def delete_events(self, log_id: str) -> None:
         check_log_id(log_id)
         self._client.delete(self._stream_key(log_id))
@@ -372,7 +346,7 @@ class RedisStore(RedisHousekeeping, Store):
 
     # -- health --------------------------------------------------------------------------
 
-    @_redis_errors_unavailable
+    @redis_errors_unavailable
     def ping(self) -> None:
         self._client.ping()
 

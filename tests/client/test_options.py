@@ -3,8 +3,6 @@ before or after a call, checked without a server."""
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 import pytest
 
@@ -18,7 +16,7 @@ from rnnlm.client._common import (
     split_options,
     train_request,
 )
-from rnnlm.client._retry import RetryPolicy, acall_with_retry, call_with_retry
+from rnnlm.client._retry import RetryPolicy
 from rnnlm.client.types import Corpus
 from rnnlm.v1 import rnnlm_pb2 as pb
 
@@ -250,64 +248,7 @@ def test_an_rpc_error_without_code_is_internal():
     assert isinstance(err, errors.Internal) and err.code == grpc.StatusCode.UNKNOWN
 
 
-# -- retries ---------------------------------------------------------------------------------
-
-
-class Flaky:
-    """Fails with ``code`` the first ``failures`` times, then returns "ok"."""
-
-    def __init__(self, failures: int, code=grpc.StatusCode.UNAVAILABLE) -> None:
-        self.failures, self.code, self.calls = failures, code, 0
-
-    def __call__(self) -> str:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise FakeRpcError(self.code, "server down")
-        return "ok"
-
-
-def test_unavailable_is_retried_with_growing_backoff():
-    sleeps: list[float] = []
-    fn = Flaky(failures=3)
-    policy = RetryPolicy(retries=3, backoff=0.1)
-    assert call_with_retry(fn, policy, idempotent=True, sleep=sleeps.append) == "ok"
-    assert fn.calls == 4
-    assert len(sleeps) == 3
-    for n, delay in enumerate(sleeps):  # within [b*2^n/2, b*2^n]
-        assert 0.1 * 2**n / 2 <= delay <= 0.1 * 2**n
-
-
-def test_a_unary_call_cut_off_by_a_stopping_server_is_retried():
-    # The client never cancels a unary call itself: CANCELLED came from the server's side.
-    sleeps: list[float] = []
-    fn = Flaky(failures=1, code=grpc.StatusCode.CANCELLED)
-    assert call_with_retry(fn, RetryPolicy(retries=2), idempotent=True, sleep=sleeps.append)
-    assert fn.calls == 2
-    fn = Flaky(failures=1, code=grpc.StatusCode.CANCELLED)
-    with pytest.raises(grpc.RpcError):
-        call_with_retry(fn, RetryPolicy(retries=2), idempotent=False, sleep=sleeps.append)
-    assert fn.calls == 1
-
-
-def test_retries_give_up_after_the_budget():
-    sleeps: list[float] = []
-    fn = Flaky(failures=10)
-    with pytest.raises(grpc.RpcError) as info:
-        call_with_retry(fn, RetryPolicy(retries=2), idempotent=True, sleep=sleeps.append)
-    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert (fn.calls, len(sleeps)) == (3, 2)
-
-
-def test_non_idempotent_calls_and_other_codes_are_never_retried():
-    sleeps: list[float] = []
-    fn = Flaky(failures=1)
-    with pytest.raises(grpc.RpcError):
-        call_with_retry(fn, RetryPolicy(retries=5), idempotent=False, sleep=sleeps.append)
-    assert fn.calls == 1
-    fn = Flaky(failures=1, code=grpc.StatusCode.INTERNAL)
-    with pytest.raises(grpc.RpcError):
-        call_with_retry(fn, RetryPolicy(retries=5), idempotent=True, sleep=sleeps.append)
-    assert fn.calls == 1 and sleeps == []
+# -- retries (what gRPC and the watch do with them: test_retries.py) --------------------------
 
 
 def test_backoff_is_jittered_and_capped():
@@ -315,19 +256,3 @@ def test_backoff_is_jittered_and_capped():
     assert policy.delay(0, rng=lambda: 0.0) == 0.5
     assert policy.delay(0, rng=lambda: 1.0) == 1.0
     assert policy.delay(9, rng=lambda: 1.0) == 4.0
-
-
-def test_async_retry_follows_the_same_policy():
-    sleeps: list[float] = []
-
-    async def record(delay: float) -> None:
-        sleeps.append(delay)
-
-    fn = Flaky(failures=2)
-
-    async def call() -> str:
-        return fn()
-
-    policy = RetryPolicy(retries=3, backoff=0.01)
-    result = asyncio.run(acall_with_retry(call, policy, idempotent=True, sleep=record))
-    assert result == "ok" and fn.calls == 3 and len(sleeps) == 2

@@ -1,15 +1,12 @@
-"""Stream retries, result types and what the CLI prints: checked without a server."""
+"""Result types and what the CLI prints: checked without a server (stream retries: in
+test_retries.py, against a real one)."""
 
 from __future__ import annotations
 
 import io
 from datetime import timezone
 
-import grpc
-import pytest
-
 from rnnlm.client import _output as out
-from rnnlm.client._retry import RetryPolicy, stream_with_retry
 from rnnlm.client.cli import main
 from rnnlm.client.types import (
     GeneratedToken,
@@ -19,68 +16,6 @@ from rnnlm.client.types import (
     TrainingProgress,
 )
 from rnnlm.v1 import rnnlm_pb2 as pb
-
-from .test_options import FakeRpcError
-
-
-class FakeCall:
-    """A server-streaming call as grpc returns it: iterable, cancellable, failing after
-    its messages when ``error`` is given."""
-
-    def __init__(self, messages, error=None) -> None:
-        self.messages, self.error, self.cancelled = list(messages), error, False
-
-    def __iter__(self):
-        yield from self.messages
-        if self.error is not None:
-            raise FakeRpcError(self.error, "connection lost")
-
-    def cancel(self) -> bool:
-        self.cancelled = True
-        return True
-
-
-def _open(calls):
-    opened: list = []
-
-    def open_stream(last):
-        opened.append(last)
-        return calls[len(opened) - 1]
-
-    return open_stream, opened
-
-
-def test_a_stream_failing_before_its_first_message_is_reopened():
-    calls = [FakeCall([], grpc.StatusCode.UNAVAILABLE), FakeCall([1, 2])]
-    open_stream, opened = _open(calls)
-    policy = RetryPolicy(retries=2)
-    got = list(stream_with_retry(open_stream, policy, resumable=False, sleep=lambda _: None))
-    assert got == [1, 2] and opened == [None, None]
-    assert all(c.cancelled for c in calls)
-
-
-def test_a_resumable_stream_continues_after_the_last_message():
-    calls = [FakeCall([1, 2], grpc.StatusCode.UNAVAILABLE), FakeCall([3])]
-    open_stream, opened = _open(calls)
-    got = list(stream_with_retry(open_stream, RetryPolicy(), resumable=True, sleep=lambda _: 0))
-    assert got == [1, 2, 3] and opened == [None, 2]
-
-
-def test_a_started_stream_that_cannot_resume_raises():
-    open_stream, _ = _open([FakeCall([1], grpc.StatusCode.UNAVAILABLE)])
-    stream = stream_with_retry(open_stream, RetryPolicy(), resumable=False, sleep=lambda _: 0)
-    assert next(stream) == 1
-    with pytest.raises(grpc.RpcError):
-        next(stream)
-
-
-def test_closing_a_stream_early_cancels_the_call():
-    call = FakeCall([1, 2, 3])
-    stream = stream_with_retry(lambda _: call, RetryPolicy(), resumable=False)
-    assert next(stream) == 1
-    stream.close()
-    assert call.cancelled
-
 
 # -- result types ---------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """End-to-end fixtures: real servers on loopback ports, over the local store or the session's
-private redis-server, and the client library talking to them."""
+private redis-server, and the client library talking to them (the ``client`` fixture: the
+blocking client and the asyncio one, each test run with both)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rnnlm.client import LMClient
 from rnnlm.server import RnnlmServer, ServerConfig
+from tests.client.facade import CLIENTS
 
 # Small and quick to train, yet enough structure to rank a fluent sentence first.
 SMALL_MODEL = {"cell": "gru", "vocab_size": 600, "embed_size": 32, "hidden_size": 32}
@@ -90,9 +93,16 @@ def server(start_server) -> RnnlmServer:
     return start_server()
 
 
+@pytest.fixture(params=sorted(CLIENTS))
+def client_kind(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``LMClient``, or ``AsyncFacade``: a real ``AsyncLMClient`` behind the same interface,
+    so that the tests written for the blocking client run against both."""
+    return CLIENTS[request.param]
+
+
 @pytest.fixture
-def client(server: RnnlmServer) -> Iterator[LMClient]:
-    with LMClient(server.address, timeout=30.0, retries=0) as c:
+def client(server: RnnlmServer, client_kind: Callable[..., Any]) -> Iterator[LMClient]:
+    with client_kind(server.address, timeout=30.0, retries=0) as c:
         yield c
 
 

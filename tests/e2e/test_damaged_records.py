@@ -10,7 +10,7 @@ import time
 import pytest
 
 from rnnlm.client import DataLoss, InvalidArgument, LMClient, NotFound, Unavailable
-from rnnlm.server.leases import CHECKPOINT_REMOVED
+from rnnlm.server.records import CHECKPOINT_REMOVED
 from rnnlm.server.store import CORPUS, JOB, MODEL
 from rnnlm.v1 import rnnlm_pb2 as pb
 

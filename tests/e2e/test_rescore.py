@@ -41,6 +41,14 @@ def served(tmp_path_factory, pydoc_text):
     server.stop(grace=1.0)
 
 
+@pytest.fixture
+def each_client(served, client_kind):
+    """(server, client) with the blocking client, then the asyncio one."""
+    server, _ = served
+    with client_kind(server.address, timeout=60.0, retries=0) as client:
+        yield server, client
+
+
 def _nbest(pydoc_text: str, groups: int, size: int, seed: int = 0) -> str:
     """A Moses n-best list: ``groups`` sentences of the help text, ``size`` variants each
     (words swapped or dropped), plus one empty hypothesis per list."""
@@ -94,8 +102,8 @@ def test_cli_rescore_reranks_with_a_weight_from_stdin(served, pydoc_text, monkey
         assert totals == sorted(totals, reverse=True)  # best first, the new total written
 
 
-def test_library_rescore_equals_score_sentence(served, pydoc_text):
-    _, client = served
+def test_library_rescore_equals_score_sentence(each_client, pydoc_text):
+    _, client = each_client
     text = _nbest(pydoc_text, 4, 6, seed=2)
     rescored = client.rescore(text, MODEL, batch_size=7)  # groups split across requests
     alone = [client.score(MODEL, [r.entry.hypothesis]).scores[0] for r in rescored]
@@ -121,8 +129,8 @@ def test_async_rescore_equals_sync(served, pydoc_text):
     assert [r.value for r in got] == pytest.approx([r.value for r in sync], rel=1e-5)
 
 
-def test_scorer_neural_weight_bos_eos_and_length_norm_flow_through(served):
-    _, client = served
+def test_scorer_neural_weight_bos_eos_and_length_norm_flow_through(each_client):
+    _, client = each_client
     sentences = ["the value of the list is returned", "list the of value"]
     neural = client.score(MODEL, sentences, scorer="neural")
     ngram = client.score(MODEL, sentences, scorer="ngram")
@@ -152,8 +160,8 @@ def test_cli_score_shows_the_scorer(served, capsys):
     assert "scored by: interpolated (neural weight 0.4)" in captured.err
 
 
-def test_export_attach_and_train_with_an_arpa(served, pydoc_text, tmp_path: Path, capsys):
-    server, client = served
+def test_export_attach_and_train_with_an_arpa(each_client, pydoc_text, tmp_path: Path, capsys):
+    server, client = each_client
     arpa = tmp_path / "mt.arpa"
     size = client.export_arpa(MODEL, arpa)
     assert size == arpa.stat().st_size > 0 and arpa.read_text().lstrip().startswith("\\data\\")

@@ -1,0 +1,242 @@
+"""The service core: scoring and generation as plain-Python calls on domain objects.
+
+A front end (the gRPC servicer; later an HTTP or OpenAI-style one) checks its transport's
+shape, converts a request into the objects below, calls ``Serving`` and converts what comes
+back. What every front end must do alike lives here: the server's limits (sentences per
+request, words per sentence, generated tokens and sentences, open streams), the model cache
+with its batchers, and the counts of scored sentences and generated tokens. Language itself
+(tokenising, ranking, sentence assembly, the generation defaults) is model/'s: nothing here
+restates it.
+
+Long calls take ``should_stop``, a plain callable (the gRPC front end passes its
+``CallWatch``), and raise ``stopping.Stopped`` once it says the caller left. Errors are
+``errors.ServiceError``s or the model's ``ValueError``s; a front end maps them to its own
+status codes. Option and field names are the API's (``max_tokens``, not ``max_length``), so
+that the limit messages read the same in every front end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rnnlm.model import LanguageModel
+from rnnlm.model.generation import DEFAULT_MAX_LENGTH, GenerationEvent
+from rnnlm.model.scoring import RankedScore, SentenceInput, Words, rank_scores
+from rnnlm.model.stopping import ShouldStop, check
+from rnnlm.server.cache import ModelCache
+from rnnlm.server.config import ServerConfig
+from rnnlm.server.errors import InvalidArgument, ResourceExhausted
+from rnnlm.server.ids import check_model_id
+from rnnlm.server.metrics import Metrics
+
+# NLTK tokenises at ~0.4 us a character, and a text's word count is known only afterwards:
+# a sentence or prompt text longer than this many characters per allowed word is refused
+# before it is tokenised, so that one request cannot buy seconds of tokenising only to be
+# refused (a 15 MB sentence took 6.6 s). 64 is far above any language's mean word length.
+MAX_CHARS_PER_WORD = 64
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options that were set (None: leave it to the model's default)."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How to score and rank; None: the model's default."""
+
+    scorer: str | None = None  # 'neural', 'ngram' or 'interpolated'
+    neural_weight: float | None = None  # overrides the tuned weight of the network
+    bos: bool | None = None  # score the first word after SENTENCE_START
+    eos: bool | None = None  # score SENTENCE_END after the last word
+    length_norm: str | None = None  # what ranking sorts by: 'none', 'average', 'gnmt'
+    length_alpha: float | None = None  # GNMT's alpha
+    rank: bool = False  # most probable first; False: in input order
+
+
+@dataclass(frozen=True)
+class Scored:
+    model_id: str
+    model_version: int
+    scorer: str  # the scorer used
+    neural_weight: float  # the network's weight used
+    scores: list[RankedScore]  # input order, or most probable first when ranked
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How to generate. 0 or None: the model's default (max_tokens: that default, capped at
+    this server's limit); method None: sample, or beam search when beam_width > 1."""
+
+    num_sentences: int = 0
+    min_tokens: int = 0
+    max_tokens: int = 0
+    temperature: float | None = None
+    top_k: int = 0
+    top_p: float | None = None
+    seed: int | None = None
+    method: str | None = None  # 'sample', 'greedy' or 'beam'
+    beam_width: int = 0
+
+
+@dataclass(frozen=True)
+class GeneratedToken:
+    model_version: int  # the version generating
+    event: GenerationEvent  # a sentence's last one carries its text
+
+
+@dataclass
+class Serving:
+    """Score and generate with the models of one server, within its limits."""
+
+    config: ServerConfig
+    cache: ModelCache
+    metrics: Metrics
+    # A stream holds a worker thread for its whole life: bounded, so that watchers and
+    # generators can never take every thread from the unary calls.
+    _streams: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._streams = threading.BoundedSemaphore(self.config.max_streams)
+
+    def score(
+        self,
+        model_id: str,
+        sentences: Sequence[SentenceInput],
+        options: ScoreOptions = ScoreOptions(),
+        should_stop: ShouldStop | None = None,
+    ) -> Scored:
+        """Score ``sentences`` (texts or word lists) with the model's current version."""
+        limit = self.config.max_sentences_per_request
+        if not sentences:
+            raise InvalidArgument("sentences is empty; send at least one sentence")
+        if len(sentences) > limit:
+            raise ResourceExhausted(
+                f"{len(sentences)} sentences in one request; the limit is {limit} "
+                "(--max-sentences-per-request): split the request"
+            )
+        model = self.cache.get(check_model_id(model_id))
+        words = []
+        for i, sentence in enumerate(sentences):
+            check(should_stop)  # NLTK takes ~0.4 us a character: long texts add up
+            words.append(self._words(model.lm, sentence, f"sentences[{i}]"))
+        scorer, weight = model.lm.scoring_setup(options.scorer, options.neural_weight)
+        given = _given(
+            scorer=options.scorer,
+            neural_weight=options.neural_weight,
+            bos=options.bos,
+            eos=options.eos,
+        )
+        scores = model.score(words, should_stop=should_stop, **given)
+        norm = _given(length_norm=options.length_norm, length_alpha=options.length_alpha)
+        ranked = rank_scores(scores, **norm, sort=options.rank)
+        self.metrics.scored.inc(len(scores))
+        return Scored(model.model_id, model.version, scorer, weight, ranked)
+
+    def generate(
+        self,
+        model_id: str,
+        prompt: SentenceInput | None = None,
+        options: GenerateOptions = GenerateOptions(),
+        should_stop: ShouldStop | None = None,
+    ) -> Generator[GeneratedToken, None, None]:
+        """Generated tokens as they come, holding a stream slot until the last (or until
+        the iterator is closed). ``should_stop`` is checked before every decoding step and
+        before each token is handed on."""
+        decoding = self._decoding(options)  # the limits first: no slot for a refused call
+        with self.stream_slot():
+            model = self.cache.get(check_model_id(model_id))
+            words = None if prompt is None else self._words(model.lm, prompt, _field(prompt))
+            for event in model.lm.stream(words, should_stop=should_stop, **decoding):
+                check(should_stop)  # the caller went away: stop decoding
+                self.metrics.generated.inc()
+                yield GeneratedToken(model.version, event)
+
+    @contextlib.contextmanager
+    def stream_slot(self) -> Iterator[None]:
+        """One of the server's --max-streams, for a call that streams (Generate, Watch)."""
+        if not self._streams.acquire(blocking=False):
+            raise ResourceExhausted(
+                f"{self.config.max_streams} Watch/Generate streams are open on this server, "
+                "its limit (--max-streams); retry later or on another replica"
+            )
+        self.metrics.streams_open.inc()
+        try:
+            yield
+        finally:
+            self.metrics.streams_open.dec()
+            self._streams.release()
+
+    def _words(self, lm: LanguageModel, sentence: SentenceInput, where: str) -> Words:
+        """The model's words for ``sentence``, within --max-tokens-per-sentence."""
+        limit = self.config.max_tokens_per_sentence
+        check_sentence_size(sentence, where, limit)  # bounds the tokenising
+        words = lm.words(sentence, where)
+        if len(words) > limit:
+            raise ResourceExhausted(too_many_words(where, len(words), limit))
+        return words
+
+    def _decoding(self, options: GenerateOptions) -> dict[str, Any]:
+        """``LanguageModel.stream``'s options for ``options``, checked against this server's
+        limits. What is unset is left to the model, but for the sentence length: the
+        model's default, capped at --max-generated-tokens."""
+        cfg = self.config
+        for name, value, limit, flag in (
+            ("num_sentences", options.num_sentences, cfg.max_generated_sentences, "sentences"),
+            ("beam_width", options.beam_width, cfg.max_generated_sentences, "sentences"),
+            ("max_tokens", options.max_tokens, cfg.max_generated_tokens, "tokens"),
+        ):
+            if value < 0:
+                raise InvalidArgument(f"{name} must be >= 0 (0: the default), got {value}")
+            if value > limit:
+                raise ResourceExhausted(
+                    f"{name} {value} is over this server's limit of {limit} "
+                    f"(--max-generated-{flag})"
+                )
+        max_tokens = options.max_tokens or min(DEFAULT_MAX_LENGTH, cfg.max_generated_tokens)
+        if not 0 <= options.min_tokens <= max_tokens:
+            raise InvalidArgument(
+                f"min_tokens must be in [0, max_tokens={max_tokens}], got {options.min_tokens}"
+            )
+        if options.top_k < 0:
+            raise InvalidArgument(f"top_k must be >= 0 (0: no top-k filter), got {options.top_k}")
+        return _given(
+            method=options.method or ("beam" if options.beam_width > 1 else None),
+            num_sentences=options.num_sentences or None,
+            min_length=options.min_tokens or None,
+            max_length=max_tokens,
+            temperature=options.temperature,
+            top_k=options.top_k or None,
+            top_p=options.top_p,
+            seed=options.seed,
+            beam_width=options.beam_width or None,
+        )
+
+
+def _field(prompt: SentenceInput) -> str:
+    """The API field a prompt came in, for error messages."""
+    return "prompt_text" if isinstance(prompt, str) else "prompt_words"
+
+
+def check_sentence_size(sentence: SentenceInput, where: str, max_words: int) -> None:
+    """Refuse, before tokenising, a text that cannot be within ``max_words`` words (or a
+    list of more words than that)."""
+    if not isinstance(sentence, str):
+        if len(sentence) > max_words:
+            raise ResourceExhausted(too_many_words(where, len(sentence), max_words))
+        return
+    limit = max_words * MAX_CHARS_PER_WORD
+    if len(sentence) > limit:
+        raise ResourceExhausted(
+            f"{where} is {len(sentence):,} characters; at most {limit:,} are accepted "
+            f"({MAX_CHARS_PER_WORD} a word for the limit of {max_words} words, "
+            "--max-tokens-per-sentence): split it"
+        )
+
+
+def too_many_words(where: str, count: int, max_words: int) -> str:
+    return f"{where} has {count} words; the limit is {max_words} (--max-tokens-per-sentence)"
