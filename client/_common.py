@@ -5,14 +5,15 @@ settings: the helpers of ``ClientCore`` (``_core``) and the CLI.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import grpc
 from google.protobuf.descriptor import FieldDescriptor
 
-from rnnlm.client.types import Corpus, GeneratedSentence, GeneratedToken, enum_prefix
+from rnnlm.client.types import Corpus, enum_prefix
 from rnnlm.v1 import rnnlm_pb2 as pb
 
 if TYPE_CHECKING:  # in the stubs only
@@ -35,15 +36,6 @@ _FIELDS: dict[str, FieldDescriptor] = {
 _NONE_MEANS_ZERO = frozenset({"clip", "patience", "bptt_truncate"})
 
 
-def channel_options(max_message_bytes: int, extra: Iterable[tuple[str, Any]]) -> list:
-    """Message size limits both ways (large score requests and vocabularies), then ``extra``."""
-    return [
-        ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.max_receive_message_length", max_message_bytes),
-        *extra,
-    ]
-
-
 @dataclass(frozen=True)
 class TLS:
     """TLS settings of a client. ``LMClient(target, tls=True)`` trusts the system's CAs;
@@ -57,9 +49,7 @@ class TLS:
     key_file: str | Path | None = None
     server_name: str | None = None
 
-    def credentials(self) -> Any:
-        import grpc
-
+    def credentials(self) -> grpc.ChannelCredentials:
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("TLS cert_file and key_file go together: give both or neither")
 
@@ -84,7 +74,7 @@ def channel_security(tls: bool | TLS, credentials: Any, options: list) -> tuple[
 def enum_value(enum_type: _EnumTypeWrapper[V], name: str, what: str) -> V:
     """A lowercase word ("csv", "blank-line", "beam") to its enum value; ValueError lists
     the words allowed."""
-    prefix = enum_prefix(enum_type)
+    prefix = enum_prefix(enum_type.DESCRIPTOR)
     allowed = {
         n.removeprefix(prefix).lower().replace("_", "-"): v
         for n, v in enum_type.items()
@@ -108,13 +98,9 @@ def split_options(options: Mapping[str, Any]) -> tuple[pb.ModelConfig, pb.Traini
     """
     model, training = pb.ModelConfig(), pb.TrainingOptions()
     for name, value in options.items():
-        target: pb.ModelConfig | pb.TrainingOptions
-        if name in MODEL_OPTIONS:
-            target = model
-        elif name in TRAINING_OPTIONS:
-            target = training
-        else:
+        if name not in _FIELDS:
             raise _unknown_option(name)
+        target = model if name in MODEL_OPTIONS else training
         if value is None:
             if name not in _NONE_MEANS_ZERO:
                 continue
@@ -210,12 +196,6 @@ def train_request(
 Arpa = str | Path | bytes | Corpus
 
 
-def arpa_filename(arpa: str | Path | bytes) -> str:
-    """The name an ARPA file is uploaded under: the server records it as the version's
-    ``ngram_source`` ("arpa:<name>")."""
-    return Path(arpa).name if isinstance(arpa, (str, Path)) else "model.arpa"
-
-
 def attach_request(
     model_id: str, arpa_id: str, neural_weight: float | None
 ) -> pb.AttachNgramModelRequest:
@@ -223,12 +203,6 @@ def attach_request(
     if neural_weight is not None:
         request.neural_weight = neural_weight
     return request
-
-
-def watch_request(job_id: str, after: str | None, last: pb.TrainingEvent | None):
-    """Start after ``after``, or, when reconnecting, after the last event received."""
-    after_id = last.event_id if last is not None else (after or "")
-    return pb.WatchTrainingJobRequest(job_id=job_id, after_event_id=after_id)
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,16 +276,3 @@ def generate_request(
     elif prompt is not None:
         request.prompt_words.CopyFrom(_words(prompt, "prompt"))
     return request
-
-
-class SentenceCollector:
-    """Gathers streamed tokens into sentences (they may arrive interleaved)."""
-
-    def __init__(self) -> None:
-        self._tokens: dict[int, list[GeneratedToken]] = {}
-
-    def add(self, token: GeneratedToken) -> None:
-        self._tokens.setdefault(token.sentence, []).append(token)
-
-    def sentences(self) -> list[GeneratedSentence]:
-        return [GeneratedSentence.from_tokens(i, self._tokens[i]) for i in sorted(self._tokens)]

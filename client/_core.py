@@ -1,10 +1,9 @@
-"""Every method of both clients, defined once: the request built from the arguments, the
-calls to make, the response converted (see ``_calls`` for how). ``LMClient`` (``sync``) and
-``AsyncLMClient`` (``aio``) add only the channel and how a step is run.
-"""
+"""Every method of both clients, defined once (see ``_calls`` for how): the request built
+from the arguments, the calls to make, the response converted."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, get_args, get_origin
@@ -44,9 +43,12 @@ from rnnlm.v1 import rnnlm_pb2_grpc
 
 
 class ClientCore(Shell[Mode]):
-    """The methods of ``LMClient`` and ``AsyncLMClient``. A client supplies ``_open`` (its
-    channel), ``_run(flow)`` (a flow's steps run: blocking, or as a coroutine), and for the
-    streams (iterators, or async ones) ``_server_stream(source)`` and ``_rescore``."""
+    """The methods of ``LMClient`` and ``AsyncLMClient``. A client supplies ``_channels``,
+    ``_run(flow)`` (a flow's steps run: blocking, or as a coroutine), and for its streams
+    (iterators, or async ones) ``_server_stream(source)`` and ``_rescore``."""
+
+    #: Where the client's channel comes from: ``grpc``, or ``grpc.aio``.
+    _channels: Any
 
     def __init__(
         self,
@@ -65,11 +67,19 @@ class ClientCore(Shell[Mode]):
         self.timeout = timeout
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
         self._metadata = ((common.API_KEY_HEADER, api_key),) if api_key else None
-        # The caller's options last: gRPC takes the last of a repeated key.
-        extra = [*self._policy.channel_options(), *options]
-        opts = common.channel_options(max_message_bytes, extra)
+        # Size limits both ways (large score requests and vocabularies), the retry policy,
+        # then the caller's options: gRPC takes the last of a repeated key.
+        opts = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            *self._policy.channel_options(),
+            *options,
+        ]
         secure, opts = common.channel_security(tls, credentials, opts)
-        self._channel = self._open(target, secure, opts)
+        if secure is None:
+            self._channel = self._channels.insecure_channel(target, opts)
+        else:
+            self._channel = self._channels.secure_channel(target, secure, opts)
         self._stub = rnnlm_pb2_grpc.LanguageModelServiceStub(self._channel)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -85,9 +95,6 @@ class ClientCore(Shell[Mode]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target!r})"
 
-    def _open(self, target: str, credentials: Any, options: list[Any]) -> Any:
-        raise NotImplementedError
-
     def _rpc(self, method: str) -> Any:
         """The stub's callable for ``method`` ("Train", or "Health.Check")."""
         if method == "Health.Check":  # imported when first used, as in health()
@@ -96,8 +103,10 @@ class ClientCore(Shell[Mode]):
             return health_pb2_grpc.HealthStub(self._channel).Check
         return getattr(self._stub, method)
 
-    def _deadline(self, timeout: float | None) -> float | None:
-        return self.timeout if timeout is CLIENT_TIMEOUT else timeout
+    def _invoke(self, call: Call, request: Any) -> Any:
+        """Make a unary ``call``: its response, or (asyncio) an awaitable of it."""
+        timeout = self.timeout if call.timeout is CLIENT_TIMEOUT else call.timeout
+        return self._rpc(call.method)(request, timeout=timeout, metadata=self._metadata)
 
     # -- corpora and training -------------------------------------------------------------
 
@@ -131,8 +140,7 @@ class ClientCore(Shell[Mode]):
         """Delete an uploaded corpus (or its id); returns the bytes freed. Refused while a
         running job reads it; models trained on it stay."""
         cid = corpus_id.corpus_id if isinstance(corpus_id, Corpus) else corpus_id
-        response = yield Call("DeleteCorpus", pb.DeleteCorpusRequest(corpus_id=cid))
-        return int(response.size_bytes)
+        return int((yield Call("DeleteCorpus", pb.DeleteCorpusRequest(corpus_id=cid))).size_bytes)
 
     @operation
     def train(
@@ -176,12 +184,14 @@ class ClientCore(Shell[Mode]):
     ) -> ServerStream[TrainingEvent]:
         """The job's events from the start (or after ``after_event_id``) until it ends. A
         dropped connection is resumed after the last event received."""
+
+        def request(last: pb.TrainingEvent | None) -> pb.WatchTrainingJobRequest:
+            """Reconnecting: ask for the events after the last one received."""
+            after = last.event_id if last is not None else (after_event_id or "")
+            return pb.WatchTrainingJobRequest(job_id=job_id, after_event_id=after)
+
         return ServerStream(
-            "WatchTrainingJob",
-            lambda last: common.watch_request(job_id, after_event_id, last),
-            TrainingEvent.from_pb,
-            timeout,
-            resumable=True,
+            "WatchTrainingJob", request, TrainingEvent.from_pb, timeout, resumable=True
         )
 
     @operation
@@ -279,10 +289,12 @@ class ClientCore(Shell[Mode]):
     ) -> Flow[list[GeneratedSentence]]:
         """Generate whole sentences (the stream collected, within the client's timeout);
         ``options`` as for :meth:`generate_stream`."""
-        collector = common.SentenceCollector()
-        stream = ClientCore.generate_stream.build
-        yield Drain(stream(self, model_id, prompt, timeout=self.timeout, **options), collector.add)
-        return collector.sentences()
+        stream = ClientCore.generate_stream.build(
+            self, model_id, prompt, timeout=self.timeout, **options
+        )
+        tokens: dict[int, list[GeneratedToken]] = defaultdict(list)  # sentences may interleave
+        yield Drain(stream, lambda token: tokens[token.sentence].append(token))
+        return [GeneratedSentence.from_tokens(i, tokens[i]) for i in sorted(tokens)]
 
     @streaming
     def generate_stream(
@@ -340,8 +352,8 @@ class ClientCore(Shell[Mode]):
     def delete_model(self, model_id: str) -> Flow[int]:
         """Delete a model, all its versions and its jobs; returns how many versions were
         removed."""
-        response = yield Call("DeleteModel", pb.DeleteModelRequest(model_id=model_id))
-        return int(response.versions_deleted)
+        request = pb.DeleteModelRequest(model_id=model_id)
+        return int((yield Call("DeleteModel", request)).versions_deleted)
 
     # -- n-gram models --------------------------------------------------------------------
 
@@ -382,7 +394,8 @@ class ClientCore(Shell[Mode]):
     def _arpa_id(self, arpa: common.Arpa) -> Flow[str]:
         if isinstance(arpa, Corpus):
             return arpa.corpus_id
-        name = common.arpa_filename(arpa)
+        # The server records the name as the version's ngram_source ("arpa:<name>").
+        name = Path(arpa).name if isinstance(arpa, (str, Path)) else "model.arpa"
         return (yield from ClientCore.upload_corpus.build(self, arpa, filename=name)).corpus_id
 
     # -- operations -----------------------------------------------------------------------

@@ -21,25 +21,23 @@ class UploadPlan:
     stream, read from the file (or bytes) as it is sent."""
 
     header: pb.CorpusHeader
-    data: bytes | None
-    path: Path | None
+    source: bytes | Path
     chunk_bytes: int
 
     def requests(self) -> Iterator[pb.UploadCorpusRequest]:
         yield pb.UploadCorpusRequest(header=self.header)
-        for chunk in self._chunks():
+        for chunk in _chunks(self.source, self.chunk_bytes):
             yield pb.UploadCorpusRequest(chunk=chunk)
 
-    def _chunks(self) -> Iterator[bytes]:
-        if self.data is not None:
-            view = memoryview(self.data)
-            for start in range(0, len(view), self.chunk_bytes):
-                yield bytes(view[start : start + self.chunk_bytes])
-            return
-        assert self.path is not None
-        with self.path.open("rb") as f:
-            while chunk := f.read(self.chunk_bytes):
-                yield chunk
+
+def _chunks(source: bytes | Path, chunk_bytes: int) -> Iterator[bytes]:
+    if isinstance(source, bytes):
+        for start in range(0, len(source), chunk_bytes):
+            yield source[start : start + chunk_bytes]
+        return
+    with source.open("rb") as f:
+        while chunk := f.read(chunk_bytes):
+            yield chunk
 
 
 def plan_upload(
@@ -52,26 +50,22 @@ def plan_upload(
     """
     if chunk_bytes <= 0:
         raise ValueError(f"chunk_bytes must be positive; got {chunk_bytes}")
+    content: bytes | Path
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        header = pb.CorpusHeader(
-            filename=filename or "corpus.txt",
-            size_bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-        )
-        return UploadPlan(header, data, None, chunk_bytes)
-    if not isinstance(source, (str, Path)):
+        content, default_name = bytes(source), "corpus.txt"
+    elif isinstance(source, (str, Path)):
+        content = Path(source)
+        default_name = content.name
+    else:
         raise TypeError(f"source must be a path or bytes; got {type(source).__name__}")
-    path = Path(source)
     digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-            size += len(chunk)
+    for chunk in _chunks(content, chunk_bytes):
+        digest.update(chunk)
+        size += len(chunk)
     header = pb.CorpusHeader(
-        filename=filename or path.name, size_bytes=size, sha256=digest.hexdigest()
+        filename=filename or default_name, size_bytes=size, sha256=digest.hexdigest()
     )
-    return UploadPlan(header, None, path, chunk_bytes)
+    return UploadPlan(header, content, chunk_bytes)
 
 
 class DownloadSink:

@@ -142,14 +142,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def to_json(obj: Any, **extra: Any) -> str:
+def to_json(obj: Any, *, indent: int | None = None, **extra: Any) -> str:
     """A result dataclass as one JSON object (datetimes in ISO 8601), ``extra`` keys first."""
     data = {**extra, **dataclasses.asdict(obj)}
-    return json.dumps(data, default=_json_default, ensure_ascii=False)
-
-
-def to_pretty_json(obj: Any) -> str:
-    return json.dumps(dataclasses.asdict(obj), default=_json_default, indent=2, ensure_ascii=False)
+    return json.dumps(data, default=_json_default, indent=indent, ensure_ascii=False)
 
 
 def scores_table(
@@ -182,11 +178,6 @@ def scores_table(
             unknown = "  unknown" if t.unknown else ""
             lines.append(f"      {t.token:<20} ln p {t.logprob:8.3f}{order}{unknown}")
     return "\n".join(lines)
-
-
-def scorer_line(scorer: str, neural_weight: float | None) -> str:
-    weight = f" (neural weight {neural_weight:.4g})" if neural_weight is not None else ""
-    return f"scored by: {scorer}{weight}"
 
 
 def models_table(models: Sequence[ModelInfo]) -> str:

@@ -11,6 +11,7 @@ import re
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -39,40 +40,39 @@ AsyncCall = Callable[[pb.ScoreSentenceRequest], Awaitable[pb.ScoreSentenceRespon
 
 @dataclass(frozen=True)
 class RescorePlan:
-    """What a rescore call asked for; ``create`` holds the defaults of both clients."""
+    """What a rescore call asked for, with the defaults of both clients."""
 
     model_id: str
-    feature: str
-    weight: float | None
-    log10: bool
-    format: str
+    feature: str = "RNNLM0"
+    weight: float | None = None
+    log10: bool = False
+    format: str = "auto"
     options: ScoreOptions = field(default_factory=ScoreOptions)
     batch_size: int = DEFAULT_BATCH_SIZE
     max_in_flight: int = DEFAULT_IN_FLIGHT
+
+    def __post_init__(self) -> None:
+        check_feature_name(self.feature)
+        if self.batch_size < 1 or self.max_in_flight < 1:
+            raise ValueError(
+                "batch_size and max_in_flight must be >= 1; "
+                f"got {self.batch_size}, {self.max_in_flight}"
+            )
 
     @classmethod
     def create(
         cls,
         model_id: str,
         *,
-        feature: str = "RNNLM0",
-        weight: float | None = None,
-        log10: bool = False,
-        format: str = "auto",
         scorer: str | None = None,
         neural_weight: float | None = None,
         bos: bool | None = None,
         eos: bool | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_in_flight: int = DEFAULT_IN_FLIGHT,
+        **settings: Any,
     ) -> RescorePlan:
-        check_feature_name(feature)
-        if batch_size < 1 or max_in_flight < 1:
-            raise ValueError(
-                f"batch_size and max_in_flight must be >= 1; got {batch_size}, {max_in_flight}"
-            )
-        options = ScoreOptions(scorer, neural_weight, bos, eos)
-        return cls(model_id, feature, weight, log10, format, options, batch_size, max_in_flight)
+        """The plan of ``rescore(nbest, model_id, **options)``: ``settings`` are the fields
+        above, the others the :class:`ScoreOptions` that rescoring takes."""
+        return cls(model_id, options=ScoreOptions(scorer, neural_weight, bos, eos), **settings)
 
     def batches(self, nbest: Any) -> Iterator[Batch]:
         """The entries of ``nbest`` (entries, lines or text) in requests of at most
@@ -89,19 +89,13 @@ class RescorePlan:
     def score(self, batch: Batch, call: Call) -> list[Rescored]:
         """Score ``batch`` with ``call``; errors name the input lines."""
         request = self.request(batch)
-        try:
-            response = call(request) if request is not None else None
-        except RnnlmError as err:
-            raise self.error(err, batch) from err
-        return self.convert(batch, response)
+        with self.naming_lines(batch):
+            return self.convert(batch, call(request) if request is not None else None)
 
     async def ascore(self, batch: Batch, call: AsyncCall) -> list[Rescored]:
         request = self.request(batch)
-        try:
-            response = await call(request) if request is not None else None
-        except RnnlmError as err:
-            raise self.error(err, batch) from err
-        return self.convert(batch, response)
+        with self.naming_lines(batch):
+            return self.convert(batch, await call(request) if request is not None else None)
 
     def convert(self, batch: Batch, response: pb.ScoreSentenceResponse | None) -> list[Rescored]:
         """The batch's entries with their feature values, in input order."""
@@ -118,18 +112,23 @@ class RescorePlan:
             for e in batch
         ]
 
-    def error(self, err: RnnlmError, batch: Batch) -> RnnlmError:
-        """``err`` with each ``sentences[i]`` of its message pointed at its input line."""
-        lines = [e.line_no for e in batch if e.scored]
+    @contextmanager
+    def naming_lines(self, batch: Batch) -> Iterator[None]:
+        """An ``RnnlmError`` raised inside, with each ``sentences[i]`` of its message
+        pointed at its input line."""
+        try:
+            yield
+        except RnnlmError as err:
+            lines = [e.line_no for e in batch if e.scored]
 
-        def at_line(match: re.Match) -> str:
-            i = int(match.group(1))
-            return f"{match.group(0)} (line {lines[i]})" if i < len(lines) else match.group(0)
+            def at_line(match: re.Match) -> str:
+                i = int(match.group(1))
+                return f"{match.group(0)} (line {lines[i]})" if i < len(lines) else match.group(0)
 
-        details = re.sub(r"sentences\[(\d+)\]", at_line, err.details)
-        if isinstance(err, ResourceExhausted) and "sentences in one request" in details:
-            details += f"; rescore with a batch_size (--batch-size) below {self.batch_size}"
-        return type(err)(details, code=err.code, method=err.method)
+            details = re.sub(r"sentences\[(\d+)\]", at_line, err.details)
+            if isinstance(err, ResourceExhausted) and "sentences in one request" in details:
+                details += f"; rescore with a batch_size (--batch-size) below {self.batch_size}"
+            raise type(err)(details, code=err.code, method=err.method) from err
 
     def _entries(self, nbest: Any) -> Iterator[NBestEntry]:
         if isinstance(nbest, str):

@@ -9,8 +9,7 @@ stops listening. Every other status is an answer and is never retried.
 gRPC repeats a call by the channel's service config (``retryPolicy``) until the response
 has begun; it caps the attempts at 5 and replays a client stream (UploadCorpus) from a
 buffer, so an upload larger than ``RETRY_BUFFER_BYTES`` is repeated only while what it sent
-still fits. WatchTrainingJob is left to :class:`Resumption`: it reopens the stream at any
-point, asking for the events after the last one received.
+still fits. WatchTrainingJob is left to :class:`Resumption`.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from rnnlm.client._calls import ServerStream
-from rnnlm.client.errors import from_rpc_error
+from rnnlm.client.errors import RnnlmError, Unavailable, from_rpc_error
 
 T = TypeVar("T")
 
@@ -128,8 +127,9 @@ class Resumption(Generic[T]):
             yield call
             self.pending = False
         except grpc.RpcError as err:
-            if not self._retry(err):
-                raise from_rpc_error(err, source.method) from err
+            error = from_rpc_error(err, source.method)
+            if not self._retry(error):
+                raise error from err
         finally:
             call.cancel()
 
@@ -137,9 +137,8 @@ class Resumption(Generic[T]):
         self._last, self._failures = msg, 0
         return self.source.convert(msg)
 
-    def _retry(self, err: grpc.RpcError) -> bool:
-        code = err.code() if callable(getattr(err, "code", None)) else None
-        if not self.source.resumable or code != grpc.StatusCode.UNAVAILABLE:
+    def _retry(self, error: RnnlmError) -> bool:
+        if not self.source.resumable or not isinstance(error, Unavailable):
             return False
         if self._failures >= self.policy.retries:
             return False

@@ -33,6 +33,7 @@ class AsyncLMClient(ClientCore[Awaiting]):
     """
 
     _channel: grpc.aio.Channel
+    _channels = grpc.aio
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
@@ -43,11 +44,6 @@ class AsyncLMClient(ClientCore[Awaiting]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    def _open(self, target: str, credentials: Any, options: list[Any]) -> grpc.aio.Channel:
-        if credentials is not None:
-            return grpc.aio.secure_channel(target, credentials, options)
-        return grpc.aio.insecure_channel(target, options)
 
     async def _run(self, flow: Flow[T]) -> T:
         run = FlowRun(flow)
@@ -64,9 +60,7 @@ class AsyncLMClient(ClientCore[Awaiting]):
             if callable(request):  # a client stream, read from a file
                 request = _in_thread(await asyncio.to_thread(request))
             with rpc_errors(step.method):
-                rpc = self._rpc(step.method)
-                deadline = self._deadline(step.timeout)
-                return await rpc(request, timeout=deadline, metadata=self._metadata)
+                return await self._invoke(step, request)
         async with aclosing(step.source.open(self)) as items:
             async for item in items:
                 await asyncio.to_thread(step.sink, item) if step.blocking_io else step.sink(item)

@@ -111,7 +111,7 @@ def cmd_delete_corpus(args: argparse.Namespace, client: LMClient) -> int:
 
 
 def cmd_job(args: argparse.Namespace, client: LMClient) -> int:
-    print(out.to_pretty_json(client.job(args.job_id)))
+    print(out.to_json(client.job(args.job_id), indent=2))
     return 0
 
 
@@ -152,7 +152,8 @@ def cmd_models(args: argparse.Namespace, client: LMClient) -> int:
 
 
 def cmd_model(args: argparse.Namespace, client: LMClient) -> int:
-    print(out.to_pretty_json(client.model(args.model, include_vocabulary=args.vocabulary)))
+    model = client.model(args.model, include_vocabulary=args.vocabulary)
+    print(out.to_json(model, indent=2))
     return 0
 
 
@@ -237,11 +238,7 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help="connect with TLS, trusting the system's CAs (env RNNLM_TLS=true)",
     )
     for flag, env, text in (
-        (
-            "--ca-file",
-            "RNNLM_CA_FILE",
-            "PEM CA that signed the server's certificate (implies --tls)",
-        ),
+        ("--ca-file", "RNNLM_CA_FILE", "PEM CA that signed the server certificate (implies --tls)"),
         ("--cert-file", "RNNLM_CLIENT_CERT", "PEM client certificate, for mutual TLS"),
         ("--key-file", "RNNLM_CLIENT_KEY", "PEM key of --cert-file"),
         ("--server-name", "RNNLM_SERVER_NAME", "name to check the server's certificate against"),
@@ -346,9 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _tls(args: argparse.Namespace) -> bool | TLS:
     files = (args.ca_file, args.cert_file, args.key_file, args.server_name)
-    if not any(files):
-        return bool(args.tls)
-    return TLS(*files)
+    return TLS(*files) if any(files) else bool(args.tls)
 
 
 def main(argv: list[str] | None = None) -> int:

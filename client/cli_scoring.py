@@ -10,6 +10,7 @@ or export a model's n-gram part (an ARPA file).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -18,12 +19,11 @@ from contextlib import ExitStack, closing
 from typing import IO, Any
 
 from rnnlm.client import _output as out
+from rnnlm.client._common import ScoreOptions
 from rnnlm.client._files import DownloadSink
 from rnnlm.client.nbest import FORMATS, check_feature_name
 from rnnlm.client.sync import LMClient
 from rnnlm.client.types import ModelVersion
-
-SCORE_OPTIONS = ("scorer", "neural_weight", "bos", "eos", "length_norm", "length_alpha")
 
 RESCORE_EPILOG = """\
 Formats: Moses ("id ||| hypothesis ||| features ||| total [||| ...]") or plain text (one
@@ -50,20 +50,11 @@ def add_score_flags(p: argparse.ArgumentParser, *, ranking: bool) -> None:
         metavar="L",
         help="interpolated: the network's weight in [0, 1] (default: the tuned one)",
     )
-    p.add_argument(
-        "--no-bos",
-        dest="bos",
-        action="store_false",
-        default=None,
-        help="the text is a fragment: its first word is context only",
-    )
-    p.add_argument(
-        "--no-eos",
-        dest="eos",
-        action="store_false",
-        default=None,
-        help="leave out the probability of the sentence's end",
-    )
+    for name, text in (
+        ("bos", "the text is a fragment: its first word is context only"),
+        ("eos", "leave out the probability of the sentence's end"),
+    ):
+        p.add_argument(f"--no-{name}", dest=name, action="store_false", default=None, help=text)
     if ranking:
         p.add_argument(
             "--length-norm",
@@ -74,7 +65,9 @@ def add_score_flags(p: argparse.ArgumentParser, *, ranking: bool) -> None:
 
 
 def score_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in SCORE_OPTIONS if hasattr(args, name)}
+    """The ScoreOptions that the command has flags for."""
+    names = (f.name for f in dataclasses.fields(ScoreOptions))
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
@@ -170,7 +163,9 @@ def cmd_score(args: argparse.Namespace, client: LMClient) -> int:
         )
     )
     if result.scorer not in (None, "neural"):
-        out.eprint(out.scorer_line(result.scorer, result.neural_weight))
+        weight = result.neural_weight
+        shown = f" (neural weight {weight:.4g})" if weight is not None else ""
+        out.eprint(f"scored by: {result.scorer}{shown}")
     return 0
 
 
@@ -185,16 +180,9 @@ def cmd_rescore(args: argparse.Namespace, client: LMClient) -> int:
         )
         sink = stack.enter_context(DownloadSink(args.output or sys.stdout.buffer))
         bar = stack.enter_context(_progress_bar(args.file))
-        results = client.rescore_stream(
-            source,
-            args.model,
-            feature=args.feature,
-            weight=args.weight,
-            log10=args.log10,
-            format=args.format,
-            batch_size=args.batch_size,
-            **score_options(args),
-        )
+        names = ("feature", "weight", "log10", "format", "batch_size")
+        settings = {name: getattr(args, name) for name in names}
+        results = client.rescore_stream(source, args.model, **settings, **score_options(args))
         for item in stack.enter_context(closing(results)):
             sink.write(item.line(args.update_total).encode())
             count += 1

@@ -11,6 +11,8 @@ Every client method turns a ``grpc.RpcError`` into one of these, so callers can 
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 
@@ -23,8 +25,14 @@ class RnnlmError(Exception):
         method: the RPC that failed, e.g. ``"GetModel"``.
     """
 
-    #: The status code a subclass stands for; the catch-all keeps the code it was given.
+    #: The status code a subclass stands for (``class NotFound(RnnlmError, code=...)``);
+    #: the catch-all keeps the code it was given.
     default_code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init_subclass__(cls, code: grpc.StatusCode | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.default_code = code
 
     def __init__(
         self, details: str, *, code: grpc.StatusCode | None = None, method: str = ""
@@ -39,103 +47,63 @@ class RnnlmError(Exception):
         return f"{type(self).__name__}: {self.details}{where}"
 
 
-class InvalidArgument(RnnlmError):
+class InvalidArgument(RnnlmError, code=grpc.StatusCode.INVALID_ARGUMENT):
     """A malformed or out-of-range field; the message names it and what is allowed."""
 
-    default_code = grpc.StatusCode.INVALID_ARGUMENT
 
-
-class NotFound(RnnlmError):
+class NotFound(RnnlmError, code=grpc.StatusCode.NOT_FOUND):
     """An unknown model, model version, corpus, job or server-side corpus file."""
 
-    default_code = grpc.StatusCode.NOT_FOUND
 
-
-class AlreadyExists(RnnlmError):
+class AlreadyExists(RnnlmError, code=grpc.StatusCode.ALREADY_EXISTS):
     """The thing to create exists already."""
 
-    default_code = grpc.StatusCode.ALREADY_EXISTS
 
-
-class FailedPrecondition(RnnlmError):
+class FailedPrecondition(RnnlmError, code=grpc.StatusCode.FAILED_PRECONDITION):
     """Valid request, wrong moment: no model version ready, job already ended, job running."""
 
-    default_code = grpc.StatusCode.FAILED_PRECONDITION
 
-
-class PermissionDenied(RnnlmError):
+class PermissionDenied(RnnlmError, code=grpc.StatusCode.PERMISSION_DENIED):
     """Outside what the operator allowed, e.g. a server path outside the corpus directory."""
 
-    default_code = grpc.StatusCode.PERMISSION_DENIED
 
-
-class ResourceExhausted(RnnlmError):
+class ResourceExhausted(RnnlmError, code=grpc.StatusCode.RESOURCE_EXHAUSTED):
     """Over a server limit: sentences, tokens, concurrent jobs, corpus or message size."""
 
-    default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
-
-class Unavailable(RnnlmError):
+class Unavailable(RnnlmError, code=grpc.StatusCode.UNAVAILABLE):
     """The server or its store cannot be reached; the client already retried."""
 
-    default_code = grpc.StatusCode.UNAVAILABLE
 
-
-class DataLoss(RnnlmError):
+class DataLoss(RnnlmError, code=grpc.StatusCode.DATA_LOSS):
     """A stored checkpoint or corpus failed its sha256 check."""
 
-    default_code = grpc.StatusCode.DATA_LOSS
 
-
-class Cancelled(RnnlmError):
+class Cancelled(RnnlmError, code=grpc.StatusCode.CANCELLED):
     """The call was cancelled (by this client, or the server saw the client go away)."""
 
-    default_code = grpc.StatusCode.CANCELLED
 
-
-class DeadlineExceeded(RnnlmError):
+class DeadlineExceeded(RnnlmError, code=grpc.StatusCode.DEADLINE_EXCEEDED):
     """The call ran past its deadline (the client's ``timeout``)."""
 
-    default_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
-
-class Unauthenticated(RnnlmError):
+class Unauthenticated(RnnlmError, code=grpc.StatusCode.UNAUTHENTICATED):
     """Missing or wrong credentials (the ``api_key``)."""
 
-    default_code = grpc.StatusCode.UNAUTHENTICATED
 
-
-class Internal(RnnlmError):
+class Internal(RnnlmError, code=grpc.StatusCode.INTERNAL):
     """A server bug, or any status without a class of its own (``code`` keeps which)."""
 
-    default_code = grpc.StatusCode.INTERNAL
 
-
+# The classes above (read once, here: a caller's own subclasses never change it).
 _BY_CODE: dict[grpc.StatusCode, type[RnnlmError]] = {
-    cls.default_code: cls
-    for cls in (
-        InvalidArgument,
-        NotFound,
-        AlreadyExists,
-        FailedPrecondition,
-        PermissionDenied,
-        ResourceExhausted,
-        Unavailable,
-        DataLoss,
-        Cancelled,
-        DeadlineExceeded,
-        Unauthenticated,
-        Internal,
-    )
+    cls.default_code: cls for cls in RnnlmError.__subclasses__()
 }
 
 
 def from_rpc_error(err: grpc.RpcError, method: str) -> RnnlmError:
-    """The :class:`RnnlmError` subclass for a failed call's status code.
-
-    ``grpc.RpcError`` itself has no ``code()``; the errors grpc raises (and ``grpc.aio``'s
-    ``AioRpcError``) do, so this reads them defensively.
-    """
+    """The :class:`RnnlmError` subclass for a failed call's status code (read defensively:
+    ``grpc.RpcError`` itself has no ``code()``, the errors that grpc raises have)."""
     code_fn = getattr(err, "code", None)
     details_fn = getattr(err, "details", None)
     code = code_fn() if callable(code_fn) else None

@@ -155,8 +155,10 @@ def read_nbest(
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
-    lines: Iterator[str | bytes] = _split(source) if isinstance(source, str) else iter(source)
-    return _entries(_decoded(lines), format)
+    if isinstance(source, str):
+        # Lines end at "\n" only: a form feed or a Unicode separator may be in a hypothesis.
+        source = io.StringIO(source, newline="\n")
+    return _entries(_decoded(iter(source)), format)
 
 
 def parse_nbest(
@@ -175,21 +177,6 @@ def write_nbest(out: IO[Any], items: Iterable[Rescored], update_total: bool = Fa
         text = item.line(update_total)
         out.write(text.encode() if binary else text)
     return count
-
-
-def detect_format(line: str) -> str:
-    return MOSES if SEPARATOR in line else PLAIN
-
-
-def _split(text: str) -> Iterator[str]:
-    """Lines with their endings, split at "\\n" only (str.splitlines also splits at form
-    feeds and Unicode separators, which may sit inside a hypothesis)."""
-    start = 0
-    while start < len(text):
-        end = text.find("\n", start)
-        end = len(text) if end < 0 else end + 1
-        yield text[start:end]
-        start = end
 
 
 def _decoded(lines: Iterator[str | bytes]) -> Iterator[tuple[int, str]]:
@@ -212,7 +199,7 @@ def _entries(lines: Iterator[tuple[int, str]], format: str) -> Iterator[NBestEnt
             peeked.append(item)
             if item[1].strip():
                 break
-        format = detect_format(peeked[-1][1]) if peeked else PLAIN
+        format = MOSES if peeked and SEPARATOR in peeked[-1][1] else PLAIN
         lines = chain(peeked, lines)
     parse = _parse_moses if format == MOSES else _parse_plain
     group, last_id = -1, None
@@ -229,11 +216,8 @@ def _entries(lines: Iterator[tuple[int, str]], format: str) -> Iterator[NBestEnt
 
 
 def _ending(line: str) -> tuple[str, str]:
-    if line.endswith("\r\n"):
-        return line[:-2], "\r\n"
-    if line.endswith("\n"):
-        return line[:-1], "\n"
-    return line, ""
+    ending = "\r\n" if line.endswith("\r\n") else "\n" if line.endswith("\n") else ""
+    return line.removesuffix(ending), ending
 
 
 def _parse_plain(line_no: int, text: str) -> tuple[str, dict]:
@@ -281,21 +265,23 @@ def _features(field: str, line_no: int, text: str) -> Features:
     found: list[tuple[str, tuple[float, ...]]] = []
     name: str | None = None
     values: list[float] = []
+
+    def close() -> None:  # the feature read so far, if any
+        if name is not None or values:
+            found.append((name or "", tuple(values)))
+
     for token in field.split():
         if len(token) > 1 and token[-1] in "=:":
-            if name is not None or values:
-                found.append((name or "", tuple(values)))
+            close()
             name, values = token[:-1], []
         elif "=" in token[1:]:  # a sparse feature, name and value in one token
-            if name is not None or values:
-                found.append((name or "", tuple(values)))
+            close()
             key, _, value = token.rpartition("=")
             found.append((key, (_number(value, line_no, text, f"feature {key}"),)))
             name, values = None, []
         else:
             values.append(_number(token, line_no, text, f"feature {name or '(unnamed)'}"))
-    if name is not None or values:
-        found.append((name or "", tuple(values)))
+    close()
     return tuple(found)
 
 

@@ -31,6 +31,7 @@ class LMClient(ClientCore[Blocking]):
     """
 
     _channel: grpc.Channel
+    _channels = grpc
 
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
@@ -41,11 +42,6 @@ class LMClient(ClientCore[Blocking]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _open(self, target: str, credentials: Any, options: list[Any]) -> grpc.Channel:
-        if credentials is not None:
-            return grpc.secure_channel(target, credentials, options)
-        return grpc.insecure_channel(target, options)
 
     def _run(self, flow: Flow[T]) -> T:
         run = FlowRun(flow)
@@ -60,8 +56,7 @@ class LMClient(ClientCore[Blocking]):
         if isinstance(step, Call):
             request = step.request() if callable(step.request) else step.request
             with rpc_errors(step.method):
-                rpc = self._rpc(step.method)
-                return rpc(request, timeout=self._deadline(step.timeout), metadata=self._metadata)
+                return self._invoke(step, request)
         with closing(step.source.open(self)) as items:
             for item in items:
                 step.sink(item)

@@ -8,7 +8,7 @@ hold only the fields the server set.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from functools import partial
@@ -27,18 +27,18 @@ SUCCESS_JOB_STATES = frozenset({"completed", "early_stopped"})
 SENTENCE_END = "SENTENCE_END"
 
 
-def enum_prefix(enum_type: Any) -> str:
-    """The proto-style prefix of an enum's value names: JobState -> "JOB_STATE_"."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", enum_type.DESCRIPTOR.name).upper() + "_"
+def enum_prefix(enum: Any) -> str:
+    """The proto-style prefix of the value names of an EnumDescriptor (``pb.JobState.DESCRIPTOR``
+    or a field's ``enum_type``): JobState -> "JOB_STATE_"."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", enum.name).upper() + "_"
 
 
-def enum_name(enum_type: Any, value: int) -> str:
+def enum_name(enum: Any, number: int) -> str:
     """An enum value as a lowercase word without its prefix: JOB_STATE_RUNNING -> "running"."""
-    try:
-        name = enum_type.Name(value)
-    except ValueError:  # a value from a newer server that these stubs do not know
-        return str(value)
-    return name.removeprefix(enum_prefix(enum_type)).lower()
+    value = enum.values_by_number.get(number)
+    if value is None:  # a value from a newer server that these stubs do not know
+        return str(number)
+    return value.name.removeprefix(enum_prefix(enum)).lower()
 
 
 def _time(ts: Timestamp) -> datetime | None:
@@ -53,13 +53,22 @@ def _set_fields(msg: Message) -> dict[str, Any]:
 
 
 def _value(msg: Message, name: str) -> Any:
-    """A field as Python: a Timestamp as a datetime, an unset ``optional`` field as None."""
+    """A field as Python: a repeated field as a tuple, an enum as its word, an unset
+    ``optional`` scalar as None, a message as ``_MESSAGES`` converts it."""
     fd = msg.DESCRIPTOR.fields_by_name[name]
-    if fd.message_type is not None and fd.message_type.full_name == "google.protobuf.Timestamp":
-        return _time(getattr(msg, name))
+    value = getattr(msg, name)
+    if fd.is_repeated:
+        return tuple(map(_python, value))
+    if fd.enum_type is not None:
+        return enum_name(fd.enum_type, value)
     if fd.has_presence and fd.message_type is None and not msg.HasField(name):
         return None
-    return getattr(msg, name)
+    return _python(value)
+
+
+def _python(value: Any) -> Any:
+    convert = _MESSAGES.get(type(value))
+    return value if convert is None else convert(value)
 
 
 def _same_names(cls: Any, msg: Message, **given: Any) -> Any:
@@ -141,7 +150,7 @@ class TrainingEvent:
             change = msg.state
             return event(
                 "state",
-                state=enum_name(pb.JobState, change.state),
+                state=_value(change, "state"),
                 error=change.error,
                 model_version=change.model_version or None,
             )
@@ -176,15 +185,7 @@ class TrainingJob:
 
     @classmethod
     def from_pb(cls, msg: pb.TrainingJob) -> TrainingJob:
-        return _same_names(
-            cls,
-            msg,
-            state=enum_name(pb.JobState, msg.state),
-            model_config=_set_fields(msg.model),
-            training=_set_fields(msg.training),
-            progress=TrainingProgress.from_pb(msg.progress),
-            warnings=tuple(msg.warnings),
-        )
+        return _same_names(cls, msg, model_config=_set_fields(msg.model))
 
 
 @dataclass(frozen=True)
@@ -221,14 +222,7 @@ class SentenceScore:
         # A normalised score is 0 only when logprob is; so 0 means a server that predates
         # rank_score, which ranked by logprob.
         rank_score = msg.rank_score if msg.rank_score != 0.0 else msg.logprob
-        return _same_names(
-            cls,
-            msg,
-            words=tuple(msg.words),
-            tokens=tuple(TokenScore.from_pb(t) for t in msg.tokens),
-            unknown_words=tuple(msg.unknown_words),
-            rank_score=rank_score,
-        )
+        return _same_names(cls, msg, rank_score=rank_score)
 
 
 @dataclass(frozen=True)
@@ -245,14 +239,9 @@ class ScoreResult:
 
     @classmethod
     def from_pb(cls, msg: pb.ScoreSentenceResponse) -> ScoreResult:
-        scorer = enum_name(pb.Scorer, msg.scorer) if msg.scorer else None
-        return cls(
-            msg.model_id,
-            msg.model_version,
-            tuple(SentenceScore.from_pb(s) for s in msg.scores),
-            scorer,
-            msg.neural_weight if scorer == "interpolated" else None,
-        )
+        scorer = _value(msg, "scorer") if msg.scorer else None
+        weight = msg.neural_weight if scorer == "interpolated" else None
+        return _same_names(cls, msg, scorer=scorer, neural_weight=weight)
 
 
 @dataclass(frozen=True)
@@ -269,10 +258,9 @@ class GeneratedToken:
 
     @classmethod
     def from_pb(cls, msg: pb.GenerateResponse) -> GeneratedToken:
-        reason = msg.finish_reason  # 0 (unspecified): not the sentence's last token
-        return _same_names(
-            cls, msg, finish_reason=enum_name(pb.FinishReason, reason) if reason else None
-        )
+        # 0 (unspecified): not the sentence's last token
+        reason = _value(msg, "finish_reason") if msg.finish_reason else None
+        return _same_names(cls, msg, finish_reason=reason)
 
 
 @dataclass(frozen=True)
@@ -360,16 +348,19 @@ class ModelInfo:
 
     @classmethod
     def from_pb(cls, msg: pb.Model) -> ModelInfo:
-        return _same_names(
-            cls,
-            msg,
-            state=enum_name(pb.ModelState, msg.state),
-            versions=tuple(ModelVersion.from_pb(v) for v in msg.versions),
-            config=_set_fields(msg.config),
-            training=_set_fields(msg.training),
-            vocabulary=tuple(msg.vocabulary),
-        )
+        return _same_names(cls, msg)
 
+
+#: How ``_value`` converts a message field, by the message's class.
+_MESSAGES: dict[type, Callable[[Any], Any]] = {
+    Timestamp: _time,
+    pb.ModelConfig: _set_fields,
+    pb.TrainingOptions: _set_fields,
+    pb.TrainingProgress: TrainingProgress.from_pb,
+    pb.ModelVersion: ModelVersion.from_pb,
+    pb.TokenScore: TokenScore.from_pb,
+    pb.SentenceScore: SentenceScore.from_pb,
+}
 
 T = TypeVar("T")
 

@@ -35,8 +35,8 @@ def print_progress(event: ProgressEvent) -> None:
     line = (
         f"epoch {event.epoch}/{event.epochs} step {event.step}/{event.total_steps} "
         f"loss {event.loss:.3f} ppl {event.perplexity:8.1f} "
-        f"{event.tokens_per_sec:8.0f} tok/s lr {event.learning_rate:.4g} "
-        f"|g| {event.grad_norm:.2f} eta {event.eta_s:4.0f}s"
+        f"{event.tokens_per_second:8.0f} tok/s lr {event.learning_rate:.4g} "
+        f"|g| {event.grad_norm:.2f} eta {event.eta_seconds:4.0f}s"
     )
     if event.valid_perplexity is not None:
         line += f"  valid ppl {event.valid_perplexity:.1f}"

@@ -26,13 +26,13 @@ from typing import TextIO
 
 import numpy as np
 
+from rnnlm.model.config import MAX_NGRAM_ORDER
 from rnnlm.model.vocab import SPECIAL_TOKENS, UNK_ID
 
 LN10 = math.log(10.0)
 ARPA_SPECIALS = ("<unk>", "<s>", "</s>")  # ids 0, 1, 2
 # KenLM gives a missing <unk> log10 probability -100.
 MISSING_UNK_LOG10 = -100.0
-QUOTE_CHARS = 40
 
 
 # ---------------------------------------------------------------------------------------
@@ -80,8 +80,8 @@ def write(out: TextIO, vocab: list[str], keys: list, logp: list, backoff: list) 
 # Reading
 
 
-def _quote(text: str) -> str:
-    return repr(text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "...")
+def _quote(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 class _Lines:
@@ -100,16 +100,13 @@ class _Lines:
             return
         self.number, self.text = self.number + 1, None
 
-    def skip_blank(self) -> None:
-        while self.text == "":
-            self.advance()
-
     def error(self, expected: str) -> ValueError:
         got = "end of file" if self.text is None else _quote(self.text)
         return ValueError(f"line {self.number}: expected {expected}, got {got}")
 
     def expect(self, literal: str) -> None:
-        self.skip_blank()
+        while self.text == "":  # blank lines
+            self.advance()
         if self.text != literal:
             raise self.error(repr(literal))
         self.advance()
@@ -264,13 +261,9 @@ def _gc_paused():
             gc.enable()
 
 
-def read(lines: Iterable[str] | TextIO, *, max_order: int = 6):
+@_gc_paused()
+def read(lines: Iterable[str] | TextIO, *, max_order: int = MAX_NGRAM_ORDER):
     """Parse an ARPA file into (order, vocab, keys, logp, backoff) (see the module doc)."""
-    with _gc_paused():
-        return _read(lines, max_order)
-
-
-def _read(lines: Iterable[str], max_order: int):
     src = _Lines(lines)
     src.expect("\\data\\")
     counts = _read_counts(src, max_order)

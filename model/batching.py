@@ -35,8 +35,7 @@ def make_batch(sequences: Sequence[np.ndarray]) -> Batch:
     width = int(lengths.max())
     inputs = np.full((len(sequences), width), END_ID, dtype=np.int64)
     targets = np.full((len(sequences), width), END_ID, dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        n = len(seq) - 1
+    for row, (seq, n) in enumerate(zip(sequences, lengths)):
         inputs[row, :n] = seq[:-1]
         targets[row, :n] = seq[1:]
     mask = np.arange(width)[None, :] < lengths[:, None]

@@ -1,8 +1,5 @@
-"""Model and training configuration: plain dataclasses, validated on construction.
-
-Every invalid value raises ``ValueError`` with a message that names the field, the value
-given and what is allowed, so that the service can hand the message straight to a user.
-"""
+"""Model and training configuration: plain dataclasses, validated on construction
+(``ValueError`` naming the field, what is allowed and the value given; see checks.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +7,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
+
+from rnnlm.model.checks import BOOLEAN, Rule, check_fields, integer, number, one_of, refuse_unknown
 
 CELLS = ("gru", "lstm", "rnn")
 ACTIVATIONS = ("tanh", "relu")
@@ -34,52 +33,18 @@ MIN_VOCAB_SIZE = 4  # the three special tokens and at least one word
 AUTO_CLASSES_MIN_VOCAB = 1000
 
 
-def _require_int(owner: str, name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}.{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _require_float(
-    owner: str,
-    name: str,
-    value: Any,
-    low: float,
-    high: float,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high
-        )
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{owner}.{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
+# Whether CUDA is there is checked when the device is used.
+_DEVICE = Rule(
+    "'auto', 'cpu', 'cuda' or 'cuda:N'",
+    lambda d: (
+        isinstance(d, str)
+        and (d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit()))
+    ),
+)
 
 
 def check_device(owner: str, device: Any) -> None:
-    """'auto', 'cpu', 'cuda' or 'cuda:N'; whether CUDA is there is checked when it is used."""
-    if not isinstance(device, str) or not (
-        device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
-    ):
-        raise ValueError(
-            f"{owner}device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {_quote(device)}"
-        )
-
-
-def _quote(value: Any, limit: int = 40) -> str:
-    """A user's value as a message shows it: at most ``limit`` characters of its repr."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _require_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        allowed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{owner}.{name} must be one of {allowed}, got {_quote(value)}")
+    _DEVICE.check(f"{owner}device", device)
 
 
 _Config = TypeVar("_Config", bound="_DictConfig")
@@ -99,14 +64,31 @@ class _DictConfig:
         """Build from a dict (e.g. parsed JSON), refusing unknown keys by name."""
         if not isinstance(data, dict):
             raise ValueError(f"{cls.__name__} expects a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(known))}"
-            )
+        known = sorted(f.name for f in dataclasses.fields(cls))
+        refuse_unknown(cls.__name__, "field", data, known)
         return cls(**data)
+
+
+# Each field on its own (None where it is resolved on construction); what depends on the
+# cell is checked in ModelConfig.__post_init__.
+_MODEL_RULES = {
+    "cell": one_of(CELLS),
+    "vocab_size": integer(MIN_VOCAB_SIZE),
+    "embed_size": integer(1),
+    "hidden_size": integer(1),
+    "num_layers": integer(1),
+    "dropout": number("[0.0, 1.0)").passing(None),
+    "embed_dropout": number("[0.0, 1.0)"),
+    "tie_weights": BOOLEAN.passing(None),
+    "activation": one_of(ACTIVATIONS),
+    "lowercase": BOOLEAN,
+    "dtype": one_of(DTYPES),
+    "sentences": one_of(SENTENCE_MODES),
+    "words": one_of(WORD_MODES),
+    "min_count": integer(1),
+    "ngram_order": integer(1, MAX_NGRAM_ORDER).passing(0).noting("0: none"),
+    "output_classes": integer(2).passing(0, None),  # 0: the full softmax
+}
 
 
 @dataclass(frozen=True)
@@ -139,37 +121,8 @@ class ModelConfig(_DictConfig):
 
     def __post_init__(self) -> None:
         owner = "model_config"
-        _require_choice(owner, "cell", self.cell, CELLS)
-        _require_int(owner, "vocab_size", self.vocab_size, MIN_VOCAB_SIZE)
-        _require_int(owner, "embed_size", self.embed_size, 1)
-        _require_int(owner, "hidden_size", self.hidden_size, 1)
-        _require_int(owner, "num_layers", self.num_layers, 1)
+        check_fields(self, _MODEL_RULES, f"{owner}.")
         self._resolve_defaults()
-        _require_float(owner, "dropout", self.dropout, 0.0, 1.0, high_open=True)
-        _require_float(owner, "embed_dropout", self.embed_dropout, 0.0, 1.0, high_open=True)
-        _require_choice(owner, "activation", self.activation, ACTIVATIONS)
-        _require_choice(owner, "dtype", self.dtype, DTYPES)
-        _require_choice(owner, "sentences", self.sentences, SENTENCE_MODES)
-        _require_choice(owner, "words", self.words, WORD_MODES)
-        _require_int(owner, "min_count", self.min_count, 1)
-        if self.ngram_order != 0:  # 0 turns the n-gram part off
-            _require_int(owner, "ngram_order", self.ngram_order, 1)
-            if self.ngram_order > MAX_NGRAM_ORDER:
-                raise ValueError(
-                    f"{owner}.ngram_order must be 0 (none) or 1-{MAX_NGRAM_ORDER}, "
-                    f"got {self.ngram_order!r}"
-                )
-        if self.output_classes != 0:  # 0 is the full softmax; None was resolved above
-            _require_int(owner, "output_classes", self.output_classes, 2)
-            if self.cell == "rnn":
-                raise ValueError(
-                    f"{owner}.output_classes needs cell 'gru' or 'lstm' "
-                    f"(the NumPy 'rnn' has a full softmax only), got {self.output_classes}"
-                )
-        if not isinstance(self.tie_weights, bool):
-            raise ValueError(f"{owner}.tie_weights must be true or false, got {self.tie_weights!r}")
-        if not isinstance(self.lowercase, bool):
-            raise ValueError(f"{owner}.lowercase must be true or false, got {self.lowercase!r}")
         if self.cell == "rnn":
             if self.num_layers != 1:
                 raise ValueError(
@@ -184,6 +137,11 @@ class ModelConfig(_DictConfig):
                     )
             if self.tie_weights:
                 raise ValueError(f"{owner}.tie_weights is only allowed for 'gru' and 'lstm'")
+            if self.output_classes:
+                raise ValueError(
+                    f"{owner}.output_classes needs cell 'gru' or 'lstm' "
+                    f"(the NumPy 'rnn' has a full softmax only), got {self.output_classes}"
+                )
         else:
             if self.activation != "tanh":
                 raise ValueError(
@@ -232,6 +190,26 @@ def auto_output_classes(config: ModelConfig) -> int:
     return round(math.sqrt(config.vocab_size))
 
 
+_TRAIN_RULES = {
+    "epochs": integer(1),
+    "batch_size": integer(1),
+    "learning_rate": number("(0.0, inf)").passing(None),
+    "optimizer": one_of(OPTIMIZERS),
+    "clip": number("(0.0, inf)").passing(None),
+    "bptt_truncate": integer(1).passing(None),
+    "weight_decay": number("[0.0, inf)").passing(None),
+    "lr_decay": number("(0.0, 1.0]"),
+    "lr_patience": integer(1),
+    "valid_fraction": number("[0.0, 0.5]"),
+    "patience": integer(1).passing(None),
+    "max_length": integer(2),
+    "seed": integer(0),
+    "device": _DEVICE,
+    "log_every": integer(1),
+    "checkpoint_every": integer(1).passing(None),
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig(_DictConfig):
     """How to train: optimisation, batching, validation, checkpoints and progress."""
@@ -254,49 +232,17 @@ class TrainConfig(_DictConfig):
     checkpoint_every: int | None = None  # steps between on_checkpoint calls
 
     def __post_init__(self) -> None:
-        owner = "train_config"
-        _require_int(owner, "epochs", self.epochs, 1)
-        _require_int(owner, "batch_size", self.batch_size, 1)
-        _require_choice(owner, "optimizer", self.optimizer, OPTIMIZERS)
-        if self.learning_rate is not None:
-            _require_float(
-                owner,
-                "learning_rate",
-                self.learning_rate,
-                0.0,
-                math.inf,
-                low_open=True,
-                high_open=True,
-            )
-        if self.clip is not None:
-            _require_float(owner, "clip", self.clip, 0.0, math.inf, low_open=True, high_open=True)
-        if self.bptt_truncate is not None:
-            _require_int(owner, "bptt_truncate", self.bptt_truncate, 1)
-        if self.weight_decay is not None:
-            _require_float(owner, "weight_decay", self.weight_decay, 0.0, math.inf, high_open=True)
-        _require_float(owner, "lr_decay", self.lr_decay, 0.0, 1.0, low_open=True)
-        _require_int(owner, "lr_patience", self.lr_patience, 1)
-        _require_float(owner, "valid_fraction", self.valid_fraction, 0.0, 0.5)
-        if self.patience is not None:
-            _require_int(owner, "patience", self.patience, 1)
-        _require_int(owner, "max_length", self.max_length, 2)
-        _require_int(owner, "seed", self.seed, 0)
-        _require_int(owner, "log_every", self.log_every, 1)
-        if self.checkpoint_every is not None:
-            _require_int(owner, "checkpoint_every", self.checkpoint_every, 1)
-        check_device(f"{owner}.", self.device)
+        check_fields(self, _TRAIN_RULES, "train_config.")
 
     @property
     def effective_learning_rate(self) -> float:
-        if self.learning_rate is not None:
-            return float(self.learning_rate)
-        return DEFAULT_LEARNING_RATES[self.optimizer]
+        rate = self.learning_rate
+        return DEFAULT_LEARNING_RATES[self.optimizer] if rate is None else float(rate)
 
     @property
     def effective_weight_decay(self) -> float:
-        if self.weight_decay is not None:
-            return float(self.weight_decay)
-        return DEFAULT_WEIGHT_DECAY[self.optimizer]
+        decay = self.weight_decay
+        return DEFAULT_WEIGHT_DECAY[self.optimizer] if decay is None else float(decay)
 
     def check_compatible(self, model: ModelConfig) -> None:
         """Options that only some engines understand are refused, not silently ignored."""

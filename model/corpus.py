@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnlm.model.checks import one_of, read_file
+
 PARAGRAPH_MODES = ("blank-line", "line")
 LAYOUTS = (*PARAGRAPH_MODES, "csv")  # how a Corpus's paragraphs were cut from its source
 # "auto" reads text as one sentence a line when there is less than one blank-line paragraph
@@ -34,12 +36,6 @@ class MissingColumn(ValueError):
     def __init__(self, message: str, column: str, columns: int) -> None:
         super().__init__(message)
         self.column, self.columns = column, columns
-
-
-def _check_mode(paragraphs: str) -> None:
-    if paragraphs not in PARAGRAPH_MODES:
-        allowed = ", ".join(repr(m) for m in PARAGRAPH_MODES)
-        raise ValueError(f"corpus.paragraphs must be one of {allowed}, got {paragraphs!r}")
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -60,8 +56,7 @@ class Corpus:
     layout: str = "blank-line"  # LAYOUTS: what a paragraph is, for sentences="auto"
 
     def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"corpus layout must be one of {LAYOUTS}, got {self.layout!r}")
+        one_of(LAYOUTS).check("corpus layout", self.layout)
         if not any(p.strip() for p in self.paragraphs):
             raise ValueError(
                 "corpus is empty or only whitespace; give at least one sentence of text"
@@ -69,7 +64,7 @@ class Corpus:
 
     @classmethod
     def from_text(cls, text: str, *, paragraphs: str = "blank-line") -> Corpus:
-        _check_mode(paragraphs)
+        one_of(PARAGRAPH_MODES).check("corpus.paragraphs", paragraphs)
         if not isinstance(text, str):
             raise ValueError(f"corpus text must be str, got {type(text).__name__}")
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -104,8 +99,7 @@ class Corpus:
         source: str = "data",
     ) -> Corpus:
         """Decode UTF-8 bytes (``format`` 'text' or 'csv'), with errors that name ``source``."""
-        if format not in ("text", "csv"):
-            raise ValueError(f"corpus.format must be 'text' or 'csv', got {format!r}")
+        one_of(("text", "csv")).check("corpus.format", format)
         text = _decode(data, source)
         if format == "csv":
             return cls.from_csv_text(text, column=column)
@@ -124,12 +118,7 @@ class Corpus:
         path = Path(path)
         if format == "auto":
             format = "csv" if path.suffix.lower() == ".csv" else "text"
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ValueError(f"corpus file {str(path)!r} does not exist") from None
-        except IsADirectoryError:
-            raise ValueError(f"corpus path {str(path)!r} is a directory, not a file") from None
+        data = read_file(path, "corpus")
         return cls.from_bytes(
             data, format=format, column=column, paragraphs=paragraphs, source=f"file {str(path)!r}"
         )

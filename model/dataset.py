@@ -40,8 +40,7 @@ class Prepared(NamedTuple):
 
 def _split(sentences: list[list[str]], fraction: float, seed: int) -> tuple[list, list]:
     order = np.random.default_rng(seed).permutation(len(sentences))
-    n_valid = round(fraction * len(sentences))
-    n_valid = min(n_valid, len(sentences) - 1)  # always keep something to train on
+    n_valid = min(round(fraction * len(sentences)), len(sentences) - 1)  # keep some to train on
     valid_idx = set(order[:n_valid].tolist())
     train = [s for i, s in enumerate(sentences) if i not in valid_idx]
     valid = [s for i, s in enumerate(sentences) if i in valid_idx]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from rnnlm.model.checks import check_fields, integer, number, one_of, refuse_unknown
 from rnnlm.model.engines import Engine
 from rnnlm.model.stopping import ShouldStop, check
 from rnnlm.model.text import detokenize
@@ -24,6 +26,19 @@ FINISH_END = "end"  # the model chose SENTENCE_END
 FINISH_LENGTH = "length"  # max_length words were produced
 # Words a sentence has at most unless asked otherwise (a server caps it at its own limit).
 DEFAULT_MAX_LENGTH = 50
+
+
+# Each option on its own; min_length is checked against max_length.
+_RULES = {
+    "method": one_of(METHODS),
+    "num_sentences": integer(1),
+    "temperature": number("(0, 100]").noting("use method='greedy' for temperature 0"),
+    "top_k": integer(0).noting("0 disables it"),
+    "top_p": number("(0, 1]").noting("1 disables it"),
+    "seed": integer(0).passing(None),
+    "max_length": integer(1),
+    "beam_width": integer(1),
+}
 
 
 @dataclass(frozen=True)
@@ -39,34 +54,15 @@ class GenerationConfig:
     beam_width: int = 4
 
     def __post_init__(self) -> None:
-        def fail(name: str, allowed: str) -> None:
-            raise ValueError(f"generate: {name} must be {allowed}, got {getattr(self, name)!r}")
+        check_fields(self, _RULES, "generate: ")
+        integer(0, self.max_length).check("generate: min_length", self.min_length)
 
-        def is_int(v) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        if self.method not in METHODS:
-            fail("method", "one of " + ", ".join(repr(m) for m in METHODS))
-        if not is_int(self.num_sentences) or self.num_sentences < 1:
-            fail("num_sentences", "an integer >= 1")
-
-        def is_number(v) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-        if not is_number(self.temperature) or not 0 < self.temperature <= 100:
-            fail("temperature", "a number in (0, 100] (use method='greedy' for temperature 0)")
-        if not is_int(self.top_k) or self.top_k < 0:
-            fail("top_k", "an integer >= 0 (0 disables it)")
-        if not is_number(self.top_p) or not 0 < self.top_p <= 1:
-            fail("top_p", "a number in (0, 1] (1 disables it)")
-        if self.seed is not None and (not is_int(self.seed) or self.seed < 0):
-            fail("seed", "a non-negative integer or None")
-        if not is_int(self.max_length) or self.max_length < 1:
-            fail("max_length", "an integer >= 1")
-        if not is_int(self.min_length) or not 0 <= self.min_length <= self.max_length:
-            fail("min_length", f"an integer in [0, max_length={self.max_length}]")
-        if not is_int(self.beam_width) or self.beam_width < 1:
-            fail("beam_width", "an integer >= 1")
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> GenerationConfig:
+        """The config of ``generate``'s keyword options, refusing unknown ones by name."""
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        refuse_unknown("generate", "option", options, allowed)
+        return cls(**options)
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,7 @@ class GeneratedSentence:
     tokens: list[str]  # generated words, without SENTENCE_END
     logprobs: list[float]  # one per generated token, SENTENCE_END's last when it ended so
     finish_reason: str
-    text: str = field(default="")  # prompt and generated words, detokenised
+    text: str = ""  # prompt and generated words, detokenised
 
     @property
     def logprob(self) -> float:
@@ -116,18 +112,20 @@ def with_text(
         yield event
 
 
-def _banned(vocab_size: int) -> np.ndarray:
-    mask = np.zeros(vocab_size, dtype=bool)
-    mask[[UNK_ID, START_ID]] = True
-    return mask
+def _allowed(vocab_size: int, produced: int, config: GenerationConfig) -> np.ndarray:
+    """(V,) bool: the tokens that may come after ``produced`` words (see the module doc)."""
+    allowed = np.ones(vocab_size, dtype=bool)
+    allowed[[UNK_ID, START_ID]] = False
+    allowed[END_ID] = produced >= config.min_length
+    return allowed
 
 
-def _read_prompt(engine: Engine, prompt_ids: np.ndarray, rows: int):
-    """Feed SENTENCE_START and the prompt; returns the next-token log-probs (rows, V) and state."""
-    state = engine.initial_state(rows)
+def _read_prompt(engine: Engine, prompt_ids: np.ndarray):
+    """Feed SENTENCE_START and the prompt; returns the next-token log-probs (1, V) and state."""
+    state = engine.initial_state(1)
     logp = None
     for token in np.concatenate([[START_ID], prompt_ids]):
-        logp, state = engine.step(np.full(rows, token, dtype=np.int64), state)
+        logp, state = engine.step(np.array([token], dtype=np.int64), state)
     return logp, state
 
 
@@ -165,28 +163,22 @@ def sample_events(
     """Sampling or greedy decoding, one sentence after another, token by token;
     ``should_stop`` is checked before each step (``Stopped``)."""
     rng = np.random.default_rng(config.seed)
-    banned = _banned(len(vocab))
     # Decoding states are never modified in place, so the prompt is read once.
-    prompt_logp, prompt_state = _read_prompt(engine, prompt_ids, 1)
+    prompt_logp, prompt_state = _read_prompt(engine, prompt_ids)
     for sentence in range(config.num_sentences):
         logp, state = prompt_logp, prompt_state
         for produced in range(config.max_length):
             check(should_stop)
-            allowed = ~banned
-            allowed[END_ID] = produced >= config.min_length
-            token = _choose(logp[0], allowed, config, rng)
+            token = _choose(logp[0], _allowed(len(vocab), produced, config), config, rng)
+            token_logp = float(logp[0, token])
             if token == END_ID:
-                yield GenerationEvent(sentence, SENTENCE_END, float(logp[0, token]), FINISH_END)
+                yield GenerationEvent(sentence, SENTENCE_END, token_logp, FINISH_END)
                 break
-            last = produced + 1 == config.max_length
-            yield GenerationEvent(
-                sentence,
-                vocab.tokens[token],
-                float(logp[0, token]),
-                FINISH_LENGTH if last else None,
-            )
-            if not last:
-                logp, state = engine.step(np.array([token], dtype=np.int64), state)
+            if produced + 1 == config.max_length:
+                yield GenerationEvent(sentence, vocab.tokens[token], token_logp, FINISH_LENGTH)
+                break
+            yield GenerationEvent(sentence, vocab.tokens[token], token_logp)
+            logp, state = engine.step(np.array([token], dtype=np.int64), state)
 
 
 def beam_search(
@@ -208,16 +200,14 @@ def beam_search(
     step: a caller that left stops the search there (``Stopped``).
     """
     width = config.beam_width
-    banned = _banned(len(vocab))
-    logp, state = _read_prompt(engine, prompt_ids, 1)
+    logp, state = _read_prompt(engine, prompt_ids)
     alive: list[tuple[list[int], list[float]]] = [([], [])]
     scores = np.zeros(1)
     finished: list[tuple[float, list[int], list[float], str]] = []
     while True:
         check(should_stop)
         length = len(alive[0][0])
-        allowed = ~banned
-        allowed[END_ID] = length >= config.min_length
+        allowed = _allowed(len(vocab), length, config)
         candidates = np.where(allowed[None, :], logp, -np.inf) + scores[:, None]  # (A, V)
         flat = candidates.ravel()
         top = np.argpartition(-flat, min(2 * width, flat.size) - 1)[: 2 * width]

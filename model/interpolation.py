@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from rnnlm.model.batching import split_long
+from rnnlm.model.checks import number, one_of
 from rnnlm.model.ngram import NgramModel
-from rnnlm.model.vocab import END_ID, SPECIAL_TOKENS, START_ID, UNK_ID, Vocabulary
+from rnnlm.model.vocab import SPECIAL_TOKENS, START_ID, UNK_ID, Vocabulary, frame_ids
 
 log = logging.getLogger("rnnlm.model")
 
@@ -57,11 +58,7 @@ class NgramPart:
 
     def frame(self, words: Sequence[str], *, bos: bool, eos: bool) -> np.ndarray:
         """A sentence in the n-gram model's own ids, framed like ``Vocabulary.frame``."""
-        parts = [np.array([START_ID])] if bos else []
-        parts.append(np.asarray(self.model.ids(words), dtype=np.int64))
-        if eos:
-            parts.append(np.array([END_ID]))
-        return np.concatenate(parts).astype(np.int64)
+        return frame_ids(self.model.ids(words), bos=bos, eos=eos)
 
     def to_meta(self, network_vocab: Vocabulary) -> dict[str, Any]:
         same = self.model.vocab == network_vocab.tokens
@@ -80,16 +77,12 @@ class NgramPart:
     ) -> NgramPart:
         vocab = meta.get("vocab") or network_vocab.tokens
         model = NgramModel.from_tensors(tensors, list(vocab), int(meta["order"]))
-        weight = float(meta["neural_weight"])
-        check_neural_weight(weight)
+        weight = check_neural_weight(float(meta["neural_weight"]))
         return cls(model, str(meta["source"]), weight, dict(meta.get("valid_perplexity") or {}))
 
 
 def check_neural_weight(weight: Any) -> float:
-    ok = isinstance(weight, (int, float)) and not isinstance(weight, bool)
-    if not ok or not math.isfinite(weight) or not 0.0 <= weight <= 1.0:
-        raise ValueError(f"neural_weight must be a number in [0, 1], got {weight!r}")
-    return float(weight)
+    return float(number("[0, 1]").check("neural_weight", weight))
 
 
 class NoNgramPart(ValueError):
@@ -97,26 +90,19 @@ class NoNgramPart(ValueError):
     argument: the service answers FAILED_PRECONDITION)."""
 
 
-def check_scorer(scorer: str | None, part: NgramPart | None) -> str:
-    """The scorer to use: the one asked for (checked), else interpolated when possible."""
-    if scorer is None or scorer == "":
-        return "interpolated" if part is not None else "neural"
-    if scorer not in SCORERS:
-        allowed = ", ".join(repr(s) for s in SCORERS)
-        raise ValueError(f"scorer must be one of {allowed}, got {str(scorer)[:40]!r}")
+def resolve_scoring(
+    scorer: str | None, neural_weight: float | None, part: NgramPart | None
+) -> tuple[str, float]:
+    """(scorer, the network's weight) that a score call with these options uses: each as
+    asked for (checked), else interpolated when there is an n-gram part, with its weight."""
+    if scorer in (None, ""):
+        scorer = "interpolated" if part is not None else "neural"
+    one_of(SCORERS).check("scorer", scorer)
     if scorer != "neural" and part is None:
         raise NoNgramPart(
             f"scorer {scorer!r} needs an n-gram part, and this model has none (it was trained "
             "with ngram_order 0): use scorer 'neural', or attach an ARPA model"
         )
-    return scorer
-
-
-def resolve_scoring(
-    scorer: str | None, neural_weight: float | None, part: NgramPart | None
-) -> tuple[str, float]:
-    """(scorer, the network's weight) that a score call with these options uses."""
-    scorer = check_scorer(scorer, part)
     if neural_weight is not None:
         return scorer, check_neural_weight(neural_weight)
     return scorer, 1.0 if part is None else part.neural_weight
@@ -124,14 +110,13 @@ def resolve_scoring(
 
 def mix(neural_logp: np.ndarray, ngram_logp: np.ndarray, neural_weight: float) -> np.ndarray:
     """ln(λ·e^a + (1-λ)·e^b) elementwise, exact at λ = 0 and λ = 1."""
+    a = np.asarray(neural_logp, dtype=np.float64)
+    b = np.asarray(ngram_logp, dtype=np.float64)
     if neural_weight >= 1.0:
-        return np.asarray(neural_logp, dtype=np.float64)
+        return a
     if neural_weight <= 0.0:
-        return np.asarray(ngram_logp, dtype=np.float64)
-    return np.logaddexp(
-        math.log(neural_weight) + np.asarray(neural_logp, dtype=np.float64),
-        math.log1p(-neural_weight) + np.asarray(ngram_logp, dtype=np.float64),
-    )
+        return b
+    return np.logaddexp(math.log(neural_weight) + a, math.log1p(-neural_weight) + b)
 
 
 def tune_neural_weight(neural_logp: np.ndarray, ngram_logp: np.ndarray) -> float:
@@ -146,21 +131,19 @@ def tune_neural_weight(neural_logp: np.ndarray, ngram_logp: np.ndarray) -> float
         return 0.5
     weight = 0.5
     for _ in range(EM_ITERATIONS):
-        mixed = mix(a, b, weight)
-        posterior = np.exp(math.log(weight) + a - mixed)  # (N,) the network's share per token
-        new = float(np.clip(posterior.mean(), 1e-6, 1.0 - 1e-6))
-        if abs(new - weight) < EM_TOLERANCE:
-            weight = new
+        posterior = np.exp(math.log(weight) + a - mix(a, b, weight))  # (N,) the network's share
+        weight, before = float(np.clip(posterior.mean(), 1e-6, 1.0 - 1e-6)), weight
+        if abs(weight - before) < EM_TOLERANCE:
             break
-        weight = new
     # EM only approaches an optimum at 0 or 1 (one part is better on every token that
     # matters); take the end itself when it is at least as likely.
     candidates = (round(weight, 6), 0.0, 1.0)
     return max(candidates, key=lambda w: float(mix(a, b, w).sum()))
 
 
-def perplexity(logp: np.ndarray) -> float:
-    return float(math.exp(min(-float(np.mean(logp)), 700.0))) if len(logp) else math.nan
+def perplexity(loss: float) -> float:
+    """exp(loss), capped where float64 would overflow; loss: mean negative ln p per token."""
+    return math.exp(min(loss, 700.0))
 
 
 def fit_part(
@@ -178,9 +161,9 @@ def fit_part(
         part.neural_weight = check_neural_weight(neural_weight)
     if a.size:
         part.valid_perplexity = {
-            "neural": perplexity(a),
-            "ngram": perplexity(b),
-            "interpolated": perplexity(mix(a, b, part.neural_weight)),
+            "neural": perplexity(-a.mean()),
+            "ngram": perplexity(-b.mean()),
+            "interpolated": perplexity(-mix(a, b, part.neural_weight).mean()),
         }
     return part
 
@@ -225,11 +208,9 @@ class Heldout:
         return [lookup[s] for s in self.sequences]
 
     def to_checkpoint(self) -> tuple[dict[str, np.ndarray], list[str]]:
-        tensors: dict[str, np.ndarray] = {
-            "ids": np.concatenate(self.sequences).astype(np.int32),
-            "lengths": np.array([len(s) for s in self.sequences], dtype=np.int64),
-        }
-        return tensors, self.extra_words
+        ids = np.concatenate(self.sequences).astype(np.int32)
+        lengths = np.array([len(s) for s in self.sequences], dtype=np.int64)
+        return {"ids": ids, "lengths": lengths}, self.extra_words
 
     @classmethod
     def from_checkpoint(
@@ -246,9 +227,10 @@ class Heldout:
 def check_vocab_overlap(part: NgramPart, network_vocab: Vocabulary) -> None:
     """Refuse an n-gram model that knows none of the network's words: it would score every
     word as its ``<unk>``, which is surely not what its owner meant to attach."""
+    if part.shares_vocab:
+        return
     words = set(part.model.vocab[len(SPECIAL_TOKENS) :])
-    shared = sum(1 for w in network_vocab.tokens[len(SPECIAL_TOKENS) :] if w in words)
-    if shared == 0:
+    if words.isdisjoint(network_vocab.tokens[len(SPECIAL_TOKENS) :]):
         sample = ", ".join(repr(w[:20]) for w in list(part.model.vocab)[3:6])
         raise ValueError(
             "the ARPA model shares no word with the model's vocabulary "
@@ -296,10 +278,3 @@ def add_ngram_part(
         warning = f"the n-gram part was not attached: {err}"
         log.warning("%s", warning)
         lm.training_state.warnings.append(warning)
-
-
-def check_attachable(ngram: NgramModel, source: str, vocab: Vocabulary) -> None:
-    """Refuse, before any work, an n-gram model that ``attach_ngram`` would refuse."""
-    part = NgramPart(ngram, source)
-    if not part.shares_vocab:
-        check_vocab_overlap(part, vocab)

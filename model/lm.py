@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from rnnlm.model import checkpoint
+from rnnlm.model.checks import integer, read_file
 from rnnlm.model.config import ModelConfig, TrainConfig, check_device
 from rnnlm.model.engines import Engine, create_engine
 from rnnlm.model.generation import (
@@ -27,6 +28,7 @@ from rnnlm.model.interpolation import (
     NoNgramPart,
     check_vocab_overlap,
     fit_part,
+    mix,
     resolve_scoring,
 )
 from rnnlm.model.ngram import NgramModel
@@ -37,11 +39,10 @@ from rnnlm.model.scoring import (
     Words,
     neural_token_log_probs,
     rank_scores,
-    score_sentences,
-    sentence_words,
+    sentence_score,
 )
 from rnnlm.model.state import TrainingState
-from rnnlm.model.stopping import ShouldStop
+from rnnlm.model.stopping import ShouldStop, check
 from rnnlm.model.text import Tokenizer
 from rnnlm.model.vocab import Vocabulary
 
@@ -67,12 +68,12 @@ class LanguageModel:
     def __repr__(self) -> str:
         return (
             f"LanguageModel(cell={self.config.cell!r}, vocab={len(self.vocab)}, "
-            f"hidden={self.config.hidden_size}, device={str(self.device)!r})"
+            f"hidden={self.config.hidden_size}, device={self.device!r})"
         )
 
     @property
     def device(self) -> str:
-        return str(getattr(self.engine, "device", "cpu"))
+        return str(getattr(self.engine, "device", "cpu"))  # the NumPy engine has none
 
     # -- scoring ---------------------------------------------------------------------
 
@@ -82,7 +83,15 @@ class LanguageModel:
         ``Words`` are returned as they are. Pass the result to ``score``, ``rank``,
         ``stream`` or ``generate`` and nothing is tokenised again. ``where`` names the
         sentence in the ``ValueError`` for anything else."""
-        return sentence_words(self.tokenizer, sentence, where)
+        if isinstance(sentence, Words):
+            return sentence
+        if isinstance(sentence, str):
+            return Words(self.tokenizer.words(sentence))
+        if isinstance(sentence, Sequence) and all(isinstance(w, str) for w in sentence):
+            return Words(self.tokenizer.normalize(sentence))
+        raise ValueError(
+            f"{where} must be a string or a list of word strings, got {type(sentence).__name__}"
+        )
 
     def score(
         self,
@@ -97,26 +106,53 @@ class LanguageModel:
         should_stop: ShouldStop | None = None,
     ) -> list[SentenceScore]:
         """Score sentences given as raw text, as lists of words (tokenised elsewhere) or as
-        ``Words`` (see ``words``); each is made the model's words once, in input order.
+        ``Words`` (see ``words``); each is made the model's words once. Results are in input
+        order and independent of the batching.
 
         ``scorer``: 'neural', 'ngram' or 'interpolated' (default: interpolated when the
-        model has an n-gram part); ``neural_weight`` overrides the tuned λ. ``should_stop``
-        is checked between batches: ``stopping.Stopped`` once it returns True.
+        model has an n-gram part); ``neural_weight`` overrides the tuned λ.
+        ``neural_scorer`` computes the network's per-token scores of framed sequences (the
+        server passes its batcher). ``should_stop`` is checked between the parts of the
+        work: ``stopping.Stopped`` once it returns True.
         """
-        return score_sentences(
-            self.engine,
-            self.tokenizer,
-            self.vocab,
-            sentences,
-            bos=bos,
-            eos=eos,
-            batch_size=batch_size,
-            ngram=self.ngram,
-            scorer=scorer,
-            neural_weight=neural_weight,
-            neural_scorer=neural_scorer or self.neural_scorer(batch_size),
-            should_stop=should_stop,
-        )
+        if isinstance(sentences, str):
+            raise ValueError("sentences must be a list of sentences, not one string")
+        if not isinstance(sentences, Sequence):
+            raise ValueError(
+                f"sentences must be a list of sentences, got {type(sentences).__name__}"
+            )
+        integer(1).check("batch_size", batch_size)
+        scorer, weight = self.scoring_setup(scorer, neural_weight)
+        words = []
+        for i, sentence in enumerate(sentences):
+            check(should_stop)  # NLTK takes ~0.4 us a character: long texts add up
+            words.append(list(self.words(sentence, f"sentences[{i}]")))
+        framed = [self.vocab.frame(w, bos=bos, eos=eos) for w in words]
+        neural: list[np.ndarray] = []
+        ngram_logps: list[np.ndarray] = []
+        orders: list[np.ndarray | None] = [None] * len(framed)
+        if scorer != "ngram":
+            neural_scorer = neural_scorer or self.neural_scorer(batch_size)
+            neural = neural_scorer(framed, should_stop=should_stop)
+        if scorer != "neural":
+            ngram = self.ngram
+            assert ngram is not None  # resolve_scoring refused it
+            check(should_stop)
+            ngram_ids = (
+                framed if ngram.shares_vocab else [ngram.frame(w, bos=bos, eos=eos) for w in words]
+            )
+            ngram_logps, matched = ngram.model.token_log_probs(ngram_ids)
+            orders = list(matched)
+        if scorer == "neural":
+            logps = neural
+        elif scorer == "ngram":
+            logps = ngram_logps
+        else:
+            logps = [mix(a, b, weight) for a, b in zip(neural, ngram_logps)]
+        return [
+            sentence_score(w, ids, lp, self.vocab, bos, order)
+            for w, ids, lp, order in zip(words, framed, logps, orders)
+        ]
 
     def scoring_setup(
         self, scorer: str | None = None, neural_weight: float | None = None
@@ -169,13 +205,7 @@ class LanguageModel:
         """Generated tokens one by one (see ``GenerationConfig`` for the options); each
         sentence's last event carries its text (prompt and words, detokenised).
         ``should_stop`` is checked before every decoding step: ``stopping.Stopped``."""
-        allowed = [f.name for f in dataclasses.fields(GenerationConfig)]
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"generate: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
-            )
-        config = GenerationConfig(**options)
+        config = GenerationConfig.from_options(options)
         prompt_words = self._prompt_words(prompt)
         decode = beam_events if config.method == "beam" else sample_events
         events = decode(
@@ -188,14 +218,11 @@ class LanguageModel:
     ) -> list[GeneratedSentence]:
         """Whole sentences: ``num_sentences`` samples, or the beam's best first."""
         prompt_words = self._prompt_words(prompt)
-        sentences: list[GeneratedSentence] = []
-        events: list[GenerationEvent] = []
-        for event in self.stream(prompt_words, **options):
-            events.append(event)
-            if event.finish_reason is not None:
-                sentences.append(GeneratedSentence.from_events(list(prompt_words), events))
-                events = []
-        return sentences
+        events = self.stream(prompt_words, **options)
+        return [
+            GeneratedSentence.from_events(list(prompt_words), list(sentence_events))
+            for _, sentence_events in itertools.groupby(events, key=lambda e: e.sentence)
+        ]
 
     def _prompt_words(self, prompt: SentenceInput | None) -> Words:
         return Words() if prompt is None else self.words(prompt, "prompt")
@@ -208,8 +235,7 @@ class LanguageModel:
         """Make ``model`` the n-gram part; its weight is tuned on the held-out sentences
         kept with this model (or ``neural_weight`` is taken as given)."""
         part = NgramPart(model, source)
-        if not part.shares_vocab:
-            check_vocab_overlap(part, self.vocab)
+        check_vocab_overlap(part, self.vocab)
         if neural_weight is None and not self.heldout.sequences:
             raise NoNgramPart(
                 "this model kept no held-out sentences to tune the weight on (trained with "
@@ -229,11 +255,7 @@ class LanguageModel:
             # A model loaded from a resumable checkpoint and not trained since keeps the
             # state it was loaded with, so that saving it again loses nothing.
             optimizer = self.engine.optimizer_state_dict() or self.resume_tensors.get("optimizer")
-            best = (
-                self.best_weights
-                if self.best_weights is not None
-                else self.resume_tensors.get("best")
-            )
+            best = self.best_weights or self.resume_tensors.get("best")
             groups.update({k: v for k, v in (("optimizer", optimizer), ("best", best)) if v})
         if self.ngram is not None:
             groups["ngram"] = self.ngram.model.to_tensors()
@@ -293,10 +315,4 @@ class LanguageModel:
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> LanguageModel:
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise ValueError(f"checkpoint file {str(path)!r} does not exist") from None
-        except IsADirectoryError:
-            raise ValueError(f"checkpoint path {str(path)!r} is a directory, not a file") from None
-        return cls.from_bytes(data, device=device)
+        return cls.from_bytes(read_file(path, "checkpoint"), device=device)

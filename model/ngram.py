@@ -21,7 +21,6 @@ p(w | h) = p_k(h w) if h w is stored, else bow(h) * p(w | h without its first wo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
@@ -30,12 +29,10 @@ import numpy as np
 
 from rnnlm.model import arpa
 from rnnlm.model.config import MAX_NGRAM_ORDER
-from rnnlm.model.vocab import SPECIAL_TOKENS, START_ID, UNK_ID
+from rnnlm.model.vocab import SPECIAL_TOKENS, START_ID, lookup
 
-MAX_ORDER = MAX_NGRAM_ORDER
-LN10 = math.log(10.0)
 # SENTENCE_START is never predicted; like KenLM's <s> it gets log10 probability -99.
-START_LOGP = -99.0 * LN10
+START_LOGP = -99.0 * arpa.LN10
 # KenLM's --discount_fallback values, for an order whose count-of-counts are degenerate.
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 
@@ -217,12 +214,8 @@ class NgramModel:
         return cls(order, vocab, *_estimate(levels, len(vocab), order))
 
     def ids(self, words: Sequence[str]) -> np.ndarray:
-        """Ids in this model's vocabulary, UNK_ID for unknown words. Shape (len(words),)."""
-        get = self._index.get
-        ids = np.fromiter((get(w, UNK_ID) for w in words), dtype=np.int64, count=len(words))
-        # The literal special-token strings are words, and unknown ones.
-        ids[ids < len(SPECIAL_TOKENS)] = UNK_ID
-        return ids
+        """Ids in this model's vocabulary, UNK_ID for unknown words (see ``vocab.lookup``)."""
+        return lookup(self._index, words)
 
     def token_log_probs(
         self, sequences: Sequence[np.ndarray]
@@ -304,10 +297,9 @@ class NgramModel:
         arpa.write(out, self.vocab, self._keys, self._logp, self._backoff)
 
     @classmethod
-    def from_arpa(cls, lines: Iterable[str] | TextIO, *, max_order: int = MAX_ORDER):
+    def from_arpa(cls, lines: Iterable[str] | TextIO, *, max_order: int = MAX_NGRAM_ORDER):
         """Read an ARPA file; <unk>, <s>, </s> become ids 0, 1, 2 (ValueError on problems)."""
-        order, vocab, keys, logp, backoff = arpa.read(lines, max_order=max_order)
-        return cls(order, vocab, keys, logp, backoff)
+        return cls(*arpa.read(lines, max_order=max_order))
 
 
 def _shift(end: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -319,8 +311,8 @@ def _shift(end: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 
 def _check_order(order: int, vocab: list[str]) -> None:
-    if not 1 <= order <= MAX_ORDER:
-        raise ValueError(f"n-gram order must be 1..{MAX_ORDER}, got {order}")
+    if not 1 <= order <= MAX_NGRAM_ORDER:
+        raise ValueError(f"n-gram order must be 1..{MAX_NGRAM_ORDER}, got {order}")
     if tuple(vocab[:3]) != SPECIAL_TOKENS:
         raise ValueError(f"an n-gram vocabulary starts with {', '.join(SPECIAL_TOKENS)}")
 

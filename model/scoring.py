@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnlm.model.batching import length_sorted_batches
+from rnnlm.model.checks import number, one_of
 from rnnlm.model.engines import Engine
-from rnnlm.model.interpolation import NgramPart, mix, resolve_scoring
 from rnnlm.model.prefix_tree import build_prefix_tree, score_prefix_tree
 from rnnlm.model.stopping import ShouldStop, check
-from rnnlm.model.text import Tokenizer
 from rnnlm.model.vocab import SENTENCE_END, UNK_ID, Vocabulary
 
 LN10 = math.log(10)
@@ -54,20 +53,6 @@ class SentenceScore:
     @property
     def log10prob(self) -> float:
         return self.logprob / LN10
-
-
-def sentence_words(tokenizer: Tokenizer, sentence: SentenceInput, where: str) -> Words:
-    """Raw text is tokenised; a list of words (already tokenised) is only case-folded;
-    ``Words`` are returned as they are. ``where`` names the sentence in an error."""
-    if isinstance(sentence, Words):
-        return sentence
-    if isinstance(sentence, str):
-        return Words(tokenizer.words(sentence))
-    if isinstance(sentence, Sequence) and all(isinstance(w, str) for w in sentence):
-        return Words(tokenizer.normalize(sentence))
-    raise ValueError(
-        f"{where} must be a string or a list of word strings, got {type(sentence).__name__}"
-    )
 
 
 # (framed sequences, should_stop=None) -> per-token ln p of each; a batcher is one too.
@@ -115,75 +100,13 @@ def batched_token_log_probs(
 ) -> list[np.ndarray]:
     logps: list[np.ndarray] = [np.zeros(0)] * len(sequences)
     scorable = [i for i, ids in enumerate(sequences) if len(ids) >= 2]
-    if scorable:
-        picked = [sequences[i] for i in scorable]
-        batches = length_sorted_batches(picked, batch_size, max_tokens=BATCH_MAX_TOKENS)
-        for idx, batch in batches:
-            check(should_stop)
-            rows = engine.token_log_probs(batch)  # (B, T)
-            for row, j in enumerate(idx):
-                logps[scorable[j]] = rows[row, : batch.lengths[row]]
-    return logps
-
-
-def score_sentences(
-    engine: Engine,
-    tokenizer: Tokenizer,
-    vocab: Vocabulary,
-    sentences: Sequence[SentenceInput],
-    *,
-    bos: bool = True,
-    eos: bool = True,
-    batch_size: int = 64,
-    ngram: NgramPart | None = None,
-    scorer: str | None = None,
-    neural_weight: float | None = None,
-    neural_scorer: NeuralScorer | None = None,
-    should_stop: ShouldStop | None = None,
-) -> list[SentenceScore]:
-    """Score each sentence; results are in input order and independent of the batching.
-
-    ``scorer`` is 'neural', 'ngram' or 'interpolated' (default: interpolated when ``ngram``
-    is given); ``neural_weight`` overrides the part's tuned λ. ``neural_scorer`` computes the
-    network's per-token scores of framed sequences (the server passes its batcher).
-    ``should_stop`` is checked between the parts of the work; ``Stopped`` when it says so.
-    """
-    if isinstance(sentences, str):
-        raise ValueError("sentences must be a list of sentences, not one string")
-    if not isinstance(sentences, Sequence):
-        raise ValueError(f"sentences must be a list of sentences, got {type(sentences).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    scorer, weight = resolve_scoring(scorer, neural_weight, ngram)
-    words = []
-    for i, s in enumerate(sentences):
-        check(should_stop)  # NLTK takes ~0.4 us a character: long texts add up
-        words.append(list(sentence_words(tokenizer, s, f"sentences[{i}]")))
-    framed = [vocab.frame(w, bos=bos, eos=eos) for w in words]
-    neural: list[np.ndarray] = []
-    ngram_logps: list[np.ndarray] = []
-    orders: list[np.ndarray | None] = [None] * len(framed)
-    if scorer != "ngram":
-        if neural_scorer is None:
-            neural = neural_token_log_probs(engine, framed, batch_size, should_stop)
-        else:
-            neural = neural_scorer(framed, should_stop=should_stop)
-    if scorer != "neural":
-        assert ngram is not None  # check_scorer refused it
+    picked = [sequences[i] for i in scorable]
+    for idx, batch in length_sorted_batches(picked, batch_size, max_tokens=BATCH_MAX_TOKENS):
         check(should_stop)
-        ids = framed if ngram.shares_vocab else [ngram.frame(w, bos=bos, eos=eos) for w in words]
-        ngram_logps, matched = ngram.model.token_log_probs(ids)
-        orders = list(matched)
-    if scorer == "neural":
-        logps = neural
-    elif scorer == "ngram":
-        logps = ngram_logps
-    else:
-        logps = [mix(a, b, weight) for a, b in zip(neural, ngram_logps)]
-    return [
-        _sentence_score(w, ids, lp, vocab, bos, order)
-        for w, ids, lp, order in zip(words, framed, logps, orders)
-    ]
+        rows = engine.token_log_probs(batch)  # (B, T)
+        for row, j in enumerate(idx):
+            logps[scorable[j]] = rows[row, : batch.lengths[row]]
+    return logps
 
 
 def length_normalized(
@@ -191,17 +114,13 @@ def length_normalized(
 ) -> float:
     """The value to rank by: the sum (none), the mean per token (average), or GNMT's
     ``logprob / ((5 + n)^alpha / 6^alpha)`` (Wu et al. 2016), n the scored tokens."""
-    if length_norm not in LENGTH_NORMS:
-        allowed = ", ".join(repr(n) for n in LENGTH_NORMS)
-        raise ValueError(f"length_norm must be one of {allowed}, got {str(length_norm)[:40]!r}")
+    one_of(LENGTH_NORMS).check("length_norm", length_norm)
     n = len(score.tokens)
     if length_norm == "none" or n == 0:
         return score.logprob
     if length_norm == "average":
         return score.logprob / n
-    alpha = DEFAULT_GNMT_ALPHA if alpha is None else alpha
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 10:
-        raise ValueError(f"length_alpha must be a number in [0, 10], got {alpha!r}")
+    alpha = number("[0, 10]").check("length_alpha", DEFAULT_GNMT_ALPHA if alpha is None else alpha)
     return score.logprob / (((5 + n) / 6) ** alpha)
 
 
@@ -229,7 +148,7 @@ def rank_scores(
     return sorted(ranked, key=lambda r: -r.rank_score) if sort else ranked
 
 
-def _sentence_score(
+def sentence_score(
     words: list[str],
     ids: np.ndarray,
     logp: np.ndarray,

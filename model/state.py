@@ -1,9 +1,5 @@
-"""Where a training run stands: data saved in checkpoints so that a run can resume.
-
-Its own module, not the training loop's, because both sides need it: ``lm.py`` reads it
-from a checkpoint and ``training.py`` (which imports ``lm.py``) updates it while training.
-Living in ``training.py`` it made an import cycle ``lm -> training -> dataset -> lm``.
-"""
+"""Where a training run stands, saved in checkpoints so that a run can resume. Its own
+module because ``lm.py`` reads it and ``training.py``, which imports ``lm.py``, updates it."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from nltk.tokenize import NLTKWordTokenizer
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTrainer
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
+from rnnlm.model.checks import one_of
 from rnnlm.model.config import WORD_MODES
 
 # Punkt learns abbreviations and sentence starters from word statistics: a few MB of text
@@ -41,12 +42,10 @@ PUNKT_UNUSED = "unused"  # punkt_source of a line-mode tokenizer
 def _pretrained_punkt() -> PunktParameters | None:
     """The installed English ``punkt_tab`` parameters, or None where NLTK data is absent."""
     try:
-        from nltk.tokenize.punkt import PunktTokenizer
-    except ImportError:  # NLTK older than 3.9 has no pickle-free punkt_tab loader
-        return None
-    try:
+        from nltk.tokenize.punkt import PunktTokenizer  # NLTK 3.9+: loads punkt_tab, no pickle
+
         return PunktTokenizer("english")._params
-    except LookupError:
+    except (ImportError, LookupError):  # an older NLTK, or no punkt_tab data
         return None
 
 
@@ -98,8 +97,7 @@ def _params_from_json(data: dict[str, Any]) -> PunktParameters:
     params.abbrev_types = set(data["abbrev_types"])
     params.collocations = {(a, b) for a, b in data["collocations"]}
     params.sent_starters = set(data["sent_starters"])
-    for word, flags in data["ortho_context"].items():
-        params.ortho_context[word] = int(flags)
+    params.ortho_context.update((w, int(flags)) for w, flags in data["ortho_context"].items())
     return params
 
 
@@ -115,12 +113,8 @@ class Tokenizer:
     sentences_mode: str = "split"  # TOKENIZER_SENTENCE_MODES ("auto" is resolved before)
 
     def __post_init__(self) -> None:
-        if self.words_mode not in WORD_MODES:
-            raise ValueError(f"unknown word mode {self.words_mode!r}; known: {WORD_MODES}")
-        if self.sentences_mode not in TOKENIZER_SENTENCE_MODES:
-            raise ValueError(
-                f"unknown sentence mode {self.sentences_mode!r}; known: {TOKENIZER_SENTENCE_MODES}"
-            )
+        one_of(WORD_MODES).check("tokenizer words mode", self.words_mode)
+        one_of(TOKENIZER_SENTENCE_MODES).check("tokenizer sentences mode", self.sentences_mode)
         self._splitter = PunktSentenceTokenizer(self.punkt)
 
     @classmethod
@@ -160,12 +154,7 @@ class Tokenizer:
             pieces = text.splitlines()
         else:
             pieces = self._splitter.tokenize(text)
-        out = []
-        for sentence in pieces:
-            words = self.words(sentence)
-            if words:
-                out.append(words)
-        return out
+        return [words for words in map(self.words, pieces) if words]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -20,8 +20,8 @@ from rnnlm.model.batching import length_sorted_batches, num_batches
 from rnnlm.model.config import ModelConfig, TrainConfig
 from rnnlm.model.corpus import Corpus
 from rnnlm.model.dataset import prepare
-from rnnlm.model.engines import Engine, create_engine
-from rnnlm.model.interpolation import add_ngram_part, check_attachable
+from rnnlm.model.engines import Engine, StepStats, create_engine
+from rnnlm.model.interpolation import NgramPart, add_ngram_part, check_vocab_overlap, perplexity
 from rnnlm.model.lm import LanguageModel
 from rnnlm.model.ngram import NgramModel
 from rnnlm.model.state import (
@@ -37,10 +37,6 @@ log = logging.getLogger("rnnlm.model")
 # For the learning-rate rule a loss counts as progress only when it beats the best so far by
 # this share: validation noise (a few 1e-4 relative) must not reset the plateau count.
 PLATEAU_THRESHOLD = 1e-3
-
-
-def perplexity(loss: float) -> float:
-    return math.exp(min(loss, 700.0))  # e^700 is near float64's limit
 
 
 @dataclass(frozen=True)
@@ -69,10 +65,6 @@ class ProgressEvent:
         return self.tokens_per_second
 
     @property
-    def elapsed_s(self) -> float:
-        return self.elapsed_seconds
-
-    @property
     def eta_s(self) -> float:
         return self.eta_seconds
 
@@ -86,10 +78,9 @@ def evaluate(
 ) -> tuple[float, int]:
     """Summed negative log-likelihood and token count of framed sequences."""
     loss, tokens = 0.0, 0
-    if sequences:
-        for _, batch in length_sorted_batches(sequences, batch_size):
-            loss -= float(engine.token_log_probs(batch).sum())
-            tokens += batch.num_tokens
+    for _, batch in length_sorted_batches(sequences, batch_size):
+        loss -= float(engine.token_log_probs(batch).sum())
+        tokens += batch.num_tokens
     return loss, tokens
 
 
@@ -108,6 +99,24 @@ def plateau_reached(state: TrainingState, loss: float, config: TrainConfig) -> b
     return True
 
 
+@dataclass
+class _Work:
+    """Training steps added up: their loss, tokens and seconds."""
+
+    loss_sum: float = 0.0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, stats: StepStats, seconds: float) -> None:
+        self.loss_sum += stats.loss_sum
+        self.tokens += stats.num_tokens
+        self.seconds += seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
 class _Trainer:
     """One training run; holds what the epoch loop and the callbacks share."""
 
@@ -124,19 +133,15 @@ class _Trainer:
         assert lm.train_config is not None  # train() sets it before a run starts
         self.lm, self.engine, self.config = lm, lm.engine, lm.train_config
         self.train_seqs, self.valid_seqs, self.state = train_seqs, valid_seqs, state
-        self.on_progress, self.on_checkpoint, self.should_stop = (
-            on_progress,
-            on_checkpoint,
-            should_stop,
-        )
-        self.steps_per_epoch = num_batches(len(train_seqs), self.config.batch_size)
-        self.total_steps = self.steps_per_epoch * self.config.epochs
+        self.on_progress, self.on_checkpoint = on_progress, on_checkpoint
+        self.should_stop = should_stop
+        self.total_steps = num_batches(len(train_seqs), self.config.batch_size) * self.config.epochs
         self.started = time.perf_counter()
         self.steps_this_run = 0
-        # Loss sum, tokens and seconds spent in training steps since the last step event,
-        # and tokens and seconds of this epoch (throughput leaves validation time out).
-        self._window = [0.0, 0, 0.0]
-        self._epoch_work = [0, 0.0]
+        # Training steps since the last step event, and of this epoch (throughput leaves
+        # validation time out).
+        self._window = _Work()
+        self._epoch_work = _Work()
         self._last_grad_norm = 0.0
 
     def run(self) -> LanguageModel:
@@ -158,7 +163,7 @@ class _Trainer:
     def _run_epoch(self) -> None:
         cfg, state = self.config, self.state
         rng = np.random.default_rng([cfg.seed, state.epoch])
-        self._epoch_work = [0, 0.0]
+        self._epoch_work = _Work()
         for i, (_, batch) in enumerate(length_sorted_batches(self.train_seqs, cfg.batch_size, rng)):
             if i < state.epoch_step:  # resuming: these batches were trained before the stop
                 continue
@@ -178,15 +183,12 @@ class _Trainer:
             self.steps_this_run += 1
             state.epoch_loss_sum += stats.loss_sum
             state.epoch_tokens += stats.num_tokens
-            self._window[0] += stats.loss_sum
-            self._window[1] += stats.num_tokens
-            self._window[2] += seconds
-            self._epoch_work[0] += stats.num_tokens
-            self._epoch_work[1] += seconds
+            self._window.add(stats, seconds)
+            self._epoch_work.add(stats, seconds)
             if state.global_step % cfg.log_every == 0:
-                loss_sum, tokens, window_seconds = self._window
-                self._window = [0.0, 0, 0.0]
-                self._emit("step", loss_sum / tokens, tokens / window_seconds, stats.grad_norm)
+                window, self._window = self._window, _Work()
+                loss = window.loss_sum / window.tokens
+                self._emit("step", loss, window.tokens_per_second, stats.grad_norm)
             if (
                 cfg.checkpoint_every
                 and state.global_step % cfg.checkpoint_every == 0
@@ -209,11 +211,8 @@ class _Trainer:
         state.epoch += 1
         if valid_loss is not None:
             if state.best_valid_loss is None or valid_loss < state.best_valid_loss:
-                state.best_valid_loss, state.best_epoch, state.bad_epochs = (
-                    valid_loss,
-                    state.epoch,
-                    0,
-                )
+                state.best_valid_loss, state.best_epoch = valid_loss, state.epoch
+                state.bad_epochs = 0
                 self.lm.best_weights = self.engine.state_dict()
             else:
                 state.bad_epochs += 1
@@ -239,8 +238,7 @@ class _Trainer:
             f", valid ppl {perplexity(valid_loss):.2f}" if valid_loss is not None else "",
             state.learning_rate,
         )
-        epoch_tokens, epoch_seconds = self._epoch_work
-        rate = epoch_tokens / epoch_seconds if epoch_seconds > 0 else 0.0
+        rate = self._epoch_work.tokens_per_second
         self._emit("epoch", train_loss, rate, self._last_grad_norm, valid_loss)
 
     def _emit(
@@ -251,6 +249,8 @@ class _Trainer:
         grad_norm: float,
         valid_loss: float | None = None,
     ) -> None:
+        if self.on_progress is None:
+            return
         elapsed = time.perf_counter() - self.started
         remaining = self.total_steps - self.state.global_step
         pace = elapsed / self.steps_this_run if self.steps_this_run else 0.0
@@ -270,8 +270,7 @@ class _Trainer:
             valid_loss=valid_loss,
             valid_perplexity=perplexity(valid_loss) if valid_loss is not None else None,
         )
-        if self.on_progress is not None:
-            self.on_progress(event)
+        self.on_progress(event)
 
 
 # Fields that decide which sentences are trained and validated on, and in which order:
@@ -352,26 +351,16 @@ def train(
     prepared = prepare(corpus, model_config, train_config, resume_from)
     tokenizer, vocab, train_seqs, valid_seqs, warnings, valid_sentences = prepared
     if ngram is not None:  # a foreign ARPA model is refused now, not after training
-        check_attachable(ngram, ngram_source, vocab)
+        check_vocab_overlap(NgramPart(ngram, ngram_source), vocab)
 
     if resume_from is not None:
         lm = resume_from
-        before = lm.train_config
-        lm.train_config = train_config
         state = lm.training_state or TrainingState(train_config.effective_learning_rate)
-        state.status = STATUS_RUNNING
+        before = lm.train_config
         if before is None or before.effective_learning_rate != train_config.effective_learning_rate:
             state.learning_rate = train_config.effective_learning_rate  # asked for a new rate
-        lm.engine.configure_training(
-            train_config.optimizer,
-            state.learning_rate,
-            train_config.clip,
-            train_config.bptt_truncate,
-            train_config.effective_weight_decay,
-        )
-        if lm.resume_tensors.get("optimizer"):
-            lm.engine.load_optimizer_state_dict(lm.resume_tensors["optimizer"])
-        lm.best_weights = lm.resume_tensors.get("best") or None
+        state.status = STATUS_RUNNING
+        lm.train_config = train_config
     else:
         engine = create_engine(
             model_config,
@@ -381,17 +370,21 @@ def train(
             word_counts=target_counts(train_seqs, len(vocab)),
         )
         state = TrainingState(train_config.effective_learning_rate, corpus_sha256=corpus_sha256)
-        engine.configure_training(
-            train_config.optimizer,
-            state.learning_rate,
-            train_config.clip,
-            train_config.bptt_truncate,
-            train_config.effective_weight_decay,
-        )
         lm = LanguageModel(model_config, tokenizer, vocab, engine, train_config, state)
+    lm.engine.configure_training(
+        train_config.optimizer,
+        state.learning_rate,
+        train_config.clip,
+        train_config.bptt_truncate,
+        train_config.effective_weight_decay,
+    )
+    # What a resumable checkpoint brought (a new model has none).
+    if lm.resume_tensors.get("optimizer"):
+        lm.engine.load_optimizer_state_dict(lm.resume_tensors["optimizer"])
+    lm.best_weights = lm.resume_tensors.get("best") or None
+    lm.resume_tensors = {}
     lm.training_state = state
     state.warnings = warnings  # prepare logged them; kept for the job record
-    lm.resume_tensors = {}
     lm = _Trainer(lm, train_seqs, valid_seqs, state, on_progress, on_checkpoint, should_stop).run()
     if state.status in (STATUS_COMPLETED, STATUS_EARLY_STOPPED):
         add_ngram_part(lm, train_seqs, valid_sentences, ngram, ngram_source)

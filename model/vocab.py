@@ -24,6 +24,22 @@ UNK_ID, START_ID, END_ID = 0, 1, 2
 UNKNOWN_ALIASES = frozenset({"<unk>", "<s>", "</s>"})
 
 
+def lookup(index: dict[str, int], words: Sequence[str]) -> np.ndarray:
+    """Ids of ``words`` in ``index``, ``UNK_ID`` for words it lacks and for the names of the
+    special tokens (the text "SENTENCE_END" is a word, not the end of the sentence), (n,)."""
+    get = index.get
+    ids = np.fromiter((get(w, UNK_ID) for w in words), dtype=np.int64, count=len(words))
+    ids[ids < len(SPECIAL_TOKENS)] = UNK_ID
+    return ids
+
+
+def frame_ids(ids: np.ndarray, *, bos: bool, eos: bool) -> np.ndarray:
+    """``SENTENCE_START ids SENTENCE_END`` (either end switchable), int64."""
+    start = [START_ID] if bos else []
+    end = [END_ID] if eos else []
+    return np.concatenate([start, ids, end]).astype(np.int64)
+
+
 def _is_word(token: str) -> bool:
     """Can ``token`` be a vocabulary entry (not a special token's name or an <unk> alias)?"""
     return token not in SPECIAL_TOKENS and token.lower() not in UNKNOWN_ALIASES
@@ -68,21 +84,13 @@ class Vocabulary:
         return self.index.get(word, UNK_ID) >= len(SPECIAL_TOKENS)
 
     def encode(self, words: Sequence[str]) -> np.ndarray:
-        """Word ids, ``UNK_ID`` for words outside the vocabulary and for ``<unk>``.
-        Shape (len(words),)."""
-        get = self.index.get
-        ids = np.fromiter((get(w, UNK_ID) for w in words), dtype=np.int64, count=len(words))
-        # The text "SENTENCE_END" is a word, not the end of the sentence.
-        ids[ids < len(SPECIAL_TOKENS)] = UNK_ID
-        return ids
+        """Word ids, ``UNK_ID`` for words outside the vocabulary and for ``<unk>`` (see
+        ``lookup``)."""
+        return lookup(self.index, words)
 
     def frame(self, words: Sequence[str], *, bos: bool = True, eos: bool = True) -> np.ndarray:
         """``SENTENCE_START w1 .. wn SENTENCE_END`` as ids (either end switchable)."""
-        parts = [np.array([START_ID])] if bos else []
-        parts.append(self.encode(words))
-        if eos:
-            parts.append(np.array([END_ID]))
-        return np.concatenate(parts).astype(np.int64)
+        return frame_ids(self.encode(words), bos=bos, eos=eos)
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.tokens[int(i)] for i in ids]

@@ -56,7 +56,9 @@ class RnnlmServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         if config.torch_threads:
-            set_torch_threads(config.torch_threads)
+            import torch  # only when asked: the NumPy engine needs no torch
+
+            torch.set_num_threads(config.torch_threads)
         self.metrics = Metrics()
         self.interceptor = ServiceInterceptor(
             self.metrics, ApiKeyCheck(config.api_key, config.require_key_for_reads)
@@ -180,10 +182,11 @@ class RnnlmServer:
         return self.port
 
     def _set_serving(self, serving: bool) -> None:
-        # Only changes: each set() sends a message to every health watcher.
-        if serving == self._serving:
+        """Health and ``rnnlm_store_up``: the server serves while its store answers."""
+        if serving == self._serving:  # each health.set() sends every health watcher a message
             return
         self._serving = serving
+        self.metrics.store_up.set(serving)
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -198,10 +201,8 @@ class RnnlmServer:
         except Unavailable as err:
             log.error("health NOT_SERVING: %s", err.detail or err)
             self._set_serving(False)
-            self.metrics.store_up.set(0)
         else:
             self._set_serving(True)
-            self.metrics.store_up.set(1)
 
     def _watch_store(self) -> None:
         while not self._stopped.wait(STORE_CHECK_S):
@@ -244,14 +245,11 @@ class RnnlmServer:
 
 
 def grpc_overloaded(server: grpc.Server) -> Callable[[], bool]:
-    """Whether ``server`` is at its ``maximum_concurrent_rpcs``, as an interceptor asks it.
-
-    gRPC refuses a call over that limit with RESOURCE_EXHAUSTED before any handler runs, so
-    only the interceptor, which gRPC runs for that call anyway, can count it. It runs under
-    the lock that guards gRPC's call count, just after gRPC compared the count with the
-    limit, so reading the same two numbers gives the same answer. They are grpcio's private
-    state: without them (another grpcio) such calls are refused as before, but not counted
-    (a test of the metrics notices).
+    """Whether ``server`` is at its ``maximum_concurrent_rpcs``, for the interceptor to count
+    the calls gRPC refuses over it (no handler sees them). The interceptor runs under the lock
+    of gRPC's call count, just after gRPC compared it with the limit, so reading the same two
+    numbers gives the same answer. They are grpcio's private state: without them (another
+    grpcio) such calls are refused as before, but not counted (a metrics test notices).
     """
     state: Any = getattr(server, "_state", None)  # grpcio private: no types
     if not (hasattr(state, "active_rpc_count") and hasattr(state, "maximum_concurrent_rpcs")):
@@ -263,12 +261,6 @@ def grpc_overloaded(server: grpc.Server) -> Callable[[], bool]:
         return limit is not None and state.active_rpc_count >= limit
 
     return overloaded
-
-
-def set_torch_threads(threads: int) -> None:
-    import torch  # only when asked: the NumPy engine needs no torch
-
-    torch.set_num_threads(threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

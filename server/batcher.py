@@ -56,8 +56,8 @@ class DynamicBatcher(Generic[Item, Result]):
     def __init__(
         self,
         score_fn: Callable[..., list[Result]],
-        max_batch: int = 128,
-        max_wait: float = 0.002,
+        max_batch: int,
+        max_wait: float,
         name: str = "batcher",
         on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:

@@ -66,15 +66,16 @@ class ModelCache:
     def __init__(
         self,
         registry: ModelRegistry,
-        capacity: int = 4,
-        refresh_s: float = 1.0,
-        device: str = "auto",
-        batching: bool = True,
-        batch_max_size: int = 128,
-        batch_max_wait_s: float = 0.002,
-        metrics: Metrics | None = None,
+        *,
+        capacity: int,
+        refresh_s: float,
+        device: str,
+        batching: bool,
+        batch_max_size: int,
+        batch_max_wait_s: float,
+        metrics: Metrics,
     ) -> None:
-        self.registry, self.metrics = registry, metrics or Metrics()
+        self.registry, self.metrics = registry, metrics
         self.capacity, self.refresh_s, self.device = capacity, refresh_s, device
         # How each loaded model's batcher gathers the network's work across requests.
         self.batching, self.batch_max_size = batching, batch_max_size
@@ -176,13 +177,8 @@ class ModelCache:
             self.metrics.cache_loads.labels("data_loss").inc()
             raise
         self.metrics.cache_loads.labels("ok").inc()
-        log.info(
-            "model %s version %d loaded in %.2fs (%s)",
-            model_id,
-            version,
-            time.perf_counter() - started,
-            lm,
-        )
+        elapsed = time.perf_counter() - started
+        log.info("model %s version %d loaded in %.2fs (%s)", model_id, version, elapsed, lm)
         batcher: DynamicBatcher[np.ndarray, np.ndarray] | None = None
         if self.batching:
             batcher = DynamicBatcher(
@@ -210,9 +206,6 @@ class ModelCache:
             entry = self._entries.pop(model_id, None)
         if entry is not None:
             entry.close()
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def close(self) -> None:
         with self._lock:

@@ -1,15 +1,10 @@
 """Server configuration: one dataclass, filled from command-line flags whose defaults come from
 ``RNNLM_*`` environment variables (a flag beats the variable, the variable beats the default).
 
-Why argparse and a dataclass, not pydantic-settings (weighed for issue 11): its CLI source
-would replace ``build_parser``, but to keep what the tests and operators rely on we would
-have to override most of what it brings: its messages ("Input should be a valid integer")
-name neither the variable nor the allowed range (``RNNLM_WORKERS='many'``, "expected true or
-false", "must be a number in [0, 3600]"), ``--help`` lists no variable names, ``from_args``
-takes an environment mapping (tests) where it reads ``os.environ``, and ``ServerConfig``
-would stop being a dataclass (``dataclasses.fields`` is used by the README and Docker tests).
-The result would be longer than the ~70 lines of ``build_parser`` and friends, and would add
-pydantic to the server's imports (~85 ms) for no new behaviour.
+Not pydantic-settings (weighed for issue 11): to keep what tests and operators rely on
+(messages that name the variable and the allowed range, ``--help`` listing the variables,
+``from_args`` taking an environment mapping, ``ServerConfig`` a dataclass) we would override
+most of what it brings, and it would add pydantic to the server's start-up (~85 ms).
 """
 
 from __future__ import annotations
@@ -313,12 +308,6 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _default(f: dataclasses.Field[Any]) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return f.default
-
-
 def _parser_type(default: Any) -> Callable[[str], Any]:
     """What parses a flag or variable: by the type of the field's default (None: a string)."""
     if isinstance(default, bool):
@@ -348,7 +337,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     for f in dataclasses.fields(ServerConfig):
-        default = _default(f)
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
         kind = _parser_type(default)
         env = env_name(f.name)
         if env in environ:

@@ -7,51 +7,53 @@ the options the engine turns off with None (clip, bptt_truncate, patience).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
+from enum import Enum
 from typing import Any, TypeVar
 
+from google.protobuf.descriptor import Descriptor, EnumDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from rnnlm.model import ModelConfig, RankedScore, TrainConfig
-from rnnlm.model.generation import FINISH_END, FINISH_LENGTH
 from rnnlm.model.scoring import SentenceInput
 from rnnlm.server.errors import InvalidArgument
 from rnnlm.server.job_states import JobState
-from rnnlm.server.records import (
-    Corpus,
-    Model,
-    ModelVersion,
-    TrainingEvent,
-    TrainingJob,
-    TrainingProgress,
-)
+from rnnlm.server.records import Corpus, Model, TrainingEvent, TrainingJob, TrainingProgress
 from rnnlm.server.serving import GeneratedToken, GenerateOptions, Scored, ScoreOptions
 from rnnlm.v1 import rnnlm_pb2 as pb
 
 ZERO_DISABLES = ("clip", "bptt_truncate", "patience")
-FINISH_REASONS = {FINISH_END: pb.FINISH_REASON_END, FINISH_LENGTH: pb.FINISH_REASON_LENGTH}
-FORMATS = {
-    pb.CORPUS_FORMAT_AUTO: "auto",
-    pb.CORPUS_FORMAT_TEXT: "text",
-    pb.CORPUS_FORMAT_CSV: "csv",
-}
-PARAGRAPHS = {pb.PARAGRAPH_MODE_BLANK_LINE: "blank-line", pb.PARAGRAPH_MODE_LINE: "line"}
-SCORERS = {
-    pb.SCORER_NEURAL: "neural",
-    pb.SCORER_NGRAM: "ngram",
-    pb.SCORER_INTERPOLATED: "interpolated",
-}
-SCORERS_TO_PB = {name: value for value, name in SCORERS.items()}
-LENGTH_NORMS = {
-    pb.LENGTH_NORM_NONE: "none",
-    pb.LENGTH_NORM_AVERAGE: "average",
-    pb.LENGTH_NORM_GNMT: "gnmt",
-}
-METHODS = {
-    pb.DECODING_METHOD_SAMPLE: "sample",
-    pb.DECODING_METHOD_GREEDY: "greedy",
-    pb.DECODING_METHOD_BEAM: "beam",
+_M = TypeVar("_M", bound=Message)
+_O = TypeVar("_O", ScoreOptions, GenerateOptions)
+
+
+def _prefix(enum_name: str) -> str:
+    """The prefix of an API enum's value names: JobState -> "JOB_STATE_"."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", enum_name).upper() + "_"
+
+
+def _words(enum: EnumDescriptor) -> dict[int, str]:
+    """An API enum's values -> the engine's words for them: PARAGRAPH_MODE_BLANK_LINE ->
+    "blank-line" (``..._UNSPECIFIED`` has none)."""
+    prefix = _prefix(enum.name)
+    return {
+        value.number: value.name.removeprefix(prefix).lower().replace("_", "-")
+        for value in enum.values
+        if not value.name.endswith("_UNSPECIFIED")
+    }
+
+
+FORMATS = _words(pb.CorpusFormat.DESCRIPTOR)
+PARAGRAPHS = _words(pb.ParagraphMode.DESCRIPTOR)
+SCORERS = _words(pb.Scorer.DESCRIPTOR)
+SCORERS_TO_PB = {word: pb.Scorer.ValueType(value) for value, word in SCORERS.items()}
+LENGTH_NORMS = _words(pb.LengthNorm.DESCRIPTOR)
+METHODS = _words(pb.DecodingMethod.DESCRIPTOR)
+FINISH_REASONS = {
+    word: pb.FinishReason.ValueType(value)
+    for value, word in _words(pb.FinishReason.DESCRIPTOR).items()
 }
 
 
@@ -62,42 +64,30 @@ def timestamp(seconds: float | None) -> Timestamp:
     return ts
 
 
-def _set_fields(msg: Message) -> dict[str, Any]:
-    return {f.name: getattr(msg, f.name) for f in msg.DESCRIPTOR.fields if msg.HasField(f.name)}
+def _sent(msg: Message, names: Iterable[str]) -> dict[str, Any]:
+    """The named fields of ``msg``, but for the ``optional`` ones left unset."""
+    fields = msg.DESCRIPTOR.fields_by_name
+    return {n: getattr(msg, n) for n in names if not fields[n].has_presence or msg.HasField(n)}
+
+
+def _options(cls: type[_O], request: Message, **given: Any) -> _O:
+    """``cls`` (options named as the request's fields) of the ``given`` values and the
+    request's fields of the other names; an unset ``optional`` one leaves the default."""
+    names = {f.name for f in dataclasses.fields(cls)} - given.keys()
+    return cls(**_sent(request, names), **given)
 
 
 def model_config_from_pb(msg: pb.ModelConfig) -> ModelConfig:
-    return ModelConfig(**_set_fields(msg))
+    return ModelConfig(**_sent(msg, msg.DESCRIPTOR.fields_by_name))  # each one optional
 
 
 def train_config_from_pb(msg: pb.TrainingOptions, default_device: str) -> TrainConfig:
-    fields = _set_fields(msg)
+    fields = _sent(msg, msg.DESCRIPTOR.fields_by_name)  # each one optional
     for name in ZERO_DISABLES:
         if fields.get(name) == 0:
             fields[name] = None
     fields.setdefault("device", default_device)
     return TrainConfig(**fields)
-
-
-_M = TypeVar("_M", bound=Message)
-
-
-def _fill(msg: _M, values: dict[str, Any]) -> _M:
-    for f in msg.DESCRIPTOR.fields:
-        value = values.get(f.name)
-        if value is None and f.name in ZERO_DISABLES:
-            value = 0
-        if value is not None:
-            setattr(msg, f.name, value)
-    return msg
-
-
-def model_config_to_pb(config: dict[str, Any]) -> pb.ModelConfig:
-    return _fill(pb.ModelConfig(), config)
-
-
-def train_config_to_pb(config: dict[str, Any]) -> pb.TrainingOptions:
-    return _fill(pb.TrainingOptions(), config)
 
 
 def corpus_source_from_pb(msg: pb.CorpusSource) -> dict[str, Any]:
@@ -112,7 +102,44 @@ def corpus_source_from_pb(msg: pb.CorpusSource) -> dict[str, Any]:
     return source
 
 
-# Records (records.py) carry the wire's field names: these copy them field by field.
+# Records (records.py) carry the wire's field names: ``_to_pb`` copies them. (Scores and
+# generated tokens, which come by the thousand, are converted field by field below.)
+
+
+def _to_pb(cls: type[_M], record: object, **given: Any) -> _M:
+    """A ``cls`` message of the fields ``given`` and, for each other field, ``record``'s
+    attribute of the same name."""
+    return cls(**_fields(cls.DESCRIPTOR, record, given))
+
+
+def _fields(message: Any, record: object, given: dict[str, Any]) -> dict[str, Any]:
+    """``_to_pb``'s fields, as a message constructor takes them. None leaves a field unset;
+    a time becomes a Timestamp, an Enum member the wire value of its name, a record (or a
+    configuration dict) the fields of a message."""
+    values = {}
+    for f in message.fields:
+        value = given[f.name] if f.name in given else getattr(record, f.name)
+        if value is None:
+            continue
+        if f.message_type is Timestamp.DESCRIPTOR:
+            value = timestamp(value)
+        elif dataclasses.is_dataclass(value):  # a record in the record
+            value = _fields(f.message_type, value, {})
+        elif isinstance(value, dict):  # a stored configuration
+            value = _config(f.message_type, value)
+        elif isinstance(value, Enum):
+            value = f.enum_type.values_by_name[_prefix(f.enum_type.name) + value.name].number
+        values[f.name] = value
+    return values
+
+
+def _config(message: Descriptor, config: dict[str, Any]) -> dict[str, Any]:
+    """A stored configuration as the fields of a ModelConfig or TrainingOptions."""
+    values = {f.name: config.get(f.name) for f in message.fields}
+    for name in ZERO_DISABLES:
+        if name in values and values[name] is None:
+            values[name] = 0  # None: disabled
+    return values
 
 
 def job_state_to_pb(state: JobState) -> pb.JobState.ValueType:
@@ -120,56 +147,34 @@ def job_state_to_pb(state: JobState) -> pb.JobState.ValueType:
 
 
 def corpus_to_pb(record: Corpus) -> pb.Corpus:
-    return pb.Corpus(
-        corpus_id=record.corpus_id,
-        filename=record.filename,
-        size_bytes=record.size_bytes,
-        sha256=record.sha256,
-        created_at=timestamp(record.created_at),
-    )
+    return _to_pb(pb.Corpus, record)
 
 
 def progress_to_pb(progress: TrainingProgress) -> pb.TrainingProgress:
-    return pb.TrainingProgress(**dataclasses.asdict(progress))  # the same names, all scalars
+    return _to_pb(pb.TrainingProgress, progress)
 
 
 def job_to_pb(job: TrainingJob) -> pb.TrainingJob:
-    return pb.TrainingJob(
-        job_id=job.job_id,
-        model_id=job.model_id,
-        state=job_state_to_pb(job.state),
-        error=job.error,
-        request_id=job.request_id,
-        corpus_id=job.corpus_id,
-        model=model_config_to_pb(job.model),
-        training=train_config_to_pb(job.training),
-        created_at=timestamp(job.created_at),
-        updated_at=timestamp(job.updated_at),
-        progress=progress_to_pb(job.progress) if job.progress else None,
-        checkpoint_step=job.checkpoint_step,
-        model_version=job.model_version,
-        server_id=job.server_id,
-        warnings=job.warnings,
-        phase=job.phase,
-    )
+    return _to_pb(pb.TrainingJob, job)
 
 
 def event_to_pb(event_id: str, event: TrainingEvent) -> pb.TrainingEvent:
-    msg = pb.TrainingEvent(event_id=event_id, time=timestamp(event.time))
-    if event.progress is not None:
-        msg.progress.CopyFrom(progress_to_pb(event.progress))
-    elif event.checkpoint_step is not None:
-        msg.checkpoint_step = event.checkpoint_step
-    elif event.state is not None:
-        change = event.state
-        msg.state.CopyFrom(
-            pb.JobStateChange(
-                state=job_state_to_pb(change.state),
-                error=change.error,
-                model_version=change.model_version,
-            )
-        )
-    return msg
+    return _to_pb(pb.TrainingEvent, event, event_id=event_id)  # the one of the oneof set
+
+
+def model_to_pb(record: Model, vocabulary: list[str] | None = None) -> pb.Model:
+    """Newest version first; the configuration and vocabulary size are the current
+    version's."""
+    current = record.current
+    return _to_pb(
+        pb.Model,
+        record,
+        versions=[_to_pb(pb.ModelVersion, v) for v in reversed(record.versions)],
+        config=current.model_config if current else None,
+        training=current.train_config if current else None,
+        vocabulary_size=current.vocabulary_size if current else 0,
+        vocabulary=vocabulary,
+    )
 
 
 def sentences_from_pb(sentences: Iterable[pb.Sentence]) -> list[SentenceInput]:
@@ -189,17 +194,8 @@ def score_options_from_pb(request: pb.ScoreSentenceRequest) -> ScoreOptions:
         raise ValueError(f"scorer {request.scorer} is not a known Scorer value")
     if request.length_norm not in LENGTH_NORMS:
         raise ValueError(f"length_norm {request.length_norm} is not a known LengthNorm value")
-    given = {
-        name: getattr(request, name)
-        for name in ("neural_weight", "bos", "eos", "length_alpha")
-        if request.HasField(name)
-    }
-    return ScoreOptions(
-        scorer=SCORERS.get(request.scorer),
-        length_norm=LENGTH_NORMS[request.length_norm],
-        rank=request.rank,
-        **given,
-    )
+    scorer, length_norm = SCORERS.get(request.scorer), LENGTH_NORMS[request.length_norm]
+    return _options(ScoreOptions, request, scorer=scorer, length_norm=length_norm)
 
 
 def scored_to_pb(scored: Scored, omit_tokens: bool) -> pb.ScoreSentenceResponse:
@@ -243,20 +239,7 @@ def prompt_from_pb(request: pb.GenerateRequest) -> SentenceInput | None:
 
 def generate_options_from_pb(request: pb.GenerateRequest) -> GenerateOptions:
     """GenerateRequest's options: 0, unset or an unknown method leave the model's default."""
-    given = {
-        name: getattr(request, name)
-        for name in ("temperature", "top_p", "seed")
-        if request.HasField(name)
-    }
-    return GenerateOptions(
-        num_sentences=request.num_sentences,
-        min_tokens=request.min_tokens,
-        max_tokens=request.max_tokens,
-        top_k=request.top_k,
-        method=METHODS.get(request.method),
-        beam_width=request.beam_width,
-        **given,
-    )
+    return _options(GenerateOptions, request, method=METHODS.get(request.method))
 
 
 def generation_to_pb(token: GeneratedToken) -> pb.GenerateResponse:
@@ -269,42 +252,4 @@ def generation_to_pb(token: GeneratedToken) -> pb.GenerateResponse:
         finish_reason=finish or pb.FINISH_REASON_UNSPECIFIED,
         text=event.text,
         model_version=token.model_version,
-    )
-
-
-def model_version_to_pb(v: ModelVersion) -> pb.ModelVersion:
-    return pb.ModelVersion(
-        version=v.version,
-        created_at=timestamp(v.created_at),
-        job_id=v.job_id,
-        checkpoint_bytes=v.checkpoint_bytes,
-        sha256=v.sha256,
-        training_status=v.training_status,
-        epochs_trained=v.epochs_trained,
-        train_loss=v.train_loss,
-        valid_perplexity=v.valid_perplexity,
-        ngram_valid_perplexity=v.ngram_valid_perplexity,
-        interpolated_valid_perplexity=v.interpolated_valid_perplexity,
-        neural_weight=v.neural_weight,
-        ngram_order=v.ngram_order,
-        ngram_source=v.ngram_source,
-    )
-
-
-def model_to_pb(record: Model, vocabulary: list[str] | None = None) -> pb.Model:
-    """Newest version first; the configuration and vocabulary size are the current
-    version's."""
-    current = record.current
-    return pb.Model(
-        model_id=record.model_id,
-        state=pb.ModelState.Value(f"MODEL_STATE_{record.state.name}"),
-        current_version=record.current_version,
-        versions=[model_version_to_pb(v) for v in reversed(record.versions)],
-        config=model_config_to_pb(current.model_config) if current else None,
-        training=train_config_to_pb(current.train_config) if current else None,
-        vocabulary_size=current.vocabulary_size if current else 0,
-        active_job_id=record.active_job_id,
-        created_at=timestamp(record.created_at),
-        updated_at=timestamp(record.updated_at),
-        vocabulary=vocabulary or [],
     )

@@ -19,8 +19,6 @@ from rnnlm.server.errors import Cancelled
 from rnnlm.server.metrics import Metrics
 
 DEADLINE, CANCELLED = "deadline", "cancelled"
-
-
 DEADLINE_SLACK_S = 0.25
 
 

@@ -22,6 +22,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -77,13 +79,11 @@ def _abort(context: grpc.ServicerContext, method: str, err: Exception) -> None:
     context.abort(code, message)
 
 
+@dataclass(frozen=True)
 class Undecodable:
     """What a wrapped deserializer returns for bytes that are not a valid request."""
 
-    __slots__ = ("error",)
-
-    def __init__(self, error: str) -> None:
-        self.error = error
+    error: str
 
 
 def _lenient(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
@@ -96,28 +96,20 @@ def _lenient(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return deserialize
 
 
-def _undecodable(method: str, request: Undecodable) -> errors.InvalidArgument:
-    return errors.InvalidArgument(
-        f"the {method} request could not be decoded ({cap(request.error, 200)}): send a "
-        "rnnlm.v1 message built from the service's .proto (string fields must be UTF-8)"
-    )
-
-
-def _decoded(method: str, request: Any, streaming: bool) -> Any:
-    """The request, or InvalidArgument when it did not decode; a request stream is checked
-    message by message as the servicer reads it."""
-    if streaming:
-        return _checked_stream(method, request)
+def _decoded(method: str, request: Any) -> Any:
+    """The request, or InvalidArgument when it did not decode."""
     if isinstance(request, Undecodable):
-        raise _undecodable(method, request)
+        raise errors.InvalidArgument(
+            f"the {method} request could not be decoded ({cap(request.error, 200)}): send a "
+            "rnnlm.v1 message built from the service's .proto (string fields must be UTF-8)"
+        )
     return request
 
 
-def _checked_stream(method: str, requests: Iterator[Any]) -> Iterator[Any]:
+def _decoded_stream(method: str, requests: Iterator[Any]) -> Iterator[Any]:
+    """A request stream, checked message by message as the servicer reads it."""
     for request in requests:
-        if isinstance(request, Undecodable):
-            raise _undecodable(method, request)
-        yield request
+        yield _decoded(method, request)
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
@@ -189,41 +181,43 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         self.metrics.observe_call(method, code, time.perf_counter() - started)
         self.metrics.in_flight.labels(method).dec()
 
-    def _wrap_unary(self, method: str, behavior: Callable, streaming: bool) -> Callable:
-        def handler(request: Any, context: grpc.ServicerContext) -> Any:
-            started, code = time.perf_counter(), "OK"
-            try:
-                self._enter(method, context)
-                reply = behavior(_decoded(method, request, streaming), context)
-                if not context.is_active():  # the reply goes nowhere: the client went away
-                    code = _gone(context)
-                return reply
-            except Exception as err:
-                code = _code_name(err, context)
-                _abort(context, method, err)
-            finally:
-                self._exit(method, code, started)
-
-        return handler
-
-    def _wrap_stream(self, method: str, behavior: Callable, streaming: bool) -> Callable:
-        def handler(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            started, code = time.perf_counter(), "OK"
-            try:
-                self._enter(method, context)
-                yield from behavior(_decoded(method, request, streaming), context)
-                if not context.is_active():  # the servicer stopped: the client went away
-                    code = _gone(context)
-            except GeneratorExit:  # the client cancelled or went away
+    @contextmanager
+    def _call(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        """One call of a handler: counted in and out, what it raises turned into its status."""
+        started, code = time.perf_counter(), "OK"
+        try:
+            self._enter(method, context)
+            yield
+            if not context.is_active():  # the reply goes nowhere: the client went away
                 code = _gone(context)
-                raise
-            except Exception as err:
-                code = _code_name(err, context)
-                _abort(context, method, err)
-            finally:
-                self._exit(method, code, started)
+        except GeneratorExit:  # a stream closed at a yield: the client cancelled or went away
+            code = _gone(context)
+            raise
+        except Exception as err:
+            code = _code_name(err, context)
+            _abort(context, method, err)
+        finally:
+            self._exit(method, code, started)
 
-        return handler
+    def _wrap(self, method: str, handler: Any) -> Any:
+        """``handler`` (grpc's ``RpcMethodHandler``, a namedtuple) with its behaviour wrapped:
+        the one of its fields ``unary_unary`` ... ``stream_stream`` named by how it streams."""
+        field = "_".join(
+            "stream" if streams else "unary"
+            for streams in (handler.request_streaming, handler.response_streaming)
+        )
+        behavior = getattr(handler, field)
+        decoded = _decoded_stream if handler.request_streaming else _decoded
+
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            with self._call(method, context):
+                return behavior(decoded(method, request), context)
+
+        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            with self._call(method, context):
+                yield from behavior(decoded(method, request), context)
+
+        return handler._replace(**{field: stream if handler.response_streaming else unary})
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -238,18 +232,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             return handler  # never runs
         if handler.request_deserializer is not None:
             handler = handler._replace(request_deserializer=_lenient(handler.request_deserializer))
-        streaming = handler.request_streaming
-        if handler.unary_unary:
-            wrapped = self._wrap_unary(name, handler.unary_unary, streaming)
-            return handler._replace(unary_unary=wrapped)
-        if handler.stream_unary:
-            wrapped = self._wrap_unary(name, handler.stream_unary, streaming)
-            return handler._replace(stream_unary=wrapped)
-        if handler.unary_stream:
-            wrapped = self._wrap_stream(name, handler.unary_stream, streaming)
-            return handler._replace(unary_stream=wrapped)
-        wrapped = self._wrap_stream(name, handler.stream_stream, streaming)
-        return handler._replace(stream_stream=wrapped)
+        return self._wrap(name, handler)
 
 
 def _code_name(err: BaseException, context: grpc.ServicerContext) -> str:

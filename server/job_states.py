@@ -22,11 +22,8 @@ class JobState(str, Enum):
 
     __hash__ = str.__hash__
 
-    def __str__(self) -> str:
+    def __str__(self) -> str:  # and f"{state}", on every Python: its value
         return self.value
-
-    def __format__(self, spec: str) -> str:  # f"{state}": its value on every Python
-        return self.value.__format__(spec)
 
     @classmethod
     def after_training(cls, status: str) -> JobState:

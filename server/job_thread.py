@@ -1,15 +1,11 @@
-"""The job runner: what runs a training job in this process, in a thread of its own. It
-trains, reports progress to the job's record, its event log and the metrics, writes
-resumable checkpoints, publishes the finished model as the next version and records the
-final state. The manager (``jobs.py``) decides what to start and calls ``start``, which
-adds the run to the table of local jobs (``local_jobs.py``); the run removes itself when
-its end is recorded.
+"""The job runner: runs a training job in a thread of its own. It trains, reports progress
+(to the job's record, its event log and the metrics), writes resumable checkpoints,
+publishes the finished model as the model's next version and records the final state.
 
-Every write is fenced by the run's lease generation (``leases.py``): once a newer run holds
-the job, this one's writes are refused and it stops quietly. A store outage skips progress
-and checkpoint writes; a trained model is kept in memory and publishing is retried for up
-to ``publish_retry_s`` (then the job fails, saying so); the final state is retried for as
-long as the server runs.
+Every write is fenced by the run's lease (``leases.py``). A store outage skips progress and
+checkpoint writes; a trained model waits in memory while publishing is retried for up to
+``publish_retry_s`` (then the job fails, saying so); the final state is retried for as long
+as the server runs.
 """
 
 from __future__ import annotations
@@ -37,7 +33,8 @@ from rnnlm.server.store import Fence, StaleWrite, Store
 log = logging.getLogger("rnnlm.server")
 
 
-# A job's error when its trained model could not be published.
+# A job's error when the server shut down, and when its trained model could not be published.
+SHUT_DOWN = "the server shut down; resume the job to continue"
 UNPUBLISHED = (
     "the model was trained, but the store stayed unavailable for longer than this server's "
     "publish retry window ({retry_s:g} s, --publish-retry-s), so it was not published and "
@@ -53,6 +50,8 @@ RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0
 
 # How a run ended: (state, error, model version published).
 Final = tuple[JobState, str, int]
+# An ARPA file parsed (``CorpusRegistry.load_arpa``): the n-gram model, and where it came from.
+Arpa = tuple[NgramModel, str]
 
 
 def job_checkpoint_key(job_id: str) -> str:
@@ -108,6 +107,30 @@ def update_job(
     return update_record(store, TrainingJob, job_id, apply, fence)
 
 
+def read_job(store: Store, job_id: str) -> TrainingJob:
+    job = read_record(store, TrainingJob, job_id)
+    if job is None:
+        raise NotFound(f"training job {job_id!r} does not exist")
+    return job
+
+
+def record_event(store: Store, job_id: str, fence: Fence | None, **what: Any) -> None:
+    """Append to the job's event log, dated now, one of: ``progress``, ``checkpoint_step``,
+    ``state`` (``TrainingEvent``)."""
+    store.append_event(job_id, TrainingEvent(time.time(), **what).to_store(), fence=fence)
+
+
+def free_model(
+    models: ModelRegistry, model_id: str, job_id: str, fence: Fence | None = None
+) -> None:
+    """Release the model of a job that ended; a damaged model record stays claimed (the
+    job's end is recorded all the same)."""
+    try:
+        models.release(model_id, job_id, fence=fence)
+    except DataLoss as err:
+        log.warning("job %s: model %s not freed: %s", job_id, model_id, err)
+
+
 class JobRunner:
     """Starts runs of jobs (``start``) and carries each through to its end."""
 
@@ -133,35 +156,24 @@ class JobRunner:
         resume: bool,
         generation: int,
         corpus: Corpus | None = None,
-        arpa: tuple[NgramModel, str] | None = None,
+        arpa: Arpa | None = None,
     ) -> LocalJob:
         """Run the job (whose record exists, QUEUED, with lease ``generation``) in a new
         thread: from its checkpoint when ``resume``; ``corpus`` and ``arpa`` when already
         parsed. FailedPrecondition when a run of it still trains here."""
         run = LocalJob(job_id, model_id, threading.Event(), generation=generation)
         run.thread = threading.Thread(
-            target=self._run,
-            args=(run, resume, corpus, arpa),
-            name=f"job-{job_id}",
-            daemon=True,
+            target=self._run, args=(run, resume, corpus, arpa), name=f"job-{job_id}", daemon=True
         )
         self.runs.add(run)
         run.thread.start()
         return run
 
-    def _run(
-        self,
-        local: LocalJob,
-        resume: bool,
-        corpus: Corpus | None,
-        arpa: tuple[NgramModel, str] | None,
-    ) -> None:
+    def _run(self, local: LocalJob, resume: bool, corpus: Corpus | None, arpa: Arpa | None) -> None:
         job_id, model_id = local.job_id, local.model_id
         final: Final = (JobState.FAILED, "the job ended without a result", 0)
         try:
-            job = read_record(self.store, TrainingJob, job_id)
-            if job is None:
-                raise NotFound(f"training job {job_id!r} does not exist")
+            job = read_job(self.store, job_id)
             train_config = TrainConfig.from_dict(job.training)
             corpus = corpus or self.corpora.load(job.corpus)
             if arpa is None and job.arpa_id:
@@ -196,11 +208,7 @@ class JobRunner:
             if status != JobState.CANCELLED:
                 final = self._publish(local, lm, status)
             elif self.runs.closing.is_set():
-                final = (
-                    JobState.INTERRUPTED,
-                    "the server shut down; resume the job to continue",
-                    0,
-                )
+                final = (JobState.INTERRUPTED, SHUT_DOWN, 0)
             else:
                 final = (JobState.CANCELLED, "", 0)
         except StaleWrite:
@@ -271,10 +279,7 @@ class JobRunner:
         self.metrics.job_ended(local.model_id, "lost" if local.lost else final[0])
 
         def release() -> None:
-            try:
-                self.models.release(local.model_id, local.job_id, fence=local.fence)
-            except DataLoss as err:  # the job's end is still recorded
-                log.warning("job %s: model %s not freed: %s", local.job_id, local.model_id, err)
+            free_model(self.models, local.model_id, local.job_id, local.fence)
 
         def failed(err: Unavailable, attempt: int) -> None:
             if attempt == 0:
@@ -309,8 +314,9 @@ class JobRunner:
             local.model_id, event.step, event.total_steps, event.loss, event.tokens_per_second
         )
         progress = TrainingProgress.from_event(event)
-        entry = TrainingEvent(time.time(), progress=progress).to_store()
-        skip_if_unavailable(lambda: self.store.append_event(local.job_id, entry, fence=local.fence))
+        skip_if_unavailable(
+            lambda: record_event(self.store, local.job_id, local.fence, progress=progress)
+        )
         skip_if_unavailable(
             lambda: update_job(self.store, local.job_id, local.fence, progress=progress)
         )
@@ -325,8 +331,7 @@ class JobRunner:
         def write() -> None:
             self.store.put_blob(job_checkpoint_key(local.job_id), data, fence=local.fence)
             update_job(self.store, local.job_id, local.fence, checkpoint_step=step)
-            entry = TrainingEvent(time.time(), checkpoint_step=step).to_store()
-            self.store.append_event(local.job_id, entry, fence=local.fence)
+            record_event(self.store, local.job_id, local.fence, checkpoint_step=step)
 
         # A store outage skips this checkpoint; training goes on and the next one retries.
         skip_if_unavailable(write)
@@ -339,7 +344,7 @@ class JobRunner:
         if model_version:
             fields["model_version"] = model_version
         update_job(self.store, job_id, local.fence, **fields)
-        change = JobStateChange(state, error, model_version)
-        entry = TrainingEvent(time.time(), state=change).to_store()
-        self.store.append_event(job_id, entry, fence=local.fence)
+        record_event(
+            self.store, job_id, local.fence, state=JobStateChange(state, error, model_version)
+        )
         log.info("job %s: %s%s", job_id, state, f" ({error})" if error else "")

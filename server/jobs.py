@@ -7,16 +7,11 @@ running job checkpoints (resumable: weights, optimizer, RNG position) to
 ``jobs/{id}/checkpoint`` every N steps and when it stops; the finished model becomes the
 model's next version.
 
-Three objects share the work, each given what it uses in its constructor, and one table of
-the runs in this process (``local_jobs.LocalJobs``):
-
-- ``JobManager`` (here): the calls of the API (submit, get, list, watch, cancel, resume,
-  delete) and the server's capacity;
-- ``JobRunner`` (``job_thread.py``): a run's thread, from start to its final state;
-- ``LeaseKeeper`` (``leases.py``): renews the leases of this server's runs. A running job
-  whose heartbeat is older than the lease belongs to a server that died: any server that
-  meets it marks it INTERRUPTED, and ``resume`` continues it from its last checkpoint, under
-  a new lease generation that fences off every write of the run before it.
+``JobManager`` (here) answers the API's calls within the server's capacity. It builds the
+two other parts, which share its table of the runs in this process (``local_jobs.py``): the
+``JobRunner`` (``job_thread.py``) carries a run from its start to its final state, and the
+``LeaseKeeper`` (``leases.py``) renews the runs' leases and marks the jobs of dead servers
+INTERRUPTED, resumable from their last checkpoint under a new lease.
 """
 
 from __future__ import annotations
@@ -42,9 +37,9 @@ from rnnlm.server.errors import (
 )
 from rnnlm.server.ids import check_job_id, check_model_id, check_request_id
 from rnnlm.server.job_states import ACTIVE, FINAL, RESUMABLE, JobState
-from rnnlm.server.job_thread import JobRunner, update_job
+from rnnlm.server.job_thread import JobRunner, read_job, update_job
 from rnnlm.server.leases import LeaseKeeper
-from rnnlm.server.listing import Listing, read_record, readable_records, update_record
+from rnnlm.server.listing import Listing, readable_records, update_record
 from rnnlm.server.local_jobs import LocalJobs
 from rnnlm.server.metrics import Metrics
 from rnnlm.server.models import ModelRegistry, estimate_parameters
@@ -61,10 +56,8 @@ log = logging.getLogger("rnnlm.server")
 
 
 class JobManager:
-    """Submits, answers about, cancels, resumes and deletes jobs, within this server's
-    capacity. Composed of the table of local runs (``LocalJobs``), the ``JobRunner`` that
-    runs them and the ``LeaseKeeper`` that renews their leases and reaps dead servers' jobs,
-    all three built here from the same store and registries."""
+    """Submits, answers about, cancels, resumes and deletes jobs; its settings come from
+    ``ServerConfig`` (``app.py`` passes them)."""
 
     def __init__(
         self,
@@ -73,17 +66,16 @@ class JobManager:
         corpora: CorpusRegistry,
         *,
         server_id: str,
-        max_concurrent: int = 2,
-        lease_s: float = 15.0,
-        publish_retry_s: float = 900.0,
-        request_id_ttl_s: float = 86_400.0,
-        checkpoint_retention_s: float = 7 * 86_400.0,
-        default_checkpoint_every: int = 200,
-        max_model_params: int = 50_000_000,
-        metrics: Metrics | None = None,
+        max_concurrent: int,
+        lease_s: float,
+        publish_retry_s: float,
+        request_id_ttl_s: float,
+        checkpoint_retention_s: float,
+        default_checkpoint_every: int,
+        max_model_params: int,
+        metrics: Metrics,
     ) -> None:
         self.store, self.models, self.corpora = store, models, corpora
-        self.metrics = metrics or Metrics()
         self.server_id = server_id
         self.max_concurrent = max_concurrent
         self.request_id_ttl_s = request_id_ttl_s
@@ -92,7 +84,7 @@ class JobManager:
         self.max_model_params = max_model_params
         self.runs = LocalJobs()
         self.runner = JobRunner(
-            store, models, corpora, self.metrics, self.runs, publish_retry_s=publish_retry_s
+            store, models, corpora, metrics, self.runs, publish_retry_s=publish_retry_s
         )
         self.leases = LeaseKeeper(store, models, self.runs, server_id=server_id, lease_s=lease_s)
         self.leases.start()
@@ -100,10 +92,7 @@ class JobManager:
     # -- queries -------------------------------------------------------------------------
 
     def get(self, job_id: str) -> TrainingJob:
-        job = read_record(self.store, TrainingJob, check_job_id(job_id))
-        if job is None:
-            raise NotFound(f"training job {job_id!r} does not exist")
-        return self._with_phase(self.leases.reap_if_orphaned(job))
+        return self._current(read_job(self.store, check_job_id(job_id)))
 
     def list(self, model_id: str = "", limit: int = 100) -> Listing[TrainingJob]:
         """Newest first; ``.unreadable`` names the records that cannot be read (of any
@@ -111,18 +100,15 @@ class JobManager:
         if not 0 <= limit <= 1000:
             raise InvalidArgument(f"limit must be in [0, 1000] (0: 100), got {limit}")
         listing = readable_records(self.store, TrainingJob)
-        jobs = [
-            self._with_phase(self.leases.reap_if_orphaned(j))
-            for j in listing
-            if not model_id or j.model_id == model_id
-        ]
+        jobs = [self._current(j) for j in listing if not model_id or j.model_id == model_id]
         jobs.sort(key=lambda j: j.created_at, reverse=True)
         return Listing(jobs[: limit or 100], listing.unreadable)
 
-    def _with_phase(self, job: TrainingJob) -> TrainingJob:
-        """The record, with what this server's run of the job is doing now when its state
-        does not say it (e.g. waiting for the store to publish the trained model): known
-        here even while the store takes no writes, so answered as soon as it takes reads."""
+    def _current(self, job: TrainingJob) -> TrainingJob:
+        """The record, marked interrupted first if its server died, with what this server's
+        run of the job does now when its state does not say it (e.g. waiting for the store
+        to publish the trained model): known here even while the store takes no writes."""
+        job = self.leases.reap_if_orphaned(job)
         local = self.runs.get(job.job_id)
         if local is None or not local.phase or job.lease_generation != local.generation:
             return job
@@ -141,16 +127,13 @@ class JobManager:
                 raise InvalidArgument(
                     f"after_event_id {quote(after)} is not an event id of this job"
                 ) from None
+            if not events and self.get(job_id).state in FINAL:
+                events = self.store.read_events(job_id, after)  # written just before the end
+                if not events:
+                    return
             for event_id, event in events:
                 after = event_id
                 yield event_id, TrainingEvent.from_store(event)
-            if not events and self.get(job_id).state in FINAL:
-                tail = self.store.read_events(job_id, after)  # written just before the end
-                for event_id, event in tail:
-                    after = event_id
-                    yield event_id, TrainingEvent.from_store(event)
-                if not tail:
-                    return
 
     # -- commands ------------------------------------------------------------------------
 
@@ -332,10 +315,8 @@ class JobManager:
         ARPA file) was deleted: its run would fail at once, and a failed job's checkpoint
         goes at the next sweep. Refused, it stays resumable: the same bytes uploaded again
         get the same id."""
-        for what, corpus_id in (
-            ("corpus", job.corpus.get("corpus_id")),
-            ("ARPA file", job.arpa_id),
-        ):
+        inputs = {"corpus": job.corpus.get("corpus_id"), "ARPA file": job.arpa_id}
+        for what, corpus_id in inputs.items():
             if corpus_id and self.store.get(Corpus.KIND, corpus_id) is None:
                 raise FailedPrecondition(
                     f"training job {job.job_id!r} cannot resume: its {what} {corpus_id} "
@@ -363,8 +344,9 @@ class JobManager:
         return versions
 
     def running(self) -> int:
-        """Jobs running on this server."""
-        return self.runs.running()
+        """Jobs training on this server (not those only recording their end): what counts
+        for capacity."""
+        return sum(not run.ending for run in self.runs.runs())
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop every local job at its next step; each checkpoints and is marked interrupted."""

@@ -20,10 +20,11 @@ import time
 
 from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound
 from rnnlm.server.job_states import ACTIVE, JobState
+from rnnlm.server.job_thread import free_model, record_event
 from rnnlm.server.listing import parse, read_record, update_record
 from rnnlm.server.local_jobs import LocalJob, LocalJobs
-from rnnlm.server.models import ModelRegistry
-from rnnlm.server.records import JobStateChange, TrainingEvent, TrainingJob
+from rnnlm.server.models import ModelRegistry, being_trained
+from rnnlm.server.records import JobStateChange, TrainingJob
 from rnnlm.server.store import JOB, Fence, StaleWrite, Store
 
 log = logging.getLogger("rnnlm.server")
@@ -98,10 +99,11 @@ class LeaseKeeper:
         not taken over: take it back and carry on."""
         if local.lost:
             return
-        reclaimed = {"now": False}
+        reclaimed = False
 
         def renew(job: TrainingJob | None) -> TrainingJob | None:
-            reclaimed["now"] = False  # the update may retry: only the last attempt counts
+            nonlocal reclaimed
+            reclaimed = False  # the update may retry: only the last attempt counts
             if job is None:
                 return None
             if job.state == JobState.INTERRUPTED and not local.ending:
@@ -114,7 +116,7 @@ class LeaseKeeper:
                     server_id=self.server_id,
                     checkpoint_removed_at=None,
                 )
-                reclaimed["now"] = True
+                reclaimed = True
             if job.state in ACTIVE:
                 job.heartbeat_at = time.time()
             return job
@@ -124,7 +126,7 @@ class LeaseKeeper:
         except StaleWrite:
             local.lose()
             return
-        if reclaimed["now"]:
+        if reclaimed:
             self._take_back(local)
         if job is not None and job.cancel_requested:
             local.stop.set()
@@ -136,8 +138,7 @@ class LeaseKeeper:
         meanwhile (the two then both publish versions). A model deleted meanwhile is not
         brought back: the run stops (and ends cancelled)."""
         log.warning("job %s: the store answers again; this server carries on", local.job_id)
-        event = TrainingEvent(time.time(), state=JobStateChange(JobState.RUNNING))
-        self.store.append_event(local.job_id, event.to_store(), fence=local.fence)
+        record_event(self.store, local.job_id, local.fence, state=JobStateChange(JobState.RUNNING))
         self.store.expire_events_at(local.job_id, None)
         try:
             self.models.claim(local.model_id, local.job_id, create=False)
@@ -158,26 +159,24 @@ class LeaseKeeper:
         if time.time() - job.heartbeat_at <= self.lease_s:
             return job
         reason = f"server {job.server_id} stopped responding; resume the job to continue"
-        changed = {"now": False}
+        changed = False
 
         def mark(current: TrainingJob | None) -> TrainingJob | None:
-            changed["now"] = False  # the update may retry: only the last attempt counts
+            nonlocal changed
+            changed = False  # the update may retry: only the last attempt counts
             stale = current is not None and time.time() - current.heartbeat_at > self.lease_s
             if current is not None and current.state in ACTIVE and stale:
-                changed["now"] = True
+                changed = True
                 return dataclasses.replace(
                     current, state=JobState.INTERRUPTED, error=reason, updated_at=time.time()
                 )
             return current
 
         updated = update_record(self.store, TrainingJob, job.job_id, mark)
-        if changed["now"]:
-            event = TrainingEvent(time.time(), state=JobStateChange(JobState.INTERRUPTED, reason))
-            self.store.append_event(job.job_id, event.to_store())
-            try:
-                self.models.release(job.model_id, job.job_id)
-            except DataLoss as err:  # the job's answer does not depend on its model
-                log.warning("job %s: model %s not freed: %s", job.job_id, job.model_id, err)
+        if changed:
+            change = JobStateChange(JobState.INTERRUPTED, reason)
+            record_event(self.store, job.job_id, None, state=change)
+            free_model(self.models, job.model_id, job.job_id)
             log.warning("job %s marked interrupted: %s", job.job_id, reason)
         return updated or job
 
@@ -189,11 +188,7 @@ class LeaseKeeper:
             return
         if not owner:
             return
-        busy = FailedPrecondition(
-            f"model {model_id!r} is being trained by job {owner!r}; wait for it to end "
-            "or cancel it before training the model again"
-        )
-
+        busy = being_trained(model_id, owner)
         job = read_record(self.store, TrainingJob, owner)
         state = self.reap_if_orphaned(job).state if job is not None else None
         if state in ACTIVE:

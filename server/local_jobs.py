@@ -1,7 +1,6 @@
-"""The jobs running in this process: one table shared by the three objects that make up the
-job service, each given it in its constructor: the manager (``jobs.py``) admits jobs and
-answers about them, the runner (``job_thread.py``) adds a run when it starts it and removes
-it when it ends, and the lease keeper (``leases.py``) renews the runs' leases."""
+"""The jobs running in this process: one table, shared by the manager (``jobs.py``), which
+admits jobs, the runner (``job_thread.py``), which adds and removes its runs, and the lease
+keeper (``leases.py``), which renews their leases."""
 
 from __future__ import annotations
 
@@ -68,10 +67,6 @@ class LocalJobs:
     def runs(self) -> list[LocalJob]:
         with self.lock:
             return list(self._runs.values())
-
-    def running(self) -> int:
-        """Runs that still train (not only recording their end): what counts for capacity."""
-        return sum(not run.ending for run in self.runs())
 
     def add(self, run: LocalJob) -> None:
         with self.lock:

@@ -9,6 +9,7 @@ only while a job trains that model (one job per model at a time) and go when it 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from typing import Any
@@ -29,104 +30,75 @@ class Metrics:
     state (models loaded, queue depth, store up) read it at scrape time (``set_function``)."""
 
     def __init__(self) -> None:
-        self.registry = reg = CollectorRegistry()
-        self.requests = Counter(
-            "rnnlm_requests",
-            "RPCs finished, by method and status code",
-            ["method", "code"],
-            registry=reg,
+        self.registry = CollectorRegistry()
+        counter = functools.partial(Counter, registry=self.registry)
+        gauge = functools.partial(Gauge, registry=self.registry)
+        histogram = functools.partial(Histogram, registry=self.registry)
+        self.requests = counter(
+            "rnnlm_requests", "RPCs finished, by method and status code", ["method", "code"]
         )
-        self.latency = Histogram(
+        self.latency = histogram(
             "rnnlm_request_duration_seconds",
             "RPC duration (streams: until the last message)",
             ["method"],
             buckets=LATENCY_BUCKETS,
-            registry=reg,
         )
-        self.in_flight = Gauge(
-            "rnnlm_requests_in_flight", "RPCs being handled", ["method"], registry=reg
-        )
-        self.scored = Counter("rnnlm_scored_sentences", "Sentences scored", registry=reg)
-        self.generated = Counter(
-            "rnnlm_generated_tokens", "Tokens streamed by Generate", registry=reg
-        )
-        self.abandoned = Counter(  # reason: deadline or cancelled (deadlines.py)
+        self.in_flight = gauge("rnnlm_requests_in_flight", "RPCs being handled", ["method"])
+        self.scored = counter("rnnlm_scored_sentences", "Sentences scored")
+        self.generated = counter("rnnlm_generated_tokens", "Tokens streamed by Generate")
+        self.abandoned = counter(  # reason: deadline or cancelled (deadlines.py)
             "rnnlm_work_abandoned",
             "Calls whose work stopped unfinished because the client's deadline passed or it "
             "cancelled, by method and reason",
             ["method", "reason"],
-            registry=reg,
         )
-        self.batch_size = Histogram(
-            "rnnlm_batch_size",
-            "Sentences per batched scoring forward pass",
-            buckets=BATCH_BUCKETS,
-            registry=reg,
+        self.batch_size = histogram(
+            "rnnlm_batch_size", "Sentences per batched scoring forward pass", buckets=BATCH_BUCKETS
         )
-        self.batch_queue = Gauge(
-            "rnnlm_batch_queue_depth", "Scoring requests waiting for a batch", registry=reg
+        self.batch_queue = gauge("rnnlm_batch_queue_depth", "Scoring requests waiting for a batch")
+        self.cache_hits = counter(
+            "rnnlm_model_cache_hits", "Scoring/generation calls served by a loaded model"
         )
-        self.cache_hits = Counter(
-            "rnnlm_model_cache_hits",
-            "Scoring/generation calls served by a loaded model",
-            registry=reg,
+        self.cache_loads = counter(
+            "rnnlm_model_cache_loads", "Model versions loaded from the store, by result", ["result"]
         )
-        self.cache_loads = Counter(
-            "rnnlm_model_cache_loads",
-            "Model versions loaded from the store, by result",
-            ["result"],
-            registry=reg,
+        self.cache_models = gauge("rnnlm_model_cache_models", "Models loaded")
+        self.jobs_running = gauge(  # read from the job manager at scrape time
+            "rnnlm_training_jobs_running", "Training jobs running on this server"
         )
-        self.cache_models = Gauge("rnnlm_model_cache_models", "Models loaded", registry=reg)
-        self.jobs_running = Gauge(  # read from the job manager at scrape time
-            "rnnlm_training_jobs_running", "Training jobs running on this server", registry=reg
-        )
-        self.jobs_finished = Counter(
+        self.jobs_finished = counter(
             "rnnlm_training_jobs_finished",
             "Training jobs ended on this server, by final state",
             ["state"],
-            registry=reg,
         )
         # A trained model waits in memory while the store is unavailable (--publish-retry-s).
-        self.jobs_unpublished = Gauge(
+        self.jobs_unpublished = gauge(
             "rnnlm_training_jobs_unpublished",
             "Trained models of this server's jobs waiting for the store to publish them",
-            registry=reg,
         )
-        self.publish_retries = Counter(
+        self.publish_retries = counter(
             "rnnlm_publish_retries",
             "Attempts to publish a trained model that failed: the store was unavailable",
-            registry=reg,
         )
-        self.training_steps = Counter(
-            "rnnlm_training_steps", "Optimiser steps taken by this server's jobs", registry=reg
+        self.training_steps = counter(
+            "rnnlm_training_steps", "Optimiser steps taken by this server's jobs"
         )
-        self.training_step = Gauge(
-            "rnnlm_training_step",
-            "Global step of the job training a model",
-            ["model_id"],
-            registry=reg,
+        self.training_step = gauge(
+            "rnnlm_training_step", "Global step of the job training a model", ["model_id"]
         )
-        self.training_total_steps = Gauge(
-            "rnnlm_training_total_steps",
-            "Steps the job training a model will take",
-            ["model_id"],
-            registry=reg,
+        self.training_total_steps = gauge(
+            "rnnlm_training_total_steps", "Steps the job training a model will take", ["model_id"]
         )
-        self.training_loss = Gauge(
+        self.training_loss = gauge(
             "rnnlm_training_loss",
             "Latest training loss (nats per token) of a model's job",
             ["model_id"],
-            registry=reg,
         )
-        self.training_speed = Gauge(
-            "rnnlm_training_tokens_per_second",
-            "Training speed of a model's job",
-            ["model_id"],
-            registry=reg,
+        self.training_speed = gauge(
+            "rnnlm_training_tokens_per_second", "Training speed of a model's job", ["model_id"]
         )
-        self.streams_open = Gauge("rnnlm_streams_open", "Watch/Generate streams open", registry=reg)
-        self.store_up = Gauge("rnnlm_store_up", "1 when the store answers, else 0", registry=reg)
+        self.streams_open = gauge("rnnlm_streams_open", "Watch/Generate streams open")
+        self.store_up = gauge("rnnlm_store_up", "1 when the store answers, else 0")
         self._last_step: dict[str, int] = {}
         self._lock = threading.Lock()
         self._http: Any = None

@@ -17,6 +17,7 @@ from typing import Any
 
 from rnnlm.model import LanguageModel, ModelConfig
 from rnnlm.model.ngram import NgramModel
+from rnnlm.server.config import ServerConfig
 from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound
 from rnnlm.server.ids import check_model_id
 from rnnlm.server.listing import (
@@ -45,6 +46,19 @@ def estimate_parameters(config: ModelConfig) -> int:
     return embedding + recurrent + output
 
 
+def being_trained(
+    model_id: str,
+    job_id: str,
+    then: str = "wait for it to end or cancel it before training the model again",
+) -> FailedPrecondition:
+    """The refusal of a change to a model that a job trains; ``then`` says what to do."""
+    return FailedPrecondition(f"model {model_id!r} is being trained by job {job_id!r}; {then}")
+
+
+def not_found(model_id: str) -> NotFound:
+    return NotFound(f"model {model_id!r} does not exist; ListModels shows the models")
+
+
 def checkpoint_key(model_id: str, version: int) -> str:
     return f"models/{model_id}/{version}/checkpoint"
 
@@ -54,14 +68,14 @@ def vocab_key(model_id: str, version: int) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, store: Store, keep_versions: int = 3) -> None:
+    def __init__(self, store: Store, keep_versions: int = ServerConfig.keep_versions) -> None:
         self.store = store
         self.keep_versions = keep_versions
 
     def get(self, model_id: str) -> Model:
         record = read_record(self.store, Model, check_model_id(model_id))
         if record is None:
-            raise NotFound(f"model {model_id!r} does not exist; ListModels shows the models")
+            raise not_found(model_id)
         return record
 
     def list(self) -> Listing[Model]:
@@ -95,10 +109,8 @@ class ModelRegistry:
         """Publish the current version again with ``ngram`` as its n-gram part."""
         record = self.get(model_id)
         if record.active_job_id:
-            raise FailedPrecondition(
-                f"model {model_id!r} is being trained by job {record.active_job_id!r}; "
-                "attach the n-gram model when the job has ended"
-            )
+            then = "attach the n-gram model when the job has ended"
+            raise being_trained(model_id, record.active_job_id, then)
         version = record.current_version
         lm = self.load(model_id, version)
         lm.attach_ngram(ngram, source, neural_weight)  # seconds: tunes on held-out text
@@ -117,10 +129,7 @@ class ModelRegistry:
             record = record or Model.new(model_id, time.time())
             active = record.active_job_id
             if active and active != job_id:
-                raise FailedPrecondition(
-                    f"model {model_id!r} is being trained by job {active!r}; wait for it to "
-                    "end or cancel it before training the model again"
-                )
+                raise being_trained(model_id, active)
             record.active_job_id = job_id
             record.updated_at = time.time()
             return record
@@ -155,9 +164,10 @@ class ModelRegistry:
         attempts then share one version number and the checkpoint's bytes."""
         reserved = {} if reserved is None else reserved
 
-        def check(record: Model | None) -> None:
+        def checked(record: Model | None) -> Model:
+            """The record to change (new when there is none), if ``replaces`` allows."""
             if replaces is None:
-                return
+                return record or Model.new(model_id, time.time())
             if record is None:
                 raise NotFound(f"model {model_id!r} was deleted meanwhile; nothing published")
             if record.active_job_id or record.current_version != replaces:
@@ -165,10 +175,10 @@ class ModelRegistry:
                     f"model {model_id!r} changed meanwhile (a job or another call); "
                     "nothing published: try again"
                 )
+            return record
 
         def reserve(record: Model | None) -> Model:
-            check(record)
-            record = record or Model.new(model_id, time.time())
+            record = checked(record)
             reserved["version"] = record.next_version
             record.next_version += 1
             return record
@@ -208,8 +218,7 @@ class ModelRegistry:
         dropped: list[int] = []
 
         def flip(record: Model | None) -> Model:
-            check(record)
-            record = record or Model.new(model_id, time.time())
+            record = checked(record)
             dropped.clear()  # flip may run again under contention
             if record.version(version) is not None:
                 return record  # an earlier attempt flipped it; only its reply was lost
@@ -241,16 +250,14 @@ class ModelRegistry:
         def remove(current: dict | None) -> None:
             # Checked inside the update, so a job claiming the model meanwhile is respected.
             if current is None:
-                raise NotFound(f"model {model_id!r} does not exist; ListModels shows the models")
+                raise not_found(model_id)
             if problem := shape_problem(MODEL, current):
                 deleted["damaged"] = problem
                 return None
             record = Model.from_store(current)
             if record.active_job_id:
-                raise FailedPrecondition(
-                    f"model {model_id!r} is being trained by job {record.active_job_id!r}; "
-                    "cancel the job before deleting the model"
-                )
+                then = "cancel the job before deleting the model"
+                raise being_trained(model_id, record.active_job_id, then)
             deleted["versions"] = [v.version for v in record.versions]
             return None
 

@@ -59,22 +59,17 @@ def delete_job(store: Store, job_id: str) -> dict[str, Any]:
     except DataLoss as err:  # not JSON: removed as it is
         store.delete(JOB, job_id)
         deleted.update(job_id=job_id, damaged=str(err))
-    if "damaged" in deleted:
-        # Its request-id record, if any, is forgotten by Train when it meets it (or expires).
-        delete_leftovers(store, job_id, "")
-        log.warning("job %s: its damaged record was deleted (%s)", job_id, deleted["damaged"])
-        return deleted
-    delete_leftovers(store, job_id, deleted.get("request_id") or "")
-    log.info("job %s deleted (model %s)", job_id, deleted.get("model_id"))
-    return deleted
-
-
-def delete_leftovers(store: Store, job_id: str, request_id: str) -> None:
-    """What a deleted job's record owned."""
-    if request_id:
+    # What the record owned. A damaged record's request id, if any, is forgotten by Train
+    # when it meets it (or expires).
+    if request_id := deleted.get("request_id"):
         forget_request_id(store, request_id, job_id)
     store.delete_events(job_id)
     store.delete_blob(job_checkpoint_key(job_id))
+    if "damaged" in deleted:
+        log.warning("job %s: its damaged record was deleted (%s)", job_id, deleted["damaged"])
+    else:
+        log.info("job %s deleted (model %s)", job_id, deleted.get("model_id"))
+    return deleted
 
 
 def forget_request_id(store: Store, request_id: str, job_id: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -30,23 +31,20 @@ from rnnlm.v1 import rnnlm_pb2_grpc
 ARPA_CHUNK_BYTES = 1 << 20
 
 
+@dataclass(eq=False)
 class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
-    def __init__(
-        self,
-        config: ServerConfig,
-        models: ModelRegistry,
-        corpora: CorpusRegistry,
-        jobs: JobManager,
-        cache: ModelCache,
-        metrics: Metrics,
-        draining: Callable[[], bool] = lambda: False,
-        serving: Serving | None = None,
-    ) -> None:
-        self.config, self.models, self.corpora = config, models, corpora
-        self.jobs, self.cache, self.metrics = jobs, cache, metrics
-        self._draining = draining
-        # Scoring and generation: the core that any other front end shares.
-        self.serving = serving or Serving(config, cache, metrics)
+    config: ServerConfig
+    models: ModelRegistry
+    corpora: CorpusRegistry
+    jobs: JobManager
+    cache: ModelCache
+    metrics: Metrics
+    draining: Callable[[], bool] = lambda: False
+    # Scoring and generation: the core that any other front end shares.
+    serving: Serving = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.serving = Serving(self.config, self.cache, self.metrics)
 
     # -- corpora and training ------------------------------------------------------------
 
@@ -91,11 +89,11 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
             events = self.jobs.watch(
                 request.job_id,
                 request.after_event_id or None,
-                lambda: context.is_active() and not self._draining(),
+                lambda: context.is_active() and not self.draining(),
             )
             for event_id, event in events:
                 yield convert.event_to_pb(event_id, event)
-            if self._draining() and context.is_active():
+            if self.draining() and context.is_active():
                 # A watch may last as long as training: end it now rather than hold the
                 # shutdown. The client resumes after its last event on another replica.
                 raise Unavailable("this server is shutting down; watch the job on another one")

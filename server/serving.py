@@ -150,7 +150,8 @@ class Serving:
         decoding = self._decoding(options)  # the limits first: no slot for a refused call
         with self.stream_slot():
             model = self.cache.get(check_model_id(model_id))
-            words = None if prompt is None else self._words(model.lm, prompt, _field(prompt))
+            where = "prompt_text" if isinstance(prompt, str) else "prompt_words"
+            words = None if prompt is None else self._words(model.lm, prompt, where)
             for event in model.lm.stream(words, should_stop=should_stop, **decoding):
                 check(should_stop)  # the caller went away: stop decoding
                 self.metrics.generated.inc()
@@ -215,11 +216,6 @@ class Serving:
             seed=options.seed,
             beam_width=options.beam_width or None,
         )
-
-
-def _field(prompt: SentenceInput) -> str:
-    """The API field a prompt came in, for error messages."""
-    return "prompt_text" if isinstance(prompt, str) else "prompt_words"
 
 
 def check_sentence_size(sentence: SentenceInput, where: str, max_words: int) -> None:

@@ -1,26 +1,14 @@
 """The sweep: a thread in every server that, every ``--sweep-interval-s``, applies the
-retention rules and removes what no record owns any more. It logs every removal.
-
-Retention (times count from a job's end, its record's ``updated_at``):
-
-- an ended job's event log goes after ``--event-retention-s`` (Redis: an expiry the sweep
-  sets, which Redis carries out itself; the directory store: at the sweep after it);
-- a cancelled or interrupted job's checkpoint goes after ``--checkpoint-retention-s``, and
-  the job can no longer be resumed; a completed or failed job's goes at once (nothing can
-  use it);
-- an ended job of a model that no longer exists goes (DeleteModel leaves a job that was
-  writing its end at that moment).
-
-Orphans, left by a crash or a race: blobs (corpora, model versions, job checkpoints),
-event logs and request-id records whose owning record is gone. Only what was last written
-more than ``--orphan-grace-s`` ago is touched, so a write in flight (a corpus uploaded
-before its record is created, a version published before the model record names it) is
-never mistaken for one. The store's own debris goes too (``Store.collect_garbage``).
+retention rules (docs/deployment.md, "Retention"; times count from a job's end, its record's
+``updated_at``) and removes orphans: blobs, event logs and request-id records whose owning
+record is gone, and the store's own debris (``Store.collect_garbage``). It logs every removal.
 
 Safe with several replicas and with jobs running: the things owned are listed before their
-owners, so an owner created meanwhile is seen; what is removed is checked again just
-before; every removal is idempotent, so two replicas sweeping at once only repeat each
-other; and a running job's record owns everything it writes.
+owners, so an owner created meanwhile is seen; what is removed is checked again just before;
+nothing last written within ``--orphan-grace-s`` is an orphan (an upload stores its bytes
+before its record, a publish its checkpoint before the model record names it); every
+removal is idempotent, so replicas sweeping at once only repeat each other; and a running
+job's record owns everything it writes.
 """
 
 from __future__ import annotations
@@ -48,9 +36,9 @@ log = logging.getLogger("rnnlm.server")
 class RetentionPolicy:
     """The retention settings (``ServerConfig`` fields of the same names)."""
 
-    event_retention_s: float = 7 * 86_400.0
-    checkpoint_retention_s: float = 7 * 86_400.0
-    orphan_grace_s: float = 3_600.0
+    event_retention_s: float
+    checkpoint_retention_s: float
+    orphan_grace_s: float
 
 
 @dataclass
@@ -97,12 +85,7 @@ class _Snapshot:
 class Sweeper:
     """Runs ``sweep()`` every ``interval_s`` seconds (0: never) in a daemon thread."""
 
-    def __init__(
-        self,
-        store: Store,
-        policy: RetentionPolicy,
-        interval_s: float = 600.0,
-    ) -> None:
+    def __init__(self, store: Store, policy: RetentionPolicy, interval_s: float) -> None:
         self.store, self.policy, self.interval_s = store, policy, interval_s
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one sweep at a time in this process

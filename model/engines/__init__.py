@@ -1,26 +1,14 @@
-"""Engine registry: cell name -> engine class, imported on first use.
-
-The torch engines are only imported when asked for, so that ``cell="rnn"`` works on a
-machine where PyTorch is not installed.
-"""
+"""Engine factory. The torch engines are only imported when asked for, so that
+``cell="rnn"`` works on a machine where PyTorch is not installed."""
 
 from __future__ import annotations
-
-import importlib
 
 import numpy as np
 
 from rnnlm.model.config import ModelConfig
 from rnnlm.model.engines.base import Engine, StepStats
 
-__all__ = ["ENGINES", "Engine", "StepStats", "create_engine", "torch_available"]
-
-# cell -> (module, class, needs torch)
-ENGINES: dict[str, tuple[str, str, bool]] = {
-    "rnn": ("numpy_rnn", "NumpyRNNEngine", False),
-    "gru": ("torch_rnn", "TorchRNNEngine", True),
-    "lstm": ("torch_rnn", "TorchRNNEngine", True),
-}
+__all__ = ["Engine", "StepStats", "create_engine", "torch_available"]
 
 
 def torch_available() -> bool:
@@ -42,15 +30,17 @@ def create_engine(
     """A freshly initialised engine for ``config.cell`` with ``vocab_size`` outputs.
     ``word_counts`` (V,), each id's count as a training target, places the word classes
     of ``config.output_classes`` (torch cells); a loaded checkpoint brings its own."""
-    module_name, class_name, needs_torch = ENGINES[config.cell]
-    if needs_torch and not torch_available():
+    if config.cell == "rnn":
+        if device not in ("auto", "cpu"):
+            raise ValueError(f"cell 'rnn' runs on the CPU only (NumPy); got device {device!r}")
+        from rnnlm.model.engines.numpy_rnn import NumpyRNNEngine
+
+        return NumpyRNNEngine(config, vocab_size, seed=seed)
+    if not torch_available():
         raise ValueError(
             f"cell {config.cell!r} needs PyTorch, which is not installed here; "
             "install it (pip install 'rnnlm[server]') or use cell 'rnn'"
         )
-    cls = getattr(importlib.import_module(f".{module_name}", __name__), class_name)
-    if needs_torch:
-        return cls(config, vocab_size, seed=seed, device=device, word_counts=word_counts)
-    if device not in ("auto", "cpu"):
-        raise ValueError(f"cell 'rnn' runs on the CPU only (NumPy); got device {device!r}")
-    return cls(config, vocab_size, seed=seed)
+    from rnnlm.model.engines.torch_rnn import TorchRNNEngine
+
+    return TorchRNNEngine(config, vocab_size, seed=seed, device=device, word_counts=word_counts)

@@ -204,10 +204,6 @@ class NumpyRNNEngine:
         self.clip: float | None = None
         self.bptt_truncate: int | None = None
 
-    @property
-    def device(self) -> str:
-        return "cpu"
-
     def token_log_probs(self, batch: Batch) -> np.ndarray:
         _, S = forward_states(self.params, batch.inputs, self.activation)
         real = batch.mask.T

@@ -75,15 +75,11 @@ class ClassSoftmax(nn.Module):
     def check_bounds(self) -> None:
         """Refuse bounds that are not C non-empty ranges from 0 to V (a damaged checkpoint
         would otherwise score with the wrong words' rows)."""
-        bounds = self.bounds.tolist()
-        vocab_size = self._vocab_size
-        if (
-            bounds[0] != 0
-            or bounds[-1] != vocab_size
-            or any(a >= b for a, b in itertools.pairwise(bounds))
-        ):
+        bounds, size = self.bounds.tolist(), self._vocab_size
+        rising = all(a < b for a, b in itertools.pairwise(bounds))
+        if not rising or bounds[0] != 0 or bounds[-1] != size:
             raise ValueError(
-                f"word class bounds must rise strictly from 0 to {vocab_size}, "
+                f"word class bounds must rise strictly from 0 to {size}, "
                 f"got {bounds[:4]}...{bounds[-2:]}"
             )
 

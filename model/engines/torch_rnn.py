@@ -236,8 +236,7 @@ class TorchRNNEngine:
         self.model.eval()
         out, state = self.model.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
         logp = full_log_probs(self.model.decoder, self.model.classes, out[:, 0])  # (B, V)
-        logp = logp.double()
-        return logp.cpu().numpy(), state
+        return logp.double().cpu().numpy(), state
 
     def select_state(self, state, rows: np.ndarray):
         if state is None:
@@ -295,10 +294,8 @@ class TorchRNNEngine:
             if key.startswith("rng."):
                 continue
             index, slot = key.split(".", 1)
-            i = int(index)
             # Moment buffers have their parameter's shape; "step" is a scalar.
-            shape = () if slot == "step" else params[i].shape
-            tensor = torch.from_numpy(value.copy()).reshape(shape)
-            state.setdefault(i, {})[slot] = tensor
+            shape = () if slot == "step" else params[int(index)].shape
+            state.setdefault(int(index), {})[slot] = torch.from_numpy(value.copy()).reshape(shape)
         current["state"] = state
         self.optimizer.load_state_dict(current)

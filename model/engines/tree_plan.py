@@ -24,8 +24,14 @@ Rows = TypeVar("Rows", bound=_RowSliceable)
 
 class TreePlan:
     def __init__(self, tokens: np.ndarray, parents: np.ndarray) -> None:
-        self.tokens, self.parents = check_tree(tokens, parents)
-        self.levels, self.slot = tree_levels(self.parents)
+        self.tokens = np.asarray(tokens, dtype=np.int64)
+        self.parents = np.asarray(parents, dtype=np.int64)
+        if self.tokens.ndim != 1 or self.tokens.shape != self.parents.shape:
+            raise ValueError(
+                "tokens and parents must both be (N,), "
+                f"got {self.tokens.shape} and {self.parents.shape}"
+            )
+        self.levels, self.slot = tree_levels(self.parents)  # checks the order
         children = np.flatnonzero(self.parents >= 0)
         # Children grouped by parent, and where each node's group starts and how long it is.
         self._children = children[np.argsort(self.parents[children], kind="stable")]  # (C,)
@@ -51,17 +57,6 @@ class TreePlan:
         ends = np.cumsum(counts)
         offsets = np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - counts, counts)
         return self._children[self._starts[rows][at] + offsets], at
-
-
-def check_tree(tokens: np.ndarray, parents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both as (N,) int64, or ValueError; the order is checked by ``tree_levels``."""
-    tokens = np.asarray(tokens, dtype=np.int64)
-    parents = np.asarray(parents, dtype=np.int64)
-    if tokens.ndim != 1 or tokens.shape != parents.shape:
-        raise ValueError(
-            f"tokens and parents must both be (N,), got {tokens.shape} and {parents.shape}"
-        )
-    return tokens, parents
 
 
 def tree_levels(parents: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:

@@ -9,7 +9,6 @@ from rnnlm.server.store.base import (
     CORPUS,
     DEFAULT_CHUNK_BYTES,
     DEFAULT_PREFIX,
-    DOC_KINDS,
     JOB,
     MODEL,
     TRAIN_REQUEST,
@@ -24,9 +23,6 @@ from rnnlm.server.store.redis_store import RedisStore
 
 __all__ = [
     "CORPUS",
-    "DEFAULT_CHUNK_BYTES",
-    "DEFAULT_PREFIX",
-    "DOC_KINDS",
     "JOB",
     "MODEL",
     "TRAIN_REQUEST",

@@ -29,15 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rnnlm.server.errors import quote
+from rnnlm.server.errors import DataLoss, quote
 from rnnlm.server.ids import BLOB_KEY, ID, matches
 
-# Document kinds and the blob key namespaces the service uses.
+# The kinds of documents.
 MODEL, JOB, CORPUS, TRAIN_REQUEST = "model", "job", "corpus", "train-request"
 DOC_KINDS = (MODEL, JOB, CORPUS, TRAIN_REQUEST)
-
-# Ids and keys are restricted so that both backends can use them as file or key names
-# (the patterns, matched whole, are in ``rnnlm.server.ids``).
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 # Redis keys start with it (the server's --redis-prefix).
@@ -84,12 +81,25 @@ class StaleWrite(Exception):
     ``ServiceError``: it never reaches a client; the writer (a job run) just stops."""
 
 
-def check_id(kind: str, doc_id: str) -> None:
-    """Store-level guard; the service validates user input with clearer messages first."""
+# Ids and keys are restricted so that both backends can use them as file or key names (the
+# patterns, matched whole, are in ``rnnlm.server.ids``). The service validates user input
+# first, with clearer messages.
+
+
+def check_kind(kind: str) -> None:
     if kind not in DOC_KINDS:
         raise ValueError(f"unknown document kind {kind!r}; known: {', '.join(DOC_KINDS)}")
+
+
+def check_id(kind: str, doc_id: str) -> None:
+    check_kind(kind)
     if not matches(ID, doc_id):
         raise ValueError(f"invalid {kind} id {quote(doc_id)}")
+
+
+def check_log_id(log_id: str) -> None:
+    """Event logs belong to jobs, so their ids follow the job id rules."""
+    check_id(JOB, log_id)
 
 
 def check_blob_key(key: str) -> None:
@@ -126,9 +136,13 @@ class Store(ABC):
     def get(self, kind: str, doc_id: str) -> Document | None:
         """The document, or None when there is none."""
 
-    @abstractmethod
     def list(self, kind: str) -> list[Document]:
-        """All documents of a kind, in no particular order."""
+        """All documents of a kind, in no particular order; ``DataLoss`` when one does not
+        decode (``scan`` returns the others)."""
+        found = self.scan(kind)
+        if found.unreadable:
+            raise DataLoss(next(iter(found.unreadable.values())))
+        return builtins.list(found.docs.values())
 
     @abstractmethod
     def create(self, kind: str, doc_id: str, doc: Document) -> Document:

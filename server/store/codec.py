@@ -1,5 +1,6 @@
-"""What both store backends share: the JSON encoding of documents and blob manifests, and
-the checks that turn a bad chunk into a ``DataLoss`` that names the blob.
+"""What both store backends share: the JSON encoding of documents and blob manifests, the
+checks that turn a bad chunk into a ``DataLoss`` that names the blob, and the decoding their
+housekeeping (``scan``, the age of blobs) needs.
 
 Keeping these in one place means both backends store the same bytes and raise the same
 messages, which the shared test suite relies on.
@@ -11,11 +12,11 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from rnnlm.server.errors import DataLoss, Unavailable
-from rnnlm.server.store.base import DOC_KINDS, JOB, BlobInfo, Document, check_id
+from rnnlm.server.store.base import BlobInfo, Document, Scan
 
 # A reader that finds a chunk gone re-reads the manifest: the blob was replaced under it.
 # It gives up after this many replacements in a row (a writer far faster than a reader).
@@ -40,14 +41,32 @@ def decode_doc(what: str, raw: bytes | str) -> Document:
     return doc
 
 
-def check_log_id(log_id: str) -> None:
-    """Event logs belong to jobs, so their ids follow the job id rules."""
-    check_id(JOB, log_id)
+def decode_scan(kind: str, found: Iterable[tuple[str, bytes | str | None]]) -> Scan:
+    """The ``Scan`` of stored documents by id; None is one deleted since it was listed."""
+    docs, unreadable = {}, {}
+    for doc_id, raw in found:
+        if raw is None:
+            continue
+        try:
+            docs[doc_id] = decode_doc(f"{kind} {doc_id}", raw)
+        except DataLoss as err:
+            unreadable[doc_id] = str(err)
+    return Scan(docs, unreadable)
 
 
 def new_generation() -> str:
     """A unique name for one write of a blob: time first so that generations sort."""
     return f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
+
+
+def generation_time(generation: str) -> float:
+    """The Unix time a generation names (``new_generation`` puts the nanoseconds first, in
+    hex). Anything else counts as old (0), so that it is not spared as recent."""
+    head = generation.partition("-")[0]
+    try:
+        return int(head, 16) / 1e9
+    except ValueError:
+        return 0.0
 
 
 def encode_manifest(info: BlobInfo, generation: str) -> bytes:
@@ -81,6 +100,19 @@ def decode_manifest(key: str, raw: bytes | str) -> tuple[BlobInfo, str]:
     return info, generation
 
 
+def manifest_generation(key: str, raw: bytes | str) -> str:
+    """The generation a stored manifest names; "" when it is damaged."""
+    try:
+        return decode_manifest(key, raw)[1]
+    except DataLoss:
+        return ""
+
+
+def written_at(key: str, raw: bytes | str) -> float:
+    """When a blob was written, from its stored manifest (a damaged one counts as old)."""
+    return generation_time(manifest_generation(key, raw))
+
+
 def join_verified(key: str, info: BlobInfo, chunks: list[bytes]) -> bytes:
     """The blob from its chunks, after checking every size and sha256 against the manifest."""
     count = len(info.chunk_sizes)
@@ -99,14 +131,9 @@ def join_verified(key: str, info: BlobInfo, chunks: list[bytes]) -> bytes:
     return data
 
 
-def check_kind(kind: str) -> None:
-    if kind not in DOC_KINDS:
-        raise ValueError(f"unknown document kind {kind!r}; known: {', '.join(DOC_KINDS)}")
-
-
 def read_consistent(
     key: str,
-    read_manifest: Callable[[], bytes | None],
+    read_manifest: Callable[[], bytes | str | None],
     read_chunks: Callable[[BlobInfo, str], list[bytes | None]],
 ) -> bytes | None:
     """Read a blob through a backend's two primitives, verifying every checksum.

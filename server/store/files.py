@@ -2,13 +2,11 @@
 locks by path across threads and processes (``flock``, coping with the lock file being
 removed by its holder).
 
-Why not the ``filelock`` package (weighed for issue 11): its Unix lock takes ``flock`` without
-blocking and sleeps between tries (0.05 s, backing off), so a contended lock is handed over
-up to a poll interval late where a blocking ``flock`` wakes the waiter at once; every update
-and event append takes one of these locks. It would replace the 25 lines of ``flock`` below
-but not the per-path thread locks, and 4.x is some 15,000 lines for it. SQLite would mean
-rewriting the directory layout that operators and tests read. Both keep the same limit: a
-local file system (``flock`` is not to be trusted over NFS).
+Not the ``filelock`` package (weighed for issue 11): it polls a non-blocking ``flock``, so a
+contended lock, taken by every update and event append, is handed over up to a poll interval
+late, and it would still need the per-path thread locks. Not SQLite: it would change the
+directory layout that operators and tests read. Either way: a local file system only
+(``flock`` is not to be trusted over NFS).
 """
 
 from __future__ import annotations

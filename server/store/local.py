@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,11 +39,10 @@ from rnnlm.server.store.base import (
     Updater,
     check_blob_key,
     check_id,
+    check_log_id,
     split_chunks,
 )
 from rnnlm.server.store.codec import (
-    check_kind,
-    check_log_id,
     decode_doc,
     decode_manifest,
     encode_doc,
@@ -59,12 +58,11 @@ from rnnlm.server.store.files import (
     write_atomic,
     write_file,
 )
-from rnnlm.server.store.local_housekeeping import LocalHousekeeping
+from rnnlm.server.store.local_housekeeping import MANIFEST, LocalHousekeeping, remove_blob_folder
 
 # How often a blocked ``read_events`` looks at the file for appends by other processes.
 _POLL_S = 0.05
 _ID_WIDTH = LOCAL_EVENT_DIGITS
-_MANIFEST = "manifest.json"
 
 
 class LocalStore(LocalHousekeeping, Store):
@@ -93,17 +91,7 @@ class LocalStore(LocalHousekeeping, Store):
     @os_errors_unavailable
     def get(self, kind: str, doc_id: str) -> Document | None:
         check_id(kind, doc_id)
-        return _read_doc(self._doc_path(kind, doc_id), f"{kind} {doc_id}")
-
-    @os_errors_unavailable
-    def list(self, kind: str) -> list[Document]:
-        check_kind(kind)
-        docs = []
-        for path in (self.root / "docs" / kind).glob("*.json"):
-            doc = _read_doc(path, f"{kind} {path.stem}")
-            if doc is not None:  # None: deleted since the glob
-                docs.append(doc)
-        return docs
+        return self._read(kind, doc_id)
 
     @os_errors_unavailable
     def create(self, kind: str, doc_id: str, doc: Document) -> Document:
@@ -111,7 +99,7 @@ class LocalStore(LocalHousekeeping, Store):
         body = encode_doc(doc)
         path = self._doc_path(kind, doc_id)
         with self._locked(self._doc_lock(kind)):
-            existing = _read_doc(path, f"{kind} {doc_id}")
+            existing = self._read(kind, doc_id)
             if existing is not None:
                 return existing
             write_atomic(path, body)
@@ -127,7 +115,7 @@ class LocalStore(LocalHousekeeping, Store):
         with self._locks.hold_all(locks):
             if fence is not None:
                 self._require(fence)
-            current = _read_doc(path, f"{kind} {doc_id}")
+            current = self._read(kind, doc_id)
             new = fn(current)
             if new is None:
                 if current is not None:
@@ -148,6 +136,10 @@ class LocalStore(LocalHousekeeping, Store):
             unlink_durably(path)
             return True
 
+    def _read(self, kind: str, doc_id: str) -> Document | None:
+        raw = read_or_none(self._doc_path(kind, doc_id))
+        return None if raw is None else decode_doc(f"{kind} {doc_id}", raw)
+
     def _doc_path(self, kind: str, doc_id: str) -> Path:
         return self.root / "docs" / kind / f"{doc_id}.json"
 
@@ -157,7 +149,7 @@ class LocalStore(LocalHousekeeping, Store):
     def _require(self, fence: Fence) -> None:
         """``StaleWrite`` unless the fence holds; call it holding its document's lock."""
         check_id(fence.kind, fence.doc_id)
-        doc = _read_doc(self._doc_path(fence.kind, fence.doc_id), f"{fence.kind} {fence.doc_id}")
+        doc = self._read(fence.kind, fence.doc_id)
         if not fence.holds(doc):
             raise fence.refuse(doc)
 
@@ -186,7 +178,7 @@ class LocalStore(LocalHousekeeping, Store):
                 write_file(path, chunk)
             try:
                 with self._fenced(fence):
-                    write_atomic(folder / _MANIFEST, encode_manifest(info, generation))
+                    write_atomic(folder / MANIFEST, encode_manifest(info, generation))
             except StaleWrite:
                 for path in ours:  # never reachable
                     path.unlink(missing_ok=True)
@@ -217,15 +209,12 @@ class LocalStore(LocalHousekeeping, Store):
         check_blob_key(key)
         folder = self._blob_dir(key)
         with self._locked(folder / ".lock"):
-            existed = (folder / _MANIFEST).exists()
+            existed = (folder / MANIFEST).exists()
             # Manifest first: a reader then sees no blob rather than missing chunks.
             with self._fenced(fence):
-                unlink_durably(folder / _MANIFEST)
+                unlink_durably(folder / MANIFEST)
             _remove_chunks(folder, keep=None)
-            # flock() copes with its lock file vanishing, so the folder can go entirely.
-            (folder / ".lock").unlink()
-            with suppress(OSError):  # not empty: a new writer is already at work
-                folder.rmdir()
+            remove_blob_folder(folder)
         return existed
 
     def _blob_dir(self, key: str) -> Path:
@@ -237,7 +226,7 @@ class LocalStore(LocalHousekeeping, Store):
         return self._blob_dir(key) / f"{generation}.{n}.chunk"
 
     def _manifest_bytes(self, key: str) -> bytes | None:
-        return read_or_none(self._blob_dir(key) / _MANIFEST)
+        return read_or_none(self._blob_dir(key) / MANIFEST)
 
     # -- event logs ----------------------------------------------------------------------
 
@@ -304,11 +293,6 @@ class LocalStore(LocalHousekeeping, Store):
 
     def describe(self) -> str:
         return f"directory {self.root}"
-
-
-def _read_doc(path: Path, what: str) -> Document | None:
-    raw = read_or_none(path)
-    return None if raw is None else decode_doc(what, raw)
 
 
 def _remove_chunks(folder: Path, keep: str | None) -> None:
@@ -381,5 +365,6 @@ def _read_log(path: Path, log_id: str, after: str) -> list[tuple[str, Document]]
     for line in data.splitlines():
         event_id = line[:_ID_WIDTH].decode("ascii", "replace")
         if event_id > after:
-            events.append((event_id, decode_doc(f"event {event_id} of log {log_id!r}", line[21:])))
+            body = line[_ID_WIDTH + 1 :]  # after the id and a space
+            events.append((event_id, decode_doc(f"event {event_id} of log {log_id!r}", body)))
     return events

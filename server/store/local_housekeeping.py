@@ -21,18 +21,17 @@ from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from urllib.parse import unquote
 
-from rnnlm.server.errors import DataLoss
-from rnnlm.server.store.base import DOC_KINDS, Scan, check_id
-from rnnlm.server.store.codec import check_kind, check_log_id, decode_doc
+from rnnlm.server.store.base import DOC_KINDS, Scan, check_id, check_kind, check_log_id
+from rnnlm.server.store.codec import decode_scan, generation_time, manifest_generation, written_at
 from rnnlm.server.store.files import (
     os_errors_unavailable,
     read_or_none,
     unlink_durably,
     write_atomic,
 )
-from rnnlm.server.store.housekeeping import generation_time, manifest_generation, written_at
 
-_MANIFEST = "manifest.json"
+# A blob's manifest in its folder (the layout: ``local.py``).
+MANIFEST = "manifest.json"
 
 
 class LocalHousekeeping:
@@ -46,23 +45,15 @@ class LocalHousekeeping:
     @os_errors_unavailable
     def scan(self, kind: str) -> Scan:
         check_kind(kind)
-        docs, unreadable = {}, {}
-        for path in sorted((self.root / "docs" / kind).glob("*.json")):
-            raw = read_or_none(path)
-            if raw is None:  # deleted since the glob
-                continue
-            try:
-                docs[path.stem] = decode_doc(f"{kind} {path.stem}", raw)
-            except DataLoss as err:
-                unreadable[path.stem] = str(err)
-        return Scan(docs, unreadable)
+        paths = sorted((self.root / "docs" / kind).glob("*.json"))
+        return decode_scan(kind, ((path.stem, read_or_none(path)) for path in paths))
 
     @os_errors_unavailable
     def list_blobs(self, prefix: str = "") -> dict[str, float]:
         found = {}
         for folder in _children(self.root / "blobs"):
             key = unquote(folder.name)
-            if key.startswith(prefix) and (raw := read_or_none(folder / _MANIFEST)) is not None:
+            if key.startswith(prefix) and (raw := read_or_none(folder / MANIFEST)) is not None:
                 found[key] = written_at(key, raw)
         return found
 
@@ -116,7 +107,7 @@ class LocalHousekeeping:
         key = unquote(folder.name)
         removed = []
         with self._locked(folder / ".lock"):
-            raw = read_or_none(folder / _MANIFEST)
+            raw = read_or_none(folder / MANIFEST)
             keep = manifest_generation(key, raw) if raw is not None else None
             for path in _children(folder):
                 name = path.name
@@ -128,9 +119,7 @@ class LocalHousekeeping:
                 elif name.endswith(".tmp"):
                     removed += _remove_if_older(path, stray_before, f"temporary file of {key!r}")
             if raw is None and not any(p.name != ".lock" for p in _children(folder)):
-                (folder / ".lock").unlink(missing_ok=True)  # as delete_blob does
-                with suppress(OSError):  # not empty: a writer came meanwhile
-                    folder.rmdir()
+                remove_blob_folder(folder)
         return removed
 
     def _doc_mark(self, kind: str, doc_id: str) -> Path:
@@ -147,6 +136,14 @@ def _children(folder: Path) -> Iterator[Path]:
     except FileNotFoundError:
         return iter(())
     return iter(entries)
+
+
+def remove_blob_folder(folder: Path) -> None:
+    """Remove a blob's folder, holding its lock (``flock`` copes with the lock file going).
+    A writer that came meanwhile keeps it: it is not empty."""
+    (folder / ".lock").unlink(missing_ok=True)
+    with suppress(OSError):
+        folder.rmdir()
 
 
 def _write_mark(mark: Path, when: float) -> None:

@@ -1,5 +1,5 @@
 """What ``redis_store.py`` and its housekeeping mixin (``redis_housekeeping.py``) share: the
-mapping of Redis errors to the service's, and replies as bytes. A module of its own, so
+mapping of Redis errors to the service's, and replies as text. A module of its own, so
 that neither of the two imports the other's internals (no import cycle)."""
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from rnnlm.server.errors import StoreMisconfigured, Unavailable
 
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, BusyLoadingError)
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -26,37 +24,36 @@ class _HasAddress(Protocol):
 
 
 def redis_errors_unavailable(method: F) -> F:
-    """Turn "cannot reach Redis" into ``Unavailable``; other Redis errors are bugs."""
+    """Turn "cannot reach Redis" into ``Unavailable``, and a wrong password or CA into
+    ``StoreMisconfigured``; other Redis errors are bugs."""
 
     @functools.wraps(method)
     def wrapper(self: _HasAddress, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        # The messages reach clients: the address and Redis' words go in ``detail`` (the log).
-        except AuthenticationError as exc:
-            raise StoreMisconfigured(
-                "the store (redis) refused the credentials of the Redis URL; the operator "
-                "must fix the server's --redis-url",
-                detail=f"redis at {self.address}: {exc}",
-            ) from exc
-        except ReadOnlyError as exc:  # a replica, e.g. mid-failover: writes come back soon
-            raise Unavailable(
-                "store unavailable: redis is read-only (a replica); retry later",
-                detail=f"redis at {self.address}: {exc}",
-            ) from exc
-        except _UNREACHABLE as exc:
-            if _caused_by(exc, ssl.SSLCertVerificationError):
-                raise StoreMisconfigured(
-                    "the store's (redis) TLS certificate failed verification; the operator "
-                    "must give its CA in the Redis URL: rediss://...?ssl_ca_certs=/path/ca.pem",
-                    detail=f"redis at {self.address}: {exc}",
-                ) from exc
-            raise Unavailable(
-                "store unavailable: redis does not answer; retry later",
-                detail=f"redis at {self.address}: {exc}",
-            ) from exc
+        except (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError) as exc:
+            # The message reaches clients: the address and Redis' words go in ``detail`` (the log).
+            error, message = _service_error(exc)
+            raise error(message, detail=f"redis at {self.address}: {exc}") from exc
 
     return cast(F, wrapper)
+
+
+def _service_error(exc: Exception) -> tuple[type[Unavailable], str]:
+    """The service's error for one of Redis' (``AuthenticationError`` is a ``ConnectionError``)."""
+    if isinstance(exc, AuthenticationError):
+        return StoreMisconfigured, (
+            "the store (redis) refused the credentials of the Redis URL; the operator must fix "
+            "the server's --redis-url"
+        )
+    if isinstance(exc, ReadOnlyError):  # a replica, e.g. mid-failover: writes come back soon
+        return Unavailable, "store unavailable: redis is read-only (a replica); retry later"
+    if _caused_by(exc, ssl.SSLCertVerificationError):
+        return StoreMisconfigured, (
+            "the store's (redis) TLS certificate failed verification; the operator must give "
+            "its CA in the Redis URL: rediss://...?ssl_ca_certs=/path/ca.pem"
+        )
+    return Unavailable, "store unavailable: redis does not answer; retry later"
 
 
 def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
@@ -67,20 +64,7 @@ def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
     return False
 
 
-# The store's client decodes nothing (``decode_responses=False``, checked by ``RedisStore``),
-# so every reply is bytes; redis-py's types also allow the str of a decoding client.
-
-
-def as_bytes(reply: bytes | str) -> bytes:
-    """A reply as bytes."""
-    return reply if isinstance(reply, bytes) else reply.encode()
-
-
-def as_bytes_or_none(reply: bytes | str | None) -> bytes | None:
-    """A reply that may be nil (a missing key) as bytes."""
-    return None if reply is None else as_bytes(reply)
-
-
 def as_texts(replies: Iterable[bytes | str]) -> list[str]:
-    """Replies that are key names or ids, as text."""
+    """Key names or ids as text: the store's client decodes no reply (``decode_responses`` is
+    False, checked by ``RedisStore``), but redis-py's types allow a decoding client's str."""
     return [r if isinstance(r, str) else r.decode() for r in replies]

@@ -10,16 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rnnlm.server.errors import DataLoss
-from rnnlm.server.store.base import DOC_KINDS, Scan, check_id
-from rnnlm.server.store.codec import check_kind, check_log_id, decode_doc
-from rnnlm.server.store.housekeeping import generation_time, manifest_generation, written_at
-from rnnlm.server.store.redis_common import (
-    as_bytes,
-    as_bytes_or_none,
-    as_texts,
-    redis_errors_unavailable,
-)
+from rnnlm.server.store.base import DOC_KINDS, Scan, check_id, check_kind, check_log_id
+from rnnlm.server.store.codec import decode_scan, generation_time, manifest_generation, written_at
+from rnnlm.server.store.redis_common import as_texts, redis_errors_unavailable
 
 if TYPE_CHECKING:
     import redis
@@ -59,15 +52,7 @@ class RedisHousekeeping:
         check_kind(kind)
         ids = sorted(as_texts(self._client.smembers(self._index_key(kind))))
         replies = self._client.mget([self._doc_key(kind, i) for i in ids]) if ids else []
-        docs, unreadable = {}, {}
-        for doc_id, reply in zip(ids, replies):
-            if reply is None:  # deleted or expired since SMEMBERS
-                continue
-            try:
-                docs[doc_id] = decode_doc(f"{kind} {doc_id}", as_bytes(reply))
-            except DataLoss as err:
-                unreadable[doc_id] = str(err)
-        return Scan(docs, unreadable)
+        return decode_scan(kind, zip(ids, replies))
 
     @redis_errors_unavailable
     def list_blobs(self, prefix: str = "") -> dict[str, float]:
@@ -81,9 +66,7 @@ class RedisHousekeeping:
         ]
         replies = self._client.mget([self._manifest_key(k) for k in keys]) if keys else []
         return {
-            key: written_at(key, as_bytes(reply))
-            for key, reply in zip(keys, replies)
-            if reply is not None
+            key: written_at(key, reply) for key, reply in zip(keys, replies) if reply is not None
         }
 
     @redis_errors_unavailable
@@ -143,7 +126,7 @@ class RedisHousekeeping:
             if generation_time(generation) >= stray_before:
                 continue
             # Read now, not before the SCAN: the current generation is never stray.
-            manifest = as_bytes_or_none(self._client.get(self._manifest_key(key)))
+            manifest = self._client.get(self._manifest_key(key))
             if manifest is not None and manifest_generation(key, manifest) == generation:
                 continue
             self._client.delete(*names)

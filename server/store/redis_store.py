@@ -36,11 +36,10 @@ from rnnlm.server.store.base import (
     Updater,
     check_blob_key,
     check_id,
+    check_log_id,
     split_chunks,
 )
 from rnnlm.server.store.codec import (
-    check_kind,
-    check_log_id,
     decode_doc,
     decode_manifest,
     encode_doc,
@@ -48,12 +47,7 @@ from rnnlm.server.store.codec import (
     new_generation,
     read_consistent,
 )
-from rnnlm.server.store.redis_common import (
-    as_bytes,
-    as_bytes_or_none,
-    as_texts,
-    redis_errors_unavailable,
-)
+from rnnlm.server.store.redis_common import redis_errors_unavailable
 from rnnlm.server.store.redis_housekeeping import RedisHousekeeping
 
 # Client settings for from_url: fail within seconds when Redis is gone, and retry a few
@@ -119,21 +113,7 @@ class RedisStore(RedisHousekeeping, Store):
     @redis_errors_unavailable
     def get(self, kind: str, doc_id: str) -> Document | None:
         check_id(kind, doc_id)
-        body = as_bytes_or_none(self._client.get(self._doc_key(kind, doc_id)))
-        return None if body is None else decode_doc(f"{kind} {doc_id}", body)
-
-    @redis_errors_unavailable
-    def list(self, kind: str) -> list[Document]:
-        check_kind(kind)
-        ids = sorted(as_texts(self._client.smembers(self._index_key(kind))))
-        if not ids:
-            return []
-        replies = self._client.mget([self._doc_key(kind, i) for i in ids])
-        return [
-            decode_doc(f"{kind} {i}", as_bytes(reply))
-            for i, reply in zip(ids, replies)
-            if reply is not None  # deleted since SMEMBERS
-        ]
+        return self._read_doc(self._client, kind, doc_id)
 
     @redis_errors_unavailable
     def create(self, kind: str, doc_id: str, doc: Document) -> Document:
@@ -147,7 +127,7 @@ class RedisStore(RedisHousekeeping, Store):
                 created, _ = pipe.execute()
             if created:
                 return decode_doc(f"{kind} {doc_id}", body)
-            existing = as_bytes_or_none(self._client.get(key))
+            existing = self._client.get(key)
             if existing is not None:  # None: deleted since our SET; try again
                 return decode_doc(f"{kind} {doc_id}", existing)
 
@@ -222,9 +202,9 @@ class RedisStore(RedisHousekeeping, Store):
         check_id(fence.kind, fence.doc_id)
         return self._doc_key(fence.kind, fence.doc_id)
 
-    def _read_doc(self, pipe: Pipeline, kind: str, doc_id: str) -> Document | None:
-        """A document, read through a pipeline that WATCHes it (so at once)."""
-        body = as_bytes_or_none(pipe.get(self._doc_key(kind, doc_id)))
+    def _read_doc(self, client: redis.Redis, kind: str, doc_id: str) -> Document | None:
+        """A document, read at once: by the client, or a pipeline that WATCHes it."""
+        body = client.get(self._doc_key(kind, doc_id))
         return None if body is None else decode_doc(f"{kind} {doc_id}", body)
 
     def _doc_key(self, kind: str, doc_id: str) -> str:
@@ -292,7 +272,7 @@ class RedisStore(RedisHousekeeping, Store):
                     pending = 0
             pipe.execute()
 
-    def _delete_chunks(self, key: str, raw_manifest: bytes) -> None:
+    def _delete_chunks(self, key: str, raw_manifest: bytes | str) -> None:
         """Remove the chunks an old manifest names. A malformed one names none we can trust:
         its chunks stay behind rather than failing the write that replaced it."""
         try:
@@ -302,8 +282,8 @@ class RedisStore(RedisHousekeeping, Store):
         names = [self._chunk_key(key, generation, n) for n in range(len(info.chunk_sizes))]
         self._client.delete(*names)
 
-    def _manifest(self, key: str) -> bytes | None:
-        return as_bytes_or_none(self._client.get(self._manifest_key(key)))
+    def _manifest(self, key: str) -> bytes | str | None:
+        return self._client.get(self._manifest_key(key))
 
     def _manifest_key(self, key: str) -> str:
         return f"{self._prefix}:blob:{key}"
