@@ -75,12 +75,16 @@ class ClientCore(Shell[Mode]):
             *self._policy.channel_options(),
             *options,
         ]
-        secure, opts = common.channel_security(tls, credentials, opts)
-        if secure is None:
-            self._channel = self._channels.insecure_channel(target, opts)
-        else:
-            self._channel = self._channels.secure_channel(target, secure, opts)
+        self._security = common.channel_security(tls, credentials, opts)
+        self._channel = self._open_channel(self._channels)
         self._stub = rnnlm_pb2_grpc.LanguageModelServiceStub(self._channel)
+
+    def _open_channel(self, channels: Any) -> Any:
+        """A channel to the target from ``channels`` (``grpc`` or ``grpc.aio``)."""
+        secure, opts = self._security
+        if secure is None:
+            return channels.insecure_channel(self.target, opts)
+        return channels.secure_channel(self.target, secure, opts)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Give a client (a class deriving from ``ClientCore[mode]``) its methods."""
@@ -105,8 +109,10 @@ class ClientCore(Shell[Mode]):
 
     def _invoke(self, call: Call, request: Any) -> Any:
         """Make a unary ``call``: its response, or (asyncio) an awaitable of it."""
-        timeout = self.timeout if call.timeout is CLIENT_TIMEOUT else call.timeout
-        return self._rpc(call.method)(request, timeout=timeout, metadata=self._metadata)
+        return self._rpc(call.method)(request, timeout=self._timeout(call), metadata=self._metadata)
+
+    def _timeout(self, call: Call) -> float | None:
+        return self.timeout if call.timeout is CLIENT_TIMEOUT else call.timeout
 
     # -- corpora and training -------------------------------------------------------------
 

@@ -4,7 +4,7 @@ as coroutines, with streams as async iterators."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -14,14 +14,7 @@ from rnnlm.client._calls import Awaiting, Call, Flow, FlowRun, ServerStream, Ste
 from rnnlm.client._core import ClientCore
 from rnnlm.client._rescore import rescore_async
 from rnnlm.client._retry import Resumption
-
-
-async def _in_thread(requests: Iterator[Any]) -> AsyncIterator[Any]:
-    """A blocking iterator (a corpus file read in chunks) driven from a worker thread, so
-    that reading the file does not stall the event loop."""
-    done = object()
-    while (item := await asyncio.to_thread(next, requests, done)) is not done:
-        yield item
+from rnnlm.v1 import rnnlm_pb2_grpc
 
 
 class AsyncLMClient(ClientCore[Awaiting]):
@@ -34,9 +27,12 @@ class AsyncLMClient(ClientCore[Awaiting]):
 
     _channel: grpc.aio.Channel
     _channels = grpc.aio
+    _blocking: grpc.Channel | None = None  # for client streams (see _client_stream)
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
+        if self._blocking is not None:
+            self._blocking.close()
         await self._channel.close()
 
     async def __aenter__(self) -> AsyncLMClient:
@@ -56,15 +52,31 @@ class AsyncLMClient(ClientCore[Awaiting]):
 
     async def _step(self, step: Step) -> Any:
         if isinstance(step, Call):
-            request: Any = step.request
-            if callable(request):  # a client stream, read from a file
-                request = _in_thread(await asyncio.to_thread(request))
             with rpc_errors(step.method):
-                return await self._invoke(step, request)
+                if callable(step.request):  # a client stream, read from a file
+                    return await self._client_stream(step, step.request)
+                return await self._invoke(step, step.request)
         async with aclosing(step.source.open(self)) as items:
             async for item in items:
                 await asyncio.to_thread(step.sink, item) if step.blocking_io else step.sink(item)
         return None
+
+    async def _client_stream(self, step: Call, requests: Callable[[], Iterator[Any]]) -> Any:
+        """A client-streaming call made on a blocking channel, whose threads also read the
+        file. grpc.aio answers INTERNAL ("Internal error from Core") instead of the server's
+        status when the server ends the call before the last message is written, as
+        UploadCorpus does when it refuses a header (grpc/grpc#36066); the blocking API keeps
+        the server's status."""
+        if self._blocking is None:
+            self._blocking = self._open_channel(grpc)
+        rpc = getattr(rnnlm_pb2_grpc.LanguageModelServiceStub(self._blocking), step.method)
+        messages = await asyncio.to_thread(requests)  # hashing a file reads it whole
+        future = rpc.future(messages, timeout=self._timeout(step), metadata=self._metadata)
+        try:
+            return await asyncio.to_thread(future.result)
+        except asyncio.CancelledError:
+            future.cancel()  # which also ends the thread's wait
+            raise
 
     _rescore = staticmethod(rescore_async)
 

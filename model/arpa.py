@@ -9,10 +9,8 @@
     ...
     \\end\\
 
-Per order k: ``keys[k]`` (sorted int64, hierarchical: index of the prefix among the order
-k-1 keys * V + last word; none at order 1, where the index is the word id), ``logp[k]``
-(ln p) and ``backoff[k]`` (ln backoff, below the highest order). The special tokens are
-written <unk>, <s>, </s>, as KenLM and SRILM spell them.
+The arrays are ``keys``, ``logp`` and ``backoff`` by order, as ``NgramModel`` keeps them.
+The special tokens are written <unk>, <s>, </s>, as KenLM and SRILM spell them.
 """
 
 from __future__ import annotations

@@ -38,16 +38,6 @@ class MissingColumn(ValueError):
         self.column, self.columns = column, columns
 
 
-def _decode(data: bytes, source: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"corpus {source} is not valid UTF-8 (byte {err.start}: "
-            f"{data[err.start : err.start + 1]!r}); save it as UTF-8 text"
-        ) from None
-
-
 @dataclass(frozen=True)
 class Corpus:
     """A list of paragraphs of raw text. Build it with one of the ``from_*`` constructors."""
@@ -100,7 +90,13 @@ class Corpus:
     ) -> Corpus:
         """Decode UTF-8 bytes (``format`` 'text' or 'csv'), with errors that name ``source``."""
         one_of(("text", "csv")).check("corpus.format", format)
-        text = _decode(data, source)
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"corpus {source} is not valid UTF-8 (byte {err.start}: "
+                f"{data[err.start : err.start + 1]!r}); save it as UTF-8 text"
+            ) from None
         if format == "csv":
             return cls.from_csv_text(text, column=column)
         return cls.from_text(text, paragraphs=paragraphs)

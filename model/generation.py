@@ -26,6 +26,9 @@ FINISH_END = "end"  # the model chose SENTENCE_END
 FINISH_LENGTH = "length"  # max_length words were produced
 # Words a sentence has at most unless asked otherwise (a server caps it at its own limit).
 DEFAULT_MAX_LENGTH = 50
+# What beam search finds, best first: (token ids without SENTENCE_END, per-token log-probs,
+# finish reason) each.
+Hypotheses = list[tuple[list[int], list[float], str]]
 
 
 # Each option on its own; min_length is checked against max_length.
@@ -187,9 +190,8 @@ def beam_search(
     prompt_ids: np.ndarray,
     config: GenerationConfig,
     should_stop: ShouldStop | None = None,
-) -> list[tuple[list[int], list[float], str]]:
-    """The ``beam_width`` most probable continuations found, best first, as
-    (token ids without SENTENCE_END, per-token log-probs, finish reason).
+) -> Hypotheses:
+    """The ``beam_width`` most probable continuations found, best first.
 
     Each step keeps the ``beam_width`` best candidates; one that ends the sentence among
     them is set aside as finished (an ending ranked below them is not, as in Hugging
@@ -245,15 +247,8 @@ def beam_search(
     return [(ids, lps, reason) for _, ids, lps, reason in finished[:width]]
 
 
-def beam_events(
-    engine: Engine,
-    vocab: Vocabulary,
-    prompt_ids: np.ndarray,
-    config: GenerationConfig,
-    should_stop: ShouldStop | None = None,
-) -> Iterator[GenerationEvent]:
-    """Beam search results as events (emitted after the search, best hypothesis first)."""
-    found = beam_search(engine, vocab, prompt_ids, config, should_stop)
+def beam_events(found: Hypotheses, vocab: Vocabulary) -> Iterator[GenerationEvent]:
+    """``beam_search``'s results as events, best hypothesis first."""
     for sentence, (ids, lps, reason) in enumerate(found):
         words = vocab.decode(ids) + ([SENTENCE_END] if reason == FINISH_END else [])
         for k, (word, lp) in enumerate(zip(words, lps)):

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from rnnlm.model.batching import split_long
-from rnnlm.model.checks import number, one_of
+from rnnlm.model.checks import number
 from rnnlm.model.ngram import NgramModel
 from rnnlm.model.vocab import SPECIAL_TOKENS, START_ID, UNK_ID, Vocabulary, frame_ids
 
@@ -90,24 +90,6 @@ class NoNgramPart(ValueError):
     argument: the service answers FAILED_PRECONDITION)."""
 
 
-def resolve_scoring(
-    scorer: str | None, neural_weight: float | None, part: NgramPart | None
-) -> tuple[str, float]:
-    """(scorer, the network's weight) that a score call with these options uses: each as
-    asked for (checked), else interpolated when there is an n-gram part, with its weight."""
-    if scorer in (None, ""):
-        scorer = "interpolated" if part is not None else "neural"
-    one_of(SCORERS).check("scorer", scorer)
-    if scorer != "neural" and part is None:
-        raise NoNgramPart(
-            f"scorer {scorer!r} needs an n-gram part, and this model has none (it was trained "
-            "with ngram_order 0): use scorer 'neural', or attach an ARPA model"
-        )
-    if neural_weight is not None:
-        return scorer, check_neural_weight(neural_weight)
-    return scorer, 1.0 if part is None else part.neural_weight
-
-
 def mix(neural_logp: np.ndarray, ngram_logp: np.ndarray, neural_weight: float) -> np.ndarray:
     """ln(λ·e^a + (1-λ)·e^b) elementwise, exact at λ = 0 and λ = 1."""
     a = np.asarray(neural_logp, dtype=np.float64)
@@ -120,11 +102,8 @@ def mix(neural_logp: np.ndarray, ngram_logp: np.ndarray, neural_weight: float) -
 
 
 def tune_neural_weight(neural_logp: np.ndarray, ngram_logp: np.ndarray) -> float:
-    """The λ that maximises the held-out likelihood of the mixture (EM from λ = 0.5).
-
-    Each iteration sets λ to the mean posterior share of the network over the tokens; the
-    log-likelihood never decreases and, being concave in λ, has no other local maximum.
-    """
+    """The λ that maximises the held-out likelihood of the mixture: EM from λ = 0.5, each
+    iteration setting λ to the network's mean posterior share of the tokens."""
     a = np.asarray(neural_logp, dtype=np.float64)
     b = np.asarray(ngram_logp, dtype=np.float64)
     if a.size == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from rnnlm.model import checkpoint
-from rnnlm.model.checks import integer, read_file
+from rnnlm.model.checks import integer, one_of, read_file
 from rnnlm.model.config import ModelConfig, TrainConfig, check_device
 from rnnlm.model.engines import Engine, create_engine
 from rnnlm.model.generation import (
@@ -19,17 +20,19 @@ from rnnlm.model.generation import (
     GenerationConfig,
     GenerationEvent,
     beam_events,
+    beam_search,
     sample_events,
     with_text,
 )
 from rnnlm.model.interpolation import (
+    SCORERS,
     Heldout,
     NgramPart,
     NoNgramPart,
+    check_neural_weight,
     check_vocab_overlap,
     fit_part,
     mix,
-    resolve_scoring,
 )
 from rnnlm.model.ngram import NgramModel
 from rnnlm.model.scoring import (
@@ -136,7 +139,7 @@ class LanguageModel:
             neural = neural_scorer(framed, should_stop=should_stop)
         if scorer != "neural":
             ngram = self.ngram
-            assert ngram is not None  # resolve_scoring refused it
+            assert ngram is not None  # scoring_setup refused it
             check(should_stop)
             ngram_ids = (
                 framed if ngram.shares_vocab else [ngram.frame(w, bos=bos, eos=eos) for w in words]
@@ -157,18 +160,25 @@ class LanguageModel:
     def scoring_setup(
         self, scorer: str | None = None, neural_weight: float | None = None
     ) -> tuple[str, float]:
-        """The scorer and network weight a ``score`` call with these options uses."""
-        return resolve_scoring(scorer, neural_weight, self.ngram)
+        """(scorer, the network's weight) that a ``score`` call with these options uses:
+        each as asked for (checked), else interpolated when there is an n-gram part, with
+        its weight."""
+        if scorer in (None, ""):
+            scorer = "interpolated" if self.ngram is not None else "neural"
+        one_of(SCORERS).check("scorer", scorer)
+        if scorer != "neural" and self.ngram is None:
+            raise NoNgramPart(
+                f"scorer {scorer!r} needs an n-gram part, and this model has none (it was trained "
+                "with ngram_order 0): use scorer 'neural', or attach an ARPA model"
+            )
+        if neural_weight is not None:
+            return scorer, check_neural_weight(neural_weight)
+        return scorer, 1.0 if self.ngram is None else self.ngram.neural_weight
 
     def neural_scorer(self, batch_size: int = 64) -> NeuralScorer:
-        """The network's per-token scores of framed sequences (what a batcher calls)."""
-
-        def scorer(
-            sequences: Sequence[np.ndarray], should_stop: ShouldStop | None = None
-        ) -> list[np.ndarray]:
-            return neural_token_log_probs(self.engine, sequences, batch_size, should_stop)
-
-        return scorer
+        """The network's per-token scores of framed sequences (what a batcher calls), as
+        ``scorer(sequences, should_stop=None)``."""
+        return functools.partial(neural_token_log_probs, self.engine, batch_size=batch_size)
 
     def rank(
         self,
@@ -178,9 +188,8 @@ class LanguageModel:
         length_alpha: float | None = None,
         **kwargs: Any,
     ) -> list[tuple[int, SentenceScore]]:
-        """(input index, score) pairs, most probable first: n-best rescoring. ``length_norm``
-        ('none', 'average', 'gnmt' with ``length_alpha``) decides what "probable" means;
-        ``scoring.rank_scores`` has the rank scores too."""
+        """(input index, score) pairs, most probable first: n-best rescoring, ranked as
+        ``scoring.rank_scores`` ranks (which gives the rank scores too)."""
         ranked = rank_scores(self.score(candidates, **kwargs), length_norm, length_alpha)
         return [(r.index, r.score) for r in ranked]
 
@@ -207,10 +216,11 @@ class LanguageModel:
         ``should_stop`` is checked before every decoding step: ``stopping.Stopped``."""
         config = GenerationConfig.from_options(options)
         prompt_words = self._prompt_words(prompt)
-        decode = beam_events if config.method == "beam" else sample_events
-        events = decode(
-            self.engine, self.vocab, self.vocab.encode(prompt_words), config, should_stop
-        )
+        args = (self.engine, self.vocab, self.vocab.encode(prompt_words), config, should_stop)
+        if config.method == "beam":
+            events = beam_events(beam_search(*args), self.vocab)
+        else:
+            events = sample_events(*args)
         return with_text(events, prompt_words)
 
     def generate(
@@ -283,16 +293,11 @@ class LanguageModel:
         groups, meta = checkpoint.loads(data)
         try:
             config = ModelConfig.from_stored(meta["model_config"])
-            train_config = (
-                TrainConfig.from_dict(meta["train_config"]) if meta.get("train_config") else None
-            )
+            stored_train, stored_state = meta.get("train_config"), meta.get("training_state")
+            train_config = TrainConfig.from_dict(stored_train) if stored_train else None
+            state = TrainingState.from_dict(stored_state) if stored_state else None
             vocab = Vocabulary.from_json(meta["vocab"])
             tokenizer = Tokenizer.from_json(meta["tokenizer"])
-            state = (
-                TrainingState.from_dict(meta["training_state"])
-                if meta.get("training_state")
-                else None
-            )
         except (KeyError, TypeError, ValueError) as err:
             raise checkpoint.CheckpointError(f"checkpoint metadata is invalid: {err}") from None
         if "model" not in groups:

@@ -171,13 +171,9 @@ def _estimate(
 
 
 class NgramModel:
-    """Interpolated modified Kneser-Ney n-gram model in backoff form (see the module doc).
-
-    ``vocab[i]`` is the token of id i; ids 0, 1, 2 are UNKNOWN_TOKEN, SENTENCE_START and
-    SENTENCE_END. Per order k: ``_keys[k]`` (sorted int64, none at order 1 where the index
-    is the word id), ``_logp[k]`` (ln p) and, below the highest order, ``_backoff[k]``
-    (ln backoff weight, 0 for an n-gram that is no context).
-    """
+    """The model in backoff form (see the module doc). ``vocab[i]`` is the token of id i (the
+    special tokens first); lists by order k: ``_keys[k]`` (none at order 1), ``_logp[k]`` and,
+    below the highest order, ``_backoff[k]`` (0 for an n-gram that is no context)."""
 
     def __init__(self, order: int, vocab: list[str], keys, logp, backoff):
         self.order = order

@@ -99,7 +99,6 @@ def score_prefix_tree(
 
 def tree_token_log_probs(engine: Engine, sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The same scores as ``engine.token_log_probs(make_batch([s]))[0, :len(s) - 1]`` for each
-    sequence s, computed over their prefix tree. The engines hold one chunk of output rows and
-    the widest level at a time; the tree itself (the build's dict, index arrays) grows with
-    the tokens: pass at most a few thousand sequences per call."""
+    sequence s, computed over their prefix tree, which grows with the tokens: pass at most a
+    few thousand sequences (``scoring.TREE_MAX_SEQUENCES``)."""
     return score_prefix_tree(engine, build_prefix_tree(sequences))

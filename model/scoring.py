@@ -138,9 +138,8 @@ def rank_scores(
     *,
     sort: bool = True,
 ) -> list[RankedScore]:
-    """Each score with its rank score, most probable first (n-best rescoring); with
-    ``sort=False`` in input order. ``length_norm`` ('none', 'average', 'gnmt' with
-    ``length_alpha``) decides what "probable" means. Ties keep their input order."""
+    """Each score with its rank score (``length_normalized``), most probable first (n-best
+    rescoring, ties in input order); with ``sort=False`` in input order."""
     ranked = [
         RankedScore(i, s, length_normalized(s, length_norm, length_alpha))
         for i, s in enumerate(scores)

@@ -14,8 +14,6 @@ STATUS_EARLY_STOPPED, STATUS_CANCELLED = "early_stopped", "cancelled"
 
 @dataclass
 class TrainingState:
-    """Where training stands; saved in checkpoints so that a run can resume."""
-
     learning_rate: float
     epoch: int = 0  # completed epochs
     epoch_step: int = 0  # steps done in the epoch in progress

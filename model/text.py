@@ -49,30 +49,24 @@ def _pretrained_punkt() -> PunktParameters | None:
         return None
 
 
-def _angle_token_end(tokens: list[str], start: int, wanted: set[str]) -> int | None:
-    """End index of the pieces from ``start`` on that concatenate to a token in ``wanted``."""
-    joined = ""
-    for end in range(start, len(tokens)):
-        joined += tokens[end]
-        if joined in wanted:
-            return end + 1
-        if not any(w.startswith(joined) for w in wanted):
-            return None
-    return None
-
-
 def _rejoin_angle_tokens(tokens: list[str], wanted: set[str]) -> list[str]:
-    """Glue back the pieces NLTK cut an ``<unk>``-like token into; pieces that do not
-    concatenate to such a token of the sentence stay as NLTK left them."""
+    """Glue back the pieces NLTK cut an ``<unk>``-like token into: from a "<", the shortest
+    run of pieces that concatenates to such a token of the sentence. Pieces that make none
+    stay as NLTK left them."""
     out, i = [], 0
     while i < len(tokens):
-        end = _angle_token_end(tokens, i, wanted) if tokens[i] == "<" else None
-        if end is None:
-            out.append(tokens[i])
-            i += 1
-        else:
-            out.append("".join(tokens[i:end]))
-            i = end
+        joined, end = tokens[i], i + 1
+        if joined == "<":
+            while (
+                joined not in wanted
+                and end < len(tokens)
+                and any(w.startswith(joined) for w in wanted)
+            ):
+                joined, end = joined + tokens[end], end + 1
+        if joined not in wanted:
+            joined, end = tokens[i], i + 1
+        out.append(joined)
+        i = end
     return out
 
 

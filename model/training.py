@@ -117,25 +117,23 @@ class _Work:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass
 class _Trainer:
     """One training run; holds what the epoch loop and the callbacks share."""
 
-    def __init__(
-        self,
-        lm: LanguageModel,
-        train_seqs,
-        valid_seqs,
-        state: TrainingState,
-        on_progress: ProgressCallback | None,
-        on_checkpoint: CheckpointCallback | None,
-        should_stop: Callable[[], bool] | None,
-    ) -> None:
-        assert lm.train_config is not None  # train() sets it before a run starts
-        self.lm, self.engine, self.config = lm, lm.engine, lm.train_config
-        self.train_seqs, self.valid_seqs, self.state = train_seqs, valid_seqs, state
-        self.on_progress, self.on_checkpoint = on_progress, on_checkpoint
-        self.should_stop = should_stop
-        self.total_steps = num_batches(len(train_seqs), self.config.batch_size) * self.config.epochs
+    lm: LanguageModel
+    train_seqs: list[np.ndarray]
+    valid_seqs: list[np.ndarray]
+    state: TrainingState
+    on_progress: ProgressCallback | None
+    on_checkpoint: CheckpointCallback | None
+    should_stop: Callable[[], bool] | None
+
+    def __post_init__(self) -> None:
+        assert self.lm.train_config is not None  # train() sets it before a run starts
+        self.engine, self.config = self.lm.engine, self.lm.train_config
+        batches = num_batches(len(self.train_seqs), self.config.batch_size)
+        self.total_steps = batches * self.config.epochs
         self.started = time.perf_counter()
         self.steps_this_run = 0
         # Training steps since the last step event, and of this epoch (throughput leaves

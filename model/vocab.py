@@ -84,8 +84,7 @@ class Vocabulary:
         return self.index.get(word, UNK_ID) >= len(SPECIAL_TOKENS)
 
     def encode(self, words: Sequence[str]) -> np.ndarray:
-        """Word ids, ``UNK_ID`` for words outside the vocabulary and for ``<unk>`` (see
-        ``lookup``)."""
+        """Word ids, ``UNK_ID`` for words outside the vocabulary (see ``lookup``)."""
         return lookup(self.index, words)
 
     def frame(self, words: Sequence[str], *, bos: bool = True, eos: bool = True) -> np.ndarray:

@@ -34,10 +34,10 @@ from rnnlm.server.jobs import JobManager
 from rnnlm.server.metrics import Metrics
 from rnnlm.server.models import ModelRegistry
 from rnnlm.server.security import ApiKeyCheck, server_credentials
-from rnnlm.server.servicer import LanguageModelServicer, add_to_server
+from rnnlm.server.servicer import LanguageModelServicer
 from rnnlm.server.store import open_store
 from rnnlm.server.sweeper import RetentionPolicy, Sweeper
-from rnnlm.v1 import rnnlm_pb2
+from rnnlm.v1 import rnnlm_pb2, rnnlm_pb2_grpc
 
 log = logging.getLogger("rnnlm.server")
 
@@ -66,20 +66,7 @@ class RnnlmServer:
         self.store = open_store(config.redis_url, config.store_dir, prefix=config.redis_prefix)
         self.models = ModelRegistry(self.store, config.keep_versions)
         self.corpora = CorpusRegistry(self.store, config.max_corpus_bytes, config.corpus_dir)
-        self.jobs = JobManager(
-            self.store,
-            self.models,
-            self.corpora,
-            server_id=config.server_id,
-            max_concurrent=config.max_concurrent_jobs,
-            lease_s=config.job_lease_s,
-            publish_retry_s=config.publish_retry_s,
-            request_id_ttl_s=config.request_id_ttl_s,
-            checkpoint_retention_s=config.checkpoint_retention_s,
-            default_checkpoint_every=config.checkpoint_every,
-            max_model_params=config.max_model_params,
-            metrics=self.metrics,
-        )
+        self.jobs = JobManager(self.store, self.models, self.corpora, config, self.metrics)
         self.sweeper = Sweeper(
             self.store,
             RetentionPolicy(
@@ -87,16 +74,7 @@ class RnnlmServer:
             ),
             config.sweep_interval_s,
         )
-        self.cache = ModelCache(
-            self.models,
-            capacity=config.cache_size,
-            refresh_s=config.cache_refresh_s,
-            device=config.device,
-            batching=config.batching,
-            batch_max_size=config.batch_max_size,
-            batch_max_wait_s=config.batch_max_wait_ms / 1000,
-            metrics=self.metrics,
-        )
+        self.cache = ModelCache(self.models, config, self.metrics)
         self.metrics.jobs_running.set_function(self.jobs.running)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._stopped = threading.Event()
@@ -126,7 +104,7 @@ class RnnlmServer:
             self.metrics,
             draining=lambda: self.interceptor.draining,
         )
-        add_to_server(servicer, server)
+        rnnlm_pb2_grpc.add_LanguageModelServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if self.config.reflection:
             names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)

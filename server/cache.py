@@ -24,6 +24,7 @@ from rnnlm.model.checkpoint import CheckpointError
 from rnnlm.model.scoring import SentenceInput
 from rnnlm.model.stopping import ShouldStop
 from rnnlm.server.batcher import DynamicBatcher
+from rnnlm.server.config import ServerConfig
 from rnnlm.server.errors import DataLoss, FailedPrecondition, NotFound, Unavailable
 from rnnlm.server.metrics import Metrics
 from rnnlm.server.models import ModelRegistry, checkpoint_key
@@ -63,23 +64,9 @@ class LoadedModel:
 
 
 class ModelCache:
-    def __init__(
-        self,
-        registry: ModelRegistry,
-        *,
-        capacity: int,
-        refresh_s: float,
-        device: str,
-        batching: bool,
-        batch_max_size: int,
-        batch_max_wait_s: float,
-        metrics: Metrics,
-    ) -> None:
-        self.registry, self.metrics = registry, metrics
-        self.capacity, self.refresh_s, self.device = capacity, refresh_s, device
-        # How each loaded model's batcher gathers the network's work across requests.
-        self.batching, self.batch_max_size = batching, batch_max_size
-        self.batch_max_wait_s = batch_max_wait_s
+    def __init__(self, registry: ModelRegistry, config: ServerConfig, metrics: Metrics) -> None:
+        self.registry, self.config, self.metrics = registry, config, metrics
+        self.refresh_s = config.cache_refresh_s  # tests set it to 0 to look again at once
         self._entries: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         # Striped, not one lock per id: ids come from clients, and a dict keyed by them
@@ -172,7 +159,7 @@ class ModelCache:
             data = self.registry.store.get_blob(checkpoint_key(model_id, version))
             if data is None:
                 raise DataLoss(f"the checkpoint of version {version} is missing from the store")
-            lm = LanguageModel.from_bytes(data, device=self.device)
+            lm = LanguageModel.from_bytes(data, device=self.config.device)
         except (DataLoss, CheckpointError):
             self.metrics.cache_loads.labels("data_loss").inc()
             raise
@@ -180,11 +167,11 @@ class ModelCache:
         elapsed = time.perf_counter() - started
         log.info("model %s version %d loaded in %.2fs (%s)", model_id, version, elapsed, lm)
         batcher: DynamicBatcher[np.ndarray, np.ndarray] | None = None
-        if self.batching:
+        if self.config.batching:
             batcher = DynamicBatcher(
-                lm.neural_scorer(self.batch_max_size),
-                self.batch_max_size,
-                self.batch_max_wait_s,
+                lm.neural_scorer(self.config.batch_max_size),
+                self.config.batch_max_size,
+                self.config.batch_max_wait_ms / 1000,
                 name=f"batcher-{model_id}-v{version}",
                 on_batch=self.metrics.batch_size.observe,
             )
@@ -195,7 +182,7 @@ class ModelCache:
             old = self._entries.pop(loaded.model_id, None)
             self._entries[loaded.model_id] = loaded
             evicted = []
-            while len(self._entries) > self.capacity:
+            while len(self._entries) > self.config.cache_size:
                 evicted.append(self._entries.popitem(last=False)[1])
         for gone in [e for e in (old, *evicted) if e is not None]:
             gone.close()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rnnlm.model.checks import integer, number, one_of
 from rnnlm.model.config import check_device
 from rnnlm.server.store.base import DEFAULT_PREFIX
 
@@ -46,9 +47,12 @@ def setting(
 ) -> Any:
     """One setting: its default, its help text, and its bounds (checked in
     ``__post_init__``): ``least`` for counts, ``most`` for durations (``[0, most]``: generous,
-    but finite). A secret is never shown: not in ``--help`` (its default may come from the
-    environment), not in the repr."""
-    metadata = {"help": text, "least": least, "most": most, "secret": secret}
+    but finite, as a timeout of inf or nan breaks the server later). A secret is never shown:
+    not in ``--help`` (its default may come from the environment), not in the repr."""
+    rule = None if least is None else integer(least)
+    if most is not None:
+        rule = number(f"[0, {most:g}]")
+    metadata = {"help": text, "rule": rule, "secret": secret}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, repr=not secret, metadata=metadata)
@@ -177,14 +181,8 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            value, least, most = getattr(self, f.name), f.metadata["least"], f.metadata["most"]
-            if least is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < least
-            ):
-                raise ValueError(f"{f.name} must be an integer >= {least}, got {value!r}")
-            # inf and nan parse as floats; a timeout of either breaks the server later.
-            if most is not None and (not isinstance(value, (int, float)) or not 0 <= value <= most):
-                raise ValueError(f"{f.name} must be a number in [0, {most:g}], got {value!r}")
+            if f.metadata["rule"]:
+                f.metadata["rule"].check(f.name, getattr(self, f.name))
         if self.max_streams >= self.workers:
             raise ValueError(
                 f"max_streams ({self.max_streams}) must be below workers ({self.workers}), so "
@@ -201,9 +199,7 @@ class ServerConfig:
         if self.redis_url:
             check_redis_url(self.redis_url)
         self._check_security()
-        if self.log_level.upper() not in LOG_LEVELS:
-            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
-        self.log_level = self.log_level.upper()
+        self.log_level = one_of(LOG_LEVELS).check("log_level", self.log_level.upper())
         check_device("", self.device)
 
     def _check_security(self) -> None:
@@ -253,7 +249,6 @@ class ServerConfig:
             return cls(**vars(args))
         except ValueError as err:
             parser.error(str(err))
-            raise  # unreachable: parser.error exits
 
 
 def check_address(name: str, address: str) -> None:

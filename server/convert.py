@@ -48,7 +48,6 @@ def _words(enum: EnumDescriptor) -> dict[int, str]:
 FORMATS = _words(pb.CorpusFormat.DESCRIPTOR)
 PARAGRAPHS = _words(pb.ParagraphMode.DESCRIPTOR)
 SCORERS = _words(pb.Scorer.DESCRIPTOR)
-SCORERS_TO_PB = {word: pb.Scorer.ValueType(value) for value, word in SCORERS.items()}
 LENGTH_NORMS = _words(pb.LengthNorm.DESCRIPTOR)
 METHODS = _words(pb.DecodingMethod.DESCRIPTOR)
 FINISH_REASONS = {
@@ -114,8 +113,8 @@ def _to_pb(cls: type[_M], record: object, **given: Any) -> _M:
 
 def _fields(message: Any, record: object, given: dict[str, Any]) -> dict[str, Any]:
     """``_to_pb``'s fields, as a message constructor takes them. None leaves a field unset;
-    a time becomes a Timestamp, an Enum member the wire value of its name, a record (or a
-    configuration dict) the fields of a message."""
+    a time becomes a Timestamp, an Enum member (or a word) the wire value of its name, a
+    record (or a configuration dict) the fields of a message."""
     values = {}
     for f in message.fields:
         value = given[f.name] if f.name in given else getattr(record, f.name)
@@ -127,8 +126,9 @@ def _fields(message: Any, record: object, given: dict[str, Any]) -> dict[str, An
             value = _fields(f.message_type, value, {})
         elif isinstance(value, dict):  # a stored configuration
             value = _config(f.message_type, value)
-        elif isinstance(value, Enum):
-            value = f.enum_type.values_by_name[_prefix(f.enum_type.name) + value.name].number
+        elif f.enum_type is not None:  # an Enum member, or the engine's word ("ngram")
+            name = value.name if isinstance(value, Enum) else value.upper().replace("-", "_")
+            value = f.enum_type.values_by_name[_prefix(f.enum_type.name) + name].number
         values[f.name] = value
     return values
 
@@ -199,13 +199,8 @@ def score_options_from_pb(request: pb.ScoreSentenceRequest) -> ScoreOptions:
 
 
 def scored_to_pb(scored: Scored, omit_tokens: bool) -> pb.ScoreSentenceResponse:
-    return pb.ScoreSentenceResponse(
-        model_id=scored.model_id,
-        model_version=scored.model_version,
-        scores=[score_to_pb(ranked, omit_tokens) for ranked in scored.scores],
-        scorer=SCORERS_TO_PB[scored.scorer],
-        neural_weight=scored.neural_weight,
-    )
+    scores = [score_to_pb(ranked, omit_tokens) for ranked in scored.scores]
+    return _to_pb(pb.ScoreSentenceResponse, scored, scores=scores)
 
 
 def score_to_pb(ranked: RankedScore, omit_tokens: bool) -> pb.SentenceScore:

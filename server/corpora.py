@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from rnnlm.model import Corpus
-from rnnlm.model.corpus import MissingColumn
+from rnnlm.model.checks import one_of
+from rnnlm.model.corpus import PARAGRAPH_MODES, MissingColumn
 from rnnlm.model.ngram import NgramModel
 from rnnlm.server.errors import (
     DataLoss,
@@ -39,7 +40,6 @@ log = logging.getLogger("rnnlm.server")
 FORMATS = ("auto", "text", "csv")
 # A corpus' file name is shown back (Corpus.filename, listings): bounded like a file name.
 MAX_FILENAME_CHARS = 255
-PARAGRAPH_MODES = ("blank-line", "line")
 
 
 def corpus_key(corpus_id: str) -> str:
@@ -205,20 +205,16 @@ class CorpusRegistry:
             raise self._too_big(size)
         return path
 
-    def _check_options(self, source: dict[str, Any]) -> None:
-        if source.get("format", "auto") not in FORMATS:
-            raise InvalidArgument(f"corpus.format must be one of {', '.join(FORMATS)}")
-        if source.get("paragraphs", "blank-line") not in PARAGRAPH_MODES:
-            raise InvalidArgument(f"corpus.paragraphs must be one of {', '.join(PARAGRAPH_MODES)}")
+    def load(self, source: dict[str, Any]) -> Corpus:
+        """Read and parse the corpus a source names (``ValueError`` when it cannot be parsed)."""
+        fmt = one_of(FORMATS).check("corpus.format", source.get("format", "auto"))
+        paragraphs = source.get("paragraphs", "blank-line")
+        one_of(PARAGRAPH_MODES).check("corpus.paragraphs", paragraphs)  # before reading
         if not source.get("corpus_id") and not source.get("server_path"):
             raise InvalidArgument(
                 "corpus is required: set corpus.corpus_id (from UploadCorpus) or "
                 "corpus.server_path (a file under the server's --corpus-dir)"
             )
-
-    def load(self, source: dict[str, Any]) -> Corpus:
-        """Read and parse the corpus a source names (``ValueError`` when it cannot be parsed)."""
-        self._check_options(source)
         if source.get("corpus_id"):
             record = self.get(source["corpus_id"])
             data = self.store.get_blob(corpus_key(record.corpus_id))
@@ -232,17 +228,12 @@ class CorpusRegistry:
                 data, filename = path.read_bytes(), path.name
             except OSError as err:
                 raise InvalidArgument(f"{where} cannot be read: {err.strerror}") from None
-        fmt = source.get("format", "auto")
         if fmt == "auto":
             fmt = "csv" if filename.lower().endswith(".csv") else "text"
         column = source.get("csv_column") or "body"
         try:
             corpus = Corpus.from_bytes(
-                data,
-                format=fmt,
-                column=column,
-                paragraphs=source.get("paragraphs", "blank-line"),
-                source=where,
+                data, format=fmt, column=column, paragraphs=paragraphs, source=where
             )
         except MissingColumn as err:
             # Not the header's names: they are the file's first line, which the caller may

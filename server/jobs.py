@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rnnlm.model import ModelConfig, TrainConfig
+from rnnlm.server.config import ServerConfig
 from rnnlm.server.corpora import CorpusRegistry
 from rnnlm.server.errors import (
     DataLoss,
@@ -64,29 +65,17 @@ class JobManager:
         store: Store,
         models: ModelRegistry,
         corpora: CorpusRegistry,
-        *,
-        server_id: str,
-        max_concurrent: int,
-        lease_s: float,
-        publish_retry_s: float,
-        request_id_ttl_s: float,
-        checkpoint_retention_s: float,
-        default_checkpoint_every: int,
-        max_model_params: int,
+        config: ServerConfig,
         metrics: Metrics,
     ) -> None:
-        self.store, self.models, self.corpora = store, models, corpora
-        self.server_id = server_id
-        self.max_concurrent = max_concurrent
-        self.request_id_ttl_s = request_id_ttl_s
-        self.checkpoint_retention_s = checkpoint_retention_s
-        self.default_checkpoint_every = default_checkpoint_every
-        self.max_model_params = max_model_params
+        self.store, self.models, self.corpora, self.config = store, models, corpora, config
         self.runs = LocalJobs()
         self.runner = JobRunner(
-            store, models, corpora, metrics, self.runs, publish_retry_s=publish_retry_s
+            store, models, corpora, metrics, self.runs, publish_retry_s=config.publish_retry_s
         )
-        self.leases = LeaseKeeper(store, models, self.runs, server_id=server_id, lease_s=lease_s)
+        self.leases = LeaseKeeper(
+            store, models, self.runs, server_id=config.server_id, lease_s=config.job_lease_s
+        )
         self.leases.start()
 
     # -- queries -------------------------------------------------------------------------
@@ -177,15 +166,15 @@ class JobManager:
                 log.info("request id %s named job %s, which is gone", request_id, seen["job_id"])
         train_config.check_compatible(model_config)
         params = estimate_parameters(model_config)
-        if params > self.max_model_params:
+        if params > self.config.max_model_params:
             raise ResourceExhausted(
                 f"the model would have about {params:,} parameters; this server trains up to "
-                f"{self.max_model_params:,} (--max-model-params): lower vocab_size, "
+                f"{self.config.max_model_params:,} (--max-model-params): lower vocab_size, "
                 "embed_size, hidden_size or num_layers"
             )
         if train_config.checkpoint_every is None:
             train_config = dataclasses.replace(
-                train_config, checkpoint_every=self.default_checkpoint_every
+                train_config, checkpoint_every=self.config.checkpoint_every
             )
         with self.runs.lock:  # cheap refusals first: a busy server should not parse a corpus
             self.leases.reap_model_owner(model_id)
@@ -206,7 +195,7 @@ class JobManager:
             created_at=now,
             updated_at=now,
             arpa_id=arpa_id,
-            server_id=self.server_id,
+            server_id=self.config.server_id,
             heartbeat_at=now,
             lease_generation=1,  # the first run's lease
         )
@@ -222,7 +211,7 @@ class JobManager:
                     self.store.delete(TrainingJob.KIND, job_id)
                     return self.get(first["job_id"])
                 # Remembered for --request-id-ttl-s (retention.py), not for ever.
-                expiry = time.time() + self.request_id_ttl_s
+                expiry = time.time() + self.config.request_id_ttl_s
                 self.store.expire_at(TRAIN_REQUEST, request_id, expiry)
             try:
                 self.models.claim(model_id, job_id)
@@ -257,7 +246,7 @@ class JobManager:
                 f"training job {job_id!r} is {job.state}; only cancelled or interrupted "
                 f"jobs resume ({hint})"
             )
-        check_resumable_checkpoint(job, self.checkpoint_retention_s)
+        check_resumable_checkpoint(job, self.config.checkpoint_retention_s)
         self._check_inputs_kept(job)
         config = TrainConfig.from_dict(job.training)
         if epochs:
@@ -289,13 +278,13 @@ class JobManager:
                         f"training job {job_id!r} is {state}; it was resumed concurrently"
                     )
                 if current.checkpoint_removed_at:  # by a sweep since our check above
-                    check_resumable_checkpoint(current, self.checkpoint_retention_s)
+                    check_resumable_checkpoint(current, self.config.checkpoint_retention_s)
                 return dataclasses.replace(
                     current,
                     state=JobState.QUEUED,
                     error="",
                     cancel_requested=False,
-                    server_id=self.server_id,
+                    server_id=self.config.server_id,
                     heartbeat_at=time.time(),
                     # A new lease: whatever the run before still tries to write is refused.
                     lease_generation=current.lease_generation + 1,
@@ -362,8 +351,9 @@ class JobManager:
     def _check_capacity(self) -> None:
         if self.runs.closing.is_set():
             raise Unavailable("this server is shutting down; send the request to another one")
-        if (running := self.running()) >= self.max_concurrent:
+        limit = self.config.max_concurrent_jobs
+        if (running := self.running()) >= limit:
             raise ResourceExhausted(
                 f"this server already runs {running} training job(s), its limit "
-                f"(--max-concurrent-jobs {self.max_concurrent}); try again when one ends"
+                f"(--max-concurrent-jobs {limit}); try again when one ends"
             )

@@ -11,8 +11,6 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import grpc
-
 from rnnlm.model.interpolation import check_neural_weight
 from rnnlm.server import convert
 from rnnlm.server.cache import ModelCache
@@ -169,7 +167,7 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
     def ExportArpa(self, request: pb.ExportArpaRequest, context) -> Iterator[pb.ArpaChunk]:
         if request.version < 0:
             raise InvalidArgument(f"version must be >= 0 (0: current), got {request.version}")
-        lm = self.models.load(check_model_id(request.model_id), request.version)
+        lm = self.models.load(request.model_id, request.version)  # checks the id
         if lm.ngram is None:
             raise FailedPrecondition(
                 f"model {request.model_id!r} has no n-gram part (trained with ngram_order 0); "
@@ -202,7 +200,3 @@ def _chunks(request_iterator, context) -> Iterator[bytes]:
         # A cancelled upload can look like a finished one (the stream just ends): without a
         # size in the header, its first part would be stored as a corpus.
         raise Cancelled("the upload was cancelled before its last chunk; nothing was stored")
-
-
-def add_to_server(servicer: LanguageModelServicer, server: grpc.Server) -> None:
-    rnnlm_pb2_grpc.add_LanguageModelServiceServicer_to_server(servicer, server)

@@ -1,18 +1,15 @@
 """The service core: scoring and generation as plain-Python calls on domain objects.
 
-A front end (the gRPC servicer; later an HTTP or OpenAI-style one) checks its transport's
-shape, converts a request into the objects below, calls ``Serving`` and converts what comes
-back. What every front end must do alike lives here: the server's limits (sentences per
-request, words per sentence, generated tokens and sentences, open streams), the model cache
-with its batchers, and the counts of scored sentences and generated tokens. Language itself
-(tokenising, ranking, sentence assembly, the generation defaults) is model/'s: nothing here
-restates it.
+A front end (the gRPC servicer; later an HTTP or OpenAI-style one) converts a request into the
+objects below, calls ``Serving`` and converts what comes back. What every front end must do
+alike lives here: the server's limits, the model cache with its batchers, and the counts of
+scored sentences and generated tokens. Language itself (tokenising, ranking, the generation
+defaults) is model/'s: nothing here restates it.
 
-Long calls take ``should_stop``, a plain callable (the gRPC front end passes its
-``CallWatch``), and raise ``stopping.Stopped`` once it says the caller left. Errors are
-``errors.ServiceError``s or the model's ``ValueError``s; a front end maps them to its own
-status codes. Option and field names are the API's (``max_tokens``, not ``max_length``), so
-that the limit messages read the same in every front end.
+Long calls take ``should_stop`` (the gRPC front end passes its ``CallWatch``) and raise
+``stopping.Stopped`` once it says the caller left. Errors are ``errors.ServiceError``s or the
+model's ``ValueError``s, which a front end maps to its own status codes. Option names are the
+API's (``max_tokens``, not ``max_length``), so that limit messages read the same everywhere.
 """
 
 from __future__ import annotations
@@ -182,9 +179,8 @@ class Serving:
         return words
 
     def _decoding(self, options: GenerateOptions) -> dict[str, Any]:
-        """``LanguageModel.stream``'s options for ``options``, checked against this server's
-        limits. What is unset is left to the model, but for the sentence length: the
-        model's default, capped at --max-generated-tokens."""
+        """``LanguageModel.stream``'s options for ``options`` (see ``GenerateOptions``),
+        checked against this server's limits."""
         cfg = self.config
         for name, value, limit, flag in (
             ("num_sentences", options.num_sentences, cfg.max_generated_sentences, "sentences"),

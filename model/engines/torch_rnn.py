@@ -104,8 +104,7 @@ class TorchRNNEngine:
         device: str = "auto",
         word_counts: np.ndarray | None = None,
     ) -> None:
-        """``word_counts`` (V,), how often each id is a training target, places the word
-        classes of a class softmax; a model loaded from a checkpoint brings its own."""
+        """``word_counts``: as for ``create_engine``."""
         self.vocab_size = vocab_size
         self.seed = seed
         self.device = resolve_device(device)

@@ -12,12 +12,11 @@ from rnnlm.server.store.base import (
     JOB,
     MODEL,
     TRAIN_REQUEST,
-    BlobInfo,
-    Document,
     Fence,
     StaleWrite,
     Store,
 )
+from rnnlm.server.store.codec import BlobInfo, Document
 from rnnlm.server.store.local import LocalStore
 from rnnlm.server.store.redis_store import RedisStore
 

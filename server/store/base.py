@@ -15,22 +15,21 @@ Three kinds of data:
 
 Every method raises ``Unavailable`` when the backend cannot be reached.
 
-Writes may carry a ``Fence``: a condition on one document (a job's lease generation) that
-the backend checks atomically with the write. A writer whose lease was taken over gets
-``StaleWrite`` and has changed nothing, so it can never overwrite what a newer run wrote.
+Writes may carry a ``Fence`` on a job's lease generation: a writer whose lease was taken
+over gets ``StaleWrite`` and has changed nothing, so it never overwrites what a newer run wrote.
 """
 
 from __future__ import annotations
 
 import builtins  # in the store classes, ``list`` names the method ``list``
-import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from rnnlm.server.errors import DataLoss, quote
+from rnnlm.server.errors import DataLoss, Unavailable, quote
 from rnnlm.server.ids import BLOB_KEY, ID, matches
+from rnnlm.server.store.codec import BlobInfo, Document, decode_doc, decode_manifest, join_verified
 
 # The kinds of documents.
 MODEL, JOB, CORPUS, TRAIN_REQUEST = "model", "job", "corpus", "train-request"
@@ -39,19 +38,11 @@ DOC_KINDS = (MODEL, JOB, CORPUS, TRAIN_REQUEST)
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 # Redis keys start with it (the server's --redis-prefix).
 DEFAULT_PREFIX = "rnnlm"
+# A reader that finds a chunk gone re-reads the manifest: the blob was replaced under it.
+# It gives up after this many replacements in a row (a writer far faster than a reader).
+MAX_READ_ATTEMPTS = 10
 
-Document = dict[str, Any]
 Updater = Callable[[Document | None], Document | None]
-
-
-@dataclass(frozen=True)
-class BlobInfo:
-    """A blob's manifest, as stored."""
-
-    size: int
-    sha256: str  # hex digest of the whole blob
-    chunk_sizes: tuple[int, ...]
-    chunk_sha256: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -65,15 +56,14 @@ class Fence:
     field: str
     value: Any
 
-    def holds(self, doc: Document | None) -> bool:
-        return doc is not None and doc.get(self.field) == self.value
-
-    def refuse(self, doc: Document | None) -> StaleWrite:
-        now = "is gone" if doc is None else f"has {self.field}={doc.get(self.field)!r}"
-        return StaleWrite(
-            f"write refused: {self.kind} {self.doc_id} {now}, not {self.value!r} "
-            "(a newer writer took over)"
-        )
+    def check(self, doc: Document | None) -> None:
+        """``StaleWrite`` unless ``doc``, the fence's document as it is now, satisfies it."""
+        if doc is None or doc.get(self.field) != self.value:
+            now = "is gone" if doc is None else f"has {self.field}={doc.get(self.field)!r}"
+            raise StaleWrite(
+                f"write refused: {self.kind} {self.doc_id} {now}, not {self.value!r} "
+                "(a newer writer took over)"
+            )
 
 
 class StaleWrite(Exception):
@@ -107,24 +97,25 @@ def check_blob_key(key: str) -> None:
         raise ValueError(f"invalid blob key {quote(key, 200)}")
 
 
-def split_chunks(data: bytes, chunk_bytes: int) -> tuple[list[bytes], BlobInfo]:
-    """Cut ``data`` into chunks of at most ``chunk_bytes`` and describe them."""
-    chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
-    info = BlobInfo(
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        chunk_sizes=tuple(len(c) for c in chunks),
-        chunk_sha256=tuple(hashlib.sha256(c).hexdigest() for c in chunks),
-    )
-    return chunks, info
-
-
 @dataclass(frozen=True)
 class Scan:
     """What ``Store.scan`` found: documents by id, and why each unreadable one is."""
 
     docs: dict[str, Document]
     unreadable: dict[str, str]
+
+
+def decode_scan(kind: str, found: Iterable[tuple[str, bytes | str | None]]) -> Scan:
+    """The ``Scan`` of stored documents by id; None is one deleted since it was listed."""
+    docs, unreadable = {}, {}
+    for doc_id, raw in found:
+        if raw is None:
+            continue
+        try:
+            docs[doc_id] = decode_doc(f"{kind} {doc_id}", raw)
+        except DataLoss as err:
+            unreadable[doc_id] = str(err)
+    return Scan(docs, unreadable)
 
 
 class Store(ABC):
@@ -137,8 +128,7 @@ class Store(ABC):
         """The document, or None when there is none."""
 
     def list(self, kind: str) -> list[Document]:
-        """All documents of a kind, in no particular order; ``DataLoss`` when one does not
-        decode (``scan`` returns the others)."""
+        """All documents of a kind, in no particular order; ``DataLoss`` if one does not decode."""
         found = self.scan(kind)
         if found.unreadable:
             raise DataLoss(next(iter(found.unreadable.values())))
@@ -155,8 +145,7 @@ class Store(ABC):
     ) -> Document | None:
         """Atomically replace the document with ``fn(current)`` (current is None when absent);
         ``fn`` returning None deletes it. ``fn`` may run more than once under contention and
-        may raise to abort without a change. Returns what was stored. With ``fence`` (checked
-        before ``fn`` runs, atomically with the write): ``StaleWrite`` when it fails."""
+        may raise to abort without a change; ``fence`` is checked before it runs."""
 
     @abstractmethod
     def delete(self, kind: str, doc_id: str) -> bool:
@@ -166,29 +155,59 @@ class Store(ABC):
 
     @abstractmethod
     def put_blob(self, key: str, data: bytes, fence: Fence | None = None) -> BlobInfo:
-        """Write (or replace) a blob: chunks first, manifest last; with ``fence``, the
-        manifest only while it holds (else ``StaleWrite``, and the chunks are removed)."""
+        """Write (or replace) a blob; a refused ``fence`` leaves none of its chunks behind."""
 
-    @abstractmethod
     def get_blob(self, key: str) -> bytes | None:
-        """The blob, every checksum verified; None when absent; ``DataLoss`` when a chunk is
-        missing or does not match the manifest."""
+        """The blob; None when absent; ``DataLoss`` when a chunk is missing or does not match
+        the manifest."""
+        check_blob_key(key)
+        raw = self._manifest_bytes(key)
+        for _ in range(MAX_READ_ATTEMPTS):
+            if raw is None:
+                return None
+            info, generation = decode_manifest(key, raw)
+            chunks = self._read_chunks(key, info, generation)
+            if None not in chunks:
+                return join_verified(key, info, cast("builtins.list[bytes]", chunks))
+            # A writer may have replaced the blob since we read the manifest and removed the
+            # old chunks: then the manifest has changed and we read the new blob. A chunk
+            # missing under an unchanged manifest is lost data.
+            again = self._manifest_bytes(key)
+            if again == raw:
+                n = chunks.index(None)
+                raise DataLoss(f"blob {key!r}: chunk {n} of {len(chunks)} is missing")
+            raw = again
+        raise Unavailable(
+            f"blob {key!r} was replaced {MAX_READ_ATTEMPTS} times while being read; try again"
+        )
 
-    @abstractmethod
     def blob_info(self, key: str) -> BlobInfo | None:
         """The manifest without reading the chunks."""
+        check_blob_key(key)
+        raw = self._manifest_bytes(key)
+        return None if raw is None else decode_manifest(key, raw)[0]
 
     @abstractmethod
     def delete_blob(self, key: str, fence: Fence | None = None) -> bool:
-        """Remove the blob and its chunks; False when there was none. With ``fence``: only
-        while it holds, else ``StaleWrite``."""
+        """Remove the blob and its chunks; False when there was none."""
+
+    # What ``get_blob`` and ``blob_info`` read through (raising ``Unavailable`` as above).
+
+    @abstractmethod
+    def _manifest_bytes(self, key: str) -> bytes | str | None:
+        """The blob's stored manifest; None when there is none."""
+
+    @abstractmethod
+    def _read_chunks(
+        self, key: str, info: BlobInfo, generation: str
+    ) -> builtins.list[bytes | None]:
+        """The chunks of one write of the blob, in order; None for each one that is gone."""
 
     # -- event logs ----------------------------------------------------------------------
 
     @abstractmethod
     def append_event(self, log_id: str, event: Document, fence: Fence | None = None) -> str:
-        """Append to the log; returns the event's id (opaque, increasing within the log).
-        With ``fence``: only while it holds, else ``StaleWrite``."""
+        """Append to the log; returns the event's id (opaque, increasing within the log)."""
 
     @abstractmethod
     def read_events(
@@ -206,8 +225,7 @@ class Store(ABC):
 
     @abstractmethod
     def scan(self, kind: str) -> Scan:
-        """All documents of a kind by id, and the ids of those that do not decode: unlike
-        ``list``, one damaged document does not hide the others."""
+        """What ``list`` reads, but one damaged document does not hide the others."""
 
     @abstractmethod
     def list_blobs(self, prefix: str = "") -> dict[str, float]:

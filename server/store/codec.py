@@ -1,6 +1,6 @@
-"""What both store backends share: the JSON encoding of documents and blob manifests, the
-checks that turn a bad chunk into a ``DataLoss`` that names the blob, and the decoding their
-housekeeping (``scan``, the age of blobs) needs.
+"""What both store backends share: the stored formats. The JSON encoding of documents and
+blob manifests, the cutting of blobs into chunks, and the checks that turn a bad chunk into
+a ``DataLoss`` that names the blob.
 
 Keeping these in one place means both backends store the same bytes and raise the same
 messages, which the shared test suite relies on.
@@ -12,15 +12,22 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from typing import cast
+from dataclasses import dataclass
+from typing import Any
 
-from rnnlm.server.errors import DataLoss, Unavailable
-from rnnlm.server.store.base import BlobInfo, Document, Scan
+from rnnlm.server.errors import DataLoss
 
-# A reader that finds a chunk gone re-reads the manifest: the blob was replaced under it.
-# It gives up after this many replacements in a row (a writer far faster than a reader).
-MAX_READ_ATTEMPTS = 10
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A blob's manifest, as stored."""
+
+    size: int
+    sha256: str  # hex digest of the whole blob
+    chunk_sizes: tuple[int, ...]
+    chunk_sha256: tuple[str, ...]
 
 
 def encode_doc(doc: Document) -> bytes:
@@ -41,17 +48,20 @@ def decode_doc(what: str, raw: bytes | str) -> Document:
     return doc
 
 
-def decode_scan(kind: str, found: Iterable[tuple[str, bytes | str | None]]) -> Scan:
-    """The ``Scan`` of stored documents by id; None is one deleted since it was listed."""
-    docs, unreadable = {}, {}
-    for doc_id, raw in found:
-        if raw is None:
-            continue
-        try:
-            docs[doc_id] = decode_doc(f"{kind} {doc_id}", raw)
-        except DataLoss as err:
-            unreadable[doc_id] = str(err)
-    return Scan(docs, unreadable)
+def decode_event(log_id: str, event_id: str, raw: bytes | str) -> Document:
+    return decode_doc(f"event {event_id} of log {log_id!r}", raw)
+
+
+def split_chunks(data: bytes, chunk_bytes: int) -> tuple[list[bytes], BlobInfo]:
+    """Cut ``data`` into chunks of at most ``chunk_bytes`` and describe them."""
+    chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
+    info = BlobInfo(
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        chunk_sizes=tuple(len(c) for c in chunks),
+        chunk_sha256=tuple(hashlib.sha256(c).hexdigest() for c in chunks),
+    )
+    return chunks, info
 
 
 def new_generation() -> str:
@@ -129,32 +139,3 @@ def join_verified(key: str, info: BlobInfo, chunks: list[bytes]) -> bytes:
     if hashlib.sha256(data).hexdigest() != info.sha256:
         raise DataLoss(f"blob {key!r}: the whole does not match its sha256")
     return data
-
-
-def read_consistent(
-    key: str,
-    read_manifest: Callable[[], bytes | str | None],
-    read_chunks: Callable[[BlobInfo, str], list[bytes | None]],
-) -> bytes | None:
-    """Read a blob through a backend's two primitives, verifying every checksum.
-
-    A chunk can be missing because a writer replaced the blob after we read its manifest
-    and has already removed the old chunks; then the manifest has changed and we read the
-    new blob. A missing chunk under an unchanged manifest is lost data.
-    """
-    raw = read_manifest()
-    for _ in range(MAX_READ_ATTEMPTS):
-        if raw is None:
-            return None
-        info, generation = decode_manifest(key, raw)
-        chunks = read_chunks(info, generation)
-        if None not in chunks:
-            return join_verified(key, info, cast("list[bytes]", chunks))
-        again = read_manifest()
-        if again == raw:
-            n = chunks.index(None)
-            raise DataLoss(f"blob {key!r}: chunk {n} of {len(chunks)} is missing")
-        raw = again
-    raise Unavailable(
-        f"blob {key!r} was replaced {MAX_READ_ATTEMPTS} times while being read; try again"
-    )

@@ -31,8 +31,6 @@ from rnnlm.server.errors import quote as quote_value
 from rnnlm.server.ids import LOCAL_EVENT_DIGITS, LOCAL_EVENT_ID, matches
 from rnnlm.server.store.base import (
     DEFAULT_CHUNK_BYTES,
-    BlobInfo,
-    Document,
     Fence,
     StaleWrite,
     Store,
@@ -40,15 +38,16 @@ from rnnlm.server.store.base import (
     check_blob_key,
     check_id,
     check_log_id,
-    split_chunks,
 )
 from rnnlm.server.store.codec import (
+    BlobInfo,
+    Document,
     decode_doc,
-    decode_manifest,
+    decode_event,
     encode_doc,
     encode_manifest,
     new_generation,
-    read_consistent,
+    split_chunks,
 )
 from rnnlm.server.store.files import (
     PathLocks,
@@ -149,9 +148,7 @@ class LocalStore(LocalHousekeeping, Store):
     def _require(self, fence: Fence) -> None:
         """``StaleWrite`` unless the fence holds; call it holding its document's lock."""
         check_id(fence.kind, fence.doc_id)
-        doc = self._read(fence.kind, fence.doc_id)
-        if not fence.holds(doc):
-            raise fence.refuse(doc)
+        fence.check(self._read(fence.kind, fence.doc_id))
 
     @contextmanager
     def _fenced(self, fence: Fence | None) -> Iterator[None]:
@@ -187,24 +184,6 @@ class LocalStore(LocalHousekeeping, Store):
         return info
 
     @os_errors_unavailable
-    def get_blob(self, key: str) -> bytes | None:
-        check_blob_key(key)
-
-        def read_chunks(info: BlobInfo, generation: str) -> list[bytes | None]:
-            return [
-                read_or_none(self._chunk_path(key, generation, n))
-                for n in range(len(info.chunk_sizes))
-            ]
-
-        return read_consistent(key, lambda: self._manifest_bytes(key), read_chunks)
-
-    @os_errors_unavailable
-    def blob_info(self, key: str) -> BlobInfo | None:
-        check_blob_key(key)
-        raw = self._manifest_bytes(key)
-        return None if raw is None else decode_manifest(key, raw)[0]
-
-    @os_errors_unavailable
     def delete_blob(self, key: str, fence: Fence | None = None) -> bool:
         check_blob_key(key)
         folder = self._blob_dir(key)
@@ -225,8 +204,16 @@ class LocalStore(LocalHousekeeping, Store):
     def _chunk_path(self, key: str, generation: str, n: int) -> Path:
         return self._blob_dir(key) / f"{generation}.{n}.chunk"
 
+    @os_errors_unavailable
     def _manifest_bytes(self, key: str) -> bytes | None:
         return read_or_none(self._blob_dir(key) / MANIFEST)
+
+    @os_errors_unavailable
+    def _read_chunks(
+        self, key: str, info: BlobInfo, generation: str
+    ) -> builtins.list[bytes | None]:
+        paths = [self._chunk_path(key, generation, n) for n in range(len(info.chunk_sizes))]
+        return [read_or_none(path) for path in paths]
 
     # -- event logs ----------------------------------------------------------------------
 
@@ -235,7 +222,7 @@ class LocalStore(LocalHousekeeping, Store):
         check_log_id(log_id)
         body = encode_doc(event)
         path = self._log_path(log_id)
-        with self._fenced(fence), self._locked(self._events_lock()), _open_rw(path) as f:
+        with self._fenced(fence), self._locked(self._events_lock()), open(path, "a+b") as f:
             last = _drop_torn_tail(f)
             event_id = f"{_parse_seq(last, log_id) + 1:0{_ID_WIDTH}d}"
             f.write(event_id.encode() + b" " + body + b"\n")
@@ -309,16 +296,8 @@ def _remove_chunks(folder: Path, keep: str | None) -> None:
 # -- event log files -------------------------------------------------------------------
 
 
-@contextmanager
-def _open_rw(path: Path) -> Iterator[Any]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    with os.fdopen(fd, "r+b") as f:
-        yield f
-
-
 def _drop_torn_tail(f: Any) -> bytes:
-    """The last complete line; a line left unfinished by a crash is cut off. Leaves the
-    file positioned at its end."""
+    """The last complete line; a line left unfinished by a crash is cut off."""
     end = f.seek(0, os.SEEK_END)
     block = 4096
     while True:
@@ -336,7 +315,6 @@ def _drop_torn_tail(f: Any) -> bytes:
         block *= 2  # one line longer than the block: look further back
     if complete_end < end:
         f.truncate(complete_end)
-    f.seek(complete_end)
     return last
 
 
@@ -366,5 +344,5 @@ def _read_log(path: Path, log_id: str, after: str) -> list[tuple[str, Document]]
         event_id = line[:_ID_WIDTH].decode("ascii", "replace")
         if event_id > after:
             body = line[_ID_WIDTH + 1 :]  # after the id and a space
-            events.append((event_id, decode_doc(f"event {event_id} of log {log_id!r}", body)))
+            events.append((event_id, decode_event(log_id, event_id, body)))
     return events

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from urllib.parse import unquote
 
-from rnnlm.server.store.base import DOC_KINDS, Scan, check_id, check_kind, check_log_id
-from rnnlm.server.store.codec import decode_scan, generation_time, manifest_generation, written_at
+from rnnlm.server.store.base import DOC_KINDS, Scan, check_id, check_kind, check_log_id, decode_scan
+from rnnlm.server.store.codec import generation_time, manifest_generation, written_at
 from rnnlm.server.store.files import (
     os_errors_unavailable,
     read_or_none,
@@ -129,13 +129,12 @@ class LocalHousekeeping:
         return self.root / "expiry" / "events" / log_id
 
 
-def _children(folder: Path) -> Iterator[Path]:
+def _children(folder: Path) -> list[Path]:
     """A folder's entries, none when it does not exist (yet)."""
     try:
-        entries = sorted(folder.iterdir())
+        return sorted(folder.iterdir())
     except FileNotFoundError:
-        return iter(())
-    return iter(entries)
+        return []
 
 
 def remove_blob_folder(folder: Path) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rnnlm.server.store.base import DOC_KINDS, Scan, check_id, check_kind, check_log_id
-from rnnlm.server.store.codec import decode_scan, generation_time, manifest_generation, written_at
+from rnnlm.server.store.base import DOC_KINDS, Scan, check_id, check_kind, check_log_id, decode_scan
+from rnnlm.server.store.codec import generation_time, manifest_generation, written_at
 from rnnlm.server.store.redis_common import as_texts, redis_errors_unavailable
 
 if TYPE_CHECKING:
@@ -35,13 +35,8 @@ return removed
 """
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 class RedisHousekeeping:
     _client: redis.Redis
-    _prefix: str
     _doc_key: Callable[[str, str], str]
     _index_key: Callable[[str], str]
     _manifest_key: Callable[[str], str]
@@ -56,14 +51,9 @@ class RedisHousekeeping:
 
     @redis_errors_unavailable
     def list_blobs(self, prefix: str = "") -> dict[str, float]:
-        base = f"{self._prefix}:blob:"
-        pattern = _glob_escape(base + prefix) + "*"
+        base = self._manifest_key("")
         # A manifest's name has no ':' after the base; a chunk's has two.
-        keys = [
-            k[len(base) :]
-            for raw in self._client.scan_iter(match=pattern, count=_SCAN_COUNT)
-            if ":" not in (k := raw.decode())[len(base) :]
-        ]
+        keys = [k for name in self._names(base + prefix) if ":" not in (k := name[len(base) :])]
         replies = self._client.mget([self._manifest_key(k) for k in keys]) if keys else []
         return {
             key: written_at(key, reply) for key, reply in zip(keys, replies) if reply is not None
@@ -71,11 +61,8 @@ class RedisHousekeeping:
 
     @redis_errors_unavailable
     def list_event_logs(self) -> dict[str, float]:
-        base = f"{self._prefix}:events:"
-        names = [
-            raw.decode()
-            for raw in self._client.scan_iter(match=_glob_escape(base) + "*", count=_SCAN_COUNT)
-        ]
+        base = self._stream_key("")
+        names = self._names(base)
         with self._client.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.xrevrange(name, count=1)
@@ -114,10 +101,9 @@ class RedisHousekeeping:
         """Chunks of a write that never got its manifest (the writer died) or whose manifest
         was replaced without them being removed. A write in progress has its generation's
         chunks but not yet its manifest: the age spares it."""
-        base = f"{self._prefix}:blob:"
+        base = self._manifest_key("")
         generations: dict[tuple[str, str], list[str]] = {}
-        for raw in self._client.scan_iter(match=_glob_escape(base) + "*", count=_SCAN_COUNT):
-            name = raw.decode()
+        for name in self._names(base):
             parts = name[len(base) :].split(":")
             if len(parts) == 3:  # key, generation, chunk number
                 generations.setdefault((parts[0], parts[1]), []).append(name)
@@ -132,3 +118,8 @@ class RedisHousekeeping:
             self._client.delete(*names)
             removed.append(f"{len(names)} stray chunk(s) of blob {key!r}")
         return removed
+
+    def _names(self, start: str) -> list[str]:
+        """The names of the keys that start with ``start`` (glob characters in it escaped)."""
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in start) + "*"
+        return as_texts(self._client.scan_iter(match=pattern, count=_SCAN_COUNT))

@@ -28,8 +28,6 @@ from rnnlm.server.errors import DataLoss, quote
 from rnnlm.server.store.base import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_PREFIX,
-    BlobInfo,
-    Document,
     Fence,
     StaleWrite,
     Store,
@@ -37,15 +35,17 @@ from rnnlm.server.store.base import (
     check_blob_key,
     check_id,
     check_log_id,
-    split_chunks,
 )
 from rnnlm.server.store.codec import (
+    BlobInfo,
+    Document,
     decode_doc,
+    decode_event,
     decode_manifest,
     encode_doc,
     encode_manifest,
     new_generation,
-    read_consistent,
+    split_chunks,
 )
 from rnnlm.server.store.redis_common import redis_errors_unavailable
 from rnnlm.server.store.redis_housekeeping import RedisHousekeeping
@@ -143,9 +143,7 @@ class RedisStore(RedisHousekeeping, Store):
             current = self._read_doc(pipe, kind, doc_id)
             if fence is not None:
                 same = (fence.kind, fence.doc_id) == (kind, doc_id)
-                held = current if same else self._read_doc(pipe, fence.kind, fence.doc_id)
-                if not fence.holds(held):
-                    raise fence.refuse(held)
+                fence.check(current if same else self._read_doc(pipe, fence.kind, fence.doc_id))
             new = fn(current)
             pipe.multi()
             if new is None:
@@ -189,9 +187,7 @@ class RedisStore(RedisHousekeeping, Store):
                 return pipe.execute()
 
         def attempt(pipe: Pipeline) -> None:
-            held = self._read_doc(pipe, fence.kind, fence.doc_id)
-            if not fence.holds(held):
-                raise fence.refuse(held)
+            fence.check(self._read_doc(pipe, fence.kind, fence.doc_id))
             pipe.multi()
             queue(pipe)
 
@@ -234,24 +230,6 @@ class RedisStore(RedisHousekeeping, Store):
         return info
 
     @redis_errors_unavailable
-    def get_blob(self, key: str) -> bytes | None:
-        check_blob_key(key)
-
-        def read_chunks(info: BlobInfo, generation: str) -> builtins.list[bytes | None]:
-            with self._client.pipeline(transaction=False) as pipe:
-                for n in range(len(info.chunk_sizes)):
-                    pipe.get(self._chunk_key(key, generation, n))
-                return pipe.execute()
-
-        return read_consistent(key, lambda: self._manifest(key), read_chunks)
-
-    @redis_errors_unavailable
-    def blob_info(self, key: str) -> BlobInfo | None:
-        check_blob_key(key)
-        manifest = self._manifest(key)
-        return None if manifest is None else decode_manifest(key, manifest)[0]
-
-    @redis_errors_unavailable
     def delete_blob(self, key: str, fence: Fence | None = None) -> bool:
         check_blob_key(key)
         # Manifest first, as in put_blob.
@@ -282,8 +260,18 @@ class RedisStore(RedisHousekeeping, Store):
         names = [self._chunk_key(key, generation, n) for n in range(len(info.chunk_sizes))]
         self._client.delete(*names)
 
-    def _manifest(self, key: str) -> bytes | str | None:
+    @redis_errors_unavailable
+    def _manifest_bytes(self, key: str) -> bytes | str | None:
         return self._client.get(self._manifest_key(key))
+
+    @redis_errors_unavailable
+    def _read_chunks(
+        self, key: str, info: BlobInfo, generation: str
+    ) -> builtins.list[bytes | None]:
+        with self._client.pipeline(transaction=False) as pipe:
+            for n in range(len(info.chunk_sizes)):
+                pipe.get(self._chunk_key(key, generation, n))
+            return pipe.execute()
 
     def _manifest_key(self, key: str) -> str:
         return f"{self._prefix}:blob:{key}"
@@ -314,7 +302,8 @@ class RedisStore(RedisHousekeeping, Store):
             block = int(min(remaining, _BLOCK_SLICE_S) * 1000) + 1 if remaining > 0 else None
             reply = self._client.xread({stream: start}, block=block)
             if reply or block is None:
-                return [(i.decode(), _decode_event(log_id, i, f)) for i, f in _entries(reply)]
+                entries = [(i.decode(), fields.get(b"data", b"")) for i, fields in _entries(reply)]
+                return [(i, decode_event(log_id, i, data)) for i, data in entries]
 
     @redis_errors_unavailable
     def delete_events(self, log_id: str) -> None:
@@ -364,7 +353,3 @@ def _entries(reply: Any) -> Iterable[tuple[bytes, dict[bytes, bytes]]]:
     (entries,) = reply.values()
     # Some redis-py versions wrap a RESP3 reply's entries (tuples) in one more list.
     return entries[0] if entries and isinstance(entries[0], list) else entries
-
-
-def _decode_event(log_id: str, event_id: bytes, fields: dict[bytes, bytes]) -> Document:
-    return decode_doc(f"event {event_id.decode()} of log {log_id!r}", fields.get(b"data", b""))
