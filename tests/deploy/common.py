@@ -37,3 +37,10 @@ def known_env_names() -> set[str]:
 def unknown_rnnlm_names(names: object) -> list[str]:
     known = known_env_names()
     return sorted(n for n in names if n.startswith("RNNLM_") and n not in known)
+
+
+def add_line(path: Path, after: str, line: str) -> None:
+    """Insert ``line`` after the first ``after`` in ``path`` (a deliberate fault in a copy)."""
+    text = path.read_text()
+    assert after in text, (path, after)
+    path.write_text(text.replace(after, f"{after}\n{line}", 1))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.common import ROOT
+from tests.deploy.common import ROOT, add_line
 
 PACKAGES = ("model", "server", "client", "v1")  # under rnnlm, as pyproject's package-dir maps
 
@@ -47,12 +47,6 @@ def copy_of_the_packages(tmp_path: Path) -> Path:
         shutil.copytree(source, tmp_path / "rnnlm" / name, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
-
-
-def add_line(path: Path, after: str, line: str) -> None:
-    text = path.read_text()
-    assert after in text, (path, after)
-    path.write_text(text.replace(after, f"{after}\n{line}", 1))
 
 
 def test_import_rules_hold():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.common import ROOT
+from tests.deploy.common import ROOT, add_line
 
 SCRIPT = ROOT / "scripts" / "typecheck.py"
 FOLDERS = ("model", "server", "client", "proto")
@@ -56,10 +56,7 @@ def test_typecheck_fails_on(module, after, line, error, tmp_path):
     for folder in FOLDERS:
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    path = tmp_path / module
-    text = path.read_text()
-    assert after in text, (module, after)
-    path.write_text(text.replace(after, f"{after}\n{line}", 1))
+    add_line(tmp_path / module, after, line)
     result = typecheck(tmp_path)
     assert result.returncode != 0, result.stdout + result.stderr
     assert f"{module}:" in result.stdout and error in result.stdout, result.stdout
