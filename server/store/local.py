@@ -61,7 +61,6 @@ from rnnlm.server.store.local_housekeeping import MANIFEST, LocalHousekeeping, r
 
 # How often a blocked ``read_events`` looks at the file for appends by other processes.
 _POLL_S = 0.05
-_ID_WIDTH = LOCAL_EVENT_DIGITS
 
 
 class LocalStore(LocalHousekeeping, Store):
@@ -224,7 +223,7 @@ class LocalStore(LocalHousekeeping, Store):
         path = self._log_path(log_id)
         with self._fenced(fence), self._locked(self._events_lock()), open(path, "a+b") as f:
             last = _drop_torn_tail(f)
-            event_id = f"{_parse_seq(last, log_id) + 1:0{_ID_WIDTH}d}"
+            event_id = f"{_parse_seq(last, log_id) + 1:0{LOCAL_EVENT_DIGITS}d}"
             f.write(event_id.encode() + b" " + body + b"\n")
             f.flush()
             os.fsync(f.fileno())
@@ -238,7 +237,8 @@ class LocalStore(LocalHousekeeping, Store):
     ) -> builtins.list[tuple[str, Document]]:
         check_log_id(log_id)
         if after is not None and not matches(LOCAL_EVENT_ID, after):
-            raise ValueError(f"invalid event id {quote_value(after)}: expected {_ID_WIDTH} digits")
+            digits = LOCAL_EVENT_DIGITS
+            raise ValueError(f"invalid event id {quote_value(after)}: expected {digits} digits")
         path = self._log_path(log_id)
         deadline = time.monotonic() + timeout
         seen: tuple[int, int] | None = None
@@ -321,7 +321,7 @@ def _drop_torn_tail(f: Any) -> bytes:
 def _parse_seq(line: bytes, log_id: str) -> int:
     if not line:
         return 0
-    head = line[:_ID_WIDTH]
+    head = line[:LOCAL_EVENT_DIGITS]
     if not head.isdigit():
         raise DataLoss(f"event log {log_id!r} is damaged: a line starts with {head!r}")
     return int(head)
@@ -341,8 +341,8 @@ def _read_log(path: Path, log_id: str, after: str) -> list[tuple[str, Document]]
     data = data[: data.rfind(b"\n") + 1]  # an append in progress is not an event yet
     events = []
     for line in data.splitlines():
-        event_id = line[:_ID_WIDTH].decode("ascii", "replace")
+        event_id = line[:LOCAL_EVENT_DIGITS].decode("ascii", "replace")
         if event_id > after:
-            body = line[_ID_WIDTH + 1 :]  # after the id and a space
+            body = line[LOCAL_EVENT_DIGITS + 1 :]  # after the id and a space
             events.append((event_id, decode_event(log_id, event_id, body)))
     return events
