@@ -25,6 +25,7 @@ from __future__ import annotations
 from rnnlm.client._common import TLS, ScoreOptions
 from rnnlm.client.aio import AsyncLMClient
 from rnnlm.client.errors import (
+    Aborted,
     AlreadyExists,
     Cancelled,
     DataLoss,
@@ -59,6 +60,7 @@ from rnnlm.client.types import (
 
 __all__ = [
     "TLS",
+    "Aborted",
     "AlreadyExists",
     "AsyncLMClient",
     "Cancelled",

@@ -4,8 +4,10 @@ settings: the helpers of ``ClientCore`` (``_core``) and the CLI.
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
 
+from rnnlm.client.errors import RnnlmError
 from rnnlm.client.types import Corpus, enum_prefix
 from rnnlm.v1 import rnnlm_pb2 as pb
 
@@ -120,7 +123,12 @@ def parse_option(text: str) -> tuple[str, Any]:
         raise ValueError(f"option {text!r} is not key=value")
     if name not in _FIELDS:
         raise _unknown_option(name)
-    return name, option_type(name)(raw.strip())
+    convert, value = option_type(name), raw.strip()
+    try:
+        return name, convert(value)
+    except ValueError:
+        kind = {int: "a whole number", float: "a number"}.get(convert, "true or false")
+        raise ValueError(f"option {name} must be {kind}, got {value[:20]!r}") from None
 
 
 def _unknown_option(name: str) -> TypeError:
@@ -162,8 +170,10 @@ def train_request(
     request_id: str | None,
     options: Mapping[str, Any],
     arpa_id: str = "",
+    validate_only: bool = False,
 ) -> pb.TrainRequest:
-    if (corpus is None) == (server_path is None):
+    given = (corpus is not None) + (server_path is not None)
+    if given > 1 or (given == 0 and not validate_only):
         raise ValueError(
             "give exactly one of corpus (an uploaded corpus or its id) and server_path"
         )
@@ -174,7 +184,7 @@ def train_request(
     )
     if server_path is not None:
         source.server_path = str(server_path)
-    else:
+    elif corpus is not None:
         source.corpus_id = corpus.corpus_id if isinstance(corpus, Corpus) else str(corpus)
     model, training = split_options(options)
     # A request id makes Train idempotent: a retry after UNAVAILABLE gets the same job.
@@ -185,6 +195,7 @@ def train_request(
         training=training,
         request_id=request_id or uuid.uuid4().hex,
         arpa_id=arpa_id,
+        validate_only=validate_only,
     )
 
 
@@ -232,15 +243,43 @@ class ScoreOptions:
     eos: bool | None = None
     length_norm: str | None = None
     length_alpha: float | None = None
+    allow_empty: bool | None = None  # score a sentence without words (an empty hypothesis)
 
     def apply(self, request: pb.ScoreSentenceRequest) -> None:
         if self.scorer is not None:
             request.scorer = enum_value(pb.Scorer, self.scorer, "scorer")
         if self.length_norm is not None:
             request.length_norm = enum_value(pb.LengthNorm, self.length_norm, "length_norm")
-        for name in ("neural_weight", "bos", "eos", "length_alpha"):
+        for name in ("neural_weight", "bos", "eos", "length_alpha", "allow_empty"):
             if (value := getattr(self, name)) is not None:
                 setattr(request, name, value)
+
+
+#: Sentences a ScoreSentence request carries at most: the server's default limit
+#: (``--max-sentences-per-request``); longer inputs are split into requests of this size.
+SENTENCES_PER_REQUEST = 256
+
+
+def check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            f"batch_size must be a whole number >= 1 (sentences per request; default "
+            f"{SENTENCES_PER_REQUEST}), got {batch_size!r}"
+        )
+
+
+@contextmanager
+def shifted_indices(offset: int) -> Iterator[None]:
+    """Inside one request of a split input: an error naming ``sentences[i]`` names the
+    sentence's place in the whole input, ``sentences[i + offset]``."""
+    try:
+        yield
+    except RnnlmError as err:
+        err.details = re.sub(
+            r"sentences\[(\d+)\]", lambda m: f"sentences[{int(m[1]) + offset}]", err.details
+        )
+        err.args = (err.details,)
+        raise
 
 
 def score_request(

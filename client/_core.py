@@ -4,7 +4,7 @@ from the arguments, the calls to make, the response converted."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, get_args, get_origin
 
@@ -31,6 +31,7 @@ from rnnlm.client.types import (
     Corpus,
     GeneratedSentence,
     GeneratedToken,
+    GradientFlow,
     Listing,
     ModelInfo,
     ScoreResult,
@@ -124,14 +125,17 @@ class ClientCore(Shell[Mode]):
         filename: str | None = None,
         chunk_bytes: int = MiB,
         timeout: float | None = None,
+        on_progress: Callable[[int], object] | None = None,
     ) -> Flow[Corpus]:
         """Upload a corpus file (a path, read in chunks) or its bytes; the same bytes always
         give the same corpus id. ``filename`` (default: the file's name) picks the format
-        when training says ``format="auto"``. No deadline unless ``timeout`` is given."""
+        when training says ``format="auto"``. No deadline unless ``timeout`` is given.
+        ``on_progress(n)`` is called with each chunk's size in bytes as it is sent (from a
+        worker thread in the asyncio client), e.g. a progress bar's ``update``."""
 
         # Hashing a file reads it whole: the asyncio client runs this in a worker thread.
         def requests() -> Iterator[pb.UploadCorpusRequest]:
-            return plan_upload(source, filename, chunk_bytes).requests()
+            return plan_upload(source, filename, chunk_bytes, on_progress).requests()
 
         return Corpus.from_pb((yield Call("UploadCorpus", requests, timeout)))
 
@@ -160,10 +164,14 @@ class ClientCore(Shell[Mode]):
         paragraphs: str = "blank-line",
         request_id: str | None = None,
         arpa: common.Arpa | None = None,
+        validate_only: bool = False,
         **options: Any,
     ) -> Flow[TrainingJob]:
         """Start training ``model_id`` on an uploaded ``corpus`` (or its id) or on a file
         under the server's corpus directory (``server_path``); returns the job at once.
+        ``validate_only``: the server checks the request (the options, its limits and
+        devices, the corpus if given) and starts nothing; the answer has no ``job_id`` and
+        the options as a job would run them. Check before uploading a large corpus.
 
         ``options`` are the fields of ModelConfig and TrainingOptions, e.g. ``cell="gru",
         hidden_size=256, epochs=5``; ``clip=None``/``patience=None`` disable them. The
@@ -180,7 +188,8 @@ class ClientCore(Shell[Mode]):
             paragraphs=paragraphs,
             request_id=request_id,
             options=options,
-            arpa_id=(yield from self._arpa_id(arpa)) if arpa is not None else "",
+            arpa_id=(yield from self._arpa_id(arpa, upload=not validate_only)),
+            validate_only=validate_only,
         )
         return TrainingJob.from_pb((yield Call("Train", request)))
 
@@ -248,13 +257,31 @@ class ClientCore(Shell[Mode]):
         eos: bool | None = None,
         length_norm: str | None = None,
         length_alpha: float | None = None,
+        allow_empty: bool | None = None,
+        batch_size: int = common.SENTENCES_PER_REQUEST,
     ) -> Flow[ScoreResult]:
         """Score sentences: a str is raw text, a list of str is words already tokenised.
         ``scorer``, ``neural_weight``, ``bos``, ``eos``, ``length_norm`` and ``length_alpha``
-        are described at :class:`ScoreOptions`; None leaves them to the server."""
-        options = common.ScoreOptions(scorer, neural_weight, bos, eos, length_norm, length_alpha)
-        request = common.score_request(model_id, sentences, rank, omit_tokens, options)
-        return ScoreResult.from_pb((yield Call("ScoreSentence", request)))
+        are described at :class:`ScoreOptions`; None leaves them to the server. A sentence
+        without words is refused (InvalidArgument) unless ``allow_empty``. Any number
+        of sentences: they are sent ``batch_size`` a request (256, the server's default
+        limit) and come back as one result, ranked across all of them when ``rank``."""
+        common.check_batch_size(batch_size)
+        if isinstance(sentences, (str, bytes)):
+            raise TypeError("sentences must be a list of sentences; for one, pass [sentence]")
+        options = common.ScoreOptions(
+            scorer, neural_weight, bos, eos, length_norm, length_alpha, allow_empty
+        )
+        if len(sentences) <= batch_size:  # one request: the server ranks
+            request = common.score_request(model_id, sentences, rank, omit_tokens, options)
+            return ScoreResult.from_pb((yield Call("ScoreSentence", request)))
+        parts = []
+        for start in range(0, len(sentences), batch_size):
+            chunk = sentences[start : start + batch_size]
+            request = common.score_request(model_id, chunk, False, omit_tokens, options)
+            with common.shifted_indices(start):
+                parts.append(ScoreResult.from_pb((yield Call("ScoreSentence", request))))
+        return ScoreResult.joined(parts, rank=rank)
 
     @operation
     def rank(
@@ -340,6 +367,20 @@ class ClientCore(Shell[Mode]):
         # Not resumable: a restarted generation would repeat tokens already yielded.
         return ServerStream("Generate", lambda _: request, GeneratedToken.from_pb, timeout)
 
+    @operation
+    def gradient_flow(
+        self, model_id: str, sentences: Sequence[str | Sequence[str]], max_distance: int = 20
+    ) -> Flow[GradientFlow]:
+        """The vanishing-gradient report on held-out ``sentences`` (text, or lists of
+        words): the mean norm of dL_t/dh_{t-k} at each distance k = 0..``max_distance``
+        (1 to 200), and the decay per step fitted to it. See :class:`GradientFlow`."""
+        # The sentences as a ScoreSentenceRequest carries them (the same Sentence message).
+        carried = common.score_request(model_id, sentences, False, True).sentences
+        request = pb.GradientFlowRequest(
+            model_id=model_id, sentences=carried, max_distance=max_distance
+        )
+        return GradientFlow.from_pb((yield Call("MeasureGradientFlow", request)))
+
     # -- models ---------------------------------------------------------------------------
 
     @operation
@@ -397,9 +438,12 @@ class ClientCore(Shell[Mode]):
             yield Drain(chunks, sink.write, blocking_io=True)
         return sink.size
 
-    def _arpa_id(self, arpa: common.Arpa) -> Flow[str]:
+    def _arpa_id(self, arpa: common.Arpa | None, upload: bool = True) -> Flow[str]:
+        """The id of ``arpa`` ("" for none), uploading a file or bytes (unless not to)."""
         if isinstance(arpa, Corpus):
             return arpa.corpus_id
+        if arpa is None or not upload:
+            return ""
         # The server records the name as the version's ngram_source ("arpa:<name>").
         name = Path(arpa).name if isinstance(arpa, (str, Path)) else "model.arpa"
         return (yield from ClientCore.upload_corpus.build(self, arpa, filename=name)).corpus_id

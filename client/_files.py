@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -23,11 +23,14 @@ class UploadPlan:
     header: pb.CorpusHeader
     source: bytes | Path
     chunk_bytes: int
+    on_sent: Callable[[int], object] | None = None  # told each chunk's size once it is sent
 
     def requests(self) -> Iterator[pb.UploadCorpusRequest]:
         yield pb.UploadCorpusRequest(header=self.header)
         for chunk in _chunks(self.source, self.chunk_bytes):
             yield pb.UploadCorpusRequest(chunk=chunk)
+            if self.on_sent is not None:  # gRPC asks for the next one once this one left
+                self.on_sent(len(chunk))
 
 
 def _chunks(source: bytes | Path, chunk_bytes: int) -> Iterator[bytes]:
@@ -41,7 +44,10 @@ def _chunks(source: bytes | Path, chunk_bytes: int) -> Iterator[bytes]:
 
 
 def plan_upload(
-    source: str | Path | bytes, filename: str | None, chunk_bytes: int = MiB
+    source: str | Path | bytes,
+    filename: str | None,
+    chunk_bytes: int = MiB,
+    on_sent: Callable[[int], object] | None = None,
 ) -> UploadPlan:
     """Hash the corpus (a file is read in chunks, never whole) and build the header.
 
@@ -65,7 +71,7 @@ def plan_upload(
     header = pb.CorpusHeader(
         filename=filename or default_name, size_bytes=size, sha256=digest.hexdigest()
     )
-    return UploadPlan(header, content, chunk_bytes)
+    return UploadPlan(header, content, chunk_bytes, on_sent)
 
 
 class DownloadSink:

@@ -9,111 +9,15 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from rnnlm.client.sync import LMClient
 from rnnlm.client.types import (
     SENTENCE_END,
-    SUCCESS_JOB_STATES,
     Corpus,
     GeneratedToken,
     ModelInfo,
     SentenceScore,
-    TrainingEvent,
     TrainingJob,
     TrainingProgress,
 )
-
-
-def duration(seconds: float) -> str:
-    """42s, 3m05s, 1h02m."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-def progress_line(p: TrainingProgress) -> str:
-    parts = [f"epoch {p.epoch}/{p.epochs}", f"step {p.step}/{p.total_steps}"]
-    parts += [f"loss {p.loss:.3f}", f"ppl {p.perplexity:.1f}"]
-    if p.valid_perplexity is not None:
-        parts.append(f"valid ppl {p.valid_perplexity:.1f}")
-    parts += [f"{p.tokens_per_second:,.0f} tok/s", f"lr {p.learning_rate:.3g}"]
-    if p.kind != "epoch":
-        parts.append(f"ETA {duration(p.eta_seconds)}")
-    return "  ".join(parts)
-
-
-class ProgressView:
-    """Training events on a terminal: step progress redrawn on one line (``\\r``) when the
-    stream is a TTY, so the screen does not scroll; epoch ends, checkpoints and state
-    changes always get a line of their own. Not a TTY (a log file): one line per event."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.tty = out.isatty()
-        self._open = False  # a redrawn line is on screen without its newline
-
-    def line(self, text: str) -> None:
-        self.out.write(("\r\x1b[K" if self._open else "") + text + "\n")
-        self.out.flush()
-        self._open = False
-
-    def event(self, ev: TrainingEvent) -> None:
-        if ev.kind == "progress" and ev.progress is not None:
-            text = progress_line(ev.progress)
-            if ev.progress.kind == "epoch":
-                self.line(f"end of {text}")
-            elif self.tty:
-                self.out.write("\r" + text + "\x1b[K")
-                self.out.flush()
-                self._open = True
-            else:
-                self.line(text)
-        elif ev.kind == "checkpoint":
-            self.line(f"checkpoint written at step {ev.checkpoint_step}")
-        elif ev.kind == "state":
-            extra = f": {ev.error}" if ev.error else ""
-            version = f" (model version {ev.model_version})" if ev.model_version else ""
-            self.line(f"job {ev.state}{version}{extra}")
-
-    def close(self) -> None:
-        if self._open:
-            self.line("")
-
-
-def follow_job(
-    client: LMClient, job_id: str, *, after_event_id: str | None = None, out: TextIO | None = None
-) -> TrainingJob:
-    """Show a job's events until it ends; returns the job as it finally stands. A
-    ``KeyboardInterrupt`` propagates (the watch is cancelled, the job is not)."""
-    view = ProgressView(out or sys.stderr)
-    try:
-        for ev in client.watch(job_id, after_event_id=after_event_id):
-            view.event(ev)
-    finally:
-        view.close()
-    return client.job(job_id)
-
-
-def watch_and_report(client: LMClient, job_id: str, after: str | None = None) -> int:
-    """Follow a job to its end; 0 when it published a model, 1 otherwise, 130 on Ctrl-C."""
-    eprint(f"watching job {job_id} (Ctrl-C detaches; the job keeps running)")
-    try:
-        job = follow_job(client, job_id, after_event_id=after)
-    except KeyboardInterrupt:
-        eprint(
-            f"detached; the job keeps running: rnnlm job {job_id} / "
-            f"watch with: rnnlm watch {job_id}"
-        )
-        return 130
-    for warning in job.warnings:
-        eprint(f"warning: {warning}")
-    if job.state in SUCCESS_JOB_STATES:
-        eprint(f"model {job.model_id} version {job.model_version} is ready")
-        return 0
-    eprint(f"job {job.job_id} is {job.state}" + (f": {job.error}" if job.error else ""))
-    return 1
 
 
 def eprint(*parts: Any) -> None:
@@ -279,3 +183,92 @@ class SentencePrinter:
         self.out.write("\n")
         self.out.flush()
         self._line_open, self._column = False, 0
+
+
+def plural(count: int, noun: str) -> str:
+    """1 version, 2 versions."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def _settings(config: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in config.items() if v is not None)
+
+
+def fields_view(rows: Sequence[tuple[str, Any]]) -> str:
+    """``name  value`` lines, the names padded to one width; rows without a value left out."""
+    shown = [(name, str(value)) for name, value in rows if value not in (None, "", ())]
+    width = max(len(name) for name, _ in shown)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in shown)
+
+
+def job_view(job: TrainingJob) -> str:
+    """``rnnlm job``: one job for a person (``--json`` gives every field)."""
+    p = job.progress
+    state = job.state + (f" ({job.phase})" if job.phase else "")
+    if job.model_version:
+        state += f", published version {job.model_version}"
+    return fields_view(
+        [
+            ("job", job.job_id),
+            ("model", job.model_id),
+            ("state", state),
+            ("error", job.error),
+            ("progress", progress_summary(p) if p else "not started"),
+            ("checkpoint", f"step {job.checkpoint_step}" if job.checkpoint_step else None),
+            ("corpus", job.corpus_id),
+            ("created", _when(job.created_at)),
+            ("updated", _when(job.updated_at)),
+            ("model config", _settings(job.model_config)),
+            ("training", _settings(job.training)),
+            *[("warning", w) for w in job.warnings],
+        ]
+    )
+
+
+def progress_summary(p: TrainingProgress) -> str:
+    """A job's last progress in one line (epoch, step, loss, perplexities)."""
+    parts = [f"epoch {p.epoch}/{p.epochs}", f"step {p.step}/{p.total_steps}"]
+    parts += [f"loss {p.loss:.3f}", f"ppl {p.perplexity:.1f}"]
+    if p.valid_perplexity is not None:
+        parts.append(f"valid ppl {p.valid_perplexity:.1f}")
+    return "  ".join(parts)
+
+
+def model_view(model: ModelInfo) -> str:
+    """``rnnlm model``: one model for a person, its versions newest first."""
+    training = f" (job {model.active_job_id} training it)" if model.active_job_id else ""
+    words = model.vocabulary_size
+    head = fields_view(
+        [
+            ("model", model.model_id),
+            ("state", model.state + training),
+            ("current version", model.current_version or "none"),
+            ("vocabulary", plural(words, "word") if words else None),
+            ("config", _settings(model.config)),
+            ("training", _settings(model.training)),
+            ("created", _when(model.created_at)),
+            ("updated", _when(model.updated_at)),
+        ]
+    )
+    if not model.versions:
+        return head + "\nno versions yet"
+    rows = [
+        [
+            v.version,
+            _when(v.created_at),
+            v.training_status,
+            v.epochs_trained,
+            f"{v.valid_perplexity:.1f}" if v.valid_perplexity is not None else "-",
+            f"{v.ngram_order}-gram, weight {v.neural_weight:.3g}" if v.ngram_order else "none",
+            v.job_id or "-",
+        ]
+        for v in model.versions
+    ]
+    headers = ["version", "created", "status", "epochs", "valid ppl", "n-gram part", "job"]
+    versions = table(headers, rows, right=(0, 3, 4))
+    vocabulary = f"\nvocabulary: {' '.join(model.vocabulary)}" if model.vocabulary else ""
+    return f"{head}\n\n{versions}{vocabulary}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from rnnlm.client._common import ScoreOptions, score_request
+from rnnlm.client._common import SENTENCES_PER_REQUEST, ScoreOptions, score_request
 from rnnlm.client.errors import Internal, ResourceExhausted, RnnlmError
 from rnnlm.client.nbest import (
     NBestEntry,
@@ -29,7 +29,7 @@ from rnnlm.client.nbest import (
 from rnnlm.v1 import rnnlm_pb2 as pb
 
 #: Hypotheses per request: the server's default --max-sentences-per-request.
-DEFAULT_BATCH_SIZE = 256
+DEFAULT_BATCH_SIZE = SENTENCES_PER_REQUEST
 #: Requests in flight: enough to keep a local server's batcher and cores busy.
 DEFAULT_IN_FLIGHT = 4
 
@@ -71,8 +71,10 @@ class RescorePlan:
         **settings: Any,
     ) -> RescorePlan:
         """The plan of ``rescore(nbest, model_id, **options)``: ``settings`` are the fields
-        above, the others the :class:`ScoreOptions` that rescoring takes."""
-        return cls(model_id, options=ScoreOptions(scorer, neural_weight, bos, eos), **settings)
+        above, the others the :class:`ScoreOptions` that rescoring takes. An empty
+        hypothesis is scored (an n-best list may hold one), not refused."""
+        options = ScoreOptions(scorer, neural_weight, bos, eos, allow_empty=True)
+        return cls(model_id, options=options, **settings)
 
     def batches(self, nbest: Any) -> Iterator[Batch]:
         """The entries of ``nbest`` (entries, lines or text) in requests of at most

@@ -9,8 +9,9 @@
     rnnlm health --wait 30          # exit 0 once the server answers SERVING
     rnnlm corpora; rnnlm delete-corpus ID; rnnlm delete-job ID   # free the store
 
-Exit codes: 0 success; 1 a failed call or a training job that did not complete; 2 a usage
-error; 130 interrupted (Ctrl-C while watching a job detaches from it; the job keeps running).
+Exit codes: 0 success; 1 any error (a bad command line, a failed call, a training job that
+did not complete), printed as one line on stderr; 130 interrupted (Ctrl-C while watching a
+job detaches from it; the job keeps running).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from contextlib import closing
 from typing import Any
 
 from rnnlm.client import _output as out
+from rnnlm.client import _progress as progress
+from rnnlm.client import cli_errors as errors
+from rnnlm.client import cli_plots as plotting
+from rnnlm.client import cli_reports as reports
 from rnnlm.client import cli_scoring as scoring
 from rnnlm.client._common import DEFAULT_TARGET, TLS, option_type, parse_option
 from rnnlm.client._output import eprint
@@ -65,18 +70,30 @@ def cmd_train(args: argparse.Namespace, client: LMClient) -> int:
     options.update({n: v for n in TRAIN_FLAGS if (v := getattr(args, n)) is not None})
     if (args.corpus_file is None) == (args.server_path is None):
         raise ValueError("give exactly one of CORPUS_FILE (to upload) and --server-path")
-    corpus = None
-    if args.corpus_file is not None:
-        stdin = args.corpus_file == "-"
-        source = sys.stdin.buffer.read() if stdin else args.corpus_file
-        corpus = client.upload_corpus(source, filename="stdin.txt" if stdin else None)
-        eprint(f"uploaded {corpus.filename} ({corpus.size_bytes:,} bytes): {corpus.corpus_id}")
     source = {k: getattr(args, k) for k in ("server_path", "format", "csv_column", "paragraphs")}
+    if args.corpus_file not in (None, "-"):
+        os.stat(args.corpus_file)  # a missing file is the first thing to say
+    # The server checks the options (and a --server-path) before anything is uploaded.
+    client.train(args.model, None, validate_only=True, **source, **options)
+    corpus = None if args.corpus_file is None else _upload(client, args.corpus_file)
     job = client.train(args.model, corpus, arpa=args.arpa, **source, **options)
     for warning in job.warnings if args.detach else ():  # watching shows them at the end
         eprint(f"warning: {warning}")
     print(job.job_id, flush=True)  # on stdout, for scripts: JOB=$(rnnlm train --detach ...)
-    return 0 if args.detach else out.watch_and_report(client, job.job_id)
+    return 0 if args.detach else progress.watch_and_report(client, job.job_id)
+
+
+def _upload(client: LMClient, path: str) -> Any:
+    """Upload a corpus file ('-': stdin) with a progress bar on a terminal."""
+    stdin = path == "-"
+    source: str | bytes = sys.stdin.buffer.read() if stdin else path
+    size = len(source) if isinstance(source, bytes) else os.path.getsize(path)
+    with progress.bytes_bar(sys.stderr, size, "uploading") as bar:
+        corpus = client.upload_corpus(
+            source, filename="stdin.txt" if stdin else None, on_progress=bar.update
+        )
+    eprint(f"uploaded {corpus.filename} ({corpus.size_bytes:,} bytes): {corpus.corpus_id}")
+    return corpus
 
 
 def _listing(items: list, as_json: bool, render: Callable[[list], str]) -> int:
@@ -111,24 +128,28 @@ def cmd_delete_corpus(args: argparse.Namespace, client: LMClient) -> int:
 
 
 def cmd_job(args: argparse.Namespace, client: LMClient) -> int:
-    print(out.to_json(client.job(args.job_id), indent=2))
+    job = client.job(args.job_id)
+    print(out.to_json(job, indent=2) if args.json else out.job_view(job))
     return 0
 
 
 def cmd_watch(args: argparse.Namespace, client: LMClient) -> int:
-    return out.watch_and_report(client, args.job_id, args.after)
+    return progress.watch_and_report(client, args.job_id, args.after)
 
 
 def cmd_cancel(args: argparse.Namespace, client: LMClient) -> int:
     job = client.cancel(args.job_id)
-    print(f"{job.job_id} {job.state}" + ("" if job.done else " (stops within one step)"))
+    if job.done:
+        print(f"job {job.job_id} is {job.state}")
+    else:  # the run sees the request before its next step, checkpoints and stops
+        print(f"cancelling job {job.job_id}: it stops after its current step (resumable)")
     return 0
 
 
 def cmd_resume(args: argparse.Namespace, client: LMClient) -> int:
     job = client.resume(args.job_id, args.epochs)
-    print(f"{job.job_id} {job.state}", flush=True)
-    return out.watch_and_report(client, job.job_id) if args.watch else 0
+    print(f"resumed job {job.job_id} ({job.state})", flush=True)
+    return progress.watch_and_report(client, job.job_id) if args.watch else 0
 
 
 def cmd_generate(args: argparse.Namespace, client: LMClient) -> int:
@@ -153,12 +174,13 @@ def cmd_models(args: argparse.Namespace, client: LMClient) -> int:
 
 def cmd_model(args: argparse.Namespace, client: LMClient) -> int:
     model = client.model(args.model, include_vocabulary=args.vocabulary)
-    print(out.to_json(model, indent=2))
+    print(out.to_json(model, indent=2) if args.json else out.model_view(model))
     return 0
 
 
 def cmd_delete(args: argparse.Namespace, client: LMClient) -> int:
-    print(f"deleted model {args.model} ({client.delete_model(args.model)} versions)")
+    versions = client.delete_model(args.model)
+    print(f"deleted model {args.model} ({out.plural(versions, 'version')})")
     return 0
 
 
@@ -247,7 +269,7 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = errors.Parser(
         prog="rnnlm",
         description="Train recurrent language models on an rnnlm server; score and generate.",
     )
@@ -288,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="only this model's jobs")
     p.add_argument("--limit", type=int, default=0, help="at most this many (default 100)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    command("job", cmd_job, "show a training job").add_argument("job_id")
+    p = command("job", cmd_job, "show a training job")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true", help="every field, as JSON")
     p = command("watch", cmd_watch, "follow a training job's progress until it ends")
     p.add_argument("job_id")
     p.add_argument("--after", metavar="EVENT_ID", help="only events after this one")
@@ -306,12 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="follow the job")
 
     scoring.add_commands(command)
+    plotting.add_commands(command)
+    reports.add_commands(command)
 
     p = command("generate", cmd_generate, "generate sentences, printed as they stream")
     p.add_argument("model")
     p.add_argument("--prompt", help="words the sentences start with")
     p.add_argument(
-        "-n", dest="num_sentences", metavar="N", type=int, default=1, help="sentences (default 1)"
+        "-n",
+        dest="num_sentences",
+        metavar="N",
+        type=errors.positive_int,
+        default=1,
+        help="sentences (default 1); beam: the N most probable, greedy: 1 only",
     )
     p.add_argument("--max-tokens", type=int, default=0, help="words per sentence at most")
     p.add_argument("--min-tokens", type=int, default=0, help="words before the end may come")
@@ -328,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("model", cmd_model, "show a model")
     p.add_argument("model")
     p.add_argument("--vocabulary", action="store_true", help="include the vocabulary")
+    p.add_argument("--json", action="store_true", help="every field, as JSON")
     command("delete", cmd_delete, "delete a model, its versions and its jobs").add_argument("model")
 
     p = command("health", cmd_health, "ask the gRPC health service; exit 0 when SERVING")
@@ -368,23 +400,11 @@ def main(argv: list[str] | None = None) -> int:
             args.target, timeout=args.timeout, api_key=args.api_key, tls=_tls(args)
         ) as client:
             return args.func(args, client)
-    except RnnlmError as err:
-        eprint(f"error: {err.details} ({err.code.name})")
-        return 1
-    except NBestFormatError as err:  # bad input data, not a bad command line
-        eprint(f"error: {err}")
-        return 1
-    except (TypeError, ValueError) as err:  # a bad option or argument, found before any call
-        if os.environ.get("RNNLM_DEBUG"):
-            raise
-        eprint(f"error: {err}")
-        return 2
     except BrokenPipeError:  # `rnnlm models | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except OSError as err:  # e.g. the corpus file cannot be read
-        eprint(f"error: {err}")
-        return 1
+    except (RnnlmError, NBestFormatError, OSError, TypeError, ValueError) as err:
+        return errors.report(err, args.target if hasattr(args, "target") else DEFAULT_TARGET)
     except KeyboardInterrupt:
         eprint("interrupted")
         return 130

@@ -19,8 +19,9 @@ from contextlib import ExitStack, closing
 from typing import IO, Any
 
 from rnnlm.client import _output as out
-from rnnlm.client._common import ScoreOptions
+from rnnlm.client._common import SENTENCES_PER_REQUEST, ScoreOptions
 from rnnlm.client._files import DownloadSink
+from rnnlm.client.cli_errors import positive_int
 from rnnlm.client.nbest import FORMATS, check_feature_name
 from rnnlm.client.sync import LMClient
 from rnnlm.client.types import ModelVersion
@@ -64,6 +65,16 @@ def add_score_flags(p: argparse.ArgumentParser, *, ranking: bool) -> None:
         p.add_argument("--length-alpha", type=float, help="gnmt: the penalty's alpha (0.6)")
 
 
+def add_batch_size(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=SENTENCES_PER_REQUEST,
+        help=f"{what} per request (default {SENTENCES_PER_REQUEST}, the server's default "
+        "limit); any number are sent, this many at a time",
+    )
+
+
 def score_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ScoreOptions that the command has flags for."""
     names = (f.name for f in dataclasses.fields(ScoreOptions))
@@ -83,6 +94,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         p.add_argument("--json", action="store_true", help="one JSON object per line")
         p.add_argument("--tokens", action="store_true", help="per-token log-probabilities too")
         add_score_flags(p, ranking=True)
+        add_batch_size(p, "sentences")
 
     p = command(
         "rescore",
@@ -104,12 +116,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--log10", action="store_true", help="log10 p instead of ln p")
     add_score_flags(p, ranking=False)
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=256,
-        help="hypotheses per request (default 256, the server's default limit)",
-    )
+    add_batch_size(p, "hypotheses")
 
     p = command("attach-arpa", cmd_attach_arpa, "upload an ARPA file as a model's n-gram part")
     p.add_argument("model")
@@ -146,7 +153,12 @@ def cmd_score(args: argparse.Namespace, client: LMClient) -> int:
     sentences = _read_sentences(args)
     ranked = args.command == "rank"
     result = client.score(
-        args.model, sentences, rank=ranked, omit_tokens=not args.tokens, **score_options(args)
+        args.model,
+        sentences,
+        rank=ranked,
+        omit_tokens=not args.tokens,
+        batch_size=args.batch_size,
+        **score_options(args),
     )
     scorer: dict[str, Any] = {"scorer": result.scorer} if result.scorer else {}
     if result.neural_weight is not None:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, closing
 from typing import Any
 
-from rnnlm.client._output import SentencePrinter, follow_job, models_table, scores_table
+from rnnlm.client._output import SentencePrinter, models_table, scores_table
+from rnnlm.client._progress import follow_job
 from rnnlm.client.sync import LMClient
 from rnnlm.client.types import SUCCESS_JOB_STATES
 

@@ -91,6 +91,11 @@ class Unauthenticated(RnnlmError, code=grpc.StatusCode.UNAUTHENTICATED):
     """Missing or wrong credentials (the ``api_key``)."""
 
 
+class Aborted(RnnlmError, code=grpc.StatusCode.ABORTED):
+    """Overtaken by a concurrent change, e.g. a model that got a new version between the
+    requests of a long scoring call: doing it again gives a consistent answer."""
+
+
 class Internal(RnnlmError, code=grpc.StatusCode.INTERNAL):
     """A server bug, or any status without a class of its own (``code`` keeps which)."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any, TypeVar
@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from rnnlm.client.errors import Aborted
 from rnnlm.v1 import rnnlm_pb2 as pb
 
 #: Job states after which a job never changes again (unless resumed).
@@ -96,7 +97,8 @@ class Corpus:
 
 @dataclass(frozen=True)
 class TrainingProgress:
-    """A snapshot of training: ``kind`` is "step" (every log_every steps) or "epoch"."""
+    """A snapshot of training: ``kind`` is "step" (every log_every steps, or about every
+    2 s when log_every is unset) or "epoch"."""
 
     kind: str
     epoch: int
@@ -242,6 +244,52 @@ class ScoreResult:
         scorer = _value(msg, "scorer") if msg.scorer else None
         weight = msg.neural_weight if scorer == "interpolated" else None
         return _same_names(cls, msg, scorer=scorer, neural_weight=weight)
+
+    @classmethod
+    def joined(cls, parts: Sequence[ScoreResult], *, rank: bool) -> ScoreResult:
+        """The results of consecutive requests (each in input order) as one: indices count
+        across all of them, and ``rank`` sorts the whole as the server sorts one request
+        (by ``rank_score``, ties in input order)."""
+        versions = sorted({p.model_version for p in parts})
+        if len(versions) > 1:
+            raise Aborted(
+                f"model {parts[0].model_id!r} changed version while the sentences were "
+                f"scored (versions {', '.join(map(str, versions))}); score them again",
+                method="ScoreSentence",
+            )
+        scores, offset = [], 0
+        for part in parts:
+            scores += [replace(s, index=s.index + offset) for s in part.scores]
+            offset += len(part.scores)
+        if rank:
+            scores.sort(key=lambda s: -s.rank_score)
+        return replace(parts[0], scores=tuple(scores))
+
+
+@dataclass(frozen=True)
+class GradientFlow:
+    """The vanishing-gradient report of one model: ``mean_norms[i]`` is the mean L2 norm of
+    dL_t/dh_{t-k} (the loss at a word, with respect to the top layer's state ``k =
+    distances[i]`` steps earlier; an LSTM's h) over ``counts[i]`` position pairs of the
+    held-out sentences. ``decay_per_step`` is the factor fitted per step back (below 1: the
+    gradient vanishes; None where it cannot be fitted)."""
+
+    model_id: str
+    model_version: int
+    cell: str
+    distances: tuple[int, ...]
+    mean_norms: tuple[float, ...]
+    counts: tuple[int, ...]
+    decay_per_step: float | None
+
+    @property
+    def curve(self) -> list[tuple[int, float]]:
+        """(k, mean norm) pairs, as ``plots.plot_gradient_flow`` takes them."""
+        return list(zip(self.distances, self.mean_norms))
+
+    @classmethod
+    def from_pb(cls, msg: pb.GradientFlowResponse) -> GradientFlow:
+        return _same_names(cls, msg)
 
 
 @dataclass(frozen=True)

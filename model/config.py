@@ -205,7 +205,7 @@ _TRAIN_RULES = {
     "max_length": integer(2),
     "seed": integer(0),
     "device": _DEVICE,
-    "log_every": integer(1),
+    "log_every": integer(1).passing(None),
     "checkpoint_every": integer(1).passing(None),
 }
 
@@ -228,7 +228,7 @@ class TrainConfig(_DictConfig):
     max_length: int = 100  # longer sentences are cut into windows of this many tokens
     seed: int = 0
     device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'
-    log_every: int = 50  # steps between progress events
+    log_every: int | None = None  # steps between progress events; None: about every 2 s
     checkpoint_every: int | None = None  # steps between on_checkpoint calls
 
     def __post_init__(self) -> None:

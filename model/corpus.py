@@ -86,7 +86,7 @@ class Corpus:
         format: str = "text",
         column: str = "body",
         paragraphs: str = "blank-line",
-        source: str = "data",
+        source: str = "the corpus",
     ) -> Corpus:
         """Decode UTF-8 bytes (``format`` 'text' or 'csv'), with errors that name ``source``."""
         one_of(("text", "csv")).check("corpus.format", format)
@@ -94,7 +94,7 @@ class Corpus:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as err:
             raise ValueError(
-                f"corpus {source} is not valid UTF-8 (byte {err.start}: "
+                f"{source} is not valid UTF-8 (byte {err.start}: "
                 f"{data[err.start : err.start + 1]!r}); save it as UTF-8 text"
             ) from None
         if format == "csv":

@@ -26,6 +26,8 @@ FINISH_END = "end"  # the model chose SENTENCE_END
 FINISH_LENGTH = "length"  # max_length words were produced
 # Words a sentence has at most unless asked otherwise (a server caps it at its own limit).
 DEFAULT_MAX_LENGTH = 50
+# Hypotheses beam search keeps unless asked otherwise (at least the sentences asked for).
+DEFAULT_BEAM_WIDTH = 4
 # What beam search finds, best first: (token ids without SENTENCE_END, per-token log-probs,
 # finish reason) each.
 Hypotheses = list[tuple[list[int], list[float], str]]
@@ -40,25 +42,42 @@ _RULES = {
     "top_p": number("(0, 1]").noting("1 disables it"),
     "seed": integer(0).passing(None),
     "max_length": integer(1),
-    "beam_width": integer(1),
+    "beam_width": integer(0).noting("0: the default, max(4, num_sentences)"),
 }
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
     method: str = "sample"
-    num_sentences: int = 1  # for 'sample' and 'greedy'; beam search returns beam_width
+    num_sentences: int = 1  # sentences returned, whatever the method (beam: the n best)
     temperature: float = 1.0
     top_k: int = 0  # 0: no top-k filter
     top_p: float = 1.0  # 1: no nucleus filter
     seed: int | None = None  # None: fresh randomness each call
     min_length: int = 1  # words before SENTENCE_END may be chosen
     max_length: int = DEFAULT_MAX_LENGTH  # words at most (prompt not counted)
-    beam_width: int = 4
+    beam_width: int = 0  # 0: max(DEFAULT_BEAM_WIDTH, num_sentences)
 
     def __post_init__(self) -> None:
         check_fields(self, _RULES, "generate: ")
         integer(0, self.max_length).check("generate: min_length", self.min_length)
+        if self.method == "greedy" and self.num_sentences > 1:
+            raise ValueError(
+                f"generate: greedy decoding gives one sentence, the same each time, and "
+                f"{self.num_sentences} were asked for; use method 'beam' for the "
+                f"{self.num_sentences} most probable or 'sample' for different ones"
+            )
+        if self.beam_width and self.beam_width < self.num_sentences:
+            raise ValueError(
+                f"generate: beam_width {self.beam_width} keeps fewer hypotheses than the "
+                f"{self.num_sentences} sentences asked for; give beam_width >= num_sentences "
+                "(or 0 for the default)"
+            )
+
+    @property
+    def width(self) -> int:
+        """The hypotheses beam search keeps."""
+        return self.beam_width or max(DEFAULT_BEAM_WIDTH, self.num_sentences)
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> GenerationConfig:
@@ -191,17 +210,18 @@ def beam_search(
     config: GenerationConfig,
     should_stop: ShouldStop | None = None,
 ) -> Hypotheses:
-    """The ``beam_width`` most probable continuations found, best first.
+    """The ``num_sentences`` most probable continuations found, best first (distinct
+    token sequences: each is a different path through the beam).
 
-    Each step keeps the ``beam_width`` best candidates; one that ends the sentence among
+    Each step keeps the ``width`` best candidates; one that ends the sentence among
     them is set aside as finished (an ending ranked below them is not, as in Hugging
-    Face's beam search), so width 1 is exactly greedy decoding. Stops once ``beam_width``
+    Face's beam search), so width 1 is exactly greedy decoding. Stops once ``width``
     hypotheses have finished and no live one scores higher than the worst of them
     (log-probabilities only fall as a hypothesis grows, so none could overtake it).
     Nothing comes out before the search ends, so ``should_stop`` is checked before every
     step: a caller that left stops the search there (``Stopped``).
     """
-    width = config.beam_width
+    width = config.width
     logp, state = _read_prompt(engine, prompt_ids)
     alive: list[tuple[list[int], list[float]]] = [([], [])]
     scores = np.zeros(1)
@@ -244,7 +264,7 @@ def beam_search(
         logp, state = engine.step(np.array(tokens, dtype=np.int64), state)
         alive, scores = next_alive, next_scores
     finished.sort(key=lambda f: -f[0])
-    return [(ids, lps, reason) for _, ids, lps, reason in finished[:width]]
+    return [(ids, lps, reason) for _, ids, lps, reason in finished[: config.num_sentences]]
 
 
 def beam_events(found: Hypotheses, vocab: Vocabulary) -> Iterator[GenerationEvent]:

@@ -76,6 +76,7 @@ class LanguageModel:
 
     @property
     def device(self) -> str:
+        """Where the engine runs, e.g. "cpu" or "cuda:0" (the NumPy engine: "cpu")."""
         return str(getattr(self.engine, "device", "cpu"))  # the NumPy engine has none
 
     # -- scoring ---------------------------------------------------------------------
@@ -289,6 +290,8 @@ class LanguageModel:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, device: str = "auto") -> LanguageModel:
+        """A model from checkpoint bytes (``to_bytes``), on ``device`` ("auto": CUDA when
+        present). Raises ``CheckpointError`` for bytes that are not a valid checkpoint."""
         check_device("", device)
         groups, meta = checkpoint.loads(data)
         try:
@@ -320,4 +323,5 @@ class LanguageModel:
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto") -> LanguageModel:
+        """A model from a checkpoint file (``save``); ``device`` as for ``from_bytes``."""
         return cls.from_bytes(read_file(path, "checkpoint"), device=device)

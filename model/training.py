@@ -37,12 +37,19 @@ log = logging.getLogger("rnnlm.model")
 # For the learning-rate rule a loss counts as progress only when it beats the best so far by
 # this share: validation noise (a few 1e-4 relative) must not reset the plateau count.
 PLATEAU_THRESHOLD = 1e-3
+# With log_every unset, a step event comes after the first step and then about this often,
+# so that a watcher sees progress (and an ETA) from the start whatever a step costs.
+PROGRESS_SECONDS = 2.0
+# Step events report tokens/s averaged over about this many seconds of training: the first
+# steps (warm-up, allocation) are slow, and a per-window figure jumps from event to event.
+RATE_HORIZON_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    # 'step' (every log_every steps: loss and tokens/s since the previous step event) or
-    # 'epoch' (end of an epoch: the epoch's mean training loss and tokens/s, validation)
+    # 'step' (every log_every steps, or about every PROGRESS_SECONDS: the loss since the
+    # previous step event, tokens/s over about RATE_HORIZON_SECONDS) or 'epoch' (end of an
+    # epoch: the epoch's mean training loss and tokens/s, validation)
     kind: str
     epoch: int  # 1-based epoch in progress
     epochs: int
@@ -141,6 +148,8 @@ class _Trainer:
         self._window = _Work()
         self._epoch_work = _Work()
         self._last_grad_norm = 0.0
+        self._last_event = self.started  # when the last step event was sent
+        self._rate: float | None = None  # tokens/s, smoothed over RATE_HORIZON_SECONDS
 
     def run(self) -> LanguageModel:
         cfg, state = self.config, self.state
@@ -183,10 +192,10 @@ class _Trainer:
             state.epoch_tokens += stats.num_tokens
             self._window.add(stats, seconds)
             self._epoch_work.add(stats, seconds)
-            if state.global_step % cfg.log_every == 0:
+            if self._step_event_due():
                 window, self._window = self._window, _Work()
                 loss = window.loss_sum / window.tokens
-                self._emit("step", loss, window.tokens_per_second, stats.grad_norm)
+                self._emit("step", loss, self._smoothed_rate(window), stats.grad_norm)
             if (
                 cfg.checkpoint_every
                 and state.global_step % cfg.checkpoint_every == 0
@@ -195,6 +204,26 @@ class _Trainer:
                 self.on_checkpoint(self.lm)
             self._last_grad_norm = stats.grad_norm
         self._end_epoch()
+
+    def _step_event_due(self) -> bool:
+        """Every log_every steps; unset, after the first step and then by the clock."""
+        if self.config.log_every is not None:
+            return self.state.global_step % self.config.log_every == 0
+        now = time.perf_counter()
+        if self.steps_this_run > 1 and now - self._last_event < PROGRESS_SECONDS:
+            return False
+        self._last_event = now
+        return True
+
+    def _smoothed_rate(self, window: _Work) -> float:
+        """Tokens/s, an average weighted towards the last RATE_HORIZON_SECONDS of steps."""
+        rate = window.tokens_per_second
+        if self._rate is None:
+            self._rate = rate
+        else:
+            weight = 1.0 - math.exp(-window.seconds / RATE_HORIZON_SECONDS)
+            self._rate += weight * (rate - self._rate)
+        return self._rate
 
     def _end_epoch(self) -> None:
         cfg, state = self.config, self.state

@@ -21,7 +21,13 @@ from rnnlm.model.scoring import SentenceInput
 from rnnlm.server.errors import InvalidArgument
 from rnnlm.server.job_states import JobState
 from rnnlm.server.records import Corpus, Model, TrainingEvent, TrainingJob, TrainingProgress
-from rnnlm.server.serving import GeneratedToken, GenerateOptions, Scored, ScoreOptions
+from rnnlm.server.serving import (
+    GeneratedToken,
+    GenerateOptions,
+    MeasuredFlow,
+    Scored,
+    ScoreOptions,
+)
 from rnnlm.v1 import rnnlm_pb2 as pb
 
 ZERO_DISABLES = ("clip", "bptt_truncate", "patience")
@@ -159,6 +165,16 @@ def job_to_pb(job: TrainingJob) -> pb.TrainingJob:
     return _to_pb(pb.TrainingJob, job)
 
 
+def validated_to_pb(model_id: str, model: ModelConfig, training: TrainConfig) -> pb.TrainingJob:
+    """Train's answer to ``validate_only``: no job (no id, no state), the options as a job
+    would run them."""
+    return pb.TrainingJob(
+        model_id=model_id,
+        model=pb.ModelConfig(**_config(pb.ModelConfig.DESCRIPTOR, model.to_dict())),
+        training=pb.TrainingOptions(**_config(pb.TrainingOptions.DESCRIPTOR, training.to_dict())),
+    )
+
+
 def event_to_pb(event_id: str, event: TrainingEvent) -> pb.TrainingEvent:
     return _to_pb(pb.TrainingEvent, event, event_id=event_id)  # the one of the oneof set
 
@@ -254,4 +270,22 @@ def generation_to_pb(token: GeneratedToken) -> pb.GenerateResponse:
         finish_reason=finish or pb.FINISH_REASON_UNSPECIFIED,
         text=event.text,
         model_version=token.model_version,
+    )
+
+
+def gradient_flow_request_from_pb(
+    request: pb.GradientFlowRequest,
+) -> tuple[list[SentenceInput], int | None]:
+    """The sentences, and max_distance (None when unset: the default)."""
+    distance = request.max_distance if request.HasField("max_distance") else None
+    return sentences_from_pb(request.sentences), distance
+
+
+def gradient_flow_to_pb(measured: MeasuredFlow) -> pb.GradientFlowResponse:
+    """The report's fields by name; a decay_per_step of None leaves it unset."""
+    return _to_pb(
+        pb.GradientFlowResponse,
+        measured.flow,
+        model_id=measured.model_id,
+        model_version=measured.model_version,
     )

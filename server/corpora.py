@@ -88,7 +88,9 @@ class CorpusRegistry:
             digest.update(chunk)
             parts.append(chunk)
         if size == 0:
-            raise InvalidArgument("the uploaded corpus is empty; send its bytes in chunk messages")
+            raise InvalidArgument(
+                "the uploaded corpus is empty (0 bytes); upload a file with text in it"
+            )
         sha256 = digest.hexdigest()
         if declared_size and declared_size != size:
             raise InvalidArgument(
@@ -138,7 +140,7 @@ class CorpusRegistry:
             if uses and job.state in ACTIVE:
                 raise FailedPrecondition(
                     f"corpus {corpus_id!r} is used by training job {job.job_id!r}, which is "
-                    f"{job.state}; cancel it first (CancelTrainingJob) or wait for it to end"
+                    f"{job.state}; cancel the job first or wait for it to end"
                 )
         # The blob first: a concurrent upload of the same bytes that finds the record still
         # there writes the blob again after creating it (see upload).
@@ -155,7 +157,7 @@ class CorpusRegistry:
     def get(self, corpus_id: str) -> CorpusRecord:
         record = read_record(self.store, CorpusRecord, check_corpus_id(corpus_id))
         if record is None:
-            raise NotFound(f"corpus {corpus_id!r} does not exist; upload it with UploadCorpus")
+            raise NotFound(f"corpus {corpus_id!r} does not exist; upload it first")
         return record
 
     def load_arpa(self, arpa_id: str) -> tuple[NgramModel, str]:
@@ -182,8 +184,8 @@ class CorpusRegistry:
         """A file under --corpus-dir, refusing paths that lead outside it."""
         if self.corpus_dir is None:
             raise PermissionDenied(
-                "server-side corpus paths are disabled on this server; upload the corpus with "
-                "UploadCorpus, or start the server with --corpus-dir"
+                "server-side corpus paths are disabled on this server; upload the corpus "
+                "instead, or start the server with --corpus-dir"
             )
         try:
             path = (self.corpus_dir / relative).resolve()
@@ -205,16 +207,31 @@ class CorpusRegistry:
             raise self._too_big(size)
         return path
 
-    def load(self, source: dict[str, Any]) -> Corpus:
-        """Read and parse the corpus a source names (``ValueError`` when it cannot be parsed)."""
+    def check_source(self, source: dict[str, Any], required: bool = True) -> str:
+        """The source's format, after checking its fields and that what it names exists
+        (nothing is read): what Train refuses before it parses a corpus. ``required``
+        False: a source that names no corpus passes (checking options before an upload)."""
         fmt = one_of(FORMATS).check("corpus.format", source.get("format", "auto"))
         paragraphs = source.get("paragraphs", "blank-line")
-        one_of(PARAGRAPH_MODES).check("corpus.paragraphs", paragraphs)  # before reading
-        if not source.get("corpus_id") and not source.get("server_path"):
+        one_of(PARAGRAPH_MODES).check("corpus.paragraphs", paragraphs)
+        named = source.get("corpus_id") or source.get("server_path")
+        if not named and not required:
+            return fmt
+        if not named:
             raise InvalidArgument(
-                "corpus is required: set corpus.corpus_id (from UploadCorpus) or "
+                "corpus is required: set corpus.corpus_id (an uploaded corpus) or "
                 "corpus.server_path (a file under the server's --corpus-dir)"
             )
+        if source.get("corpus_id"):
+            self.get(source["corpus_id"])
+        else:
+            self.server_file(source["server_path"])
+        return fmt
+
+    def load(self, source: dict[str, Any]) -> Corpus:
+        """Read and parse the corpus a source names (``ValueError`` when it cannot be parsed)."""
+        fmt = self.check_source(source)
+        paragraphs = source.get("paragraphs", "blank-line")
         if source.get("corpus_id"):
             record = self.get(source["corpus_id"])
             data = self.store.get_blob(corpus_key(record.corpus_id))

@@ -61,6 +61,6 @@ def check_request_id(request_id: str) -> str:
 def check_corpus_id(corpus_id: str, what: str = "corpus_id") -> str:
     if not matches(CORPUS_ID, corpus_id):
         raise InvalidArgument(
-            f"{what} {quote(corpus_id)} is malformed; use the id UploadCorpus returned"
+            f"{what} {quote(corpus_id)} is malformed; use the id the upload returned"
         )
     return corpus_id

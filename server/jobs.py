@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rnnlm.model import ModelConfig, TrainConfig
+from rnnlm.model.engines import check_device_available
 from rnnlm.server.config import ServerConfig
 from rnnlm.server.corpora import CorpusRegistry
 from rnnlm.server.errors import (
@@ -36,7 +37,7 @@ from rnnlm.server.errors import (
     Unavailable,
     quote,
 )
-from rnnlm.server.ids import check_job_id, check_model_id, check_request_id
+from rnnlm.server.ids import check_corpus_id, check_job_id, check_model_id, check_request_id
 from rnnlm.server.job_states import ACTIVE, FINAL, RESUMABLE, JobState
 from rnnlm.server.job_thread import JobRunner, read_job, update_job
 from rnnlm.server.leases import LeaseKeeper
@@ -147,6 +148,48 @@ class JobManager:
                 return self.get(seen["job_id"])
             raise
 
+    def validate(
+        self,
+        model_id: str,
+        corpus: dict[str, Any],
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        arpa_id: str = "",
+    ) -> TrainConfig:
+        """What ``submit`` checks before it reads a corpus, without starting anything (a
+        client checks its options this way before it uploads): the names, the options
+        together, the size limit, the device, and the corpus source when one is given.
+        Returns the training options as a job would run them."""
+        check_model_id(model_id)
+        train_config = self._checked_training(model_config, train_config)
+        self.corpora.check_source(corpus, required=False)
+        if arpa_id:
+            self.corpora.get(check_corpus_id(arpa_id, "arpa_id"))
+        return train_config
+
+    def _checked_training(
+        self, model_config: ModelConfig, train_config: TrainConfig
+    ) -> TrainConfig:
+        """The options checked against each other and this server (size, device), with the
+        server's checkpoint interval filled in."""
+        train_config.check_compatible(model_config)
+        params = estimate_parameters(model_config)
+        if params > self.config.max_model_params:
+            raise ResourceExhausted(
+                f"the model would have about {params:,} parameters; this server trains up to "
+                f"{self.config.max_model_params:,} (--max-model-params): lower vocab_size, "
+                "embed_size, hidden_size or num_layers"
+            )
+        try:
+            check_device_available(model_config.cell, train_config.device)
+        except ValueError as err:  # a valid name this server cannot honour
+            raise FailedPrecondition(str(err)) from None
+        if train_config.checkpoint_every is None:
+            train_config = dataclasses.replace(
+                train_config, checkpoint_every=self.config.checkpoint_every
+            )
+        return train_config
+
     def _submit(
         self,
         model_id: str,
@@ -164,18 +207,7 @@ class JobManager:
                 # deletes): the id names nothing, so this request starts a new job.
                 forget_request_id(self.store, request_id, seen["job_id"])
                 log.info("request id %s named job %s, which is gone", request_id, seen["job_id"])
-        train_config.check_compatible(model_config)
-        params = estimate_parameters(model_config)
-        if params > self.config.max_model_params:
-            raise ResourceExhausted(
-                f"the model would have about {params:,} parameters; this server trains up to "
-                f"{self.config.max_model_params:,} (--max-model-params): lower vocab_size, "
-                "embed_size, hidden_size or num_layers"
-            )
-        if train_config.checkpoint_every is None:
-            train_config = dataclasses.replace(
-                train_config, checkpoint_every=self.config.checkpoint_every
-            )
+        train_config = self._checked_training(model_config, train_config)
         with self.runs.lock:  # cheap refusals first: a busy server should not parse a corpus
             self.leases.reap_model_owner(model_id)
             self._check_capacity()
@@ -267,7 +299,13 @@ class JobManager:
                     f"{self.leases.heartbeat_s:g} s"
                 )
             self._check_capacity()
-            self.models.claim(job.model_id, job_id)
+            try:  # never recreate a model deleted since the job stopped
+                self.models.claim(job.model_id, job_id, create=False)
+            except NotFound:
+                raise FailedPrecondition(
+                    f"training job {job_id!r} trained model {job.model_id!r}, which was "
+                    "deleted since; start a new training job instead"
+                ) from None
 
             def take_over(current: TrainingJob | None) -> TrainingJob:
                 # Checked again inside the update: of two concurrent resumes (on this

@@ -48,8 +48,7 @@ def delete_job(store: Store, job_id: str) -> dict[str, Any]:
             return None
         if current.get("state") in ACTIVE:
             raise FailedPrecondition(
-                f"training job {job_id!r} is {current['state']}; cancel it first "
-                "(CancelTrainingJob), then delete it"
+                f"training job {job_id!r} is {current['state']}; cancel it first, then delete it"
             )
         deleted.update(current)
         return None

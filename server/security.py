@@ -28,6 +28,7 @@ READ_METHODS = frozenset(
     {
         *("ListCorpora", "WatchTrainingJob", "GetTrainingJob", "ListTrainingJobs"),
         *("ScoreSentence", "Generate", "ListModels", "GetModel", "ExportArpa"),
+        "MeasureGradientFlow",
     }
 )
 _HOW_TO_SEND = (

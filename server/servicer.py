@@ -72,13 +72,16 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         )
 
     def Train(self, request: pb.TrainRequest, context) -> pb.TrainingJob:
+        corpus = convert.corpus_source_from_pb(request.corpus)
+        model = convert.model_config_from_pb(request.model)
+        training = convert.train_config_from_pb(request.training, self.config.device)
+        if request.validate_only:
+            training = self.jobs.validate(
+                request.model_id, corpus, model, training, request.arpa_id
+            )
+            return convert.validated_to_pb(request.model_id, model, training)
         job = self.jobs.submit(
-            request.model_id,
-            convert.corpus_source_from_pb(request.corpus),
-            convert.model_config_from_pb(request.model),
-            convert.train_config_from_pb(request.training, self.config.device),
-            request.request_id,
-            request.arpa_id,
+            request.model_id, corpus, model, training, request.request_id, request.arpa_id
         )
         return convert.job_to_pb(job)
 
@@ -126,6 +129,15 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         with abandoning(self.metrics, "ScoreSentence", watch):
             scored = self.serving.score(request.model_id, sentences, options, watch)
         return convert.scored_to_pb(scored, request.omit_tokens)
+
+    def MeasureGradientFlow(
+        self, request: pb.GradientFlowRequest, context
+    ) -> pb.GradientFlowResponse:
+        sentences, max_distance = convert.gradient_flow_request_from_pb(request)
+        watch = CallWatch(context)  # checked between backward passes
+        with abandoning(self.metrics, "MeasureGradientFlow", watch):
+            measured = self.serving.gradient_flow(request.model_id, sentences, max_distance, watch)
+        return convert.gradient_flow_to_pb(measured)
 
     def Generate(self, request: pb.GenerateRequest, context) -> Iterator[pb.GenerateResponse]:
         prompt = convert.prompt_from_pb(request)

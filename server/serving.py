@@ -22,6 +22,7 @@ from typing import Any
 
 from rnnlm.model import LanguageModel
 from rnnlm.model.generation import DEFAULT_MAX_LENGTH, GenerationEvent
+from rnnlm.model.gradient_flow import DEFAULT_MAX_DISTANCE, DISTANCE, GradientFlow, gradient_flow
 from rnnlm.model.scoring import RankedScore, SentenceInput, Words, rank_scores
 from rnnlm.model.stopping import ShouldStop, check
 from rnnlm.server.cache import ModelCache
@@ -53,6 +54,7 @@ class ScoreOptions:
     length_norm: str | None = None  # what ranking sorts by: 'none', 'average', 'gnmt'
     length_alpha: float | None = None  # GNMT's alpha
     rank: bool = False  # most probable first; False: in input order
+    allow_empty: bool = False  # score a sentence without words instead of refusing it
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,13 @@ class Scored:
     scorer: str  # the scorer used
     neural_weight: float  # the network's weight used
     scores: list[RankedScore]  # input order, or most probable first when ranked
+
+
+@dataclass(frozen=True)
+class MeasuredFlow:
+    model_id: str
+    model_version: int
+    flow: GradientFlow  # the vanishing-gradient report (model/gradient_flow.py)
 
 
 @dataclass(frozen=True)
@@ -108,19 +117,17 @@ class Serving:
         should_stop: ShouldStop | None = None,
     ) -> Scored:
         """Score ``sentences`` (texts or word lists) with the model's current version."""
-        limit = self.config.max_sentences_per_request
-        if not sentences:
-            raise InvalidArgument("sentences is empty; send at least one sentence")
-        if len(sentences) > limit:
-            raise ResourceExhausted(
-                f"{len(sentences)} sentences in one request; the limit is {limit} "
-                "(--max-sentences-per-request): split the request"
-            )
+        self._check_count(sentences)
         model = self.cache.get(check_model_id(model_id))
         words = []
         for i, sentence in enumerate(sentences):
             check(should_stop)  # NLTK takes ~0.4 us a character: long texts add up
             words.append(self._words(model.lm, sentence, f"sentences[{i}]"))
+            if not words[-1] and not options.allow_empty:
+                raise InvalidArgument(
+                    f"sentences[{i}] has no words; send sentences with at least one word "
+                    "(allow_empty scores an empty one, as an n-best list's empty hypothesis)"
+                )
         scorer, weight = model.lm.scoring_setup(options.scorer, options.neural_weight)
         given = _given(
             scorer=options.scorer,
@@ -133,6 +140,27 @@ class Serving:
         ranked = rank_scores(scores, **norm, sort=options.rank)
         self.metrics.scored.inc(len(scores))
         return Scored(model.model_id, model.version, scorer, weight, ranked)
+
+    def gradient_flow(
+        self,
+        model_id: str,
+        sentences: Sequence[SentenceInput],
+        max_distance: int | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> MeasuredFlow:
+        """The vanishing-gradient report of the model's current version on held-out
+        ``sentences``, within the limits of scoring; ``max_distance`` None: the default.
+        Rare and unbatched: it runs in the calling thread, not through the batcher."""
+        self._check_count(sentences)
+        distance = DEFAULT_MAX_DISTANCE if max_distance is None else max_distance
+        DISTANCE.check("max_distance", distance)  # before the model is loaded
+        model = self.cache.get(check_model_id(model_id))
+        words = []
+        for i, sentence in enumerate(sentences):
+            check(should_stop)
+            words.append(self._words(model.lm, sentence, f"sentences[{i}]"))
+        flow = gradient_flow(model.lm, words, distance, should_stop)
+        return MeasuredFlow(model.model_id, model.version, flow)
 
     def generate(
         self,
@@ -168,6 +196,17 @@ class Serving:
         finally:
             self.metrics.streams_open.dec()
             self._streams.release()
+
+    def _check_count(self, sentences: Sequence[SentenceInput]) -> None:
+        """Refuse no sentences, or more than --max-sentences-per-request."""
+        limit = self.config.max_sentences_per_request
+        if not sentences:
+            raise InvalidArgument("sentences is empty; send at least one sentence")
+        if len(sentences) > limit:
+            raise ResourceExhausted(
+                f"{len(sentences)} sentences in one request; the limit is {limit} "
+                "(--max-sentences-per-request): split the request"
+            )
 
     def _words(self, lm: LanguageModel, sentence: SentenceInput, where: str) -> Words:
         """The model's words for ``sentence``, within --max-tokens-per-sentence."""

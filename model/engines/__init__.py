@@ -8,7 +8,7 @@ import numpy as np
 from rnnlm.model.config import ModelConfig
 from rnnlm.model.engines.base import Engine, StepStats
 
-__all__ = ["Engine", "StepStats", "create_engine", "torch_available"]
+__all__ = ["Engine", "StepStats", "check_device_available", "create_engine", "torch_available"]
 
 
 def torch_available() -> bool:
@@ -17,6 +17,31 @@ def torch_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def check_device_available(cell: str, device: str) -> None:
+    """Refuse, before any work, a device this machine cannot train ``cell`` on: a GPU for
+    the NumPy ``rnn``, PyTorch missing for ``gru``/``lstm``, CUDA (or GPU N) not there."""
+    if cell == "rnn":
+        if device not in ("auto", "cpu"):
+            raise ValueError(f"cell 'rnn' runs on the CPU only (NumPy); got device {device!r}")
+        return
+    if not torch_available():
+        raise ValueError(
+            f"cell {cell!r} needs PyTorch, which is not installed here; "
+            "install it (pip install 'rnnlm[server]') or use cell 'rnn'"
+        )
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device[5:]) if device.startswith("cuda:") else 0
+    if index >= count:
+        has = f"{count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})" if count else "no CUDA GPU"
+        raise ValueError(
+            f"device {device!r} was asked for but this machine has {has}; use 'auto' or 'cpu'"
+        )
 
 
 def create_engine(
@@ -30,17 +55,11 @@ def create_engine(
     """A freshly initialised engine for ``config.cell`` with ``vocab_size`` outputs.
     ``word_counts`` (V,), each id's count as a training target, places the word classes
     of ``config.output_classes`` (torch cells); a loaded checkpoint brings its own."""
+    check_device_available(config.cell, device)
     if config.cell == "rnn":
-        if device not in ("auto", "cpu"):
-            raise ValueError(f"cell 'rnn' runs on the CPU only (NumPy); got device {device!r}")
         from rnnlm.model.engines.numpy_rnn import NumpyRNNEngine
 
         return NumpyRNNEngine(config, vocab_size, seed=seed)
-    if not torch_available():
-        raise ValueError(
-            f"cell {config.cell!r} needs PyTorch, which is not installed here; "
-            "install it (pip install 'rnnlm[server]') or use cell 'rnn'"
-        )
     from rnnlm.model.engines.torch_rnn import TorchRNNEngine
 
     return TorchRNNEngine(config, vocab_size, seed=seed, device=device, word_counts=word_counts)

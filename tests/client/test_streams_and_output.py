@@ -7,6 +7,7 @@ import io
 from datetime import timezone
 
 from rnnlm.client import _output as out
+from rnnlm.client import _progress as progress
 from rnnlm.client.cli import main
 from rnnlm.client.types import (
     GeneratedToken,
@@ -91,9 +92,9 @@ def test_interleaved_sentences_print_on_their_own_lines():
 
 def test_progress_without_a_terminal_is_one_line_per_event():
     buf = io.StringIO()
-    view = out.ProgressView(buf)
-    progress = TrainingProgress("step", 1, 3, 50, 150, 5.0, 148.4, 1234.0, 0.005, 1.0, 9.0, 75.0)
-    view.event(TrainingEvent("1", None, "progress", progress=progress))
+    view = progress.ProgressView(buf)
+    snapshot = TrainingProgress("step", 1, 3, 50, 150, 5.0, 148.4, 1234.0, 0.005, 1.0, 9.0, 75.0)
+    view.event(TrainingEvent("1", None, "progress", progress=snapshot))
     view.event(TrainingEvent("2", None, "checkpoint", checkpoint_step=50))
     view.event(TrainingEvent("3", None, "state", state="failed", error="out of memory"))
     view.close()
@@ -106,10 +107,34 @@ def test_progress_without_a_terminal_is_one_line_per_event():
 # -- the command line -----------------------------------------------------------------------
 
 
-def test_usage_errors_exit_2(capsys):
-    assert main(["frobnicate"]) == 2
-    assert main(["train", "m", "corpus.txt", "--option", "bogus=1"]) == 2
-    assert "unknown training option 'bogus'" in capsys.readouterr().err
+def test_usage_errors_exit_1_in_one_line(capsys):
+    assert main(["frobnicate"]) == 1
+    assert main(["train", "m", "corpus.txt", "--option", "bogus=1"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown training option 'bogus'" in err
+    assert len(err.splitlines()) == 2 and all(e.startswith("error: ") for e in err.splitlines())
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_is_a_bar_with_epoch_ends_printed_above_it():
+    screen = Terminal()
+    view = progress.ProgressView(screen)
+    for step, kind in [(1, "step"), (40, "step"), (75, "epoch")]:
+        valid = {"valid_loss": 5.1, "valid_perplexity": 160.0} if kind == "epoch" else {}
+        p = TrainingProgress(kind, 1, 2, step, 150, 5.0, 148.4, 1234.0, 0.005, 1.0, 9.0, 75.0,
+                             **valid)  # fmt: skip
+        view.event(TrainingEvent(str(step), None, "progress", progress=p))
+    view.event(TrainingEvent("9", None, "state", state="completed", model_version=1))
+    view.close()
+    text = screen.getvalue()
+    assert "training:" in text and "75/150" in text and "\r" in text  # redrawn in place
+    assert "epoch 1/2" in text and "tok/s" in text
+    assert "end of epoch 1/2  step 75/150  loss 5.000  ppl 148.4  valid ppl 160.0" in text
+    assert "job completed (model version 1)" in text
 
 
 def test_an_unreachable_server_is_an_error_line_not_a_traceback(capsys):

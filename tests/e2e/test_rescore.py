@@ -106,7 +106,8 @@ def test_library_rescore_equals_score_sentence(each_client, pydoc_text):
     _, client = each_client
     text = _nbest(pydoc_text, 4, 6, seed=2)
     rescored = client.rescore(text, MODEL, batch_size=7)  # groups split across requests
-    alone = [client.score(MODEL, [r.entry.hypothesis]).scores[0] for r in rescored]
+    score = lambda hypothesis: client.score(MODEL, [hypothesis], allow_empty=True).scores[0]  # noqa: E731
+    alone = [score(r.entry.hypothesis) for r in rescored]
     assert [r.value for r in rescored] == pytest.approx([s.logprob for s in alone], rel=1e-5)
     assert "" in [r.entry.hypothesis for r in rescored]  # the empty hypotheses were scored
     in_log10 = client.rescore(text, MODEL, log10=True, feature="LM1")

@@ -61,7 +61,7 @@ def test_train_watch_score_generate_list_delete(client, corpus_bytes):
     assert all(t.token not in ("UNKNOWN_TOKEN", "SENTENCE_START") for t in tokens)
     again = client.generate("docs", "the", num_sentences=2, max_tokens=8, seed=3)
     assert [s.text for s in again] == [t.text for t in last]  # the seed makes it repeatable
-    beams = client.generate("docs", method="beam", beam_width=3, max_tokens=10)
+    beams = client.generate("docs", method="beam", num_sentences=3, max_tokens=10)
     assert len(beams) == 3 and beams[0].logprob >= beams[-1].logprob
 
     (info,) = client.models()

@@ -111,7 +111,7 @@ def test_config_dicts_round_trip_and_refuse_unknown_fields():
         ({"top_p": 0}, "top_p"),
         ({"max_length": 0}, "max_length"),
         ({"min_length": 5, "max_length": 3}, "min_length"),
-        ({"beam_width": 0}, "beam_width"),
+        ({"beam_width": -1}, "beam_width"),
         ({"num_sentences": 0}, "num_sentences"),
         ({"seed": -3}, "seed"),
     ],

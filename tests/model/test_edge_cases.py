@@ -166,3 +166,13 @@ def test_generated_end_token_is_reported_once(small_lm):
         tokens = [e.token for e in events if e.sentence == sentence]
         assert tokens.count(SENTENCE_END) <= 1
         assert SENTENCE_END not in tokens[:-1]
+
+
+def test_without_log_every_progress_comes_from_the_first_step(pydoc_corpus):
+    """log_every unset: a step event after the first step (a watcher sees progress and an
+    ETA at once), then by the clock; tokens/s stays positive and finite."""
+    events = []
+    train(pydoc_corpus, TINY, TrainConfig(epochs=1), on_progress=events.append)
+    steps = [e for e in events if e.kind == "step"]
+    assert steps and steps[0].step == 1 and steps[0].eta_seconds > 0
+    assert all(e.tokens_per_second > 0 and math.isfinite(e.tokens_per_second) for e in steps)

@@ -13,6 +13,23 @@ def test_same_seed_same_samples(small_lm):
     assert [s.tokens for s in a] != [s.tokens for s in c]
 
 
+@pytest.mark.parametrize("method", ["sample", "greedy", "beam"])
+def test_num_sentences_is_what_comes_back_for_every_method(small_lm, method):
+    n = 1 if method == "greedy" else 3
+    sentences = small_lm.generate(method=method, num_sentences=n, seed=2, max_length=10)
+    assert len(sentences) == n
+    if method == "beam":  # the n best, distinct, best first
+        assert len({tuple(s.tokens) for s in sentences}) == n
+        assert [s.logprob for s in sentences] == sorted(s.logprob for s in sentences)[::-1]
+
+
+def test_greedy_refuses_more_than_one_sentence_and_a_beam_narrower_than_n(small_lm):
+    with pytest.raises(ValueError, match="greedy decoding gives one sentence"):
+        small_lm.generate(method="greedy", num_sentences=2)
+    with pytest.raises(ValueError, match="beam_width 2 keeps fewer hypotheses than the 3"):
+        small_lm.generate(method="beam", num_sentences=3, beam_width=2)
+
+
 def test_top_k_one_and_beam_width_one_equal_greedy(small_lm):
     greedy = small_lm.generate(method="greedy", max_length=15)[0]
     top1 = small_lm.generate(top_k=1, seed=5, max_length=15)[0]
@@ -22,7 +39,7 @@ def test_top_k_one_and_beam_width_one_equal_greedy(small_lm):
 
 
 def test_beam_returns_k_best_first_and_beats_greedy(small_lm):
-    beams = small_lm.generate(method="beam", beam_width=4, max_length=12)
+    beams = small_lm.generate(method="beam", num_sentences=4, max_length=12)
     greedy = small_lm.generate(method="greedy", max_length=12)[0]
     assert len(beams) == 4
     assert [b.logprob for b in beams] == sorted((b.logprob for b in beams), reverse=True)
@@ -32,8 +49,9 @@ def test_beam_returns_k_best_first_and_beats_greedy(small_lm):
 
 @pytest.mark.parametrize("method", ["sample", "greedy", "beam"])
 def test_min_and_max_length_are_respected(small_lm, method):
+    n = 1 if method == "greedy" else 5
     for sentence in small_lm.generate(
-        method=method, num_sentences=5, seed=1, min_length=4, max_length=9, beam_width=3
+        method=method, num_sentences=n, seed=1, min_length=4, max_length=9
     ):
         assert 4 <= len(sentence.tokens) <= 9
         assert sentence.finish_reason == ("length" if len(sentence.tokens) == 9 else "end")
@@ -72,7 +90,8 @@ def test_unknown_token_is_never_generated(pydoc_corpus):
     probs = lm.score(["a b c d e f g"])[0]
     assert probs.tokens[0].unknown
     for method in ("sample", "greedy", "beam"):
-        for s in lm.generate(method=method, num_sentences=20, seed=0, max_length=10):
+        n = 1 if method == "greedy" else 20
+        for s in lm.generate(method=method, num_sentences=n, seed=0, max_length=10):
             assert UNKNOWN_TOKEN not in s.tokens
 
 

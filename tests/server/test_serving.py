@@ -77,7 +77,8 @@ def test_generate_defaults_come_from_the_model_capped_by_the_server(lm):
     assert all(sum(t.event.sentence == s for t in tokens) <= 4 for s in range(3))
     want = lm.generate("The", num_sentences=3, seed=2, max_length=4)
     assert [e.text for e in finals] == [s.text for s in want]
-    beams = list(core.generate("m", None, GenerateOptions(beam_width=3)))  # no method: beam
+    options = GenerateOptions(beam_width=3, num_sentences=3)  # no method: beam
+    beams = list(core.generate("m", None, options))
     assert {t.event.sentence for t in beams} == {0, 1, 2}
 
 

@@ -186,7 +186,9 @@ class _DecodingMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Decodi
     DECODING_METHOD_GREEDY: _DecodingMethod.ValueType  # 2
     """Always the most probable word."""
     DECODING_METHOD_BEAM: _DecodingMethod.ValueType  # 3
-    """The beam_width most probable sentences, best first (sent when the search is done)."""
+    """The num_sentences most probable sentences, distinct and best first (sent when the
+    search is done).
+    """
 
 class DecodingMethod(_DecodingMethod, metaclass=_DecodingMethodEnumTypeWrapper):
     """---------------------------------------------------------------------------------------
@@ -200,7 +202,9 @@ DECODING_METHOD_SAMPLE: DecodingMethod.ValueType  # 1
 DECODING_METHOD_GREEDY: DecodingMethod.ValueType  # 2
 """Always the most probable word."""
 DECODING_METHOD_BEAM: DecodingMethod.ValueType  # 3
-"""The beam_width most probable sentences, best first (sent when the search is done)."""
+"""The num_sentences most probable sentences, distinct and best first (sent when the
+search is done).
+"""
 Global___DecodingMethod: _TypeAlias = DecodingMethod  # noqa: Y015
 
 class _FinishReason:
@@ -712,7 +716,7 @@ class TrainingOptions(_message.Message):
     device: _builtins.str
     """"auto" (CUDA when the server has it), "cpu", "cuda" or "cuda:N" (default: the server's)."""
     log_every: _builtins.int
-    """Steps between progress events (default 50)."""
+    """Steps between progress events (unset: after the first step, then about every 2 s)."""
     checkpoint_every: _builtins.int
     """Steps between checkpoints written to the store (default: the server's setting)."""
     weight_decay: _builtins.float
@@ -824,6 +828,7 @@ class TrainRequest(_message.Message):
     TRAINING_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ARPA_ID_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     """The model to train: 1-64 characters of letters, digits, '.', '_' and '-', starting with
     a letter or digit. Training an existing model adds a new version when the job ends.
@@ -836,6 +841,12 @@ class TrainRequest(_message.Message):
     """An ARPA n-gram model uploaded with UploadCorpus, used instead of the built-in one (whose
     order model.ngram_order sets). Its words are matched to the model's by spelling; a word it
     lacks is its <unk>.
+    """
+    validate_only: _builtins.bool
+    """Check the request as Train would (model id, options, this server's limits and devices,
+    the corpus and ARPA ids when set) and start nothing: the reply has no job_id, and the
+    options as a job would run them. The corpus may be left unset, so that a client can
+    check its options before it uploads.
     """
     @_builtins.property
     def corpus(self) -> Global___CorpusSource:
@@ -858,10 +869,11 @@ class TrainRequest(_message.Message):
         training: Global___TrainingOptions | None = ...,
         request_id: _builtins.str = ...,
         arpa_id: _builtins.str = ...,
+        validate_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["corpus", b"corpus", "model", b"model", "training", b"training"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arpa_id", b"arpa_id", "corpus", b"corpus", "model", b"model", "model_id", b"model_id", "request_id", b"request_id", "training", b"training"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arpa_id", b"arpa_id", "corpus", b"corpus", "model", b"model", "model_id", b"model_id", "request_id", b"request_id", "training", b"training", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -982,7 +994,9 @@ class TrainingProgress(_message.Message):
     VALID_LOSS_FIELD_NUMBER: _builtins.int
     VALID_PERPLEXITY_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
-    """"step" (every log_every steps) or "epoch" (end of an epoch, with validation)."""
+    """"step" (every log_every steps, or about every 2 s when it is unset) or "epoch" (end of
+    an epoch, with validation).
+    """
     epoch: _builtins.int
     """1-based epoch in progress, of epochs."""
     epochs: _builtins.int
@@ -1372,6 +1386,7 @@ class ScoreSentenceRequest(_message.Message):
     EOS_FIELD_NUMBER: _builtins.int
     LENGTH_NORM_FIELD_NUMBER: _builtins.int
     LENGTH_ALPHA_FIELD_NUMBER: _builtins.int
+    ALLOW_EMPTY_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     """The model to score with (its current version)."""
     rank: _builtins.bool
@@ -1392,6 +1407,10 @@ class ScoreSentenceRequest(_message.Message):
     """How rank (and SentenceScore.rank_score) normalises for length (default: none)."""
     length_alpha: _builtins.float
     """LENGTH_NORM_GNMT: the penalty's alpha, in [0, 10] (default 0.6 when unset)."""
+    allow_empty: _builtins.bool
+    """Score a sentence without words (only SENTENCE_END is predicted), as an n-best list's
+    empty hypothesis needs; default false: such a sentence is refused (INVALID_ARGUMENT).
+    """
     @_builtins.property
     def sentences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Sentence]:
         """At most the server's limit of sentences per request (default 256); each at most its
@@ -1411,10 +1430,11 @@ class ScoreSentenceRequest(_message.Message):
         eos: _builtins.bool | None = ...,
         length_norm: Global___LengthNorm.ValueType = ...,
         length_alpha: _builtins.float | None = ...,
+        allow_empty: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_bos", b"_bos", "_eos", b"_eos", "_length_alpha", b"_length_alpha", "_neural_weight", b"_neural_weight", "bos", b"bos", "eos", b"eos", "length_alpha", b"length_alpha", "neural_weight", b"neural_weight"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bos", b"_bos", "_eos", b"_eos", "_length_alpha", b"_length_alpha", "_neural_weight", b"_neural_weight", "bos", b"bos", "eos", b"eos", "length_alpha", b"length_alpha", "length_norm", b"length_norm", "model_id", b"model_id", "neural_weight", b"neural_weight", "omit_tokens", b"omit_tokens", "rank", b"rank", "scorer", b"scorer", "sentences", b"sentences"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bos", b"_bos", "_eos", b"_eos", "_length_alpha", b"_length_alpha", "_neural_weight", b"_neural_weight", "allow_empty", b"allow_empty", "bos", b"bos", "eos", b"eos", "length_alpha", b"length_alpha", "length_norm", b"length_norm", "model_id", b"model_id", "neural_weight", b"neural_weight", "omit_tokens", b"omit_tokens", "rank", b"rank", "scorer", b"scorer", "sentences", b"sentences"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__bos: _TypeAlias = _typing.Literal["bos"]  # noqa: Y015
     _WhichOneofArgType__bos: _TypeAlias = _typing.Literal["_bos", b"_bos"]  # noqa: Y015
@@ -1580,7 +1600,9 @@ class GenerateRequest(_message.Message):
     prompt_text: _builtins.str
     """Text, tokenised the way the model's corpus was."""
     num_sentences: _builtins.int
-    """Sentences to generate (SAMPLE, GREEDY; default 1). BEAM returns beam_width sentences."""
+    """Sentences to generate, whatever the method (default 1). GREEDY gives one sentence
+    only (it would repeat it); BEAM gives the num_sentences most probable.
+    """
     min_tokens: _builtins.int
     """Words before SENTENCE_END may be chosen (default 1)."""
     max_tokens: _builtins.int
@@ -1598,7 +1620,7 @@ class GenerateRequest(_message.Message):
     method: Global___DecodingMethod.ValueType
     """How to pick tokens (default: SAMPLE, or BEAM when beam_width > 1)."""
     beam_width: _builtins.int
-    """BEAM: hypotheses kept (default 4)."""
+    """BEAM: hypotheses kept, at least num_sentences (default: max(4, num_sentences))."""
     @_builtins.property
     def prompt_words(self) -> Global___Words:
         """Words already tokenised."""
@@ -2032,3 +2054,99 @@ class ArpaChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ArpaChunk: _TypeAlias = ArpaChunk  # noqa: Y015
+
+@_typing.final
+class GradientFlowRequest(_message.Message):
+    """---------------------------------------------------------------------------------------
+    Diagnostics
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    SENTENCES_FIELD_NUMBER: _builtins.int
+    MAX_DISTANCE_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """The model to measure (its current version)."""
+    max_distance: _builtins.int
+    """The largest distance k, in [1, 200] (default 20 when unset)."""
+    @_builtins.property
+    def sentences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Sentence]:
+        """Held-out sentences, each with at least one word: at most the server's limit of
+        sentences per request (default 256); each at most its limit of tokens (default 512)
+        and at most 256 words.
+        """
+
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        sentences: _abc.Iterable[Global___Sentence] | None = ...,
+        max_distance: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_distance", b"_max_distance", "max_distance", b"max_distance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_distance", b"_max_distance", "max_distance", b"max_distance", "model_id", b"model_id", "sentences", b"sentences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_distance: _TypeAlias = _typing.Literal["max_distance"]  # noqa: Y015
+    _WhichOneofArgType__max_distance: _TypeAlias = _typing.Literal["_max_distance", b"_max_distance"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_distance) -> _WhichOneofReturnType__max_distance | None: ...
+
+Global___GradientFlowRequest: _TypeAlias = GradientFlowRequest  # noqa: Y015
+
+@_typing.final
+class GradientFlowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    CELL_FIELD_NUMBER: _builtins.int
+    DISTANCES_FIELD_NUMBER: _builtins.int
+    MEAN_NORMS_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    DECAY_PER_STEP_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """The model measured."""
+    model_version: _builtins.int
+    """The model version measured."""
+    cell: _builtins.str
+    """The model's cell: "rnn", "gru" or "lstm". The state h is the top layer's; for an LSTM
+    its hidden output h (the cell state c of that step held fixed).
+    """
+    decay_per_step: _builtins.float
+    """exp(slope) of a count-weighted least-squares line through (k, ln mean_norm): the factor
+    the gradient shrinks (below 1) or grows (above 1) by per step back. Unset when fewer than
+    two distances have a norm above 0.
+    """
+    @_builtins.property
+    def distances(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """0, 1, .., K: up to max_distance, or less where no sentence reaches that far back."""
+
+    @_builtins.property
+    def mean_norms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Per distance: the mean L2 norm of dL_t/dh_{t-k} over the pairs (t, t-k) counted."""
+
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Per distance: how many pairs (t, t-k) of positions within one sentence were averaged."""
+
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        model_version: _builtins.int = ...,
+        cell: _builtins.str = ...,
+        distances: _abc.Iterable[_builtins.int] | None = ...,
+        mean_norms: _abc.Iterable[_builtins.float] | None = ...,
+        counts: _abc.Iterable[_builtins.int] | None = ...,
+        decay_per_step: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_decay_per_step", b"_decay_per_step", "decay_per_step", b"decay_per_step"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_decay_per_step", b"_decay_per_step", "cell", b"cell", "counts", b"counts", "decay_per_step", b"decay_per_step", "distances", b"distances", "mean_norms", b"mean_norms", "model_id", b"model_id", "model_version", b"model_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__decay_per_step: _TypeAlias = _typing.Literal["decay_per_step"]  # noqa: Y015
+    _WhichOneofArgType__decay_per_step: _TypeAlias = _typing.Literal["_decay_per_step", b"_decay_per_step"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__decay_per_step) -> _WhichOneofReturnType__decay_per_step | None: ...
+
+Global___GradientFlowResponse: _TypeAlias = GradientFlowResponse  # noqa: Y015

@@ -121,6 +121,11 @@ class LanguageModelServiceStub:
                 request_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.ExportArpaRequest.SerializeToString,
                 response_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.ArpaChunk.FromString,
                 _registered_method=True)
+        self.MeasureGradientFlow = channel.unary_unary(
+                '/rnnlm.v1.LanguageModelService/MeasureGradientFlow',
+                request_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.GradientFlowRequest.SerializeToString,
+                response_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.GradientFlowResponse.FromString,
+                _registered_method=True)
 
 
 class LanguageModelServiceServicer:
@@ -260,6 +265,15 @@ class LanguageModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MeasureGradientFlow(self, request, context):
+        """The vanishing-gradient report: the mean norm of dL_t/dh_{t-k} (the loss at a word with
+        respect to the recurrent state k steps earlier) at each distance k, over held-out
+        sentences. Computed by the network alone (an n-gram part is left out); a read call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LanguageModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -347,6 +361,11 @@ def add_LanguageModelServiceServicer_to_server(servicer, server):
                     servicer.ExportArpa,
                     request_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.ExportArpaRequest.FromString,
                     response_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.ArpaChunk.SerializeToString,
+            ),
+            'MeasureGradientFlow': grpc.unary_unary_rpc_method_handler(
+                    servicer.MeasureGradientFlow,
+                    request_deserializer=rnnlm_dot_v1_dot_rnnlm__pb2.GradientFlowRequest.FromString,
+                    response_serializer=rnnlm_dot_v1_dot_rnnlm__pb2.GradientFlowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -810,6 +829,33 @@ class LanguageModelService:
             '/rnnlm.v1.LanguageModelService/ExportArpa',
             rnnlm_dot_v1_dot_rnnlm__pb2.ExportArpaRequest.SerializeToString,
             rnnlm_dot_v1_dot_rnnlm__pb2.ArpaChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MeasureGradientFlow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rnnlm.v1.LanguageModelService/MeasureGradientFlow',
+            rnnlm_dot_v1_dot_rnnlm__pb2.GradientFlowRequest.SerializeToString,
+            rnnlm_dot_v1_dot_rnnlm__pb2.GradientFlowResponse.FromString,
             options,
             channel_credentials,
             insecure,

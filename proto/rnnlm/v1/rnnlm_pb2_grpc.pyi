@@ -109,6 +109,11 @@ class LanguageModelServiceStub:
     """
     ExportArpa: _grpc.UnaryStreamMultiCallable[_rnnlm_pb2.ExportArpaRequest, _rnnlm_pb2.ArpaChunk]
     """Streams a version's n-gram part as an ARPA file (KenLM's build_binary and query read it)."""
+    MeasureGradientFlow: _grpc.UnaryUnaryMultiCallable[_rnnlm_pb2.GradientFlowRequest, _rnnlm_pb2.GradientFlowResponse]
+    """The vanishing-gradient report: the mean norm of dL_t/dh_{t-k} (the loss at a word with
+    respect to the recurrent state k steps earlier) at each distance k, over held-out
+    sentences. Computed by the network alone (an n-gram part is left out); a read call.
+    """
 
 @_typing.type_check_only
 class LanguageModelServiceAsyncStub(LanguageModelServiceStub):
@@ -173,6 +178,11 @@ class LanguageModelServiceAsyncStub(LanguageModelServiceStub):
     """
     ExportArpa: _aio.UnaryStreamMultiCallable[_rnnlm_pb2.ExportArpaRequest, _rnnlm_pb2.ArpaChunk]  # type: ignore[assignment]
     """Streams a version's n-gram part as an ARPA file (KenLM's build_binary and query read it)."""
+    MeasureGradientFlow: _aio.UnaryUnaryMultiCallable[_rnnlm_pb2.GradientFlowRequest, _rnnlm_pb2.GradientFlowResponse]  # type: ignore[assignment]
+    """The vanishing-gradient report: the mean norm of dL_t/dh_{t-k} (the loss at a word with
+    respect to the recurrent state k steps earlier) at each distance k, over held-out
+    sentences. Computed by the network alone (an n-gram part is left out); a read call.
+    """
 
 class LanguageModelServiceServicer(metaclass=_abc_1.ABCMeta):
     """The language-model service. Names of models are chosen by the client; jobs and corpora get
@@ -336,5 +346,16 @@ class LanguageModelServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_rnnlm_pb2.ArpaChunk], _abc.AsyncIterator[_rnnlm_pb2.ArpaChunk]]:
         """Streams a version's n-gram part as an ARPA file (KenLM's build_binary and query read it)."""
+
+    @_abc_1.abstractmethod
+    def MeasureGradientFlow(
+        self,
+        request: _rnnlm_pb2.GradientFlowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rnnlm_pb2.GradientFlowResponse, _abc.Awaitable[_rnnlm_pb2.GradientFlowResponse]]:
+        """The vanishing-gradient report: the mean norm of dL_t/dh_{t-k} (the loss at a word with
+        respect to the recurrent state k steps earlier) at each distance k, over held-out
+        sentences. Computed by the network alone (an n-gram part is left out); a read call.
+        """
 
 def add_LanguageModelServiceServicer_to_server(servicer: LanguageModelServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
