@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -22,6 +22,30 @@ from rnnlm.client.types import (
 
 def eprint(*parts: Any) -> None:
     print(*parts, file=sys.stderr, flush=True)
+
+
+def say(as_json: bool, text: str, result: Any) -> None:
+    """A command's result: ``text`` for people, or ``result`` (a result dataclass or a dict)
+    as one JSON object for scripts."""
+    if not as_json:
+        print(text, flush=True)
+    elif dataclasses.is_dataclass(result):
+        print(to_json(result), flush=True)
+    else:
+        print(json.dumps(result, default=_json_default, ensure_ascii=False), flush=True)
+
+
+def print_listing(items: Sequence[Any], as_json: bool, render: Callable[[Any], str]) -> int:
+    """A listing as a table (``render``), or one JSON object a line; a warning names the
+    stored records the server could not read (a ``Listing``'s ``unreadable_ids``)."""
+    for line in [to_json(i) for i in items] if as_json else [render(items)]:
+        print(line)
+    if unreadable := getattr(items, "unreadable_ids", ()):
+        eprint(
+            f"warning: the server cannot read {len(unreadable)} stored record(s), left out: "
+            + ", ".join(unreadable)
+        )
+    return 0
 
 
 def table(

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from rnnlm.client._output import eprint, progress_summary
+from rnnlm.client._output import eprint, progress_summary, to_json
 from rnnlm.client.errors import NotFound
 from rnnlm.client.sync import LMClient
 from rnnlm.client.types import SUCCESS_JOB_STATES, TrainingEvent, TrainingJob, TrainingProgress
@@ -122,27 +122,41 @@ class ProgressView:
 
 
 def follow_job(
-    client: LMClient, job_id: str, *, after_event_id: str | None = None, out: TextIO | None = None
+    client: LMClient,
+    job_id: str,
+    *,
+    after_event_id: str | None = None,
+    out: TextIO | None = None,
+    as_json: bool = False,
 ) -> TrainingJob:
-    """Show a job's events until it ends; returns the job as it finally stands. A
-    ``KeyboardInterrupt`` propagates (the watch is cancelled, the job is not)."""
+    """Show a job's events until it ends (``as_json``: one JSON object a line on stdout);
+    returns the job as it finally stands. A ``KeyboardInterrupt`` propagates (the watch is
+    cancelled, the job is not)."""
     view = ProgressView(out or sys.stderr)
     try:
         for ev in client.watch(job_id, after_event_id=after_event_id):
-            view.event(ev)
+            if as_json:
+                print(to_json(ev), flush=True)
+            else:
+                view.event(ev)
     finally:
         view.close()
     return client.job(job_id)
 
 
-def watch_and_report(client: LMClient, job_id: str, after: str | None = None) -> int:
-    """Follow a job to its end; 0 when it published a model, 1 otherwise, 130 on Ctrl-C."""
+def watch_and_report(
+    client: LMClient, job_id: str, after: str | None = None, *, as_json: bool = False
+) -> int:
+    """Follow a job to its end; 0 when it published a model, 1 otherwise, 130 on Ctrl-C.
+    ``as_json``: the events, then the final job, as JSON lines on stdout."""
     eprint(f"watching job {job_id} (Ctrl-C detaches; the job keeps running)")
     try:
-        job = follow_job(client, job_id, after_event_id=after)
+        job = follow_job(client, job_id, after_event_id=after, as_json=as_json)
     except KeyboardInterrupt:
         eprint(f"detached; the job keeps running: rnnlm job {job_id}; rnnlm watch {job_id}")
         return 130
+    if as_json:
+        print(to_json(job), flush=True)
     for warning in job.warnings:
         eprint(f"warning: {warning}")
     if job.state not in SUCCESS_JOB_STATES:

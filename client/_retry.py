@@ -46,6 +46,7 @@ UNARY_RETRIED = (
     "ScoreSentence",
     "ListModels",
     "GetModel",
+    "MeasureGradientFlow",
 )
 #: Server streams repeated on UNAVAILABLE while they have received nothing: once a message
 #: has arrived, a repeat would show the caller tokens (or bytes) twice.

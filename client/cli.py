@@ -25,37 +25,21 @@ from contextlib import closing
 from typing import Any
 
 from rnnlm.client import _output as out
-from rnnlm.client import _progress as progress
 from rnnlm.client import cli_errors as errors
 from rnnlm.client import cli_plots as plotting
 from rnnlm.client import cli_reports as reports
 from rnnlm.client import cli_scoring as scoring
-from rnnlm.client._common import DEFAULT_TARGET, TLS, option_type, parse_option
+from rnnlm.client import cli_training as training
+from rnnlm.client._common import DEFAULT_TARGET, TLS
 from rnnlm.client._output import eprint
 from rnnlm.client.errors import RnnlmError
 from rnnlm.client.nbest import NBestFormatError
 from rnnlm.client.sync import LMClient
 
-# Training options with a flag of their own; any other field goes through --option k=v.
-TRAIN_FLAGS = {
-    "cell": "gru (default), lstm or rnn (NumPy, hand-written BPTT)",
-    "vocab_size": "most frequent words kept, special tokens included",
-    "embed_size": "word embedding size",
-    "hidden_size": "hidden state size",
-    "num_layers": "stacked layers",
-    "dropout": "dropout in [0, 1)",
-    "epochs": "passes over the corpus",
-    "batch_size": "sentences per step",
-    "learning_rate": "initial learning rate",
-    "optimizer": "sgd, rmsprop, adam or adamw (default)",
-    "seed": "seed for the split, weights and batch order",
-    "words": "nltk (default) or whitespace (pre-tokenised text, as MT pipelines write it)",
-    "ngram_order": "order of the built-in Kneser-Ney n-gram part, 1-6 (default 4; 0: none)",
-    "output_classes": "word classes of the softmax (default sqrt(vocab_size); 0: full softmax)",
-    "device": "auto, cpu, cuda or cuda:N",
-    "checkpoint_every": "steps between checkpoints",
-}
-
+# Commands whose output is a file (or a server): no --json. Every other one prints JSON for
+# scripts with --json: one object, or one a line for a listing or a stream.
+WRITES_FILES = ("serve", "demo", "rescore", "export-arpa", "plot")
+JSON_HELP = "JSON for scripts instead of text for people (one object a line)"
 
 # Options of generate_stream, each a flag of its own (dest: the parameter's name).
 GENERATE_FLAGS = ["num_sentences", "min_tokens", "max_tokens", "temperature", "top_k", "top_p"]
@@ -63,93 +47,6 @@ GENERATE_FLAGS += ["seed", "method", "beam_width"]
 
 
 # -- commands: each takes the parsed arguments and a client, and returns the exit code ---
-
-
-def cmd_train(args: argparse.Namespace, client: LMClient) -> int:
-    options = dict(parse_option(text) for text in args.option)
-    options.update({n: v for n in TRAIN_FLAGS if (v := getattr(args, n)) is not None})
-    if (args.corpus_file is None) == (args.server_path is None):
-        raise ValueError("give exactly one of CORPUS_FILE (to upload) and --server-path")
-    source = {k: getattr(args, k) for k in ("server_path", "format", "csv_column", "paragraphs")}
-    if args.corpus_file not in (None, "-"):
-        os.stat(args.corpus_file)  # a missing file is the first thing to say
-    # The server checks the options (and a --server-path) before anything is uploaded.
-    client.train(args.model, None, validate_only=True, **source, **options)
-    corpus = None if args.corpus_file is None else _upload(client, args.corpus_file)
-    job = client.train(args.model, corpus, arpa=args.arpa, **source, **options)
-    for warning in job.warnings if args.detach else ():  # watching shows them at the end
-        eprint(f"warning: {warning}")
-    print(job.job_id, flush=True)  # on stdout, for scripts: JOB=$(rnnlm train --detach ...)
-    return 0 if args.detach else progress.watch_and_report(client, job.job_id)
-
-
-def _upload(client: LMClient, path: str) -> Any:
-    """Upload a corpus file ('-': stdin) with a progress bar on a terminal."""
-    stdin = path == "-"
-    source: str | bytes = sys.stdin.buffer.read() if stdin else path
-    size = len(source) if isinstance(source, bytes) else os.path.getsize(path)
-    with progress.bytes_bar(sys.stderr, size, "uploading") as bar:
-        corpus = client.upload_corpus(
-            source, filename="stdin.txt" if stdin else None, on_progress=bar.update
-        )
-    eprint(f"uploaded {corpus.filename} ({corpus.size_bytes:,} bytes): {corpus.corpus_id}")
-    return corpus
-
-
-def _listing(items: list, as_json: bool, render: Callable[[list], str]) -> int:
-    for line in [out.to_json(i) for i in items] if as_json else [render(items)]:
-        print(line)
-    if unreadable := getattr(items, "unreadable_ids", ()):  # a Listing
-        eprint(
-            f"warning: the server cannot read {len(unreadable)} stored record(s), left out: "
-            + ", ".join(unreadable)
-        )
-    return 0
-
-
-def cmd_jobs(args: argparse.Namespace, client: LMClient) -> int:
-    return _listing(client.jobs(args.model, args.limit), args.json, out.jobs_table)
-
-
-def cmd_delete_job(args: argparse.Namespace, client: LMClient) -> int:
-    client.delete_job(args.job_id)
-    print(f"deleted job {args.job_id}")
-    return 0
-
-
-def cmd_corpora(args: argparse.Namespace, client: LMClient) -> int:
-    return _listing(client.corpora(args.limit), args.json, out.corpora_table)
-
-
-def cmd_delete_corpus(args: argparse.Namespace, client: LMClient) -> int:
-    freed = client.delete_corpus(args.corpus_id)
-    print(f"deleted corpus {args.corpus_id} ({freed:,} bytes)")
-    return 0
-
-
-def cmd_job(args: argparse.Namespace, client: LMClient) -> int:
-    job = client.job(args.job_id)
-    print(out.to_json(job, indent=2) if args.json else out.job_view(job))
-    return 0
-
-
-def cmd_watch(args: argparse.Namespace, client: LMClient) -> int:
-    return progress.watch_and_report(client, args.job_id, args.after)
-
-
-def cmd_cancel(args: argparse.Namespace, client: LMClient) -> int:
-    job = client.cancel(args.job_id)
-    if job.done:
-        print(f"job {job.job_id} is {job.state}")
-    else:  # the run sees the request before its next step, checkpoints and stops
-        print(f"cancelling job {job.job_id}: it stops after its current step (resumable)")
-    return 0
-
-
-def cmd_resume(args: argparse.Namespace, client: LMClient) -> int:
-    job = client.resume(args.job_id, args.epochs)
-    print(f"resumed job {job.job_id} ({job.state})", flush=True)
-    return progress.watch_and_report(client, job.job_id) if args.watch else 0
 
 
 def cmd_generate(args: argparse.Namespace, client: LMClient) -> int:
@@ -169,18 +66,19 @@ def cmd_generate(args: argparse.Namespace, client: LMClient) -> int:
 
 
 def cmd_models(args: argparse.Namespace, client: LMClient) -> int:
-    return _listing(client.models(), args.json, out.models_table)
+    return out.print_listing(client.models(), args.json, out.models_table)
 
 
 def cmd_model(args: argparse.Namespace, client: LMClient) -> int:
     model = client.model(args.model, include_vocabulary=args.vocabulary)
-    print(out.to_json(model, indent=2) if args.json else out.model_view(model))
+    out.say(args.json, out.model_view(model), model)
     return 0
 
 
 def cmd_delete(args: argparse.Namespace, client: LMClient) -> int:
     versions = client.delete_model(args.model)
-    print(f"deleted model {args.model} ({out.plural(versions, 'version')})")
+    text = f"deleted model {args.model} ({out.plural(versions, 'version')})"
+    out.say(args.json, text, {"model_id": args.model, "versions_deleted": versions})
     return 0
 
 
@@ -197,7 +95,7 @@ def cmd_health(args: argparse.Namespace, client: LMClient) -> int:
         if status == "SERVING" or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
-    print(status)
+    out.say(args.json, status, {"status": status})
     return 0 if status == "SERVING" else 1
 
 
@@ -280,55 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, **{"description": text, **kw})
         if name not in ("serve", "demo"):
             _global_options(p, top=False)
+        if name not in WRITES_FILES:
+            p.add_argument("--json", action="store_true", help=JSON_HELP)
         p.set_defaults(func=func)
         return p
 
     serve_help = "start a server (arguments go to it; see rnnlm serve --help)"
     command("serve", cmd_serve, serve_help, add_help=False)
 
-    p = command("train", cmd_train, "upload a corpus, train a model and watch the job")
-    p.add_argument("model", help="model id to train (a new version if it exists)")
-    p.add_argument("corpus_file", nargs="?", help="text or CSV file to upload ('-': stdin)")
-    p.add_argument("--server-path", help="a file under the server's --corpus-dir instead")
-    p.add_argument("--format", default="auto", choices=["auto", "text", "csv"])
-    p.add_argument("--csv-column", help="CSV column with the text (default body)")
-    p.add_argument("--paragraphs", default="blank-line", choices=["blank-line", "line"])
-    for name, text in TRAIN_FLAGS.items():
-        flag = "--" + name.replace("_", "-")
-        p.add_argument(flag, dest=name, type=option_type(name), help=text)
-    p.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other ModelConfig/TrainingOptions field, e.g. --option patience=0",
-    )
-    p.add_argument("--arpa", metavar="FILE", help="an ARPA file as the n-gram part (uploaded)")
-    p.add_argument("--detach", action="store_true", help="print the job id and return")
-
-    p = command("jobs", cmd_jobs, "list training jobs, newest first")
-    p.add_argument("--model", help="only this model's jobs")
-    p.add_argument("--limit", type=int, default=0, help="at most this many (default 100)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p = command("job", cmd_job, "show a training job")
-    p.add_argument("job_id")
-    p.add_argument("--json", action="store_true", help="every field, as JSON")
-    p = command("watch", cmd_watch, "follow a training job's progress until it ends")
-    p.add_argument("job_id")
-    p.add_argument("--after", metavar="EVENT_ID", help="only events after this one")
-    command("cancel", cmd_cancel, "stop a running job (resumable)").add_argument("job_id")
-    p = command("delete-job", cmd_delete_job, "delete an ended job with its events and checkpoint")
-    p.add_argument("job_id")
-    p = command("corpora", cmd_corpora, "list uploaded corpora, newest first")
-    p.add_argument("--limit", type=int, default=0, help="at most this many (default 100)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p = command("delete-corpus", cmd_delete_corpus, "delete an uploaded corpus")
-    p.add_argument("corpus_id")
-    p = command("resume", cmd_resume, "continue a cancelled or interrupted job")
-    p.add_argument("job_id")
-    p.add_argument("--epochs", type=int, default=0, help="raise the total epochs")
-    p.add_argument("--watch", action="store_true", help="follow the job")
-
+    training.add_commands(command)
     scoring.add_commands(command)
     plotting.add_commands(command)
     reports.add_commands(command)
@@ -352,14 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--method", choices=["sample", "greedy", "beam"])
     p.add_argument("--beam-width", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="one JSON object per sentence")
 
     p = command("models", cmd_models, "list models")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
     p = command("model", cmd_model, "show a model")
     p.add_argument("model")
     p.add_argument("--vocabulary", action="store_true", help="include the vocabulary")
-    p.add_argument("--json", action="store_true", help="every field, as JSON")
     command("delete", cmd_delete, "delete a model, its versions and its jobs").add_argument("model")
 
     p = command("health", cmd_health, "ask the gRPC health service; exit 0 when SERVING")

@@ -19,11 +19,12 @@ from rnnlm.client.nbest import NBestFormatError
 ERROR_EXIT = 1
 
 _MODEL_CALLS = ("GetModel", "ScoreSentence", "Generate", "DeleteModel", "AttachNgramModel")
+_MODEL_READS = ("MeasureGradientFlow", "ExportArpa")
 _JOB_CALLS = ("GetTrainingJob", "WatchTrainingJob", "CancelTrainingJob", "DeleteTrainingJob")
 # What to type next for a NOT_FOUND, by the call that failed (the server's message says
 # which id it could not find; Train's is its corpus or ARPA file).
 _NOT_FOUND_HINTS = {
-    **dict.fromkeys((*_MODEL_CALLS, "ExportArpa"), "rnnlm models lists the models"),
+    **dict.fromkeys((*_MODEL_CALLS, *_MODEL_READS), "rnnlm models lists the models"),
     **dict.fromkeys((*_JOB_CALLS, "ResumeTrainingJob"), "rnnlm jobs lists the jobs"),
     **dict.fromkeys(("DeleteCorpus", "Train"), "rnnlm corpora lists the uploaded corpora"),
 }

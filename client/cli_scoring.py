@@ -91,7 +91,6 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         p.add_argument("model")
         p.add_argument("sentences", nargs="*", metavar="SENTENCE", help="default: stdin lines")
         p.add_argument("--file", help="read sentences from this file, one per line")
-        p.add_argument("--json", action="store_true", help="one JSON object per line")
         p.add_argument("--tokens", action="store_true", help="per-token log-probabilities too")
         add_score_flags(p, ranking=True)
         add_batch_size(p, "sentences")
@@ -222,8 +221,8 @@ def _count_lines(path: str) -> int:
 def cmd_attach_arpa(args: argparse.Namespace, client: LMClient) -> int:
     info = client.attach_ngram(args.model, args.arpa_file, neural_weight=args.neural_weight)
     current = info.current
-    print(f"model {info.model_id} version {info.current_version}", end="")
-    print(f": {version_ngram(current)}" if current is not None else "")
+    text = f"model {info.model_id} version {info.current_version}"
+    out.say(args.json, text + (f": {version_ngram(current)}" if current else ""), info)
     return 0
 
 

@@ -15,6 +15,7 @@ from rnnlm.model.checkpoint import CheckpointError
 from rnnlm.model.config import ModelConfig, TrainConfig
 from rnnlm.model.corpus import Corpus
 from rnnlm.model.generation import GeneratedSentence, GenerationConfig, GenerationEvent
+from rnnlm.model.gradient_flow import GradientFlow, gradient_flow
 from rnnlm.model.lm import LanguageModel
 from rnnlm.model.scoring import RankedScore, SentenceScore, TokenScore, Words
 from rnnlm.model.state import TrainingState
@@ -31,6 +32,7 @@ __all__ = [
     "GeneratedSentence",
     "GenerationConfig",
     "GenerationEvent",
+    "GradientFlow",
     "LanguageModel",
     "ModelConfig",
     "ProgressEvent",
@@ -43,6 +45,7 @@ __all__ = [
     "Vocabulary",
     "Words",
     "evaluate",
+    "gradient_flow",
     "load",
     "train",
 ]

@@ -16,9 +16,9 @@ never runs Punkt, so it trains none and stores empty parameters.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from nltk.tokenize import NLTKWordTokenizer
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTrainer
@@ -50,9 +50,14 @@ def _pretrained_punkt() -> PunktParameters | None:
 
 
 def _rejoin_angle_tokens(tokens: list[str], wanted: set[str]) -> list[str]:
-    """Glue back the pieces NLTK cut an ``<unk>``-like token into: from a "<", the shortest
-    run of pieces that concatenates to such a token of the sentence. Pieces that make none
-    stay as NLTK left them."""
+    """Glue back the pieces NLTK cut an ``<unk>``-like token into (see ``_angle_runs``)."""
+    return ["".join(tokens[start:end]) for start, end in _angle_runs(tokens, wanted)]
+
+
+def _angle_runs(tokens: list[str], wanted: set[str]) -> list[tuple[int, int]]:
+    """The words of ``tokens`` as [start, end) runs of token indices: from a "<", the
+    shortest run of pieces that concatenates to an ``<unk>``-like token of the sentence
+    (``wanted``); every other piece stays a word of its own, as NLTK left it."""
     out, i = [], 0
     while i < len(tokens):
         joined, end = tokens[i], i + 1
@@ -65,7 +70,7 @@ def _rejoin_angle_tokens(tokens: list[str], wanted: set[str]) -> list[str]:
                 joined, end = joined + tokens[end], end + 1
         if joined not in wanted:
             joined, end = tokens[i], i + 1
-        out.append(joined)
+        out.append((i, end))
         i = end
     return out
 
@@ -137,6 +142,27 @@ class Tokenizer:
         raw = sentence.split() if self.words_mode == "whitespace" else _nltk_words(sentence)
         return self.normalize(raw)
 
+    def word_spans(self, sentence: str) -> list[WordSpan]:
+        """``words(sentence)``, each with where it is in ``sentence``: the [start, end)
+        character offsets of the text it came from. A word NLTK rewrote spans the original
+        characters (a ``"`` it writes as ``` `` ``` or ``''``), a word glued from pieces
+        (``<unk>``) spans them all, and case folding changes no offset."""
+        if self.words_mode == "whitespace":
+            tokens = sentence.split()
+            runs = [(i, i + 1) for i in range(len(tokens))]
+        else:
+            tokens = _WORD_TOKENIZER.tokenize(sentence)
+            wanted = set(_ANGLE_TOKEN.findall(sentence))
+            runs = (
+                _angle_runs(tokens, wanted) if wanted else [(i, i + 1) for i in range(len(tokens))]
+            )
+        spans = _align(tokens, sentence)
+        words = self.normalize("".join(tokens[start:end]) for start, end in runs)
+        return [
+            WordSpan(word, spans[start][0], spans[end - 1][1])
+            for word, (start, end) in zip(words, runs)
+        ]
+
     def normalize(self, words: Iterable[str]) -> list[str]:
         """Apply the model's case folding to words that were tokenised elsewhere."""
         return [w.lower() for w in words] if self.lowercase else list(words)
@@ -181,3 +207,64 @@ class Tokenizer:
 def detokenize(words: list[str]) -> str:
     """Words back to readable text ("do n't" -> "don't", no space before punctuation)."""
     return _DETOKENIZER.detokenize(words)
+
+
+class WordSpan(NamedTuple):
+    """A word of a text (``Tokenizer.word_spans``) and the characters it came from."""
+
+    word: str  # as ``Tokenizer.words`` gives it (case-folded)
+    start: int  # offset of its first character in the text
+    end: int  # one past its last
+
+
+# The quotes NLTK writes as `` or '' whatever the text had: ", '' or ``.
+_QUOTE_TOKENS = ("``", "''")
+_QUOTE_SOURCES = ("``", "''", '"')
+
+
+def _align(tokens: list[str], text: str) -> list[tuple[int, int]]:
+    """The [start, end) characters of ``text`` each token came from. The tokens of NLTK's
+    word tokenizer (or ``str.split``) are the text's characters in order, whitespace left
+    out, except for quotes (``_QUOTE_TOKENS``), which stand for whichever quote is there."""
+    spans, pos = [], 0
+    for token in tokens:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if text.startswith(token, pos):
+            end = pos + len(token)
+        elif token in _QUOTE_TOKENS and any(text.startswith(q, pos) for q in _QUOTE_SOURCES):
+            end = pos + len(next(q for q in _QUOTE_SOURCES if text.startswith(q, pos)))
+        else:
+            # A rewrite this code does not know (a future NLTK): the token's next occurrence,
+            # or an empty span where the text was reached, so that the words stay exact.
+            found = text.find(token, pos)
+            if found < 0:
+                spans.append((pos, pos))
+                continue
+            pos, end = found, found + len(token)
+        spans.append((pos, end))
+        pos = end
+    return spans
+
+
+class TextAssembler:
+    """Generated words as text that continues a prompt. ``add(word)`` returns what the word
+    adds, the space before it included, so that the prompt's text followed by the pieces
+    reads as ``detokenize`` writes the prompt's words and the generated ones (the one place
+    generated words become text is still ``detokenize``). Where a longer sentence changes
+    text already handed out (a closing quote can), the word is added after a space."""
+
+    def __init__(self, prompt: Sequence[str], prompt_text: str = "") -> None:
+        self._words = list(prompt)
+        self._text = detokenize(self._words)
+        # A prompt that ends in a space ("The cat ") already has the space a word needs.
+        self._spaced = prompt_text[-1:].isspace()
+
+    def add(self, word: str) -> str:
+        self._words.append(word)
+        text = detokenize(self._words)
+        piece = text[len(self._text) :] if text.startswith(self._text) else f" {word}"
+        self._text = text
+        if self._spaced:
+            piece, self._spaced = piece.lstrip(), False
+        return piece

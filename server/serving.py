@@ -105,6 +105,7 @@ class Serving:
     # A stream holds a worker thread for its whole life: bounded, so that watchers and
     # generators can never take every thread from the unary calls.
     _streams: threading.BoundedSemaphore = field(init=False)
+    _reports: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._streams = threading.BoundedSemaphore(self.config.max_streams)
@@ -150,7 +151,8 @@ class Serving:
     ) -> MeasuredFlow:
         """The vanishing-gradient report of the model's current version on held-out
         ``sentences``, within the limits of scoring; ``max_distance`` None: the default.
-        Rare and unbatched: it runs in the calling thread, not through the batcher."""
+        Rare and unbatched: it runs in the calling thread, not through the batcher, one
+        report at a time (a few seconds of CPU each), so reports never starve scoring."""
         self._check_count(sentences)
         distance = DEFAULT_MAX_DISTANCE if max_distance is None else max_distance
         DISTANCE.check("max_distance", distance)  # before the model is loaded
@@ -159,7 +161,15 @@ class Serving:
         for i, sentence in enumerate(sentences):
             check(should_stop)
             words.append(self._words(model.lm, sentence, f"sentences[{i}]"))
-        flow = gradient_flow(model.lm, words, distance, should_stop)
+        if not self._reports.acquire(blocking=False):
+            raise ResourceExhausted(
+                "another gradient-flow report is being computed on this server (one at a "
+                "time); retry in a few seconds"
+            )
+        try:
+            flow = gradient_flow(model.lm, words, distance, should_stop)
+        finally:
+            self._reports.release()
         return MeasuredFlow(model.model_id, model.version, flow)
 
     def generate(

@@ -192,8 +192,8 @@ def test_rescore_malformed_line_is_exit_1_with_its_number(tmp_path, capsys):
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.part").exists()
 
 
-def test_rescore_usage_errors_exit_2(tmp_path, capsys):
-    assert main(["rescore", "m", "x.txt", "--update-total"]) == 2
+def test_rescore_usage_errors_exit_1(tmp_path, capsys):
+    assert main(["rescore", "m", "x.txt", "--update-total"]) == 1
     assert "--update-total needs --weight" in capsys.readouterr().err
-    assert main(["rescore", "m", "x.txt", "--feature", "A|||B"]) == 2
+    assert main(["rescore", "m", "x.txt", "--feature", "A|||B"]) == 1
     assert "feature name 'A|||B' is not allowed" in capsys.readouterr().err

@@ -261,3 +261,29 @@ def test_validate_only_checks_without_starting_anything(server):
         with pytest.raises(Exception, match="corpus 'c-0123456789abcdef0123456789abcdef'"):
             client.train("checked", "c-0123456789abcdef0123456789abcdef", validate_only=True)
         assert "checked" not in {m.model_id for m in client.models()}
+
+
+def test_every_command_that_prints_takes_json():
+    from rnnlm.client.cli import WRITES_FILES, build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if a.dest == "command"]
+    for name, sub in commands.choices.items():
+        flags = {flag for action in sub._actions for flag in action.option_strings}
+        assert ("--json" in flags) == (name not in WRITES_FILES), name
+
+
+def test_json_for_scripts_from_the_commands_that_change_things(cli, tmp_path):
+    assert json.loads(cli("health", "--json")[1]) == {"status": "SERVING"}
+    corpus = tmp_path / "scripted.txt"
+    corpus.write_text("the cat sat on the mat .\n" * 100)
+    code, out, err = cli("train", "scripted", str(corpus), "--epochs", "1", "--cell", "rnn",
+                         "--hidden-size", "8", "--json")  # fmt: skip
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0]["state"] in ("queued", "running") and lines[-1]["state"] == "completed"
+    assert {line.get("kind") for line in lines[1:-1]} >= {"progress", "state"}
+    job_id = lines[0]["job_id"]
+    deleted = json.loads(cli("delete", "scripted", "--json")[1])
+    assert deleted == {"model_id": "scripted", "versions_deleted": 1}
+    assert cli("job", job_id)[0] == 1  # the model's jobs went with it
