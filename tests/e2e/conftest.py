@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rnnlm.client import LMClient
+from rnnlm.client.cli import main
 from rnnlm.server import RnnlmServer, ServerConfig
 from tests.client.facade import CLIENTS
 
@@ -104,6 +105,19 @@ def client_kind(request: pytest.FixtureRequest) -> Callable[..., Any]:
 def client(server: RnnlmServer, client_kind: Callable[..., Any]) -> Iterator[LMClient]:
     with client_kind(server.address, timeout=30.0, retries=0) as c:
         yield c
+
+
+@pytest.fixture
+def cli(server, capsys) -> Callable[..., tuple[int, str, str]]:
+    """``rnnlm ARGS...`` (the real CLI, in-process) against the test's ``server``: the exit
+    status, stdout and stderr."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["--target", server.address, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -5,20 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from rnnlm.client.cli import main
-
-
-@pytest.fixture
-def cli(server, capsys):
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--target", server.address, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
 
 def test_cli_train_score_rank_generate(cli, tmp_path, corpus_bytes):
     corpus = tmp_path / "docs.txt"

@@ -35,16 +35,6 @@ def server(tmp_path_factory, pydoc_text) -> RnnlmServer:
     server.stop(grace=1.0)
 
 
-@pytest.fixture
-def cli(server, capsys):
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--target", server.address, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 def one_error_line(err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err

@@ -10,7 +10,6 @@ import grpc
 import pytest
 
 from rnnlm.client import LMClient
-from rnnlm.client.cli import main
 from rnnlm.client.errors import InvalidArgument, NotFound, ResourceExhausted
 from rnnlm.v1 import rnnlm_pb2 as pb
 from rnnlm.v1 import rnnlm_pb2_grpc
@@ -65,16 +64,6 @@ def test_the_limits_of_scoring_apply(start_server):
         with pytest.raises(grpc.RpcError) as err:
             stub.MeasureGradientFlow(request)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND  # got past the distance check
-
-
-@pytest.fixture
-def cli(server, capsys):
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--target", server.address, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_the_gradients_command(cli, server, corpus_bytes, tmp_path):

@@ -10,7 +10,6 @@ pytest.importorskip("matplotlib")  # the dev extra brings it (rnnlm[plot])
 from matplotlib.image import imread
 
 from rnnlm.client import LMClient
-from rnnlm.client.cli import main
 
 from .conftest import SMALL_MODEL, train_small, wait_until
 
@@ -19,16 +18,6 @@ from .conftest import SMALL_MODEL, train_small, wait_until
 def lm(server):
     with LMClient(server.address, timeout=30.0) as client:
         yield client
-
-
-@pytest.fixture
-def cli(server, capsys):
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--target", server.address, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_plot_writes_an_ended_jobs_curves(cli, lm, corpus_bytes, tmp_path):
