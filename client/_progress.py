@@ -89,10 +89,9 @@ class ProgressView:
                 self.line(progress_line(p))
         elif ev.kind == "checkpoint":
             self.line(f"checkpoint written at step {ev.checkpoint_step}")
-        elif ev.kind == "state":
-            extra = f": {ev.error}" if ev.error else ""
+        elif ev.kind == "state":  # a failure's reason comes once, in the last line
             version = f" (model version {ev.model_version})" if ev.model_version else ""
-            self.line(f"job {ev.state}{version}{extra}")
+            self.line(f"job {ev.state}{version}")
 
     def _valid(self, p: TrainingProgress) -> TrainingProgress:
         if p.valid_perplexity is not None:
@@ -119,6 +118,22 @@ class ProgressView:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def job_outcome(job: TrainingJob) -> str:
+    """Why a job published no model, and what to type next."""
+    if job.state == "cancelled":
+        return f"job {job.job_id} was cancelled; rnnlm resume {job.job_id} continues it"
+    if job.state == "interrupted":
+        return (
+            f"job {job.job_id} was interrupted ({job.error or 'its server stopped'}); "
+            f"rnnlm resume {job.job_id} continues it from its last checkpoint"
+        )
+    return (
+        f"job {job.job_id} {job.state}: {job.error}"
+        if job.error
+        else f"job {job.job_id} {job.state}"
+    )
 
 
 def follow_job(
@@ -149,7 +164,11 @@ def watch_and_report(
 ) -> int:
     """Follow a job to its end; 0 when it published a model, 1 otherwise, 130 on Ctrl-C.
     ``as_json``: the events, then the final job, as JSON lines on stdout."""
-    eprint(f"watching job {job_id} (Ctrl-C detaches; the job keeps running)")
+    job = client.job(job_id)  # an unknown job is an error before anything else is said
+    if job.done:
+        eprint(f"job {job_id} has ended ({job.state}); its events:")
+    else:
+        eprint(f"watching job {job_id} (Ctrl-C detaches; the job keeps running)")
     try:
         job = follow_job(client, job_id, after_event_id=after, as_json=as_json)
     except KeyboardInterrupt:
@@ -160,7 +179,7 @@ def watch_and_report(
     for warning in job.warnings:
         eprint(f"warning: {warning}")
     if job.state not in SUCCESS_JOB_STATES:
-        eprint(f"job {job.job_id} is {job.state}" + (f": {job.error}" if job.error else ""))
+        eprint(f"error: {job_outcome(job)}")
         return 1
     try:
         client.model(job.model_id)

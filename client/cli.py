@@ -140,10 +140,14 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     parser.add_argument(
         "--target",
         default=default(os.environ.get("RNNLM_TARGET") or DEFAULT_TARGET),
-        help="server host:port (env RNNLM_TARGET; default localhost:50051)",
+        help="server host:port, several separated by commas (calls go round robin), or a "
+        "gRPC target such as dns:///NAME:PORT (env RNNLM_TARGET; default localhost:50051)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=default(30.0), help="seconds per call (default 30)"
+        "--timeout",
+        type=errors.positive_float,
+        default=default(30.0),
+        help="seconds per call (default 30)",
     )
     parser.add_argument(
         "--api-key",
@@ -243,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             # first flag, so the sentences after it arrive as extras.
             args.sentences, extra = [*args.sentences, *extra], []
         if extra and args.command != "serve":
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            prog = f"rnnlm {args.command}" if getattr(args, "command", None) else "rnnlm"
+            errors.usage_error(f"unrecognized arguments: {' '.join(extra)[:80]}", prog)
     except SystemExit as exit:  # usage error (2) or --help (0): a code, not an exception
         return exit.code if isinstance(exit.code, int) else 0
     if args.command == "serve":
@@ -255,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
             args.target, timeout=args.timeout, api_key=args.api_key, tls=_tls(args)
         ) as client:
             return args.func(args, client)
-    except BrokenPipeError:  # `rnnlm models | head`: stop quietly
+    except BrokenPipeError:  # `rnnlm models | head`: the reader has had enough; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return 0
     except (RnnlmError, NBestFormatError, OSError, TypeError, ValueError) as err:
         return errors.report(err, args.target if hasattr(args, "target") else DEFAULT_TARGET)
     except KeyboardInterrupt:

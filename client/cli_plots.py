@@ -41,13 +41,14 @@ def cmd_plot(args: argparse.Namespace, client: LMClient) -> int:
     except plots.PlotDependencyError as err:
         eprint(f"error: {err}")
         return 1
+    picture = plots.picture_path(args.output or f"{args.job_id}.png")  # before any call
     job = client.job(args.job_id)
     progress = progress_so_far(client, job)
     if not progress:
         eprint(f"error: job {args.job_id} has no progress events yet (it is {job.state})")
         return 1
     title = args.title or f"model {job.model_id}, job {job.job_id} ({job.state})"
-    path = plots.plot_training(progress, args.output or f"{args.job_id}.png", title)
+    path = plots.plot_training(progress, picture, title)
     if not job.done:
         last = progress[-1]
         eprint(f"job {job.job_id} is {job.state}: drawn up to step {last.step}/{last.total_steps}")

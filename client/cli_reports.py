@@ -53,7 +53,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def cmd_gradients(args: argparse.Namespace, client: LMClient) -> int:
-    if args.plot and not _can_draw():
+    if args.plot and not _can_draw(args.plot):
         return 1
     sentences = held_out(args)
     reports = [client.gradient_flow(m, sentences, args.max_distance) for m in args.models]
@@ -70,11 +70,12 @@ def cmd_gradients(args: argparse.Namespace, client: LMClient) -> int:
     return 0
 
 
-def _can_draw() -> bool:
-    """matplotlib is there; else say what to install (before any call: the fix is an
-    install, not a retry)."""
+def _can_draw(path: str) -> bool:
+    """matplotlib is there and ``path`` names a picture format; else say what to do
+    (before any call: the fix is an install or a file name, not a retry)."""
     from rnnlm.client import plots
 
+    plots.picture_path(path)  # ValueError: a one-line error
     try:
         plots.require_matplotlib()
     except plots.PlotDependencyError as err:

@@ -199,7 +199,8 @@ def cmd_rescore(args: argparse.Namespace, client: LMClient) -> int:
             count += 1
             bar.update()
     elapsed = time.monotonic() - started
-    out.eprint(f"rescored {count:,} lines in {elapsed:.1f}s ({count / max(elapsed, 1e-9):,.0f}/s)")
+    rate = count / max(elapsed, 1e-9)
+    out.eprint(f"rescored {out.plural(count, 'line')} in {elapsed:.1f}s ({rate:,.0f}/s)")
     return 0
 
 

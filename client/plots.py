@@ -239,7 +239,24 @@ def _new_figure(size: tuple[float, float] = (10, 7)) -> Figure:
     return figure
 
 
-def _save(figure: Figure, path: str | Path) -> Path:
+#: The picture formats written (by the file's suffix; none: .png).
+FORMATS = (".png", ".svg", ".pdf")
+
+
+def picture_path(path: str | Path) -> Path:
+    """``path`` as it will be written: ``.png`` added when it has no suffix; a suffix
+    that is not a picture format is refused (ValueError), before any work is done."""
     path = Path(path)
+    if not path.suffix:
+        return path.with_suffix(".png")
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(
+            f"cannot draw into {path.name!r}: the file name must end in {', '.join(FORMATS)}"
+        )
+    return path
+
+
+def _save(figure: Figure, path: str | Path) -> Path:
+    path = picture_path(path)
     figure.savefig(path, dpi=DPI)
     return path

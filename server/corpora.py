@@ -157,7 +157,7 @@ class CorpusRegistry:
     def get(self, corpus_id: str) -> CorpusRecord:
         record = read_record(self.store, CorpusRecord, check_corpus_id(corpus_id))
         if record is None:
-            raise NotFound(f"corpus {corpus_id!r} does not exist; upload it first")
+            raise NotFound(f"corpus {corpus_id!r} does not exist (never uploaded, or deleted)")
         return record
 
     def load_arpa(self, arpa_id: str) -> tuple[NgramModel, str]:
@@ -237,7 +237,8 @@ class CorpusRegistry:
             data = self.store.get_blob(corpus_key(record.corpus_id))
             if data is None:
                 raise NotFound(f"corpus {record.corpus_id!r} is missing from the store")
-            filename, where = record.filename, f"corpus {record.corpus_id}"
+            filename = record.filename
+            where = f"corpus {quote(filename)} ({record.corpus_id})"
         else:
             path = self.server_file(source["server_path"])
             where = f"file {quote(source['server_path'])}"

@@ -56,7 +56,7 @@ def being_trained(
 
 
 def not_found(model_id: str) -> NotFound:
-    return NotFound(f"model {model_id!r} does not exist; list the models to see which do")
+    return NotFound(f"model {model_id!r} does not exist")
 
 
 def checkpoint_key(model_id: str, version: int) -> str:

@@ -129,6 +129,12 @@ class Serving:
                     f"sentences[{i}] has no words; send sentences with at least one word "
                     "(allow_empty scores an empty one, as an n-best list's empty hypothesis)"
                 )
+            scored = len(words[-1]) - (options.bos is False) + (options.eos is not False)
+            if scored <= 0:  # its perplexity would be 0/0
+                raise InvalidArgument(
+                    f"sentences[{i}] leaves nothing to score: without bos its first word is "
+                    "context only, and without eos the end is not scored; give it more words"
+                )
         scorer, weight = model.lm.scoring_setup(options.scorer, options.neural_weight)
         given = _given(
             scorer=options.scorer,

@@ -219,7 +219,11 @@ def test_cancel_says_what_happens(cli, tmp_path):
         f"cancelling job {job_id}: it stops after its current step (resumable)",
         f"job {job_id} is cancelled",
     )
-    cli("watch", job_id)
+    code, _, err = cli("watch", job_id)
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        f"error: job {job_id} was cancelled; rnnlm resume {job_id} continues it"
+    )
 
 
 def test_a_deleted_models_job_is_not_ready_and_does_not_resume(cli, server, tmp_path):
@@ -277,3 +281,28 @@ def test_json_for_scripts_from_the_commands_that_change_things(cli, tmp_path):
     deleted = json.loads(cli("delete", "scripted", "--json")[1])
     assert deleted == {"model_id": "scripted", "versions_deleted": 1}
     assert cli("job", job_id)[0] == 1  # the model's jobs went with it
+
+
+def test_what_a_hostile_review_found_is_one_line_with_the_users_words(cli, server, tmp_path):
+    code, _, err = cli("score", "m", "caf\udce9 au lait")  # a Latin-1 argument
+    assert code == 1 and "not UTF-8" in one_error_line(err)
+    code, _, err = cli("score", "m", "a b", "--bogus")
+    assert code == 1 and "(see: rnnlm score --help)" in one_error_line(err)
+    code, _, err = cli("models", "--timeout", "0")
+    assert code == 1 and "must be a number > 0" in one_error_line(err)
+    code, _, err = cli("train", "m6", "--server-path", "x.txt", "--epochs", "0")
+    line = one_error_line(err)
+    assert code == 1 and "--epochs" in line and "train_config" not in line
+    code, _, err = cli("score", "m", "the", "--no-bos", "--no-eos", "--json")
+    assert code == 1 and "leaves nothing to score" in one_error_line(err)
+    code, _, err = cli("model", "nosuch")
+    assert one_error_line(err).count("list") == 1  # the hint once, not twice
+
+    with LMClient(server.address) as client:
+        job_id = client.model("m").versions[0].job_id
+    code, out, err = cli("plot", job_id, "-o", str(tmp_path / "curves"))
+    assert code == 0, err
+    assert out.strip().endswith("curves.png") and (tmp_path / "curves.png").stat().st_size > 0
+    code, _, err = cli("plot", job_id, "-o", str(tmp_path / "curves.txt"))
+    assert code == 1 and ".png, .svg, .pdf" in one_error_line(err)
+    assert not (tmp_path / "curves.txt").exists()
