@@ -219,7 +219,10 @@ def _when(moment: datetime | None) -> str:
 
 
 def _settings(config: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in config.items() if v is not None)
+    def shown(value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    return ", ".join(f"{k} {shown(v)}" for k, v in config.items() if v is not None)
 
 
 def fields_view(rows: Sequence[tuple[str, Any]]) -> str:

@@ -206,14 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="sentences (default 1); beam: the N most probable, greedy: 1 only",
     )
-    p.add_argument("--max-tokens", type=int, default=0, help="words per sentence at most")
+    p.add_argument(
+        "--max-tokens", type=int, default=0, help="words per sentence at most (0: the default, 50)"
+    )
     p.add_argument("--min-tokens", type=int, default=0, help="words before the end may come")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--method", choices=["sample", "greedy", "beam"])
-    p.add_argument("--beam-width", type=int, default=0)
+    p.add_argument("--temperature", type=float, help="sampling temperature in (0, 100] (1)")
+    p.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0: all)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling, in (0, 1] (1: all)")
+    p.add_argument("--seed", type=int, help="makes sampling repeatable")
+    p.add_argument(
+        "--method",
+        choices=["sample", "greedy", "beam"],
+        help="sample (default), greedy (one sentence) or beam (the N most probable)",
+    )
+    p.add_argument(
+        "--beam-width", type=int, default=0, help="beam: hypotheses kept (default max(4, N))"
+    )
 
     p = command("models", cmd_models, "list models")
     p = command("model", cmd_model, "show a model")

@@ -133,7 +133,11 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def _read_sentences(args: argparse.Namespace) -> list[str]:
-    if args.sentences:
+    """The sentences to score: the arguments, or the lines of --file or stdin ('-'), blank
+    lines left out."""
+    if args.sentences and args.file:
+        raise ValueError("give the sentences as arguments or with --file, not both")
+    if args.sentences and args.sentences != ["-"]:
         return list(args.sentences)
     if args.file and args.file != "-":
         with open(args.file, encoding="utf-8") as f:

@@ -93,8 +93,9 @@ def cmd_train(args: argparse.Namespace, client: LMClient) -> int:
     if (args.corpus_file is None) == (args.server_path is None):
         raise ValueError("give exactly one of CORPUS_FILE (to upload) and --server-path")
     source = {k: getattr(args, k) for k in ("server_path", "format", "csv_column", "paragraphs")}
-    if args.corpus_file not in (None, "-"):
-        os.stat(args.corpus_file)  # a missing file is the first thing to say
+    for local in (args.corpus_file, args.arpa):
+        if local not in (None, "-"):
+            os.stat(local)  # a missing file is the first thing to say
     # The server checks the options (and a --server-path) before anything is uploaded.
     client.train(args.model, None, validate_only=True, **source, **options)
     corpus = None if args.corpus_file is None else _upload(client, args.corpus_file)
