@@ -162,6 +162,11 @@ def cmd_cancel(args: argparse.Namespace, client: LMClient) -> int:
 
 
 def cmd_resume(args: argparse.Namespace, client: LMClient) -> int:
+    seen = None  # the ended job's last event: watching shows only what the resumed run does
+    for event in client.watch(args.job_id) if args.watch else ():
+        seen = event.event_id
     job = client.resume(args.job_id, args.epochs)
     out.say(args.json, f"resumed job {job.job_id} ({job.state})", job)
-    return progress.watch_and_report(client, job.job_id, as_json=args.json) if args.watch else 0
+    if not args.watch:
+        return 0
+    return progress.watch_and_report(client, job.job_id, seen, as_json=args.json)
