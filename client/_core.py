@@ -26,6 +26,7 @@ from rnnlm.client._calls import (
 from rnnlm.client._files import DownloadSink, MiB, plan_upload
 from rnnlm.client._rescore import RescorePlan
 from rnnlm.client._retry import RetryPolicy
+from rnnlm.client._targets import Target, channel_target, target_text
 from rnnlm.client.nbest import Rescored
 from rnnlm.client.types import (
     Corpus,
@@ -53,7 +54,7 @@ class ClientCore(Shell[Mode]):
 
     def __init__(
         self,
-        target: str = common.DEFAULT_TARGET,
+        target: Target = common.DEFAULT_TARGET,
         *,
         timeout: float | None = 30.0,
         api_key: str | None = None,
@@ -64,16 +65,21 @@ class ClientCore(Shell[Mode]):
         credentials: grpc.ChannelCredentials | None = None,
         options: Iterable[tuple[str, Any]] = (),
     ) -> None:
-        self.target = target
+        self.target = target_text(target)
+        # A list of servers becomes gRPC's address list, its host names resolved now, once.
+        self._address = channel_target(self.target)
         self.timeout = timeout
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
         self._metadata = ((common.API_KEY_HEADER, api_key),) if api_key else None
-        # Size limits both ways (large score requests and vocabularies), the retry policy,
-        # then the caller's options: gRPC takes the last of a repeated key.
+        # Size limits both ways (large score requests and vocabularies), the retry policy
+        # and balancing (round robin, unless the caller names a policy), then the caller's
+        # options: gRPC takes the last of a repeated key.
+        options = list(options)
+        lb_policy = dict(options).get("grpc.lb_policy_name", "round_robin")
         opts = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
-            *self._policy.channel_options(),
+            *self._policy.channel_options(lb_policy),
             *options,
         ]
         self._security = common.channel_security(tls, credentials, opts)
@@ -84,8 +90,8 @@ class ClientCore(Shell[Mode]):
         """A channel to the target from ``channels`` (``grpc`` or ``grpc.aio``)."""
         secure, opts = self._security
         if secure is None:
-            return channels.insecure_channel(self.target, opts)
-        return channels.secure_channel(self.target, secure, opts)
+            return channels.insecure_channel(self._address, opts)
+        return channels.secure_channel(self._address, secure, opts)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Give a client (a class deriving from ``ClientCore[mode]``) its methods."""

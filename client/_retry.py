@@ -67,19 +67,26 @@ class RetryPolicy:
         ceiling = min(self.max_backoff, self.backoff * 2**attempt)
         return ceiling / 2 + ceiling / 2 * rng()
 
-    def channel_options(self) -> list[tuple[str, Any]]:
-        """The channel options that make gRPC retry as this policy says."""
+    def channel_options(self, lb_policy: str = "round_robin") -> list[tuple[str, Any]]:
+        """The channel options that make gRPC retry as this policy says, and balance the
+        calls over the target's addresses by ``lb_policy``."""
         return [
             ("grpc.enable_retries", 1),
             ("grpc.per_rpc_retry_buffer_size", RETRY_BUFFER_BYTES),
-            ("grpc.service_config", json.dumps(self.service_config())),
+            ("grpc.service_config", json.dumps(self.service_config(lb_policy))),
         ]
 
-    def service_config(self) -> dict[str, Any]:
+    def service_config(self, lb_policy: str = "round_robin") -> dict[str, Any]:
         """A gRPC service config with a ``retryPolicy`` for each method safe to repeat
-        (none when ``retries`` is 0: gRPC wants at least 2 attempts in a policy)."""
+        (none when ``retries`` is 0: gRPC wants at least 2 attempts in a policy), and the
+        load-balancing policy. ``round_robin`` sends each call to the next ready address of
+        the target (every address of a ``dns:///`` name or of a list; with one address it is
+        gRPC's default ``pick_first`` in effect); a connection that fails is skipped. A
+        service config's policy beats the ``grpc.lb_policy_name`` channel option, so the
+        client passes that option's value here."""
+        balancing: dict[str, Any] = {"loadBalancingConfig": [{lb_policy: {}}]}
         if self.retries < 1:
-            return {"methodConfig": []}
+            return {"methodConfig": [], **balancing}
 
         def config(methods: tuple[str, ...], codes: list[str]) -> dict[str, Any]:
             policy = {
@@ -96,7 +103,8 @@ class RetryPolicy:
             "methodConfig": [
                 config(UNARY_RETRIED, ["UNAVAILABLE", "CANCELLED"]),
                 config(STREAMS_RETRIED, ["UNAVAILABLE"]),
-            ]
+            ],
+            **balancing,
         }
 
 

@@ -49,6 +49,12 @@ from rnnlm.server.store.codec import (
 )
 from rnnlm.server.store.redis_common import redis_errors_unavailable
 from rnnlm.server.store.redis_housekeeping import RedisHousekeeping
+from rnnlm.server.store.redis_sentinel import (
+    SentinelUrl,
+    close_sentinels,
+    is_sentinel_url,
+    sentinel_where,
+)
 
 # Client settings for from_url: fail within seconds when Redis is gone, and retry a few
 # times quickly so that a pooled connection broken by a Redis restart is replaced unseen.
@@ -88,8 +94,10 @@ class RedisStore(RedisHousekeeping, Store):
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         **client_kwargs: Any,
     ) -> RedisStore:
-        """A store on ``redis://[:password@]host:port/db``; ``client_kwargs`` go to redis-py
-        and override this module's timeouts and retry policy."""
+        """A store on ``redis://[:password@]host:port/db`` (``rediss://``, ``unix://``), or on
+        the primary that Sentinels name, ``redis+sentinel://[:password@]host:port[,...]/
+        service_name[/db]`` (``redis_sentinel.py``); ``client_kwargs`` go to redis-py and
+        override this module's timeouts and retry policy."""
         settings: dict[str, Any] = {
             "socket_timeout": _SOCKET_TIMEOUT_S,
             "socket_connect_timeout": _SOCKET_TIMEOUT_S,
@@ -98,11 +106,16 @@ class RedisStore(RedisHousekeeping, Store):
             **client_kwargs,
             "decode_responses": False,  # chunks are bytes
         }
+        if is_sentinel_url(url):
+            return cls(SentinelUrl.parse(url).client(settings), prefix, chunk_bytes)
         return cls(redis.Redis.from_url(url, **settings), prefix, chunk_bytes)
 
     @property
     def address(self) -> str:
-        """``host:port`` (or the socket path) for messages."""
+        """``host:port`` (or the socket path, or the sentinels) for messages."""
+        sentinels = sentinel_where(self._client)
+        if sentinels is not None:
+            return sentinels
         kw = self._client.connection_pool.connection_kwargs
         if "path" in kw:
             return str(kw["path"])
@@ -323,6 +336,8 @@ class RedisStore(RedisHousekeeping, Store):
         kw = self._client.connection_pool.connection_kwargs
         if "path" in kw:
             where = f"unix://{kw['path']}?db={kw.get('db', 0)}"
+        elif is_sentinel_url(self.address):
+            where = self.address
         else:
             tls = issubclass(self._client.connection_pool.connection_class, redis.SSLConnection)
             scheme = "rediss" if tls else "redis"
@@ -332,6 +347,7 @@ class RedisStore(RedisHousekeeping, Store):
     def close(self) -> None:
         self._client.close()
         self._client.connection_pool.disconnect()
+        close_sentinels(self._client)
 
 
 def _check_stream_id(after: str) -> str:

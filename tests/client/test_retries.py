@@ -219,7 +219,9 @@ def test_the_service_config_names_the_methods_safe_to_repeat():
     never = {"WatchTrainingJob", "DeleteModel", "DeleteCorpus", "DeleteTrainingJob"}
     never |= {"ResumeTrainingJob", "AttachNgramModel"}
     assert never.isdisjoint(UNARY_RETRIED + STREAMS_RETRIED)
-    assert RetryPolicy(retries=0).service_config() == {"methodConfig": []}
+    round_robin = {"loadBalancingConfig": [{"round_robin": {}}]}
+    assert config["loadBalancingConfig"] == round_robin["loadBalancingConfig"]
+    assert RetryPolicy(retries=0).service_config() == {"methodConfig": [], **round_robin}
     options = dict(RetryPolicy(retries=2).channel_options())
     assert options["grpc.enable_retries"] == 1
     assert (
