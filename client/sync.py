@@ -17,7 +17,9 @@ from rnnlm.client._retry import Resumption
 
 
 class LMClient(ClientCore[Blocking]):
-    """A connection to an rnnlm server.
+    """A connection to an rnnlm server, or to several: ``target`` is ``host:port``, a list
+    of them (or ``"a:p,b:p"``), or a gRPC name such as ``dns:///rnnlm-headless:50051``;
+    calls are spread round robin over the addresses.
 
     Unary calls get a deadline of ``timeout`` seconds (all attempts together); streams
     (watching a job, streaming generation, uploading) have none unless one is passed, since
