@@ -252,10 +252,15 @@ class TextAssembler:
     adds, the space before it included, so that the prompt's text followed by the pieces
     reads as ``detokenize`` writes the prompt's words and the generated ones (the one place
     generated words become text is still ``detokenize``). Where a longer sentence changes
-    text already handed out (a closing quote can), the word is added after a space."""
+    text already handed out (a closing quote can), the word is added after a space.
+
+    Each word is read in the context of the ``CONTEXT_WORDS`` before it (detokenising is
+    local), so that a word costs the same however long the sentence is."""
+
+    CONTEXT_WORDS = 16
 
     def __init__(self, prompt: Sequence[str], prompt_text: str = "") -> None:
-        self._words = list(prompt)
+        self._words = list(prompt)[-self.CONTEXT_WORDS :]
         self._text = detokenize(self._words)
         # A prompt that ends in a space ("The cat ") already has the space a word needs.
         self._spaced = prompt_text[-1:].isspace()
@@ -264,7 +269,14 @@ class TextAssembler:
         self._words.append(word)
         text = detokenize(self._words)
         piece = text[len(self._text) :] if text.startswith(self._text) else f" {word}"
-        self._text = text
+        self._words = self._words[-self.CONTEXT_WORDS :]
+        self._text = detokenize(self._words) if len(self._words) == self.CONTEXT_WORDS else text
         if self._spaced:
             piece, self._spaced = piece.lstrip(), False
         return piece
+
+
+def detokenize_with_offsets(words: list[str]) -> tuple[str, list[int]]:
+    """``detokenize(words)``, and where each word starts in it."""
+    text = detokenize(words)
+    return text, [start for start, _ in _align(words, text)]

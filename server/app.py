@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -33,11 +33,15 @@ from rnnlm.server.interceptors import ServiceInterceptor
 from rnnlm.server.jobs import JobManager
 from rnnlm.server.metrics import Metrics
 from rnnlm.server.models import ModelRegistry
+from rnnlm.server.processes import report_serving, supervise
 from rnnlm.server.security import ApiKeyCheck, server_credentials
 from rnnlm.server.servicer import LanguageModelServicer
 from rnnlm.server.store import open_store
 from rnnlm.server.sweeper import RetentionPolicy, Sweeper
 from rnnlm.v1 import rnnlm_pb2, rnnlm_pb2_grpc
+
+if TYPE_CHECKING:
+    from rnnlm.server.http import HttpFrontEnd
 
 log = logging.getLogger("rnnlm.server")
 
@@ -60,9 +64,8 @@ class RnnlmServer:
 
             torch.set_num_threads(config.torch_threads)
         self.metrics = Metrics()
-        self.interceptor = ServiceInterceptor(
-            self.metrics, ApiKeyCheck(config.api_key, config.require_key_for_reads)
-        )
+        self.api_key = ApiKeyCheck(config.api_key, config.require_key_for_reads)
+        self.interceptor = ServiceInterceptor(self.metrics, self.api_key)
         self.store = open_store(config.redis_url, config.store_dir, prefix=config.redis_prefix)
         self.models = ModelRegistry(self.store, config.keep_versions)
         self.corpora = CorpusRegistry(self.store, config.max_corpus_bytes, config.corpus_dir)
@@ -82,6 +85,8 @@ class RnnlmServer:
         self._grpc = self._build_grpc_server()
         self.port = 0
         self.metrics_port: int | None = None
+        self.http: HttpFrontEnd | None = None  # with --http-address, once started
+        self.http_port: int | None = None
 
     def _build_grpc_server(self) -> grpc.Server:
         size = self.config.max_message_bytes
@@ -91,8 +96,10 @@ class RnnlmServer:
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
+                # gRPC's default on Linux, stated: --processes puts several servers on the port.
+                ("grpc.so_reuseport", 1),
             ],
-            maximum_concurrent_rpcs=self.config.workers * 4,
+            maximum_concurrent_rpcs=self.config.max_concurrent_calls,
         )
         self.interceptor.watch_overload(grpc_overloaded(server))
         servicer = LanguageModelServicer(
@@ -104,6 +111,7 @@ class RnnlmServer:
             self.metrics,
             draining=lambda: self.interceptor.draining,
         )
+        self.serving = servicer.serving  # the HTTP front end serves through it too
         rnnlm_pb2_grpc.add_LanguageModelServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if self.config.reflection:
@@ -139,6 +147,17 @@ class RnnlmServer:
                 self.metrics_port = self.metrics.serve(cfg.metrics_address)
             except OSError as err:
                 raise OSError(f"cannot serve metrics on {cfg.metrics_address}: {err}") from None
+        if cfg.http_address:
+            from rnnlm.server.http import HttpFrontEnd  # FastAPI is imported only for it
+
+            self.http = HttpFrontEnd(
+                cfg,
+                self.serving,
+                self.api_key,
+                draining=lambda: self.interceptor.draining,
+                healthy=lambda: bool(self._serving),
+            )
+            self.http_port = self.http.start()
         self._grpc.start()
         self.check_store()
         threading.Thread(target=self._watch_store, name="store-health", daemon=True).start()
@@ -157,6 +176,8 @@ class RnnlmServer:
             "on" if cfg.reflection else "off",
             cfg.server_id,
         )
+        if self.http is not None:
+            log.info("OpenAI-compatible HTTP API on %s (port %d)", cfg.http_address, self.http_port)
         return self.port
 
     def _set_serving(self, serving: bool) -> None:
@@ -199,6 +220,8 @@ class RnnlmServer:
         # gRPC stops listening and sends GOAWAY: clients open new calls on another replica
         # (or get UNAVAILABLE), while the calls in flight go on.
         self._grpc.stop(grace)
+        if self.http is not None:  # stops listening; its calls in flight go on
+            self.http.stop(grace)
         log.info("shutting down: calls in flight have %.1fs to finish", grace)
         jobs = threading.Thread(target=self.jobs.shutdown, args=(grace,), name="jobs-stop")
         jobs.start()
@@ -206,6 +229,8 @@ class RnnlmServer:
             log.info("the calls in flight have ended")
         else:
             log.warning("grace period over: cancelling the calls still in flight")
+        if self.http is not None:
+            self.http.join(max(0.0, deadline - time.monotonic()) + JOB_STOP_EXTRA_S)
         # What is left is cancelled now: calls over the grace, and streams that are not ours
         # and never end by themselves (a load balancer's health watch).
         self._grpc.stop(0).wait()
@@ -253,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if config.processes > 1:  # a parent that runs and watches that many servers
+        return supervise(config, argv)
     received: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
@@ -271,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("cannot start: %s%s", err, f" ({detail})" if detail else "")
             server.stop(0)
             return 2 if isinstance(err, StoreMisconfigured) else 1
+        report_serving()  # to the parent, when one started this server
         while not received:
             time.sleep(SIGNAL_POLL_S)
         log.info("%s received", signal.Signals(received[0]).name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import socket
 import ssl
@@ -22,7 +23,10 @@ from typing import Any
 
 from rnnlm.model.checks import integer, number, one_of
 from rnnlm.model.config import check_device
+from rnnlm.server.cores import check_processes, parse_processes
 from rnnlm.server.store.base import DEFAULT_PREFIX
+from rnnlm.server.store.redis_sentinel import SCHEME as SENTINEL_SCHEME
+from rnnlm.server.store.redis_sentinel import SentinelUrl
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Short keys are guessable; gRPC metadata values must be printable ASCII anyway.
@@ -44,15 +48,17 @@ def setting(
     most: float | None = None,
     secret: bool = False,
     factory: Callable[[], Any] | None = None,
+    parse: Callable[[str], Any] | None = None,
 ) -> Any:
     """One setting: its default, its help text, and its bounds (checked in
     ``__post_init__``): ``least`` for counts, ``most`` for durations (``[0, most]``: generous,
     but finite, as a timeout of inf or nan breaks the server later). A secret is never shown:
-    not in ``--help`` (its default may come from the environment), not in the repr."""
+    not in ``--help`` (its default may come from the environment), not in the repr.
+    ``parse`` reads the flag or variable where the default's type would not do."""
     rule = None if least is None else integer(least)
     if most is not None:
         rule = number(f"[0, {most:g}]")
-    metadata = {"help": text, "rule": rule, "secret": secret}
+    metadata = {"help": text, "rule": rule, "secret": secret, "parse": parse}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, repr=not secret, metadata=metadata)
@@ -68,7 +74,8 @@ class ServerConfig:
     redis_url: str | None = setting(
         None,
         "redis://[[user]:password@]host:port/db, or rediss:// for TLS (CA file: "
-        "?ssl_ca_certs=PATH); unset: local store",
+        "?ssl_ca_certs=PATH), or redis+sentinel://[[user]:password@]host:port[,host:port...]"
+        "/service_name[/db] for the primary Redis Sentinels name; unset: local store",
         secret=True,  # may hold a password
     )
     redis_prefix: str = setting(DEFAULT_PREFIX, "prefix of every Redis key")
@@ -77,6 +84,13 @@ class ServerConfig:
     )
     device: str = setting("auto", "auto, cpu, cuda or cuda:N, for training and serving")
     workers: int = setting(32, "gRPC worker threads", least=1)
+    processes: int = setting(
+        1,
+        "server processes sharing the port (SO_REUSEPORT), each with its own --workers, model "
+        "cache and batcher, and its share of the cores for math threads; auto: one per core",
+        least=1,
+        parse=parse_processes,
+    )
     max_concurrent_jobs: int = setting(2, "training jobs running at once on this server", least=1)
     max_sentences_per_request: int = setting(256, "sentences in one ScoreSentence request", least=1)
     max_tokens_per_sentence: int = setting(512, "words in one scored sentence or prompt", least=1)
@@ -157,6 +171,11 @@ class ServerConfig:
     metrics_address: str | None = setting(
         None, "host:port of the Prometheus /metrics endpoint; unset: none"
     )
+    http_address: str | None = setting(
+        None,
+        "host:port of the OpenAI-compatible HTTP API (/v1/completions, /v1/models; "
+        "docs/http.md), with the same key and TLS as gRPC; unset: none",
+    )
     torch_threads: int = setting(
         0, "CPU threads of each torch operation; 0: torch's default (all cores)"
     )
@@ -194,8 +213,12 @@ class ServerConfig:
         check_address("address", self.address)
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0 (0: default), got {self.torch_threads}")
+        check_processes(self.processes, self.torch_threads)
         if self.metrics_address:
             check_address("metrics_address", self.metrics_address)
+        if self.http_address:
+            check_address("http_address", self.http_address)
+            check_http_installed()
         if self.redis_url:
             check_redis_url(self.redis_url)
         self._check_security()
@@ -238,6 +261,11 @@ class ServerConfig:
                 "(e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
             )
 
+    @property
+    def max_concurrent_calls(self) -> int:
+        """Calls in flight at once, per front end (gRPC's maximum_concurrent_rpcs)."""
+        return self.workers * 4
+
     @classmethod
     def from_args(
         cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
@@ -257,13 +285,27 @@ def check_address(name: str, address: str) -> None:
         raise ValueError(f"{name} must be host:port with a port in [0, 65535], got {address!r}")
 
 
+def check_http_installed() -> None:
+    """The HTTP API's packages (the ``http`` extra), named at start rather than missed later."""
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(
+            f"http_address needs {' and '.join(missing)}, which are not installed: "
+            "pip install 'rnnlm[http]' (the server extra includes it)"
+        )
+
+
 def check_redis_url(url: str) -> None:
     """The scheme, and that the files a URL names (?ssl_ca_certs=...) exist: a typo there
     would otherwise look like an outage and leave the server NOT_SERVING for ever."""
     parts = urllib.parse.urlsplit(url)
+    if parts.scheme == SENTINEL_SCHEME:
+        SentinelUrl.parse(url)  # says what is wrong, without repeating the password
+        return
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
-            f"redis_url must start with redis://, rediss:// (TLS) or unix://, got {parts.scheme!r}"
+            f"redis_url must start with redis://, rediss:// (TLS), unix:// or "
+            f"{SENTINEL_SCHEME}:// (Sentinel), got {parts.scheme!r}"
         )
     query = urllib.parse.parse_qs(parts.query)
     for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
@@ -333,7 +375,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     for f in dataclasses.fields(ServerConfig):
         default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        kind = _parser_type(default)
+        kind = f.metadata["parse"] or _parser_type(default)
         env = env_name(f.name)
         if env in environ:
             try:

@@ -63,10 +63,19 @@ class ApiKeyCheck:
     def enabled(self) -> bool:
         return self._key is not None
 
-    def check(self, method: str, metadata: Iterable[Any] | None) -> None:
+    def check(
+        self,
+        method: str,
+        metadata: Iterable[Any] | None,
+        how_to_send: str = _HOW_TO_SEND,
+        shown_as: str | None = None,
+    ) -> None:
+        """``method`` is the RPC's name (the HTTP front end names the RPC its call does, and
+        shows the client its own ``shown_as``, e.g. "POST /v1/completions")."""
         if self._key is None or (method in READ_METHODS and not self._every_call):
             return
         sent = presented_key(metadata)
+        shown = shown_as or method
         if not sent:
             why = (
                 "reads stored data (--require-key-for-reads)"
@@ -74,11 +83,11 @@ class ApiKeyCheck:
                 else "changes stored state"
             )
             raise Unauthenticated(
-                f"{method} {why} and this server requires an API key: " + _HOW_TO_SEND
+                f"{shown} {why} and this server requires an API key: " + how_to_send
             )
         # Constant time: the comparison must not tell an attacker how much of a guess matched.
         if not hmac.compare_digest(sent.encode(), self._key):
-            raise Unauthenticated(f"wrong API key for {method}; " + _HOW_TO_SEND)
+            raise Unauthenticated(f"wrong API key for {shown}; " + how_to_send)
 
 
 def server_credentials(

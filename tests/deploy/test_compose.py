@@ -86,8 +86,10 @@ def compose_problems(data: dict) -> list[str]:
         if seconds(s.get("stop_grace_period", "10s")) <= grace:
             problems.append(f"{name}: stop_grace_period is not above the shutdown grace")
         published = [str(p).split(":")[-1] for p in s.get("ports", [])]
-        if sorted(published) != ["50051", "9100"]:
-            problems.append(f"{name}: publishes {published}, not 50051 and 9100")
+        if sorted(published) != ["50051", "8080", "9100"]:
+            problems.append(f"{name}: publishes {published}, not 50051, 8080 (HTTP) and 9100")
+        if str(env.get("RNNLM_HTTP_ADDRESS", "")).rpartition(":")[2] != "8080":
+            problems.append(f"{name}: the HTTP API does not listen on 8080 (RNNLM_HTTP_ADDRESS)")
         if name != "rnnlm" and not s.get("profiles"):
             problems.append(f"{name}: a replica must sit behind a profile")
     host_ports = [str(p).rsplit(":", 1)[0] for s in servers.values() for p in s.get("ports", [])]
@@ -127,6 +129,8 @@ def breakages():
         "no health check": lambda d: server(d, "rnnlm-2").pop("healthcheck"),
         "same host ports": lambda d: server(d, "rnnlm-2").update(ports=server(d)["ports"]),
         "no redis url": lambda d: env(d).pop("RNNLM_REDIS_URL"),
+        "no HTTP API": lambda d: env(d).pop("RNNLM_HTTP_ADDRESS"),
+        "HTTP port unpublished": lambda d: server(d)["ports"].pop(),
     }
 
 

@@ -131,6 +131,11 @@ def image_problems(text: str) -> list[str]:
         listen = env.get("RNNLM_ADDRESS", "").rpartition(":")[0]
         if env.get("RNNLM_STORE_DIR") != "/data" or listen != "0.0.0.0":
             problems.append(f"{variant}: must listen on 0.0.0.0 and store under /data")
+        exposed = (last(final, "EXPOSE") or "").split()
+        for setting in ("RNNLM_ADDRESS", "RNNLM_METRICS_ADDRESS", "RNNLM_HTTP_ADDRESS"):
+            port = env.get(setting, "").rpartition(":")[2]
+            if port and port not in exposed:
+                problems.append(f"{variant}: {setting} listens on {port}, which is not exposed")
         if "/opt/venv/bin" not in env.get("PATH", ""):
             problems.append(f"{variant}: the venv's bin is not on PATH")
         if (env.get("NVIDIA_VISIBLE_DEVICES") == "all") != (variant == "cuda"):
@@ -189,6 +194,7 @@ BROKEN_IMAGES = {
     "health check removed": ('CMD ["rnnlm", "health"', 'CMD ["true"'),
     "pip instead of setup.sh": ("scripts/setup.sh \\", "scripts/setup.sh && pip install . \\"),
     "editable install": ("RNNLM_EDITABLE=0", "RNNLM_EDITABLE=1"),
+    "HTTP port not exposed": ("EXPOSE 50051 9100 8080", "EXPOSE 50051 9100"),
 }
 
 
