@@ -23,6 +23,7 @@
   clients; then a server with ``--cache-size 2`` scores 3 models in turn and its log shows
   how many stay loaded.
 
+1 against 2 server processes (``--processes``): bench_processes.py, reusing these helpers.
 Targets (from the issue) are printed with PASS/MISS. Never part of the tests: figures depend
 on the machine and on what else runs on it.
 """
