@@ -26,7 +26,7 @@ from rnnlm.client._calls import (
 from rnnlm.client._files import DownloadSink, MiB, plan_upload
 from rnnlm.client._rescore import RescorePlan
 from rnnlm.client._retry import RetryPolicy
-from rnnlm.client._targets import Target, channel_target, target_text
+from rnnlm.client._targets import Target, balancing, channel_target, target_text
 from rnnlm.client.nbest import Rescored
 from rnnlm.client.types import (
     Corpus,
@@ -72,10 +72,10 @@ class ClientCore(Shell[Mode]):
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
         self._metadata = ((common.API_KEY_HEADER, api_key),) if api_key else None
         # Size limits both ways (large score requests and vocabularies), the retry policy
-        # and balancing (round robin, unless the caller names a policy), then the caller's
-        # options: gRPC takes the last of a repeated key.
+        # and balancing (round robin over several servers, unless the caller names a policy),
+        # then the caller's options: gRPC takes the last of a repeated key.
         options = list(options)
-        lb_policy = dict(options).get("grpc.lb_policy_name", "round_robin")
+        lb_policy = dict(options).get("grpc.lb_policy_name", balancing(self.target))
         opts = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),

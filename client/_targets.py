@@ -25,6 +25,15 @@ GRPC_SCHEMES = frozenset(
 )
 
 
+def balancing(target: str) -> str:
+    """The load-balancing policy for ``target``: ``round_robin`` over a list or a name
+    gRPC resolves (which may be several servers), ``pick_first`` for one ``host:port``
+    (gRPC's default there: a client started next to a server that is still coming up
+    waits in the retry budget instead of failing fast on a refused subchannel)."""
+    several = "," in target or target.split(":", 1)[0] in GRPC_SCHEMES
+    return "round_robin" if several else "pick_first"
+
+
 def target_text(target: Target) -> str:
     """``target`` as one string (a list joined by commas): what the client shows and the
     CLI's ``--target`` takes."""

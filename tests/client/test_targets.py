@@ -80,3 +80,12 @@ def test_a_policy_the_caller_names_wins():
     with LMClient("127.0.0.1:1", retries=0, options=options) as client:
         config = json.loads(dict(client._security[1])["grpc.service_config"])
         assert config["loadBalancingConfig"] == [{"pick_first": {}}]
+
+
+def test_one_server_is_picked_first_and_several_are_balanced():
+    from rnnlm.client._targets import balancing
+
+    assert balancing("localhost:50051") == "pick_first"
+    assert balancing("10.0.0.1:1,10.0.0.2:1") == "round_robin"
+    assert balancing("dns:///rnnlm-headless:50051") == "round_robin"
+    assert balancing("ipv4:10.0.0.1:1,10.0.0.2:1") == "round_robin"
