@@ -106,7 +106,7 @@ def test_not_found(trained):
         client.delete_model("ghost")
     with pytest.raises(NotFound, match="training job 'j-0000' does not exist"):
         client.job("j-0000")
-    with pytest.raises(NotFound, match="does not exist; upload it"):
+    with pytest.raises(NotFound, match=r"does not exist \(never uploaded, or deleted\)"):
         client.train("m", "c-" + "0" * 32)
 
 
