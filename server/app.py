@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("cannot start: %s%s", err, f" ({detail})" if detail else "")
             server.stop(0)
             return 2 if isinstance(err, StoreMisconfigured) else 1
-        report_serving()  # to the parent, when one started this server
+        supervised = report_serving()  # to the parent, when one started this server
         while not received:
             time.sleep(SIGNAL_POLL_S)
         log.info("%s received", signal.Signals(received[0]).name)
@@ -320,7 +320,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log.warning("%s again: exiting without waiting for the shutdown", name)
                 logging.shutdown()
                 os._exit(1)
-        return 1 if failed else 0
+        code = 1 if failed else 0
+        if supervised:
+            # A child of --processes, its shutdown done: leave before the interpreter's
+            # teardown, where native threads (gRPC's, torch's) were seen to abort the
+            # process ("terminate called without an active exception", SIGABRT).
+            logging.shutdown()
+            os._exit(code)
+        return code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -363,18 +363,19 @@ def supervise(config: ServerConfig, argv: Sequence[str] | None) -> int:
 # -- in a child ----------------------------------------------------------------------------
 
 
-def report_serving() -> None:
+def report_serving() -> bool:
     """In a server process that a supervisor started: tell it this process serves, and shut
-    down (SIGTERM to itself: the graceful way) once the supervisor is gone. Elsewhere:
-    nothing."""
+    down (SIGTERM to itself: the graceful way) once the supervisor is gone; True. Elsewhere:
+    nothing, False."""
     fds = os.environ.pop(SUPERVISED_ENV, None)
     if not fds:
-        return
+        return False
     lifeline, ready = (int(fd) for fd in fds.split(","))
     os.write(ready, b"1")
     os.close(ready)
     watch = threading.Thread(target=_stop_with, args=(lifeline,), name="supervisor", daemon=True)
     watch.start()
+    return True
 
 
 def _stop_with(lifeline: int) -> None:

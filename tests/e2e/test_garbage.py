@@ -152,7 +152,7 @@ def test_delete_training_job(backend, start_server) -> None:
         with pytest.raises(InvalidArgument):
             client.delete_job("no/such id")
         job_id = start_long_job(client, "busy")
-        with pytest.raises(FailedPrecondition, match="cancel it first"):
+        with pytest.raises(FailedPrecondition, match="cancel the job first"):
             client.delete_job(job_id)
         cancel(client, job_id)
         request_id = client.job(job_id).request_id
@@ -186,7 +186,7 @@ def test_list_and_delete_corpora(backend, start_server) -> None:
             client.corpora(limit=5000)
 
         job_id = start_long_job(client, "reader", tag=1)  # trains on `first`
-        with pytest.raises(FailedPrecondition, match="cancel it first"):
+        with pytest.raises(FailedPrecondition, match="cancel the job first"):
             client.delete_corpus(first)
         cancel(client, job_id)
         assert client.delete_corpus(first) == first.size_bytes
