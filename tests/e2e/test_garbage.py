@@ -152,7 +152,7 @@ def test_delete_training_job(backend, start_server) -> None:
         with pytest.raises(InvalidArgument):
             client.delete_job("no/such id")
         job_id = start_long_job(client, "busy")
-        with pytest.raises(FailedPrecondition, match="cancel the job first"):
+        with pytest.raises(FailedPrecondition, match="cancel it first"):
             client.delete_job(job_id)
         cancel(client, job_id)
         request_id = client.job(job_id).request_id
