@@ -38,6 +38,7 @@ TRAIN_FLAGS = {
     "output_classes": "word classes of the softmax (default sqrt(vocab_size); 0: full softmax)",
     "device": "auto, cpu, cuda or cuda:N",
     "checkpoint_every": "steps between checkpoints",
+    "processes": "data-parallel training processes on the server's host (gru/lstm)",
 }
 
 

@@ -18,7 +18,7 @@ from rnnlm.model.generation import GeneratedSentence, GenerationConfig, Generati
 from rnnlm.model.gradient_flow import GradientFlow, gradient_flow
 from rnnlm.model.lm import LanguageModel
 from rnnlm.model.scoring import RankedScore, SentenceScore, TokenScore, Words
-from rnnlm.model.state import TrainingState
+from rnnlm.model.state import TrainingState, WorkerLost
 from rnnlm.model.text import Tokenizer
 from rnnlm.model.training import ProgressEvent, evaluate, train
 from rnnlm.model.vocab import SENTENCE_END, SENTENCE_START, UNKNOWN_TOKEN, Vocabulary
@@ -44,6 +44,7 @@ __all__ = [
     "TrainingState",
     "Vocabulary",
     "Words",
+    "WorkerLost",
     "evaluate",
     "gradient_flow",
     "load",

@@ -207,6 +207,7 @@ _TRAIN_RULES = {
     "device": _DEVICE,
     "log_every": integer(1).passing(None),
     "checkpoint_every": integer(1).passing(None),
+    "processes": integer(1),
 }
 
 
@@ -230,6 +231,10 @@ class TrainConfig(_DictConfig):
     device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'
     log_every: int | None = None  # steps between progress events; None: about every 2 s
     checkpoint_every: int | None = None  # steps between on_checkpoint calls
+    # Data-parallel processes on this host (gru/lstm; each trains on its share of every
+    # batch, so batch_size stays the global batch); several hosts: torchrun, see
+    # docs/deployment.md.
+    processes: int = 1
 
     def __post_init__(self) -> None:
         check_fields(self, _TRAIN_RULES, "train_config.")
@@ -250,4 +255,14 @@ class TrainConfig(_DictConfig):
             raise ValueError(
                 "train_config.bptt_truncate applies to cell 'rnn' only "
                 f"(the hand-written BPTT); got cell {model.cell!r}"
+            )
+        if self.processes > 1 and model.cell == "rnn":
+            raise ValueError(
+                "train_config.processes must be 1 for cell 'rnn': the NumPy engine trains in "
+                f"one process (data-parallel training needs 'gru' or 'lstm'), got {self.processes}"
+            )
+        if self.processes > self.batch_size:
+            raise ValueError(
+                f"train_config.processes ({self.processes}) must be at most batch_size "
+                f"({self.batch_size}): each process trains on its share of every batch"
             )

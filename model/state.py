@@ -12,6 +12,11 @@ STATUS_RUNNING, STATUS_COMPLETED = "running", "completed"
 STATUS_EARLY_STOPPED, STATUS_CANCELLED = "early_stopped", "cancelled"
 
 
+class WorkerLost(RuntimeError):
+    """A process of a data-parallel run died or could not be reached (``data_parallel``):
+    the run stopped without a result; its last checkpoint stands, and it can resume."""
+
+
 @dataclass
 class TrainingState:
     learning_rate: float

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,7 +31,11 @@ from rnnlm.model.state import (
     STATUS_EARLY_STOPPED,
     STATUS_RUNNING,
     TrainingState,
+    WorkerLost,
 )
+
+if TYPE_CHECKING:  # torch is imported only by runs that use it
+    from rnnlm.model.data_parallel import DataParallel
 
 log = logging.getLogger("rnnlm.model")
 
@@ -81,13 +86,22 @@ CheckpointCallback = Callable[[LanguageModel], None]
 
 
 def evaluate(
-    engine: Engine, sequences: list[np.ndarray], batch_size: int = 64
+    engine: Engine,
+    sequences: list[np.ndarray],
+    batch_size: int = 64,
+    group: DataParallel | None = None,
 ) -> tuple[float, int]:
-    """Summed negative log-likelihood and token count of framed sequences."""
+    """Summed negative log-likelihood and token count of framed sequences; the ranks of a
+    data-parallel ``group`` each score every world-th batch and add up their sums."""
     loss, tokens = 0.0, 0
-    for _, batch in length_sorted_batches(sequences, batch_size):
+    for i, (_, batch) in enumerate(length_sorted_batches(sequences, batch_size)):
+        if group is not None and i % group.world != group.rank:
+            continue
         loss -= float(engine.token_log_probs(batch).sum())
         tokens += batch.num_tokens
+    if group is not None:
+        loss, total = group.sum(loss, tokens)
+        tokens = round(total)
     return loss, tokens
 
 
@@ -135,6 +149,7 @@ class _Trainer:
     on_progress: ProgressCallback | None
     on_checkpoint: CheckpointCallback | None
     should_stop: Callable[[], bool] | None
+    group: DataParallel | None = None  # this rank's place in a data-parallel run
 
     def __post_init__(self) -> None:
         assert self.lm.train_config is not None  # train() sets it before a run starts
@@ -174,7 +189,7 @@ class _Trainer:
         for i, (_, batch) in enumerate(length_sorted_batches(self.train_seqs, cfg.batch_size, rng)):
             if i < state.epoch_step:  # resuming: these batches were trained before the stop
                 continue
-            if self.should_stop is not None and self.should_stop():
+            if self._stop_asked():
                 state.status = STATUS_CANCELLED
                 return
             step_started = time.perf_counter()
@@ -205,6 +220,12 @@ class _Trainer:
             self._last_grad_norm = stats.grad_norm
         self._end_epoch()
 
+    def _stop_asked(self) -> bool:
+        """Polled before every step; in a data-parallel run every rank stops at the step
+        where one was asked to (rank 0, which the job's cancel reaches)."""
+        asked = self.should_stop is not None and self.should_stop()
+        return asked if self.group is None else self.group.any(asked)
+
     def _step_event_due(self) -> bool:
         """Every log_every steps; unset, after the first step and then by the clock."""
         if self.config.log_every is not None:
@@ -230,7 +251,7 @@ class _Trainer:
         train_loss = state.epoch_loss_sum / max(state.epoch_tokens, 1)
         valid_loss = None
         if self.valid_seqs:
-            total, tokens = evaluate(self.engine, self.valid_seqs)
+            total, tokens = evaluate(self.engine, self.valid_seqs, group=self.group)
             valid_loss = total / tokens
         if plateau_reached(state, valid_loss if valid_loss is not None else train_loss, cfg):
             state.learning_rate *= cfg.lr_decay
@@ -350,6 +371,8 @@ def train(
     resume_from: LanguageModel | None = None,
     ngram: NgramModel | None = None,
     ngram_source: str = "arpa",
+    distributed: DataParallel | None = None,
+    add_ngram: bool = True,
 ) -> LanguageModel:
     """Train a language model on ``corpus`` (a ``Corpus`` or raw text).
 
@@ -362,6 +385,12 @@ def train(
     ``ngram`` (e.g. ``NgramModel.from_arpa``, described by ``ngram_source``) or, by default,
     a Kneser-Ney model of ``model_config.ngram_order`` estimated on the training split; the
     interpolation weight is tuned on the validation split.
+
+    ``train_config.processes`` > 1 trains data-parallel in that many local processes
+    (``local_launch``), which report through the same callbacks. ``distributed`` is for a
+    process that already is a rank of a run (``data_parallel``): rank 0 calls ``train`` as
+    usual and gets the model; the others call ``data_parallel.follow``. ``add_ngram``
+    False leaves the n-gram part to the caller (``local_launch`` does, for an ARPA model).
     """
     model_config = model_config or (resume_from.config if resume_from else ModelConfig())
     train_config = (
@@ -372,6 +401,20 @@ def train(
         corpus = Corpus.from_text(corpus)
     if not isinstance(corpus, Corpus):
         raise ValueError(f"corpus must be a Corpus or a str of text, got {type(corpus).__name__}")
+    if train_config.processes > 1 and distributed is None:
+        from rnnlm.model.local_launch import train_in_processes
+
+        return train_in_processes(
+            corpus,
+            model_config,
+            train_config,
+            on_progress=on_progress,
+            on_checkpoint=on_checkpoint,
+            should_stop=should_stop,
+            resume_from=resume_from,
+            ngram=ngram,
+            ngram_source=ngram_source,
+        )
     corpus_sha256 = hashlib.sha256(corpus.text.encode("utf-8")).hexdigest()
     if resume_from is not None:
         _check_resumable(resume_from, model_config, train_config, corpus_sha256)
@@ -412,7 +455,47 @@ def train(
     lm.resume_tensors = {}
     lm.training_state = state
     state.warnings = warnings  # prepare logged them; kept for the job record
-    lm = _Trainer(lm, train_seqs, valid_seqs, state, on_progress, on_checkpoint, should_stop).run()
-    if state.status in (STATUS_COMPLETED, STATUS_EARLY_STOPPED):
+    if distributed is not None:
+        _join(distributed, lm, corpus, model_config, train_config)
+    trainer = _Trainer(
+        lm, train_seqs, valid_seqs, state, on_progress, on_checkpoint, should_stop, distributed
+    )
+    lm = trainer.run() if distributed is None else _run_as_rank(trainer)
+    leader = distributed is None or distributed.leader
+    if add_ngram and leader and state.status in (STATUS_COMPLETED, STATUS_EARLY_STOPPED):
         add_ngram_part(lm, train_seqs, valid_sentences, ngram, ngram_source)
     return lm
+
+
+def _join(
+    group: DataParallel,
+    lm: LanguageModel,
+    corpus: Corpus,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+) -> None:
+    """Start a rank's part of a data-parallel run. Rank 0 sends the others its starting
+    point (a resumable checkpoint of the model as it is now); every rank then wraps its
+    engine for data-parallel steps."""
+    if not hasattr(lm.engine, "data_parallel"):
+        raise ValueError(f"cell {model_config.cell!r} trains in one process only")
+    assert lm.training_state is not None
+    if group.leader:
+        group.share_start(corpus, model_config, train_config, lm.to_bytes(resumable=True))
+    lm.engine.data_parallel(group, lm.training_state.global_step)
+
+
+def _run_as_rank(trainer: _Trainer) -> LanguageModel:
+    """Run a rank's training; another rank's death (a collective that fails) is WorkerLost."""
+    from rnnlm.model.data_parallel import lost
+
+    try:
+        return trainer.run()
+    except WorkerLost:
+        raise
+    except RuntimeError as err:
+        import torch.distributed as dist
+
+        if isinstance(err, dist.DistError):
+            raise lost(err) from err
+        raise

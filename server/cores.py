@@ -8,18 +8,10 @@ threads on two busy cores ran 10-40x slower than one.
 from __future__ import annotations
 
 import argparse
-import os
+
+from rnnlm.model.engines import usable_cores
 
 AUTO = "auto"
-
-
-def usable_cores() -> int:
-    """The cores this process may run on: its CPU affinity (a container's cpuset, ``taskset``),
-    not the host's count. A CPU quota (``docker --cpus``) is not seen: size it by hand."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def parse_processes(text: str) -> int:

@@ -18,7 +18,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from rnnlm.model import Corpus, LanguageModel, ModelConfig, ProgressEvent, TrainConfig, train
+from rnnlm.model import (
+    Corpus,
+    LanguageModel,
+    ModelConfig,
+    ProgressEvent,
+    TrainConfig,
+    WorkerLost,
+    train,
+)
 from rnnlm.model.ngram import NgramModel
 from rnnlm.server.corpora import CorpusRegistry
 from rnnlm.server.errors import DataLoss, NotFound, ServiceError, Unavailable, cap
@@ -40,6 +48,8 @@ UNPUBLISHED = (
     "publish retry window ({retry_s:g} s, --publish-retry-s), so it was not published and "
     "is lost; train again"
 )
+# A data-parallel run that lost a process (killed, out of memory): its last checkpoint stands.
+WORKER_LOST = "{reason}; resume the job to continue from its last checkpoint"
 SHUT_DOWN_UNPUBLISHED = (
     "the server shut down while the store was unavailable, before the trained model was "
     "published; resume the job to continue from its last checkpoint"
@@ -213,6 +223,9 @@ class JobRunner:
                 final = (JobState.CANCELLED, "", 0)
         except StaleWrite:
             local.lose()
+        except WorkerLost as err:
+            log.warning("job %s: %s", job_id, err)
+            final = (JobState.INTERRUPTED, cap(WORKER_LOST.format(reason=err)), 0)
         except Exception as err:
             user_error = isinstance(err, (ValueError, FloatingPointError, ServiceError))
             error = cap(str(err))

@@ -181,7 +181,7 @@ class JobManager:
                 "embed_size, hidden_size or num_layers"
             )
         try:
-            check_device_available(model_config.cell, train_config.device)
+            check_device_available(model_config.cell, train_config.device, train_config.processes)
         except ValueError as err:  # a valid name this server cannot honour
             raise FailedPrecondition(str(err)) from None
         if train_config.checkpoint_every is None:

@@ -3,12 +3,30 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from rnnlm.model.config import ModelConfig
 from rnnlm.model.engines.base import Engine, StepStats
 
-__all__ = ["Engine", "StepStats", "check_device_available", "create_engine", "torch_available"]
+__all__ = [
+    "Engine",
+    "StepStats",
+    "check_device_available",
+    "create_engine",
+    "torch_available",
+    "usable_cores",
+]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a container's cpuset, ``taskset``),
+    not the host's count. A CPU quota (``docker --cpus``) is not seen: size it by hand."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def torch_available() -> bool:
@@ -19,9 +37,10 @@ def torch_available() -> bool:
     return True
 
 
-def check_device_available(cell: str, device: str) -> None:
+def check_device_available(cell: str, device: str, processes: int = 1) -> None:
     """Refuse, before any work, a device this machine cannot train ``cell`` on: a GPU for
-    the NumPy ``rnn``, PyTorch missing for ``gru``/``lstm``, CUDA (or GPU N) not there."""
+    the NumPy ``rnn``, PyTorch missing for ``gru``/``lstm``, CUDA (or GPU N) not there, or
+    more data-parallel ``processes`` than cores (CPU) or GPUs (CUDA: one each)."""
     if cell == "rnn":
         if device not in ("auto", "cpu"):
             raise ValueError(f"cell 'rnn' runs on the CPU only (NumPy); got device {device!r}")
@@ -31,11 +50,22 @@ def check_device_available(cell: str, device: str) -> None:
             f"cell {cell!r} needs PyTorch, which is not installed here; "
             "install it (pip install 'rnnlm[server]') or use cell 'rnn'"
         )
-    if not device.startswith("cuda"):
-        return
     import torch
 
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if not cuda:
+        if processes > (cores := usable_cores()):
+            raise ValueError(
+                f"train_config.processes ({processes}) is more than the {cores} cores this "
+                f"machine lets training use: at most {cores}"
+            )
+        return
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if processes > 1 and processes > count:
+        raise ValueError(
+            f"train_config.processes ({processes}) needs one GPU each; this machine has "
+            f"{count}: at most {count}"
+        )
     index = int(device[5:]) if device.startswith("cuda:") else 0
     if index >= count:
         has = f"{count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})" if count else "no CUDA GPU"

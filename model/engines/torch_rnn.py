@@ -11,6 +11,7 @@ from torch import nn
 
 from rnnlm.model.batching import Batch
 from rnnlm.model.config import ModelConfig
+from rnnlm.model.data_parallel import DataParallel, step_seed
 from rnnlm.model.engines.base import StepStats, check_state_dict
 from rnnlm.model.engines.numpy_optim import ADAM_BETAS, EPS, RMSPROP_DECAY
 from rnnlm.model.engines.torch_dropout import embedded_dropout, locked_dropout
@@ -92,6 +93,19 @@ class RNNModel(nn.Module):
         out, state = self.rnn(emb, state)  # (B, T, H)
         return locked_dropout(out, self.dropout, self.training), state
 
+    def forward(
+        self, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The training loss: summed negative log-likelihood of the targets (B, T) at real
+        positions (mask (B, T)), a scalar. Training goes through here so that
+        DistributedDataParallel, which hooks forward(), can wrap the model."""
+        out, _ = self.hidden_states(inputs)  # (B, T, H)
+        states, targets = out[mask], targets[mask]  # (N, H), (N,): padding left out
+        if self.classes is None:  # cross_entropy's fused backward is the faster one
+            return F.cross_entropy(self.decoder(states), targets, reduction="sum")
+        at = torch.arange(len(targets), device=states.device)
+        return -log_probs(self.decoder, self.classes, states, at, targets).sum()
+
 
 class TorchRNNEngine:
     """The ``gru`` and ``lstm`` cells."""
@@ -119,6 +133,10 @@ class TorchRNNEngine:
         self.model.eval()
         self.optimizer: torch.optim.Optimizer | None = None
         self.clip: float | None = None
+        # Set by data_parallel(): this rank's place in the run, and the model wrapped in
+        # DistributedDataParallel (training steps only; scoring uses the model itself).
+        self.group: DataParallel | None = None
+        self._trained: nn.Module = self.model
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device, non_blocking=True)
@@ -212,20 +230,39 @@ class TorchRNNEngine:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
 
+    def data_parallel(self, group: DataParallel, step: int) -> None:
+        """Train as one rank of a data-parallel run from global step ``step`` on: each
+        train_step takes this rank's rows of the global batch, and the gradients are
+        averaged over the ranks before clipping, so every rank takes the same step.
+        Call after configure_training (and after loading a checkpoint's RNG state)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.group = group
+        on_gpu = self.device.type == "cuda"
+        # Wrapping broadcasts rank 0's weights to every rank.
+        self._trained = DistributedDataParallel(
+            self.model, device_ids=[self.device] if on_gpu else None
+        )
+        if not group.leader:  # rank 0 keeps the stream its checkpoints save
+            torch.manual_seed(step_seed(self.seed, group.rank, step))
+
     def train_step(self, batch: Batch) -> StepStats:
         assert self.optimizer is not None, "configure_training() first"
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        states, targets, _ = self._token_states(batch)  # (N, H), (N,)
-        if self.model.classes is None:  # cross_entropy's fused backward is the faster one
-            loss_sum = F.cross_entropy(self.model.decoder(states), targets, reduction="sum")
-        else:
-            loss_sum = -self._log_probs(states, targets).sum()
-        (loss_sum / batch.num_tokens).backward()
+        # One process: the whole batch; a rank of a data-parallel run: its rows, weighted
+        # so that the averaged gradient is the whole batch's (DataParallel.part).
+        part, weight = (batch, 1.0) if self.group is None else self.group.part(batch)
+        inputs, targets = self._tensor(part.inputs), self._tensor(part.targets)
+        loss_sum = self._trained(inputs, targets, self._tensor(part.mask))  # scalar
+        (loss_sum * (weight / batch.num_tokens)).backward()
         max_norm = self.clip if self.clip is not None else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         self.optimizer.step()
-        return StepStats(loss_sum.item(), batch.num_tokens, norm.item())
+        loss = loss_sum.item() if weight else 0.0
+        if self.group is not None:
+            loss = self.group.sum(loss)[0]
+        return StepStats(loss, batch.num_tokens, norm.item())
 
     def initial_state(self, batch_size: int):
         return None  # nn.GRU / nn.LSTM start from zeros when given no state

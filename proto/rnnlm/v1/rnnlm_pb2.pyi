@@ -689,6 +689,7 @@ class TrainingOptions(_message.Message):
     CHECKPOINT_EVERY_FIELD_NUMBER: _builtins.int
     WEIGHT_DECAY_FIELD_NUMBER: _builtins.int
     LR_PATIENCE_FIELD_NUMBER: _builtins.int
+    PROCESSES_FIELD_NUMBER: _builtins.int
     epochs: _builtins.int
     """Passes over the corpus (default 10)."""
     batch_size: _builtins.int
@@ -727,6 +728,11 @@ class TrainingOptions(_message.Message):
     """Epochs without validation improvement before the learning rate is multiplied by
     lr_decay (default 1).
     """
+    processes: _builtins.int
+    """Data-parallel training processes on the server's host ("gru" and "lstm"; default 1):
+    each trains on its share of every batch, so batch_size stays the global batch. At most
+    the server's cores (or GPUs, on CUDA), and at most batch_size.
+    """
     def __init__(
         self,
         *,
@@ -746,10 +752,11 @@ class TrainingOptions(_message.Message):
         checkpoint_every: _builtins.int | None = ...,
         weight_decay: _builtins.float | None = ...,
         lr_patience: _builtins.int | None = ...,
+        processes: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_batch_size", b"_batch_size", "_bptt_truncate", b"_bptt_truncate", "_checkpoint_every", b"_checkpoint_every", "_clip", b"_clip", "_device", b"_device", "_epochs", b"_epochs", "_learning_rate", b"_learning_rate", "_log_every", b"_log_every", "_lr_decay", b"_lr_decay", "_lr_patience", b"_lr_patience", "_max_length", b"_max_length", "_optimizer", b"_optimizer", "_patience", b"_patience", "_seed", b"_seed", "_valid_fraction", b"_valid_fraction", "_weight_decay", b"_weight_decay", "batch_size", b"batch_size", "bptt_truncate", b"bptt_truncate", "checkpoint_every", b"checkpoint_every", "clip", b"clip", "device", b"device", "epochs", b"epochs", "learning_rate", b"learning_rate", "log_every", b"log_every", "lr_decay", b"lr_decay", "lr_patience", b"lr_patience", "max_length", b"max_length", "optimizer", b"optimizer", "patience", b"patience", "seed", b"seed", "valid_fraction", b"valid_fraction", "weight_decay", b"weight_decay"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_batch_size", b"_batch_size", "_bptt_truncate", b"_bptt_truncate", "_checkpoint_every", b"_checkpoint_every", "_clip", b"_clip", "_device", b"_device", "_epochs", b"_epochs", "_learning_rate", b"_learning_rate", "_log_every", b"_log_every", "_lr_decay", b"_lr_decay", "_lr_patience", b"_lr_patience", "_max_length", b"_max_length", "_optimizer", b"_optimizer", "_patience", b"_patience", "_processes", b"_processes", "_seed", b"_seed", "_valid_fraction", b"_valid_fraction", "_weight_decay", b"_weight_decay", "batch_size", b"batch_size", "bptt_truncate", b"bptt_truncate", "checkpoint_every", b"checkpoint_every", "clip", b"clip", "device", b"device", "epochs", b"epochs", "learning_rate", b"learning_rate", "log_every", b"log_every", "lr_decay", b"lr_decay", "lr_patience", b"lr_patience", "max_length", b"max_length", "optimizer", b"optimizer", "patience", b"patience", "processes", b"processes", "seed", b"seed", "valid_fraction", b"valid_fraction", "weight_decay", b"weight_decay"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_batch_size", b"_batch_size", "_bptt_truncate", b"_bptt_truncate", "_checkpoint_every", b"_checkpoint_every", "_clip", b"_clip", "_device", b"_device", "_epochs", b"_epochs", "_learning_rate", b"_learning_rate", "_log_every", b"_log_every", "_lr_decay", b"_lr_decay", "_lr_patience", b"_lr_patience", "_max_length", b"_max_length", "_optimizer", b"_optimizer", "_patience", b"_patience", "_seed", b"_seed", "_valid_fraction", b"_valid_fraction", "_weight_decay", b"_weight_decay", "batch_size", b"batch_size", "bptt_truncate", b"bptt_truncate", "checkpoint_every", b"checkpoint_every", "clip", b"clip", "device", b"device", "epochs", b"epochs", "learning_rate", b"learning_rate", "log_every", b"log_every", "lr_decay", b"lr_decay", "lr_patience", b"lr_patience", "max_length", b"max_length", "optimizer", b"optimizer", "patience", b"patience", "seed", b"seed", "valid_fraction", b"valid_fraction", "weight_decay", b"weight_decay"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_batch_size", b"_batch_size", "_bptt_truncate", b"_bptt_truncate", "_checkpoint_every", b"_checkpoint_every", "_clip", b"_clip", "_device", b"_device", "_epochs", b"_epochs", "_learning_rate", b"_learning_rate", "_log_every", b"_log_every", "_lr_decay", b"_lr_decay", "_lr_patience", b"_lr_patience", "_max_length", b"_max_length", "_optimizer", b"_optimizer", "_patience", b"_patience", "_processes", b"_processes", "_seed", b"_seed", "_valid_fraction", b"_valid_fraction", "_weight_decay", b"_weight_decay", "batch_size", b"batch_size", "bptt_truncate", b"bptt_truncate", "checkpoint_every", b"checkpoint_every", "clip", b"clip", "device", b"device", "epochs", b"epochs", "learning_rate", b"learning_rate", "log_every", b"log_every", "lr_decay", b"lr_decay", "lr_patience", b"lr_patience", "max_length", b"max_length", "optimizer", b"optimizer", "patience", b"patience", "processes", b"processes", "seed", b"seed", "valid_fraction", b"valid_fraction", "weight_decay", b"weight_decay"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__batch_size: _TypeAlias = _typing.Literal["batch_size"]  # noqa: Y015
     _WhichOneofArgType__batch_size: _TypeAlias = _typing.Literal["_batch_size", b"_batch_size"]  # noqa: Y015
@@ -777,6 +784,8 @@ class TrainingOptions(_message.Message):
     _WhichOneofArgType__optimizer: _TypeAlias = _typing.Literal["_optimizer", b"_optimizer"]  # noqa: Y015
     _WhichOneofReturnType__patience: _TypeAlias = _typing.Literal["patience"]  # noqa: Y015
     _WhichOneofArgType__patience: _TypeAlias = _typing.Literal["_patience", b"_patience"]  # noqa: Y015
+    _WhichOneofReturnType__processes: _TypeAlias = _typing.Literal["processes"]  # noqa: Y015
+    _WhichOneofArgType__processes: _TypeAlias = _typing.Literal["_processes", b"_processes"]  # noqa: Y015
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
     _WhichOneofReturnType__valid_fraction: _TypeAlias = _typing.Literal["valid_fraction"]  # noqa: Y015
@@ -809,6 +818,8 @@ class TrainingOptions(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__optimizer) -> _WhichOneofReturnType__optimizer | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__patience) -> _WhichOneofReturnType__patience | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__processes) -> _WhichOneofReturnType__processes | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
     @_typing.overload
