@@ -49,6 +49,7 @@ class DataParallel:
     rank: int
     world: int
     device: torch.device  # this rank's device: cuda:LOCAL_RANK, or the CPU
+    shared: bool = False  # rank 0 has sent the others their start (share_start)
 
     @property
     def leader(self) -> bool:
@@ -98,17 +99,21 @@ class DataParallel:
     ) -> None:
         """Rank 0: send the other ranks what they train with (``follow`` receives it); None
         tells them there is nothing to train (the run failed before it started)."""
+        self.shared = True
         if corpus is None or model_config is None or train_config is None:
             self._broadcast_bytes(b"")
             return
         self._broadcast_bytes(pack_start(corpus, model_config, train_config, checkpoint))
 
+    def receive_start(self) -> bytes:
+        """A rank other than 0: what rank 0's ``share_start`` sent (``unpack_start``)."""
+        return self._broadcast_bytes(None)
+
     def _broadcast_bytes(self, data: bytes | None) -> bytes:
         """Rank 0's ``data`` on every rank: its length, then the bytes, as uint8 tensors."""
         size = torch.tensor([len(data) if data is not None else 0], device=self.device)
         self._collective(dist.broadcast, size, src=0)
-        if self.leader:
-            assert data is not None
+        if self.leader and data:
             buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(self.device)
         else:
             buffer = torch.empty(int(size.item()), dtype=torch.uint8, device=self.device)
@@ -182,21 +187,6 @@ def unpack_start(data: bytes) -> Start | None:
     model_config = ModelConfig.from_stored(header["model_config"])
     train_config = TrainConfig.from_dict(header["train_config"])
     return corpus, model_config, train_config, checkpoint, bool(header["own_ngram"])
-
-
-def follow(group: DataParallel) -> None:
-    """A rank other than 0: train as rank 0 says, until the run ends (a cancel stops it at
-    the same step as rank 0). Nothing is reported or written from here."""
-    from rnnlm.model.lm import LanguageModel
-    from rnnlm.model.training import train
-
-    start = unpack_start(group._broadcast_bytes(None))
-    if start is None:
-        log.info("rank %d: rank 0 has nothing to train; stopping", group.rank)
-        return
-    corpus, model_config, train_config, checkpoint, _ = start
-    lm = LanguageModel.from_bytes(checkpoint, device=str(group.device))
-    train(corpus, model_config, train_config, resume_from=lm, distributed=group)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:

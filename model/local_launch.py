@@ -1,8 +1,9 @@
 """The ``processes`` training option: a data-parallel run in local processes.
 
 ``train_in_processes`` (the caller's side) starts ``processes`` Python processes
-(``python -m rnnlm.model.local_launch``), which join one gloo (CPU) or NCCL (one GPU each)
-process group as ``torchrun`` would start them, and sends rank 0 what to train. Rank 0
+(``python -m rnnlm.model.distributed``, the processes' side), which join one gloo (CPU) or
+NCCL (one GPU each) process group as ``torchrun`` would start them, and sends rank 0 what
+to train. Rank 0
 reports back on a pipe of its own (JSON lines, each followed by the bytes it announces):
 progress events, resumable checkpoints, then the trained model; the caller hands each to
 its callbacks, so a server's job sees a data-parallel run like any other. Stopping (a
@@ -17,7 +18,6 @@ dies sees its stdin close and exits.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -32,14 +32,12 @@ from typing import IO, Any
 from rnnlm.model.config import ModelConfig, TrainConfig
 from rnnlm.model.corpus import Corpus
 from rnnlm.model.data_parallel import (
-    follow,
-    init_from_env,
     pack_start,
-    unpack_start,
 )
 from rnnlm.model.engines import check_device_available, usable_cores
 from rnnlm.model.lm import LanguageModel
 from rnnlm.model.ngram import NgramModel
+from rnnlm.model.progress import ProgressEvent
 from rnnlm.model.state import STATUS_COMPLETED, STATUS_EARLY_STOPPED, WorkerLost
 
 log = logging.getLogger("rnnlm.model")
@@ -93,7 +91,7 @@ class _Run:
             )
             if rank == 0:
                 env[REPORT_FD] = str(report_write)
-            command = [sys.executable, "-m", "rnnlm.model.local_launch", "--job", label]
+            command = [sys.executable, "-m", "rnnlm.model.distributed", "--job", label]
             self.children.append(
                 subprocess.Popen(
                     command,
@@ -198,7 +196,6 @@ def train_in_processes(
     callbacks are called in this thread. Raises what rank 0 raised (ValueError,
     FloatingPointError), or ``WorkerLost``."""
     from rnnlm.model.interpolation import add_ngram_part
-    from rnnlm.model.training import ProgressEvent
 
     check_device_available(model_config.cell, train_config.device, train_config.processes)
     checkpoint = resume_from.to_bytes(resumable=True) if resume_from is not None else b""
@@ -252,113 +249,3 @@ def train_in_processes(
         )
         add_ngram_part(trained, train_seqs, valid_sentences, ngram, ngram_source)
     return trained
-
-
-# -- the processes' side ---------------------------------------------------------------------
-
-
-class _Reporter:
-    """Rank 0's reports to the caller: one JSON line, then the bytes it announces."""
-
-    def __init__(self, fd: int) -> None:
-        self.stream = os.fdopen(fd, "wb")
-        self.lock = threading.Lock()
-
-    def send(self, kind: str, data: bytes = b"", **fields: Any) -> None:
-        header = json.dumps({"kind": kind, "bytes": len(data), **fields}).encode() + b"\n"
-        with self.lock:
-            self.stream.write(header + data)
-            self.stream.flush()
-
-
-def _watch_stdin(stream: IO[bytes], stop: threading.Event) -> None:
-    """A stop line asks for a stop; the end of input means the caller is gone: exit."""
-    for line in stream:
-        if line == STOP_LINE:
-            stop.set()
-    os._exit(3)
-
-
-def _lead(group: Any) -> None:
-    """Rank 0: read the start, train, report."""
-    from rnnlm.model.training import train
-
-    stdin = sys.stdin.buffer
-    size = int.from_bytes(stdin.read(8), "big")
-    start = unpack_start(stdin.read(size))
-    stop = threading.Event()
-    threading.Thread(target=_watch_stdin, args=(stdin, stop), daemon=True).start()
-    reporter = _Reporter(int(os.environ[REPORT_FD]))
-    assert start is not None, "train_in_processes always sends a start"
-    corpus, model_config, train_config, checkpoint, own_ngram = start
-    device = str(group.device)
-    resume_from = LanguageModel.from_bytes(checkpoint, device=device) if checkpoint else None
-
-    def progress(event: Any) -> None:
-        reporter.send("progress", event=dataclasses.asdict(event))
-
-    def checkpointed(lm: LanguageModel) -> None:
-        reporter.send("checkpoint", lm.to_bytes(resumable=True))
-
-    try:
-        lm = train(
-            corpus,
-            model_config,
-            train_config,
-            on_progress=progress,
-            on_checkpoint=checkpointed,
-            should_stop=stop.is_set,
-            resume_from=resume_from,
-            distributed=group,
-            add_ngram=own_ngram,
-        )
-    except (ValueError, FloatingPointError) as err:
-        reporter.send("error", type=type(err).__name__, message=str(err))
-        raise
-    reporter.send("done", lm.to_bytes())
-
-
-def main() -> None:
-    """A process of a local data-parallel run (started by ``train_in_processes``)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m rnnlm.model.local_launch")
-    parser.add_argument("--job", default="", help="whose run this is (shown by ps)")
-    parser.parse_args()
-    rank = int(os.environ.get("RANK", "0"))
-    # Rank 0 speaks for the run; the others log only what goes wrong.
-    logging.basicConfig(
-        level=logging.INFO if rank == 0 else logging.WARNING,
-        format=f"%(asctime)s rank {rank} %(levelname)s %(name)s: %(message)s",
-    )
-    import torch
-    import torch.distributed as dist
-
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    code = 0
-    try:
-        group = init_from_env(os.environ.get("RNNLM_TRAIN_DEVICE", "auto"))
-        if group.leader:
-            _lead(group)
-        else:
-            unused = threading.Event()  # rank 0 decides when to stop
-            threading.Thread(
-                target=_watch_stdin, args=(sys.stdin.buffer, unused), daemon=True
-            ).start()
-            follow(group)
-    except WorkerLost as err:
-        log.warning("%s", err)
-        code = 2
-    except BaseException:
-        log.exception("training process %d failed", rank)
-        code = 1
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    # os._exit: the thread reading stdin must not hold up (or abort) the interpreter's exit.
-    logging.shutdown()
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    main()

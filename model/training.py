@@ -25,6 +25,7 @@ from rnnlm.model.engines import Engine, StepStats, create_engine
 from rnnlm.model.interpolation import NgramPart, add_ngram_part, check_vocab_overlap, perplexity
 from rnnlm.model.lm import LanguageModel
 from rnnlm.model.ngram import NgramModel
+from rnnlm.model.progress import ProgressEvent
 from rnnlm.model.state import (
     STATUS_CANCELLED,
     STATUS_COMPLETED,
@@ -48,37 +49,6 @@ PROGRESS_SECONDS = 2.0
 # Step events report tokens/s averaged over about this many seconds of training: the first
 # steps (warm-up, allocation) are slow, and a per-window figure jumps from event to event.
 RATE_HORIZON_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    # 'step' (every log_every steps, or about every PROGRESS_SECONDS: the loss since the
-    # previous step event, tokens/s over about RATE_HORIZON_SECONDS) or 'epoch' (end of an
-    # epoch: the epoch's mean training loss and tokens/s, validation)
-    kind: str
-    epoch: int  # 1-based epoch in progress
-    epochs: int
-    step: int  # global step
-    total_steps: int
-    loss: float  # mean training loss per token (nats)
-    perplexity: float
-    tokens_per_second: float
-    learning_rate: float
-    grad_norm: float  # last step's gradient norm before clipping
-    elapsed_seconds: float
-    eta_seconds: float  # estimated seconds left, from the pace so far
-    valid_loss: float | None = None
-    valid_perplexity: float | None = None
-
-    # The fields are named as in the API (rnnlm.proto's TrainingProgress), which the server
-    # stores and sends as they are; the short names are kept for existing callers.
-    @property
-    def tokens_per_sec(self) -> float:
-        return self.tokens_per_second
-
-    @property
-    def eta_s(self) -> float:
-        return self.eta_seconds
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -389,7 +359,7 @@ def train(
     ``train_config.processes`` > 1 trains data-parallel in that many local processes
     (``local_launch``), which report through the same callbacks. ``distributed`` is for a
     process that already is a rank of a run (``data_parallel``): rank 0 calls ``train`` as
-    usual and gets the model; the others call ``data_parallel.follow``. ``add_ngram``
+    usual and gets the model; the others call ``distributed.follow``. ``add_ngram``
     False leaves the n-gram part to the caller (``local_launch`` does, for an ARPA model).
     """
     model_config = model_config or (resume_from.config if resume_from else ModelConfig())

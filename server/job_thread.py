@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnnlm.model import (
     Corpus,
@@ -37,6 +37,9 @@ from rnnlm.server.metrics import Metrics
 from rnnlm.server.models import ModelRegistry
 from rnnlm.server.records import JobStateChange, TrainingEvent, TrainingJob, TrainingProgress
 from rnnlm.server.store import Fence, StaleWrite, Store
+
+if TYPE_CHECKING:  # torch is imported only where a run is distributed
+    from rnnlm.model.data_parallel import DataParallel
 
 log = logging.getLogger("rnnlm.server")
 
@@ -157,6 +160,8 @@ class JobRunner:
         self.store, self.models, self.corpora, self.metrics = store, models, corpora, metrics
         self.runs = runs
         self.publish_retry_s = publish_retry_s
+        # Set in rank 0 of a torchrun run (server/torchrun.py): its runs train as that rank.
+        self.distributed: DataParallel | None = None
 
     def start(
         self,
@@ -191,7 +196,9 @@ class JobRunner:
             ngram, ngram_source = arpa or (None, "")
             resume_from = None
             if resume and (data := self.store.get_blob(job_checkpoint_key(job_id))):
-                resume_from = LanguageModel.from_bytes(data, device=train_config.device)
+                group = self.distributed
+                device = str(group.device) if group is not None else train_config.device
+                resume_from = LanguageModel.from_bytes(data, device=device)
             state = resume_from.training_state if resume_from else None
             self.metrics.job_started(model_id, state.global_step if state else 0)
             self._set_state(local, JobState.RUNNING)
@@ -205,6 +212,7 @@ class JobRunner:
                 resume_from=resume_from,
                 ngram=ngram,
                 ngram_source=ngram_source,
+                distributed=self.distributed,
             )
             assert lm.training_state is not None  # train() always leaves one
             status = JobState.after_training(lm.training_state.status)

@@ -287,6 +287,14 @@ class JobManager:
                     f"epochs must be >= the job's {config.epochs} (or 0 to keep it), got {epochs}"
                 )
             config = dataclasses.replace(config, epochs=epochs)
+        try:  # a data-parallel job may have run on more cores or GPUs than this server has
+            cell = ModelConfig.from_stored(job.model).cell
+            check_device_available(cell, config.device, config.processes)
+        except ValueError as err:
+            raise FailedPrecondition(
+                f"training job {job_id!r} cannot resume on this server: {err}; resume it on a "
+                "server that has them, or with torchrun (docs/deployment.md)"
+            ) from None
         with self.runs.lock:
             # Marked interrupted by a replica while this server could not reach the store,
             # but its run is alive here (maybe holding a trained model that waits to

@@ -23,7 +23,7 @@ TINY = {"vocab_size": 300, "embed_size": 16, "hidden_size": 16, "dropout": 0.0}
 def launched() -> list[psutil.Process]:
     """The training processes this test process started and that are still there."""
     children = psutil.Process().children(recursive=True)
-    return [p for p in children if "rnnlm.model.local_launch" in " ".join(p.cmdline())]
+    return [p for p in children if "rnnlm.model.distributed" in " ".join(p.cmdline())]
 
 
 def step_losses(corpus, model: ModelConfig, training: TrainConfig, **kw) -> tuple[list, object]:
@@ -83,7 +83,8 @@ def test_the_rows_of_a_batch_are_shared_out_whole(pydoc_corpus):
     parts = [DataParallel(rank, 7, torch.device("cpu")).part(batch) for rank in range(7)]
     empty = [part for part, weight in parts if weight == 0.0]
     assert len(empty) == 2 and all(len(part.lengths) == 1 for part in empty)
-    assert sum((p.lengths.tolist() for p, w in parts if w), []) == batch.lengths.tolist()
+    covered = [n for part, weight in parts if weight for n in part.lengths.tolist()]
+    assert covered == batch.lengths.tolist()
 
 
 def test_a_killed_process_ends_the_run_with_worker_lost(pydoc_corpus):
