@@ -17,7 +17,6 @@ import numpy as np
 
 from rnnlm.model.checks import check_fields, integer, number, one_of, refuse_unknown
 from rnnlm.model.engines import Engine
-from rnnlm.model.stopping import ShouldStop, check
 from rnnlm.model.text import detokenize
 from rnnlm.model.vocab import END_ID, SENTENCE_END, START_ID, UNK_ID, Vocabulary
 
@@ -151,86 +150,127 @@ def _read_prompt(engine: Engine, prompt_ids: np.ndarray):
     return logp, state
 
 
-def _choose(
-    logp: np.ndarray, allowed: np.ndarray, config: GenerationConfig, rng: np.random.Generator
-) -> int:
-    """Pick the next token from one row of log-probs (V,)."""
-    scores = np.where(allowed, logp, -np.inf)
-    if config.method == "greedy":
-        return int(np.argmax(scores))
-    scores = scores / config.temperature
-    if config.top_k and config.top_k < int(allowed.sum()):
-        kth = np.partition(scores, -config.top_k)[-config.top_k]
-        scores[scores < kth] = -np.inf
-    probs = np.exp(scores - scores.max())
-    probs /= probs.sum()
-    if config.top_p < 1.0:
-        order = np.argsort(-probs, kind="stable")
-        cumulative = np.cumsum(probs[order])
-        keep = order[: int(np.searchsorted(cumulative, config.top_p)) + 1]
-        trimmed = np.zeros_like(probs)
-        trimmed[keep] = probs[keep]
-        probs = trimmed / trimmed.sum()
-    cdf = np.cumsum(probs)
-    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
+def choose_tokens(
+    logp: np.ndarray,
+    produced: np.ndarray,
+    configs: Sequence[GenerationConfig],
+    uniforms: np.ndarray,
+) -> np.ndarray:
+    """The next token of each row of log-probs (n, V), all rows at once: row i has made
+    ``produced[i]`` words under ``configs[i]`` and draws with ``uniforms[i]`` in [0, 1)
+    (its stream's own generator: a stream samples the same whatever else is decoded beside
+    it). Greedy rows take the best allowed token; sampling rows apply temperature, top-k and
+    top-p, then invert the cumulative distribution at their uniform. (n,) int64."""
+    n, vocab_size = logp.shape
+    scores = logp.copy()
+    scores[:, [UNK_ID, START_ID]] = -np.inf  # never produced (see the module doc)
+    min_length = np.array([c.min_length for c in configs])
+    scores[produced < min_length, END_ID] = -np.inf
+    greedy = np.array([c.method == "greedy" for c in configs])
+    chosen = np.empty(n, dtype=np.int64)
+    if greedy.any():
+        chosen[greedy] = np.argmax(scores[greedy], axis=1)
+    if greedy.all():
+        return chosen
+    rows = np.flatnonzero(~greedy)
+    picked = [configs[i] for i in rows]
+    scores = scores[rows] / np.array([c.temperature for c in picked])[:, None]
+    allowed_count = np.isfinite(scores).sum(axis=1)
+    for k in {c.top_k for c in picked if c.top_k}:  # one pass per distinct top_k
+        these = np.array([c.top_k == k for c in picked]) & (k < allowed_count)
+        if these.any():
+            kth = np.partition(scores[these], -k, axis=1)[:, -k]
+            part = scores[these]
+            part[part < kth[:, None]] = -np.inf
+            scores[these] = part
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    top_p = np.array([c.top_p for c in picked])
+    nucleus = top_p < 1.0
+    if nucleus.any():
+        part = probs[nucleus]
+        order = np.argsort(-part, axis=1, kind="stable")
+        cumulative = np.cumsum(np.take_along_axis(part, order, axis=1), axis=1)
+        keep = (cumulative < top_p[nucleus][:, None]).sum(axis=1) + 1  # searchsorted, left
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(vocab_size)[None, :], axis=1)
+        part = np.where(ranks < keep[:, None], part, 0.0)
+        probs[nucleus] = part / part.sum(axis=1, keepdims=True)
+    cdf = np.cumsum(probs, axis=1)
+    targets = uniforms[rows] * cdf[:, -1]
+    index = (cdf <= targets[:, None]).sum(axis=1)  # searchsorted, right
+    chosen[rows] = np.minimum(index, vocab_size - 1)
+    return chosen
 
 
-def sample_events(
-    engine: Engine,
-    vocab: Vocabulary,
-    prompt_ids: np.ndarray,
-    config: GenerationConfig,
-    should_stop: ShouldStop | None = None,
-) -> Iterator[GenerationEvent]:
-    """Sampling or greedy decoding, one sentence after another, token by token;
-    ``should_stop`` is checked before each step (``Stopped``)."""
-    rng = np.random.default_rng(config.seed)
-    # Decoding states are never modified in place, so the prompt is read once.
-    prompt_logp, prompt_state = _read_prompt(engine, prompt_ids)
-    for sentence in range(config.num_sentences):
-        logp, state = prompt_logp, prompt_state
-        for produced in range(config.max_length):
-            check(should_stop)
-            token = _choose(logp[0], _allowed(len(vocab), produced, config), config, rng)
-            token_logp = float(logp[0, token])
-            if token == END_ID:
-                yield GenerationEvent(sentence, SENTENCE_END, token_logp, FINISH_END)
-                break
-            if produced + 1 == config.max_length:
-                yield GenerationEvent(sentence, vocab.tokens[token], token_logp, FINISH_LENGTH)
-                break
-            yield GenerationEvent(sentence, vocab.tokens[token], token_logp)
-            logp, state = engine.step(np.array([token], dtype=np.int64), state)
+class SampleDecoding:
+    """One sampling (or greedy) request decoded a step at a time by a driver
+    (``decoding.py``): one row, the sentence in progress; the sentences one after another,
+    each from the prompt's state, with one generator for the request (``config.seed``)."""
+
+    rows = 1
+
+    def __init__(self, vocab: Vocabulary, config: GenerationConfig) -> None:
+        self.vocab, self.config = vocab, config
+        self.rng = np.random.default_rng(config.seed)
+        self.sentence = 0
+        self.produced = 0  # words of the sentence in progress
+
+    def draw(self) -> float:
+        """This step's uniform: greedy decoding draws none, so its generator stays put."""
+        return 0.0 if self.config.method == "greedy" else float(self.rng.random())
+
+    def take(self, token: int, token_logp: float) -> tuple[GenerationEvent, str]:
+        """The event of choosing ``token``, and what comes next: CONTINUE (feed it),
+        RESTART (the next sentence, from the prompt) or DONE."""
+        vocab, config, sentence = self.vocab, self.config, self.sentence
+        if token == END_ID:
+            event = GenerationEvent(sentence, SENTENCE_END, token_logp, FINISH_END)
+        elif self.produced + 1 == config.max_length:
+            event = GenerationEvent(sentence, vocab.tokens[token], token_logp, FINISH_LENGTH)
+        else:
+            self.produced += 1
+            return GenerationEvent(sentence, vocab.tokens[token], token_logp), CONTINUE
+        self.sentence, self.produced = sentence + 1, 0
+        return event, (RESTART if self.sentence < config.num_sentences else DONE)
 
 
-def beam_search(
-    engine: Engine,
-    vocab: Vocabulary,
-    prompt_ids: np.ndarray,
-    config: GenerationConfig,
-    should_stop: ShouldStop | None = None,
-) -> Hypotheses:
-    """The ``num_sentences`` most probable continuations found, best first (distinct
-    token sequences: each is a different path through the beam).
+# What a sampling request does after a token (SampleDecoding.take).
+CONTINUE, RESTART, DONE = "continue", "restart", "done"
 
-    Each step keeps the ``width`` best candidates; one that ends the sentence among
-    them is set aside as finished (an ending ranked below them is not, as in Hugging
-    Face's beam search), so width 1 is exactly greedy decoding. Stops once ``width``
-    hypotheses have finished and no live one scores higher than the worst of them
-    (log-probabilities only fall as a hypothesis grows, so none could overtake it).
-    Nothing comes out before the search ends, so ``should_stop`` is checked before every
-    step: a caller that left stops the search there (``Stopped``).
+
+class BeamDecoding:
+    """One beam search decoded a step at a time by a driver (``decoding.py``); its rows
+    are the live hypotheses. ``found`` holds the result once ``advance`` returns None.
+
+    Each step keeps the ``width`` best candidates; one that ends the sentence among them is
+    set aside as finished (an ending ranked below them is not, as in Hugging Face's beam
+    search), so width 1 is exactly greedy decoding. Stops once ``width`` hypotheses have
+    finished and no live one scores higher than the worst of them (log-probabilities only
+    fall as a hypothesis grows, so none could overtake it). The ``num_sentences`` most
+    probable continuations found come out best first (distinct token sequences: each is a
+    different path through the beam).
     """
-    width = config.width
-    logp, state = _read_prompt(engine, prompt_ids)
-    alive: list[tuple[list[int], list[float]]] = [([], [])]
-    scores = np.zeros(1)
-    finished: list[tuple[float, list[int], list[float], str]] = []
-    while True:
-        check(should_stop)
-        length = len(alive[0][0])
-        allowed = _allowed(len(vocab), length, config)
-        candidates = np.where(allowed[None, :], logp, -np.inf) + scores[:, None]  # (A, V)
+
+    def __init__(self, vocab: Vocabulary, config: GenerationConfig) -> None:
+        self.vocab, self.config = vocab, config
+        self.width = config.width
+        self.alive: list[tuple[list[int], list[float]]] = [([], [])]
+        self.scores = np.zeros(1)
+        self.finished: list[tuple[float, list[int], list[float], str]] = []
+        self.found: Hypotheses = []
+
+    @property
+    def rows(self) -> int:
+        return len(self.alive)
+
+    def advance(self, logp: np.ndarray) -> tuple[list[int], list[int]] | None:
+        """From the live hypotheses' next-token log-probs (A, V): the rows (parents) and
+        tokens to feed for the next step, or None when the search is over."""
+        width, config = self.width, self.config
+        length = len(self.alive[0][0])
+        allowed = _allowed(len(self.vocab), length, config)
+        candidates = np.where(allowed[None, :], logp, -np.inf) + self.scores[:, None]  # (A, V)
         flat = candidates.ravel()
         top = np.argpartition(-flat, min(2 * width, flat.size) - 1)[: 2 * width]
         top = top[np.argsort(-flat[top], kind="stable")]
@@ -241,30 +281,35 @@ def beam_search(
             if not np.isfinite(flat[index]):
                 break
             parent, token = divmod(int(index), logp.shape[1])
-            ids, lps = alive[parent]
+            ids, lps = self.alive[parent]
             step_lps = [*lps, float(logp[parent, token])]
             if token == END_ID:
                 if rank < width:
-                    finished.append((float(flat[index]), ids, step_lps, FINISH_END))
+                    self.finished.append((float(flat[index]), ids, step_lps, FINISH_END))
             elif len(next_alive) < width:
                 parents.append(parent)
                 tokens.append(token)
                 next_alive.append(([*ids, token], step_lps))
-        finished = sorted(finished, key=lambda f: -f[0])[:width]
+        self.finished = sorted(self.finished, key=lambda f: -f[0])[:width]
         next_scores = np.array([sum(lps) for _, lps in next_alive])
+        over = False
         if length + 1 >= config.max_length:  # the new words reach the limit: stop here
-            finished += [
+            self.finished += [
                 (float(s), ids, lps, FINISH_LENGTH)
                 for s, (ids, lps) in zip(next_scores, next_alive)
             ]
-            break
-        if not next_alive or (len(finished) >= width and next_scores.max() <= finished[-1][0]):
-            break
-        state = engine.select_state(state, np.array(parents))
-        logp, state = engine.step(np.array(tokens, dtype=np.int64), state)
-        alive, scores = next_alive, next_scores
-    finished.sort(key=lambda f: -f[0])
-    return [(ids, lps, reason) for _, ids, lps, reason in finished[: config.num_sentences]]
+            over = True
+        elif not next_alive or (
+            len(self.finished) >= width and next_scores.max() <= self.finished[-1][0]
+        ):
+            over = True
+        if over:
+            self.finished.sort(key=lambda f: -f[0])
+            best = self.finished[: config.num_sentences]
+            self.found = [(ids, lps, reason) for _, ids, lps, reason in best]
+            return None
+        self.alive, self.scores = next_alive, next_scores
+        return parents, tokens
 
 
 def beam_events(found: Hypotheses, vocab: Vocabulary) -> Iterator[GenerationEvent]:

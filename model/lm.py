@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,14 +15,12 @@ import numpy as np
 from rnnlm.model import checkpoint
 from rnnlm.model.checks import integer, one_of, read_file
 from rnnlm.model.config import ModelConfig, TrainConfig, check_device
+from rnnlm.model.decoding import Decoder
 from rnnlm.model.engines import Engine, create_engine
 from rnnlm.model.generation import (
     GeneratedSentence,
     GenerationConfig,
     GenerationEvent,
-    beam_events,
-    beam_search,
-    sample_events,
     with_text,
 )
 from rnnlm.model.interpolation import (
@@ -49,6 +48,8 @@ from rnnlm.model.stopping import ShouldStop, check
 from rnnlm.model.text import Tokenizer
 from rnnlm.model.vocab import Vocabulary
 
+_DECODER_LOCK = threading.Lock()  # creates each model's decoding loop once
+
 
 @dataclass(eq=False)
 class LanguageModel:
@@ -67,6 +68,7 @@ class LanguageModel:
     # was tuned on, kept so that an n-gram model attached later is tuned the same way.
     ngram: NgramPart | None = field(default=None, init=False)
     heldout: Heldout = field(default_factory=lambda: Heldout([], []), init=False)
+    _decoder: Decoder | None = field(default=None, init=False, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -217,12 +219,17 @@ class LanguageModel:
         ``should_stop`` is checked before every decoding step: ``stopping.Stopped``."""
         config = GenerationConfig.from_options(options)
         prompt_words = self._prompt_words(prompt)
-        args = (self.engine, self.vocab, self.vocab.encode(prompt_words), config, should_stop)
-        if config.method == "beam":
-            events = beam_events(beam_search(*args), self.vocab)
-        else:
-            events = sample_events(*args)
+        events = self.decoder.submit(self.vocab.encode(prompt_words), config, should_stop)
         return with_text(events, prompt_words)
+
+    @property
+    def decoder(self) -> Decoder:
+        """The model's decoding loop: every generation in progress, whichever thread asked
+        for it, advances in one batched step (continuous batching, decoding.py)."""
+        with _DECODER_LOCK:
+            if self._decoder is None or self._decoder.engine is not self.engine:
+                self._decoder = Decoder(self.engine, self.vocab)
+            return self._decoder
 
     def generate(
         self, prompt: SentenceInput | None = None, **options: Any

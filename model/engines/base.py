@@ -65,6 +65,10 @@ class Engine(Protocol):
     def select_state(self, state: State, rows: np.ndarray) -> State:
         """Rows of a decoding state (beam search reorders and duplicates hypotheses)."""
 
+    def concat_states(self, states: list[State]) -> State:
+        """Decoding states (none the initial state) stacked in one batch, rows in order:
+        the decoding loop (decoding.py) adds requests to its batch this way."""
+
     def state_dict(self) -> dict[str, np.ndarray]: ...
 
     def load_state_dict(self, tensors: dict[str, np.ndarray]) -> None: ...

@@ -262,6 +262,9 @@ class NumpyRNNEngine:
     def select_state(self, state: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return state[rows]
 
+    def concat_states(self, states: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(states)  # each (B_i, H)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         return {name: arr.copy() for name, arr in self.params.items()}
 

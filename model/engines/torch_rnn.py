@@ -282,6 +282,11 @@ class TorchRNNEngine:
             return tuple(s.index_select(1, index) for s in state)
         return state.index_select(1, index)
 
+    def concat_states(self, states: list):
+        if isinstance(states[0], tuple):  # LSTM: (h, c), each (layers, B_i, H)
+            return tuple(torch.cat(parts, dim=1) for parts in zip(*states, strict=True))
+        return torch.cat(states, dim=1)  # (layers, B_i, H)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         # Tied weights appear once in state_dict() under both names; keep both so the
         # checkpoint is self-describing, load_state_dict() restores the tie.

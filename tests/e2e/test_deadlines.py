@@ -21,8 +21,9 @@ import pytest
 
 from rnnlm.client import LMClient, ResourceExhausted
 from rnnlm.model import ModelConfig
+from rnnlm.model.decoding import beam_search, sample_events
 from rnnlm.model.engines import create_engine, torch_available
-from rnnlm.model.generation import GenerationConfig, beam_search, sample_events
+from rnnlm.model.generation import GenerationConfig
 from rnnlm.model.scoring import neural_token_log_probs
 from rnnlm.model.stopping import Stopped
 from rnnlm.model.vocab import Vocabulary

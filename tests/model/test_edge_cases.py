@@ -17,7 +17,8 @@ from rnnlm.model import (
     Vocabulary,
     train,
 )
-from rnnlm.model.generation import GenerationConfig, beam_search, sample_events
+from rnnlm.model.decoding import beam_search, sample_events
+from rnnlm.model.generation import GenerationConfig
 from rnnlm.model.vocab import END_ID
 
 TINY = ModelConfig(cell="rnn", vocab_size=300, hidden_size=16)

@@ -1,0 +1,273 @@
+"""Continuous batching for generation: one decoding loop per model advances every request
+being decoded (sampled sentences, greedy ones, beam hypotheses) in one batched step.
+
+Each request is a ``SampleDecoding`` or ``BeamDecoding`` (generation.py) owning some rows
+of the batch: one for a sentence being sampled, one per live hypothesis for a beam. A step
+of the loop (``Decoder._step``):
+
+1. new requests join: their prompts are read (one row each) and appended to the batch;
+2. requests whose caller went away (``should_stop``, or the event iterator closed) leave;
+3. every sampling row picks its token in one vectorised pass (``choose_tokens``, each
+   request drawing from its own generator), every beam picks its hypotheses;
+4. the rows that go on are gathered (``select_state``) and fed in one ``engine.step``;
+   a request starting its next sampled sentence rejoins from its prompt's state.
+
+A request decoded beside others produces what it produces alone: the same code, the same
+draws from its own generator (tested). The loop runs in a thread of its own while there is
+work (``submit``); ``sample_events`` and ``beam_search`` drive it in the caller's thread for
+one request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rnnlm.model.engines import Engine
+from rnnlm.model.generation import (
+    CONTINUE,
+    RESTART,
+    BeamDecoding,
+    GenerationConfig,
+    GenerationEvent,
+    Hypotheses,
+    SampleDecoding,
+    _read_prompt,
+    beam_events,
+    choose_tokens,
+)
+from rnnlm.model.stopping import ShouldStop, Stopped
+from rnnlm.model.vocab import Vocabulary
+
+log = logging.getLogger("rnnlm.model")
+
+# How long an idle loop thread waits for new requests before it ends (a new one starts it).
+IDLE_SECONDS = 5.0
+_END = object()  # the last item of a request's queue
+
+
+@dataclass(eq=False)
+class _Request:
+    """One request in the loop: its decoding, its rows, and where its events go."""
+
+    decoding: SampleDecoding | BeamDecoding
+    prompt_ids: np.ndarray
+    should_stop: ShouldStop | None
+    out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
+    abandoned: bool = False  # the caller closed its iterator
+    prompt: tuple[np.ndarray, Any] | None = None  # the prompt's (1, V) log-probs and state
+
+    def stopped(self) -> bool:
+        return self.abandoned or (self.should_stop is not None and self.should_stop())
+
+
+class Decoder:
+    """The decoding loop of one engine (a loaded model); thread-safe ``submit``."""
+
+    def __init__(self, engine: Engine, vocab: Vocabulary) -> None:
+        self.engine, self.vocab = engine, vocab
+        self._lock = threading.Condition()
+        self._pending: list[_Request] = []  # submitted, not yet in the batch
+        self._thread: threading.Thread | None = None
+        # The batch (touched by the thread that runs the loop only): the requests in row
+        # order with their row counts, the rows' next-token log-probs (R, V), their state.
+        self._active: list[tuple[_Request, int]] = []
+        self._logp = np.zeros((0, len(vocab)))
+        self._state: Any = None
+
+    # -- the callers' side ---------------------------------------------------------------
+
+    def submit(
+        self,
+        prompt_ids: np.ndarray,
+        config: GenerationConfig,
+        should_stop: ShouldStop | None = None,
+    ) -> Iterator[GenerationEvent]:
+        """Decode in the shared loop; the events as they come (``Stopped`` when
+        ``should_stop`` says so; closing the iterator drops the request)."""
+        request = self._request(prompt_ids, config, should_stop)
+        with self._lock:
+            self._pending.append(request)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="decoding", daemon=True)
+                self._thread.start()
+            self._lock.notify()
+        return self._events(request)
+
+    def _request(
+        self, prompt_ids: np.ndarray, config: GenerationConfig, should_stop: ShouldStop | None
+    ) -> _Request:
+        kind = BeamDecoding if config.method == "beam" else SampleDecoding
+        return _Request(kind(self.vocab, config), prompt_ids, should_stop)
+
+    @staticmethod
+    def _events(request: _Request) -> Iterator[GenerationEvent]:
+        try:
+            while (item := request.out.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            request.abandoned = True  # the loop drops it at its next step
+
+    def run_alone(
+        self,
+        prompt_ids: np.ndarray,
+        config: GenerationConfig,
+        should_stop: ShouldStop | None = None,
+    ) -> tuple[list[GenerationEvent], _Request]:
+        """Decode one request in the caller's thread, by the same steps as the loop."""
+        request = self._request(prompt_ids, config, should_stop)
+        self._pending.append(request)
+        events: list[GenerationEvent] = []
+        while self._active or self._pending:
+            self._step()
+            while not request.out.empty():
+                item = request.out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is not _END:
+                    events.append(item)
+        return events, request
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._active and not self._pending:
+                    self._lock.wait(IDLE_SECONDS)
+                    if not self._pending:
+                        self._thread = None
+                        return
+            try:
+                self._step()
+            except Exception as err:  # the engine failed: every request hears of it
+                log.exception("decoding step failed")
+                self._fail_all(err)
+
+    def _fail_all(self, err: Exception) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for request in [r for r, _ in self._active] + pending:
+            request.out.put(err)
+        self._active, self._logp, self._state = [], self._logp[:0], None
+
+    def _step(self) -> None:
+        with self._lock:
+            joining, self._pending = self._pending, []
+        for request in joining:
+            request.prompt = _read_prompt(self.engine, request.prompt_ids)
+            self._join(request)
+        parents: list[int] = []  # rows of the batch that go on
+        tokens: list[int] = []
+        going_on: list[tuple[Any, int]] = []
+        restarting: list[_Request] = []
+        # Asked once a step, before the step's tokens are chosen.
+        stopped = {id(request) for request, _ in self._active if request.stopped()}
+        chosen = self._sample_all(stopped)
+        start = 0
+        for request, rows in self._active:
+            here = slice(start, start + rows)
+            start += rows
+            if id(request) in stopped:
+                request.out.put(Stopped("stopped early: the caller no longer wants the result"))
+                continue
+            decoding = request.decoding
+            if isinstance(decoding, SampleDecoding):
+                token = int(chosen[here.start])
+                event, then = decoding.take(token, float(self._logp[here.start, token]))
+                request.out.put(event)
+                if then == CONTINUE:
+                    parents.append(here.start)
+                    tokens.append(token)
+                    going_on.append((request, 1))
+                elif then == RESTART:
+                    restarting.append(request)
+                else:
+                    request.out.put(_END)
+                continue
+            step = decoding.advance(self._logp[here])
+            if step is None:
+                for event in beam_events(decoding.found, self.vocab):
+                    request.out.put(event)
+                request.out.put(_END)
+                continue
+            parents.extend(here.start + parent for parent in step[0])
+            tokens.extend(step[1])
+            going_on.append((request, len(step[0])))
+        self._active = going_on
+        if parents:
+            state = self.engine.select_state(self._state, np.array(parents, dtype=np.int64))
+            self._logp, self._state = self.engine.step(np.array(tokens, dtype=np.int64), state)
+        else:
+            self._logp, self._state = self._logp[:0], None
+        for request in restarting:
+            self._join(request)
+
+    def _sample_all(self, stopped: set[int]) -> np.ndarray:
+        """The sampling rows' tokens, all at once (beam rows get -1: beams choose their own;
+        the requests in ``stopped`` draw nothing)."""
+        rows, produced, configs, uniforms = [], [], [], []
+        start = 0
+        for request, count in self._active:
+            decoding = request.decoding
+            if isinstance(decoding, SampleDecoding) and id(request) not in stopped:
+                rows.append(start)
+                produced.append(decoding.produced)
+                configs.append(decoding.config)
+                uniforms.append(decoding.draw())
+            start += count
+        chosen = np.full(start, -1, dtype=np.int64)
+        if rows:
+            logp = self._logp[rows]  # (n, V)
+            chosen[rows] = choose_tokens(logp, np.array(produced), configs, np.array(uniforms))
+        return chosen
+
+    def _join(self, request: _Request) -> None:
+        """Append a request's prompt rows to the batch (a new request, or the next sampled
+        sentence of one). A beam's one row is its root hypothesis."""
+        assert request.prompt is not None
+        logp, state = request.prompt
+        if not self._active:
+            self._logp, self._state = logp, state
+        else:
+            self._logp = np.concatenate([self._logp, logp])
+            self._state = self.engine.concat_states([self._state, state])
+        self._active.append((request, 1))
+
+
+def sample_events(
+    engine: Engine,
+    vocab: Vocabulary,
+    prompt_ids: np.ndarray,
+    config: GenerationConfig,
+    should_stop: ShouldStop | None = None,
+) -> Iterator[GenerationEvent]:
+    """Sampling or greedy decoding of one request in the caller's thread (the loop's steps);
+    ``should_stop`` is checked before each step (``Stopped``)."""
+    events, _ = Decoder(engine, vocab).run_alone(prompt_ids, config, should_stop)
+    return iter(events)
+
+
+def beam_search(
+    engine: Engine,
+    vocab: Vocabulary,
+    prompt_ids: np.ndarray,
+    config: GenerationConfig,
+    should_stop: ShouldStop | None = None,
+) -> Hypotheses:
+    """The ``num_sentences`` most probable continuations found, best first (see
+    ``BeamDecoding``), in the caller's thread; ``should_stop`` is checked before every
+    step (``Stopped``): nothing comes out before the search ends."""
+    beam = dataclasses.replace(config, method="beam")
+    _, request = Decoder(engine, vocab).run_alone(prompt_ids, beam, should_stop)
+    assert isinstance(request.decoding, BeamDecoding)
+    return request.decoding.found

@@ -1,0 +1,131 @@
+"""Continuous batching (model/decoding.py): requests decoded together produce, each, what
+it produces alone, in batched steps; a request that leaves does not disturb the others."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from rnnlm.model.decoding import Decoder, beam_search, sample_events
+from rnnlm.model.generation import GenerationConfig, beam_events, choose_tokens
+from rnnlm.model.stopping import Stopped
+
+# Sixteen requests of every kind: plain, tempered, top-k, top-p and combined sampling,
+# several sentences each, greedy, and beams of several widths.
+REQUESTS = [
+    ({"seed": 1}, "the"),
+    ({"seed": 2, "temperature": 0.7}, None),
+    ({"seed": 3, "top_k": 20}, "a"),
+    ({"seed": 4, "top_p": 0.8}, None),
+    ({"seed": 5, "top_k": 50, "top_p": 0.9, "temperature": 1.3}, "the"),
+    ({"seed": 6, "num_sentences": 3, "max_length": 8}, None),
+    ({"method": "greedy", "max_length": 12}, "the"),
+    ({"method": "greedy", "min_length": 5}, None),
+    ({"method": "beam", "beam_width": 3}, "the"),
+    ({"method": "beam", "num_sentences": 2, "max_length": 10}, None),
+    ({"method": "beam", "beam_width": 1}, "a"),
+    ({"seed": 7, "min_length": 4, "max_length": 6}, None),
+    ({"seed": 8, "num_sentences": 2, "top_k": 5}, "the"),
+    ({"seed": 9}, None),
+    ({"method": "beam", "beam_width": 5, "num_sentences": 5, "max_length": 7}, "the"),
+    ({"seed": 10, "temperature": 2.0, "max_length": 20}, None),
+]
+
+
+def alone(lm, options: dict, prompt: str | None) -> list:
+    config = GenerationConfig(**options)
+    ids = lm.vocab.encode([] if prompt is None else [prompt])
+    if config.method == "beam":
+        events = beam_events(beam_search(lm.engine, lm.vocab, ids, config), lm.vocab)
+    else:
+        events = sample_events(lm.engine, lm.vocab, ids, config)
+    return [(e.sentence, e.token, e.finish_reason, round(e.logprob, 9)) for e in events]
+
+
+class CountingEngine:
+    """The engine, counting the rows of every decoding step."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.rows = engine, []
+
+    def step(self, tokens, state):
+        self.rows.append(len(tokens))
+        return self.engine.step(tokens, state)
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+def test_requests_decoded_together_produce_what_each_produces_alone(small_lm):
+    expected = [alone(small_lm, options, prompt) for options, prompt in REQUESTS]
+    counting = CountingEngine(small_lm.engine)
+    decoder = Decoder(counting, small_lm.vocab)
+    results: list = [None] * len(REQUESTS)
+    start = threading.Barrier(len(REQUESTS))
+
+    def run(i: int) -> None:
+        options, prompt = REQUESTS[i]
+        ids = small_lm.vocab.encode([] if prompt is None else [prompt])
+        start.wait()
+        events = decoder.submit(ids, GenerationConfig(**options))
+        results[i] = [(e.sentence, e.token, e.finish_reason, round(e.logprob, 9)) for e in events]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(REQUESTS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for i, (got, want) in enumerate(zip(results, expected, strict=True)):
+        assert [t[:3] for t in got] == [t[:3] for t in want], f"request {i}: {REQUESTS[i]}"
+        np.testing.assert_allclose([t[3] for t in got], [t[3] for t in want], atol=1e-5)
+    assert max(counting.rows) >= 16  # steps carried many requests' rows at once
+
+
+def test_a_request_that_leaves_does_not_disturb_the_others(small_lm):
+    decoder = Decoder(small_lm.engine, small_lm.vocab)
+    config = GenerationConfig(seed=3, min_length=20, max_length=20, num_sentences=2)
+    ids = small_lm.vocab.encode(["the"])
+    kept = decoder.submit(ids, config)
+    left = decoder.submit(ids, config)
+    first = [next(kept) for _ in range(5)]
+    twin = [next(left) for _ in range(5)]
+    assert [e.token for e in twin] == [e.token for e in first]  # one seed: the same words
+    assert [e.logprob for e in twin] == pytest.approx([e.logprob for e in first], abs=1e-5)
+    left.close()  # the caller went away
+    rest = list(kept)
+    assert [e.token for e in first + rest] == [
+        e.token for e in sample_events(small_lm.engine, small_lm.vocab, ids, config)
+    ]
+    # The loop runs ahead of a slow reader, so a stop is seen at the step after it is asked.
+    with pytest.raises(Stopped):
+        list(decoder.submit(ids, config, lambda: True))
+
+
+def test_vectorised_choice_follows_each_rows_options():
+    """Rows with different options in one call: greedy takes the best allowed token, top-k
+    keeps k, top-p the nucleus, min_length holds SENTENCE_END back."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 40)) * 3
+    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    configs = [
+        GenerationConfig(method="greedy"),
+        GenerationConfig(top_k=3),
+        GenerationConfig(top_p=0.5),
+        GenerationConfig(min_length=2),
+        GenerationConfig(temperature=0.01),
+    ]
+    for draw in range(50):
+        uniforms = np.random.default_rng(draw).random(5)
+        chosen = choose_tokens(logp, np.zeros(5, dtype=np.int64), configs, uniforms)
+        allowed = logp.copy()
+        allowed[:, [0, 1, 2]] = -np.inf  # UNK, START; END before min_length (1 here)
+        assert chosen[0] == np.argmax(allowed[0])
+        assert chosen[1] in np.argsort(-allowed[1])[:3]
+        probs = np.exp(allowed[2]) / np.exp(allowed[2]).sum()
+        order = np.argsort(-probs)
+        nucleus = order[: np.searchsorted(np.cumsum(probs[order]), 0.5) + 1]
+        assert chosen[2] in nucleus
+        assert chosen[3] not in (0, 1, 2)
+        assert chosen[4] == np.argmax(allowed[4])  # near-zero temperature: the best
