@@ -39,12 +39,11 @@ from rnnlm.model.generation import (
     GenerationEvent,
     Hypotheses,
     SampleDecoding,
-    _read_prompt,
     beam_events,
     choose_tokens,
 )
 from rnnlm.model.stopping import ShouldStop, Stopped
-from rnnlm.model.vocab import Vocabulary
+from rnnlm.model.vocab import START_ID, Vocabulary
 
 log = logging.getLogger("rnnlm.model")
 
@@ -163,8 +162,8 @@ class Decoder:
     def _step(self) -> None:
         with self._lock:
             joining, self._pending = self._pending, []
+        self._read_prompts(joining)
         for request in joining:
-            request.prompt = _read_prompt(self.engine, request.prompt_ids)
             self._join(request)
         parents: list[int] = []  # rows of the batch that go on
         tokens: list[int] = []
@@ -211,6 +210,23 @@ class Decoder:
             self._logp, self._state = self._logp[:0], None
         for request in restarting:
             self._join(request)
+
+    def _read_prompts(self, requests: list[_Request]) -> None:
+        """Feed SENTENCE_START and each prompt, the prompts of one length in one batch:
+        each request keeps its rows' log-probs (1, V) and state for its sentences."""
+        by_length: dict[int, list[_Request]] = {}
+        for request in requests:
+            by_length.setdefault(len(request.prompt_ids), []).append(request)
+        for length, group in by_length.items():
+            columns = np.full((len(group), length + 1), START_ID, dtype=np.int64)  # (n, L + 1)
+            for row, request in enumerate(group):
+                columns[row, 1:] = request.prompt_ids
+            state = self.engine.initial_state(len(group))
+            for column in columns.T:  # one step per position, every prompt of the group
+                logp, state = self.engine.step(column, state)
+            for row, request in enumerate(group):
+                rows = np.array([row], dtype=np.int64)
+                request.prompt = logp[row : row + 1], self.engine.select_state(state, rows)
 
     def _sample_all(self, stopped: set[int]) -> np.ndarray:
         """The sampling rows' tokens, all at once (beam rows get -1: beams choose their own;

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from rnnlm.model.checks import check_fields, integer, number, one_of, refuse_unknown
-from rnnlm.model.engines import Engine
 from rnnlm.model.text import detokenize
 from rnnlm.model.vocab import END_ID, SENTENCE_END, START_ID, UNK_ID, Vocabulary
 
@@ -141,15 +140,6 @@ def _allowed(vocab_size: int, produced: int, config: GenerationConfig) -> np.nda
     return allowed
 
 
-def _read_prompt(engine: Engine, prompt_ids: np.ndarray):
-    """Feed SENTENCE_START and the prompt; returns the next-token log-probs (1, V) and state."""
-    state = engine.initial_state(1)
-    logp = None
-    for token in np.concatenate([[START_ID], prompt_ids]):
-        logp, state = engine.step(np.array([token], dtype=np.int64), state)
-    return logp, state
-
-
 def choose_tokens(
     logp: np.ndarray,
     produced: np.ndarray,
@@ -174,7 +164,10 @@ def choose_tokens(
         return chosen
     rows = np.flatnonzero(~greedy)
     picked = [configs[i] for i in rows]
-    scores = scores[rows] / np.array([c.temperature for c in picked])[:, None]
+    scores = scores[rows]
+    temperature = np.array([c.temperature for c in picked])
+    if np.any(temperature != 1.0):
+        scores /= temperature[:, None]
     allowed_count = np.isfinite(scores).sum(axis=1)
     for k in {c.top_k for c in picked if c.top_k}:  # one pass per distinct top_k
         these = np.array([c.top_k == k for c in picked]) & (k < allowed_count)
@@ -183,12 +176,13 @@ def choose_tokens(
             part = scores[these]
             part[part < kth[:, None]] = -np.inf
             scores[these] = part
+    # Unnormalised probabilities: the draw below scales by each row's total anyway.
     probs = np.exp(scores - scores.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
     top_p = np.array([c.top_p for c in picked])
     nucleus = top_p < 1.0
     if nucleus.any():
         part = probs[nucleus]
+        part /= part.sum(axis=1, keepdims=True)
         order = np.argsort(-part, axis=1, kind="stable")
         cumulative = np.cumsum(np.take_along_axis(part, order, axis=1), axis=1)
         keep = (cumulative < top_p[nucleus][:, None]).sum(axis=1) + 1  # searchsorted, left
@@ -198,7 +192,7 @@ def choose_tokens(
         probs[nucleus] = part / part.sum(axis=1, keepdims=True)
     cdf = np.cumsum(probs, axis=1)
     targets = uniforms[rows] * cdf[:, -1]
-    index = (cdf <= targets[:, None]).sum(axis=1)  # searchsorted, right
+    index = [np.searchsorted(row, x, side="right") for row, x in zip(cdf, targets)]
     chosen[rows] = np.minimum(index, vocab_size - 1)
     return chosen
 

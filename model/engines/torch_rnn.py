@@ -15,7 +15,12 @@ from rnnlm.model.data_parallel import DataParallel, step_seed
 from rnnlm.model.engines.base import StepStats, check_state_dict
 from rnnlm.model.engines.numpy_optim import ADAM_BETAS, EPS, RMSPROP_DECAY
 from rnnlm.model.engines.torch_dropout import embedded_dropout, locked_dropout
-from rnnlm.model.engines.torch_output import ClassSoftmax, class_bounds, full_log_probs, log_probs
+from rnnlm.model.engines.torch_output import (
+    ClassSoftmax,
+    class_bounds,
+    decoding_log_probs,
+    log_probs,
+)
 from rnnlm.model.engines.tree_plan import TreePlan, rechunk
 from rnnlm.model.stopping import ShouldStop, check
 
@@ -271,8 +276,7 @@ class TorchRNNEngine:
     def step(self, tokens: np.ndarray, state):
         self.model.eval()
         out, state = self.model.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
-        logp = full_log_probs(self.model.decoder, self.model.classes, out[:, 0])  # (B, V)
-        return logp.double().cpu().numpy(), state
+        return decoding_log_probs(self.model.decoder, self.model.classes, out[:, 0]), state
 
     def select_state(self, state, rows: np.ndarray):
         if state is None:

@@ -1,0 +1,135 @@
+"""Generate through gRPC under concurrency: continuous batching at work.
+
+    python bench/bench_generate.py            # GRU 128, vocabulary 8,000 (~3 minutes)
+    python bench/bench_generate.py --quick    # small model, short cells (< 1 minute)
+
+A server in its own process (``python -m rnnlm.server``, local store in a temp dir) serves
+a GRU trained through the service on WikiText-2 (bench_service.py's helpers). For 1, 4 and
+16 concurrent streams (each its own LMClient and TCP connection), every stream loops
+``generate_stream`` of one sentence of exactly ``--tokens`` words (min_length = max_length,
+so that every call decodes the same amount whatever the model prefers) for ``--seconds``:
+tokens/s summed over the streams, time to first token (p50, p90) and the server's CPU.
+
+The model's decoding loop (model/decoding.py) advances every stream's sentence in one
+batched step, so the summed rate grows with streams instead of falling (before: 1,397
+tokens/s with one stream, 886 summed over 16). Target (issue 13): 16 streams at least 4x
+one stream's rate. Never part of the tests: figures depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyspy
+from bench_service import FULL, MODEL_ID, OWN_CONNECTION, QUICK, Server, corpora, table, train
+
+from rnnlm.client.errors import ResourceExhausted
+from rnnlm.client.sync import LMClient
+
+STREAMS = (1, 4, 16)
+
+
+def cell(
+    server: Server, streams: int, seconds: float, tokens: int, profile: str | None = None
+) -> dict:
+    """``streams`` threads generating back to back; summed tokens/s and first-token times;
+    with ``profile``, a py-spy profile of the server during the cell."""
+    counts, firsts, refused = [0] * streams, [], [0]
+    spy = pyspy.start(server.proc.pid, seconds - 1, profile) if profile else None
+    cpu_before = server.ps.cpu_times()
+    start = time.perf_counter()
+
+    def stream(i: int) -> None:
+        seed = 1000 * i
+        with LMClient(server.target, options=OWN_CONNECTION) as lm:
+            while time.perf_counter() < start + seconds:
+                seed += 1
+                asked = time.perf_counter()
+                try:
+                    for n, _ in enumerate(
+                        lm.generate_stream(
+                            MODEL_ID, max_tokens=tokens, min_tokens=tokens, seed=seed
+                        )
+                    ):
+                        if n == 0:
+                            firsts.append(time.perf_counter() - asked)
+                        counts[i] += 1
+                except ResourceExhausted:  # --max-streams: a slot not yet given back
+                    refused[0] += 1
+                    time.sleep(0.01)
+
+    with ThreadPoolExecutor(streams) as pool:
+        list(pool.map(stream, range(streams)))
+    wall = time.perf_counter() - start
+    cpu = server.ps.cpu_times()
+    busy = (cpu.user + cpu.system) - (cpu_before.user + cpu_before.system)
+    first = np.array(firsts) * 1000
+    if spy is not None:
+        print("\n".join(pyspy.summary(pyspy.finish(spy))), flush=True)
+    return {
+        "streams": streams,
+        "tok_s": sum(counts) / wall,
+        "ttft_p50": float(np.percentile(first, 50)) if len(first) else float("nan"),
+        "ttft_p90": float(np.percentile(first, 90)) if len(first) else float("nan"),
+        "server_cpu": 100 * busy / wall,
+        "refused": refused[0],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small model, short cells")
+    parser.add_argument("--seconds", type=float, help="per cell (default 15; quick 4)")
+    parser.add_argument("--tokens", type=int, default=30, help="words per generated sentence")
+    parser.add_argument("--torch-threads", type=int, help="OMP_NUM_THREADS of the server")
+    parser.add_argument("--profile", help="py-spy profile of the 16-stream cell to this file")
+    args = parser.parse_args(argv)
+    model = QUICK if args.quick else FULL
+    seconds = args.seconds or (4.0 if args.quick else 15.0)
+    if args.torch_threads:  # inherited by the server; torch reads it when imported
+        os.environ["OMP_NUM_THREADS"] = str(args.torch_threads)
+    text, corpus_name, _ = corpora(150_000 if args.quick else 600_000)
+    threads = os.environ.get("OMP_NUM_THREADS", "torch default")
+    print(
+        f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before, server math "
+        f"threads {threads}; {model}; {args.tokens}-word sentences, {seconds:g}s a cell; "
+        f"trained 1 epoch on {len(text):,} bytes of {corpus_name}"
+    )
+    with tempfile.TemporaryDirectory(prefix="rnnlm-bench-") as tmp:
+        store = str(Path(tmp) / "store")
+        server = Server(store, ["--max-streams", str(max(STREAMS) + 4)], "generate")
+        try:
+            with LMClient(server.target) as lm:
+                corpus = lm.upload_corpus(text, filename="train.txt")
+                train(lm, MODEL_ID, corpus, {**model, "batch_size": 64})
+                list(lm.generate_stream(MODEL_ID, max_tokens=5, seed=0))  # load it
+            results = []
+            for streams in STREAMS:
+                profile = args.profile if streams == max(STREAMS) else None
+                results.append(cell(server, streams, seconds, args.tokens, profile))
+                print(f"# {streams} streams done, load {os.getloadavg()[0]:.2f}", flush=True)
+        finally:
+            server.stop()
+    rows = [
+        f"{r['streams']:>8} {r['tok_s']:>10,.0f} {r['tok_s'] / results[0]['tok_s']:>7.2f}x "
+        f"{r['ttft_p50']:>9.1f} {r['ttft_p90']:>9.1f} {r['server_cpu']:>8.0f}% {r['refused']:>7}"
+        for r in results
+    ]
+    header = f"{'streams':>8} {'tokens/s':>10} {'vs 1':>8} {'TTFT p50':>9} {'TTFT p90':>9} "
+    table(header + f"{'srv CPU':>9} {'refused':>7}", rows, "Generate (TTFT in ms)")
+    ratio = results[-1]["tok_s"] / results[0]["tok_s"]
+    verdict = "PASS" if ratio >= 4 else "MISS"
+    print(f"16 streams / 1 stream: {ratio:.2f}x (goal >= 4x): {verdict}")
+    print(f"# load average after: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
