@@ -163,7 +163,7 @@ def choose_tokens(
     if greedy.all():
         return chosen
     rows = np.flatnonzero(~greedy)
-    picked = [configs[i] for i in rows]
+    picked = [configs[int(i)] for i in rows]
     scores = scores[rows]
     temperature = np.array([c.temperature for c in picked])
     if np.any(temperature != 1.0):

@@ -91,7 +91,10 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, ServerConfig]:
     if not args.resume and not args.model:
         parser.error("give --model (and --corpus-id or --server-path), or --resume JOB")
     if not args.resume and not (args.corpus_id or args.server_path):
-        parser.error("give the corpus: --corpus-id (rnnlm upload) or --server-path")
+        parser.error(
+            "give the corpus: --corpus-id (an uploaded corpus: rnnlm corpora lists them) "
+            "or --server-path"
+        )
     args.model_config = _json_option(parser, "model-config", args.model_config)
     args.train_config = _json_option(parser, "train-config", args.train_config)
     return args, ServerConfig.from_args(argv[split + 1 :])

@@ -4,15 +4,20 @@ manifests claim (1.27, where native gRPC probes became stable) and at the newest
 then what the files promise: gRPC probes on the port the server listens on, a headless
 Service, a PodDisruptionBudget over the Deployment's pods, a termination grace above the
 server's drain, Redis with an append-only file on a volume, and image, ports, user and
-settings that agree with docker/Dockerfile and docker/compose.yaml. Each check also runs
-on a deliberately broken copy, so that it is known to be able to fail."""
+settings that agree with docker/Dockerfile and docker/compose.yaml; and a torchrun training
+Job whose command torch's own launcher and ``rnnlm.server.torchrun`` accept, whose pods
+meet at pod 0 and run on the servers' image and store. Each check also runs on a
+deliberately broken copy, so that it is known to be able to fail."""
 
 from __future__ import annotations
 
 import copy
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -24,10 +29,14 @@ from tests.deploy.test_docker import env_of, image, last
 
 K8S = DOCKER / "k8s"
 KUSTOMIZATION = K8S / "kustomization.yaml"
+# Applied by itself (kubectl apply -f), never with the stack: it starts a training run.
+TRAIN_JOB = K8S / "train-job.yaml"
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p != KUSTOMIZATION)
 # Native gRPC probes (probe.grpc) are stable from 1.27; the newest is the validator's own.
 KUBERNETES_VERSIONS = ("1.27.0", None)
 SERVER = {"app.kubernetes.io/name": "rnnlm", "app.kubernetes.io/component": "server"}
+# The store settings rank 0 of a training Job must share with the servers.
+STORE_SETTINGS = ("RNNLM_REDIS_URL", "RNNLM_REDIS_PREFIX", "RNNLM_STORE_DIR")
 
 
 def kubernetes_validate(paths: list[Path], version: str | None) -> subprocess.CompletedProcess:
@@ -63,9 +72,11 @@ def test_the_validator_fails_on_a_broken_manifest(tmp_path, old, new, error):
     assert result.returncode != 0 and error in result.stdout, result.stdout + result.stderr
 
 
-def test_kustomization_lists_every_manifest():
+def test_kustomization_lists_every_manifest_but_the_training_job():
     listed = yaml.safe_load(KUSTOMIZATION.read_text())["resources"]
-    assert sorted(listed) == [p.name for p in MANIFESTS]
+    assert sorted(listed) == [p.name for p in MANIFESTS if p != TRAIN_JOB]
+    kinds = {d["kind"] for n in listed for d in yaml.safe_load_all((K8S / n).read_text())}
+    assert "Job" not in kinds, "kubectl apply -k must not start a training run"
 
 
 # -- what the manifests promise ------------------------------------------------------------
@@ -235,21 +246,152 @@ def redis_problems(resources: dict) -> list[str]:
     return problems
 
 
+def expand(text: str, values: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` in a container's args and env values: a variable it defines is
+    replaced, any other reference stays as written, ``$$`` is a ``$``."""
+
+    def one(match: re.Match) -> str:
+        name = match.group(1)
+        return "$" if name is None else values.get(name, match.group(0))
+
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", one, text)
+
+
+def container_values(container: dict, **given: str) -> dict[str, str]:
+    """The container's variables as its process sees them: a secret's as "secret", then
+    ``given`` (what Kubernetes adds, such as JOB_COMPLETION_INDEX) over them."""
+    values: dict[str, str] = {}
+    for e in container.get("env", []):
+        values[e["name"]] = expand(str(e.get("value", "secret")), values)
+    return {**values, **given}
+
+
+def launch(container: dict, values: dict[str, str]):
+    """The container's command as torchrun parses it (torch's own parser): its options, the
+    module and the module's arguments."""
+    from torch.distributed.run import get_args_parser
+
+    command = [expand(a, values) for a in [*container.get("command", []), *container["args"]]]
+    if command[:1] != ["torchrun"]:
+        raise ValueError(f"the container runs {command[:1]}, not torchrun")
+    try:
+        return get_args_parser().parse_args(command[1:])
+    except SystemExit:
+        raise ValueError(f"torchrun refuses its arguments {command[1:]}") from None
+
+
+def entry_point(arguments: list[str], values: dict[str, str]):
+    """``rnnlm.server.torchrun``'s reading of its arguments in the container's environment
+    (the image's variables, then the container's): the job's flags and the store."""
+    from rnnlm.server import torchrun
+
+    environment = {**dockerfile_facts()["env"], **values}
+    with mock.patch.dict(os.environ, environment, clear=True):
+        try:
+            return torchrun.parse(arguments)
+        except SystemExit:
+            raise ValueError(f"rnnlm.server.torchrun refuses {arguments}") from None
+
+
+def rendezvous_host(launched) -> str:
+    """Where the pods meet: --master-addr (static), or --rdzv-endpoint's host (c10d)."""
+    if launched.rdzv_backend == "static":
+        return launched.master_addr
+    return launched.rdzv_endpoint.rpartition(":")[0] or launched.rdzv_endpoint
+
+
+def training_job_problems(resources: dict) -> list[str]:
+    """The torchrun Job (train-job.yaml): one pod per node, each torchrun with its node rank
+    and rnnlm's entry point, meeting at pod 0, on the servers' image, user and store."""
+    job = resources.get("Job/rnnlm-train")
+    if job is None:
+        return ["no Job rnnlm-train"]
+    problems = []
+    spec = job["spec"]
+    pod = spec["template"]
+    pod_spec = pod["spec"]
+    (container,) = pod_spec["containers"]
+    server_pod = resources["Deployment/rnnlm"]["spec"]["template"]["spec"]
+    (server,) = server_pod["containers"]
+    nodes = spec.get("completions", 1)
+    if spec.get("completionMode") != "Indexed":
+        problems.append("the Job is not Indexed: its pods have no JOB_COMPLETION_INDEX")
+    if spec.get("parallelism", 1) != nodes:
+        problems.append(f"parallelism is not completions ({nodes}): every node runs at once")
+    if pod_spec.get("restartPolicy") != "Never" or spec.get("backoffLimit") != 0:
+        problems.append("a failed run must end the Job (restartPolicy Never, backoffLimit 0)")
+    if container["image"] != server["image"]:
+        problems.append(f"image {container['image']} is not the servers' {server['image']}")
+    if pod_spec.get("securityContext") != server_pod.get("securityContext"):
+        problems.append("the pods do not run as the servers' (non-root) user")
+    env = {e["name"]: e for e in container.get("env", [])}
+    server_env = {e["name"]: e for e in server.get("env", [])}
+    problems += [f"nothing reads {n}" for n in unknown_rnnlm_names(env)]
+    url = str(server_env.get("RNNLM_REDIS_URL", {}).get("value", ""))
+    shared = {*STORE_SETTINGS, *re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", url)}
+    for name in sorted(n for n in shared if n in env or n in server_env):
+        if env.get(name) != server_env.get(name):
+            problems.append(f"{name} is not the servers' (the same store, from the same source)")
+    try:
+        ranks = [
+            launch(container, container_values(container, JOB_COMPLETION_INDEX=str(i))).node_rank
+            for i in range(nodes)
+        ]
+        if ranks != list(range(nodes)):
+            problems.append(f"the pods 0 to {nodes - 1} run as node ranks {ranks}")
+        values = container_values(container, JOB_COMPLETION_INDEX="0")
+        launched = launch(container, values)  # pod 0: its rank 0 runs the job on the store
+        if not (launched.module and launched.training_script == "rnnlm.server.torchrun"):
+            problems.append("torchrun does not run -m rnnlm.server.torchrun")
+        if str(launched.nnodes) != str(nodes):
+            problems.append(f"torchrun --nnodes {launched.nnodes} is not the Job's {nodes} pods")
+        host = rendezvous_host(launched).split(".")
+        service = resources.get(f"Service/{pod_spec.get('subdomain')}", {}).get("spec", {})
+        if host[:2] != [f"{job['metadata']['name']}-0", pod_spec.get("subdomain")]:
+            problems.append(f"the rendezvous {'.'.join(host)} is not pod 0's name")
+        elif service.get("clusterIP") != "None" or not selects(
+            service.get("selector", {}), pod["metadata"]["labels"]
+        ):
+            problems.append("no headless Service of the pods' subdomain gives pod 0 its name")
+        grace = pod_spec.get("terminationGracePeriodSeconds", 30)
+        if not grace > (launched.shutdown_timeout or 30):
+            problems.append("terminationGracePeriodSeconds is not above torchrun's shutdown")
+        cpus = str(container.get("resources", {}).get("limits", {}).get("cpu", "0"))
+        threads = int(values.get("OMP_NUM_THREADS", "1"))
+        if cpus.isdigit() and int(launched.nproc_per_node) * threads > int(cpus):
+            problems.append("processes per pod x OMP_NUM_THREADS is above the CPU limit")
+        args, config = entry_point(launched.training_script_args, values)
+        if config.redis_url != expand(url, values):
+            problems.append("rank 0 would not use the servers' Redis")
+        if args.resume or not args.model:
+            problems.append("with TRAIN_RESUME empty the Job does not train a new job")
+        resume = container_values(container, JOB_COMPLETION_INDEX="0", TRAIN_RESUME="j-1")
+        args, _ = entry_point(launch(container, resume).training_script_args, resume)
+        if args.resume != "j-1":
+            problems.append("TRAIN_RESUME does not reach --resume")
+    except ValueError as err:
+        problems.append(str(err))
+    policy = resources.get("NetworkPolicy/rnnlm-redis")
+    if policy is not None and not any(
+        selects(f.get("podSelector", {}).get("matchLabels", {}), pod["metadata"]["labels"])
+        for i in policy["spec"].get("ingress", [])
+        for f in i.get("from", [])
+    ):
+        problems.append("the NetworkPolicy keeps the training pods (rank 0) from Redis")
+    return problems
+
+
 def all_problems(resources: dict) -> list[str]:
-    return server_problems(resources) + service_problems(resources) + redis_problems(resources)
+    return (
+        server_problems(resources)
+        + service_problems(resources)
+        + redis_problems(resources)
+        + training_job_problems(resources)
+    )
 
 
 def test_manifests_keep_their_promises():
     assert all_problems(load_all()) == []
-
-
-def test_distributed_training_job_is_not_here_yet():
-    """A torchrun Job needs a torch.distributed entry point; there is none yet (issue 14, 2)."""
-    root = DOCKER.parent
-    sources = [p for d in ("model", "server") for p in (root / d).rglob("*.py")]
-    has_entry_point = any("torch.distributed" in p.read_text() for p in sources)
-    has_job = any(r["kind"] == "Job" for r in load_all().values())
-    assert has_job == has_entry_point, "add (or remove) the torchrun Job in docker/k8s"
 
 
 def breakages() -> dict:
@@ -263,6 +405,22 @@ def breakages() -> dict:
 
     def redis(r):
         return r["StatefulSet/rnnlm-redis"]["spec"]["template"]["spec"]["containers"][0]
+
+    def job(r):
+        return r["Job/rnnlm-train"]["spec"]
+
+    def trainer(r):
+        return job(r)["template"]["spec"]["containers"][0]
+
+    def arg(r, old, new):
+        args = trainer(r)["args"]
+        args[args.index(old)] = new
+
+    def job_env(r, name, value):
+        for e in trainer(r)["env"]:
+            if e["name"] == name:
+                e.pop("valueFrom", None)
+                e["value"] = value
 
     return {
         "probe on the metrics port": lambda r: server(r)["readinessProbe"]["grpc"].update(
@@ -306,6 +464,46 @@ def breakages() -> dict:
         ),
         "another redis": lambda r: env(r, "RNNLM_REDIS_URL", "redis://:x@other:6379/0"),
         "redis open to all": lambda r: r["NetworkPolicy/rnnlm-redis"]["spec"].update(ingress=[{}]),
+        "job not indexed": lambda r: job(r).update(completionMode="NonIndexed"),
+        "more pods than nodes": lambda r: job(r).update(completions=3, parallelism=3),
+        "pods one at a time": lambda r: job(r).update(parallelism=1),
+        "job retried": lambda r: job(r).update(backoffLimit=6),
+        "pod restarted": lambda r: job(r)["template"]["spec"].update(restartPolicy="OnFailure"),
+        "node rank fixed": lambda r: arg(r, "--node-rank=$(JOB_COMPLETION_INDEX)", "--node-rank=0"),
+        "another module": lambda r: arg(r, "rnnlm.server.torchrun", "rnnlm.model.distributed"),
+        "a script, not -m": lambda r: trainer(r)["args"].remove("-m"),
+        "not torchrun": lambda r: trainer(r).update(command=["python"]),
+        "corpus flag gone": lambda r: trainer(r)["args"].remove("--corpus-id=$(TRAIN_CORPUS_ID)"),
+        "resume not passed on": lambda r: trainer(r)["args"].remove("--resume=$(TRAIN_RESUME)"),
+        "rendezvous at pod 1": lambda r: arg(
+            r, "--master-addr=rnnlm-train-0.rnnlm-train", "--master-addr=rnnlm-train-1.rnnlm-train"
+        ),
+        "no subdomain": lambda r: job(r)["template"]["spec"].pop("subdomain"),
+        "rendezvous service with a cluster IP": lambda r: r["Service/rnnlm-train"]["spec"].pop(
+            "clusterIP"
+        ),
+        "rendezvous service selects no pod": lambda r: r["Service/rnnlm-train"]["spec"].update(
+            selector={"app.kubernetes.io/component": "trainer"}
+        ),
+        "job on another image": lambda r: trainer(r).update(image="rnnlm:cuda"),
+        "job as root": lambda r: job(r)["template"]["spec"]["securityContext"].update(runAsUser=0),
+        "job on another redis": lambda r: job_env(r, "RNNLM_REDIS_URL", "redis://other:6379/0"),
+        "job's password from another secret": lambda r: trainer(r)["env"][
+            [e["name"] for e in trainer(r)["env"]].index("REDIS_PASSWORD")
+        ]["valueFrom"]["secretKeyRef"].update(name="other"),
+        "job on the directory store": lambda r: trainer(r)["env"].remove(
+            next(e for e in trainer(r)["env"] if e["name"] == "RNNLM_REDIS_URL")
+        ),
+        "job with a misspelt setting": lambda r: trainer(r)["env"].append(
+            {"name": "RNNLM_REDIS_PREFX", "value": "x"}
+        ),
+        "job killed before its checkpoint": lambda r: job(r)["template"]["spec"].update(
+            terminationGracePeriodSeconds=30
+        ),
+        "job threads above its CPU limit": lambda r: job_env(r, "OMP_NUM_THREADS", "2"),
+        "redis closed to the job": lambda r: r["NetworkPolicy/rnnlm-redis"]["spec"]["ingress"][0][
+            "from"
+        ].pop(),
     }
 
 
