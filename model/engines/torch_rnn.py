@@ -26,7 +26,7 @@ from rnnlm.model.stopping import ShouldStop, check
 
 _CELL_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-# Output-layer rows per chunk when scoring a prefix tree: bounds the (rows, V) logits
+# Output-layer rows per chunk when scoring (a batch, or a prefix tree): bounds the (rows, V) logits
 # (1024 x 8000 float32 = 33 MB); larger chunks were no faster on the CPU.
 _TREE_CHUNK_ROWS = 1024
 # With a class softmax there are no (rows, V) logits to bound, and larger chunks spread the
@@ -163,9 +163,21 @@ class TorchRNNEngine:
     def token_log_probs(self, batch: Batch) -> np.ndarray:
         self.model.eval()
         states, targets, mask = self._token_states(batch)  # (N, H), (N,)
-        logp = self._log_probs(states, targets).double()  # widen only the N results
+        logp = torch.empty(len(targets), dtype=torch.float64, device=self.device)
+        classes = self.model.classes
+        chunk = _TREE_CHUNK_ROWS if classes is None else _TREE_CHUNK_ROWS_CLASSES
+        # In chunks of positions: the full softmax's (rows, V) logits stay bounded (and in
+        # cache) however large the batch, so a large batch is as fast per token as a small one.
+        for lo in range(0, len(targets), chunk):
+            part, wanted = states[lo : lo + chunk], targets[lo : lo + chunk]
+            if classes is not None:
+                logp[lo : lo + chunk] = self._log_probs(part, wanted).double()
+                continue
+            logits = self.model.decoder(part)  # (n, V)
+            target = logits.gather(1, wanted[:, None])[:, 0]  # read before the overwrite
+            logp[lo : lo + chunk] = (target - _logsumexp_(logits)).double()
         out = torch.zeros(mask.shape, dtype=torch.float64, device=self.device)
-        out[mask] = logp
+        out[mask] = logp  # widen only the N results
         return out.cpu().numpy()
 
     @torch.inference_mode()
