@@ -76,3 +76,53 @@ def test_reddit_csv_corpus():
     assert 200 <= len(corpus) <= 1000
     tok = Tokenizer.fit(corpus.text)
     assert sum(len(tok.sentences(p)) for p in corpus.paragraphs[:50]) > 50
+
+
+def shared_lines() -> list[str]:
+    """Every line of the shared corpora (the reddit sample: every line of every comment)."""
+    import csv
+
+    lines: list[str] = []
+    for name in ("wikitext-2/valid.txt", "wikitext-2/test.txt", "tinyshakespeare/input.txt"):
+        lines += shared_file(name).read_text(encoding="utf-8").splitlines()
+    csv.field_size_limit(2**31 - 1)
+    with shared_file("reddit/reddit-comments-2015-08-sample.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            lines += row["body"].splitlines()
+    return lines
+
+
+def test_the_fast_path_gives_what_nltk_gives_on_every_shared_line():
+    """Text already split into plain words takes the fast path; wherever it does, the words
+    are NLTK's own, on every line of the shared corpora."""
+    from rnnlm.model.text import _NLTK_SPLITS_WORDS, _PLAIN_TEXT, _WORD_TOKENIZER, _nltk_words
+
+    lines = shared_lines()
+    fast = [line for line in lines if _PLAIN_TEXT.fullmatch(line)]
+    fast = [line for line in fast if not _NLTK_SPLITS_WORDS.search(line)]
+    assert len(fast) > 1000  # the path is taken (2,750 of 49,099 lines here)
+    for line in lines:
+        assert _nltk_words(line) == _WORD_TOKENIZER.tokenize(line) or "<" in line, line
+
+
+def test_the_fast_path_on_generated_text_and_nltks_contractions():
+    import random
+
+    from rnnlm.model.text import _PLAIN_MARKS, _WORD_TOKENIZER, _nltk_words
+
+    pieces = [*_PLAIN_MARKS, *",.?!;:()[]{}$%&#*+=/", "a", "The", "x1", "42", "can", "not"]
+    rng = random.Random(0)
+    for _ in range(20_000):
+        text = " ".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        assert _nltk_words(text) == _WORD_TOKENIZER.tokenize(text), text
+    # Words NLTK splits although they are plain: its contraction patterns see them.
+    assert _nltk_words("I cannot go , gonna stay") == [
+        "I",
+        "can",
+        "not",
+        "go",
+        ",",
+        "gon",
+        "na",
+        "stay",
+    ]
