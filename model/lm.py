@@ -222,6 +222,18 @@ class LanguageModel:
         events = self.decoder.submit(self.vocab.encode(prompt_words), config, should_stop)
         return with_text(events, prompt_words)
 
+    def quantize(self) -> LanguageModel:
+        """Serve this model with int8 weights (gru/lstm on the CPU; dynamic quantization):
+        faster scoring and decoding for slightly different scores (bench/bench_quantize.py
+        measures both). Saving keeps the float weights. Returns the model."""
+        quantize = getattr(self.engine, "quantize", None)
+        if quantize is None:
+            raise ValueError(
+                f"int8 quantization needs a 'gru' or 'lstm' model; this one is {self.config.cell!r}"
+            )
+        quantize()
+        return self
+
     @property
     def decoder(self) -> Decoder:
         """The model's decoding loop: every generation in progress, whichever thread asked

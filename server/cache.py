@@ -164,6 +164,7 @@ class ModelCache:
             self.metrics.cache_loads.labels("data_loss").inc()
             raise
         self.metrics.cache_loads.labels("ok").inc()
+        self._quantize(model_id, lm)
         elapsed = time.perf_counter() - started
         log.info("model %s version %d loaded in %.2fs (%s)", model_id, version, elapsed, lm)
         batcher: DynamicBatcher[np.ndarray, np.ndarray] | None = None
@@ -176,6 +177,15 @@ class ModelCache:
                 on_batch=self.metrics.batch_size.observe,
             )
         return LoadedModel(model_id, version, record.sha256, lm, batcher)
+
+    def _quantize(self, model_id: str, lm: LanguageModel) -> None:
+        """--quantize int8: the models it applies to (gru/lstm on the CPU) serve int8."""
+        if self.config.quantize != "int8":
+            return
+        if lm.config.cell == "rnn" or lm.device != "cpu":
+            log.info("model %s stays float: int8 applies to gru/lstm on the CPU", model_id)
+            return
+        lm.quantize()
 
     def _insert(self, loaded: LoadedModel) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ from rnnlm.server.store.redis_sentinel import SCHEME as SENTINEL_SCHEME
 from rnnlm.server.store.redis_sentinel import SentinelUrl
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+QUANTIZE_MODES = ("none", "int8")  # --quantize
 # Short keys are guessable; gRPC metadata values must be printable ASCII anyway.
 MIN_API_KEY_LENGTH = 16
 _DAY = 86_400.0
@@ -109,6 +110,11 @@ class ServerConfig:
     )
     max_message_bytes: int = setting(16 * 1024 * 1024, "size of one gRPC message", least=1)
     batching: bool = setting(True, "batch concurrent ScoreSentence calls")
+    quantize: str = setting(
+        "none",
+        "int8: score and generate with int8 copies of gru/lstm models (CPU; dynamic "
+        "quantization: faster, scores differ slightly, see docs/model.md); none: float",
+    )
     batch_max_size: int = setting(128, "sentences in one batched forward pass", least=1)
     batch_max_wait_ms: float = setting(
         2.0, "how long a batch waits for more requests", most=10_000.0
@@ -224,6 +230,7 @@ class ServerConfig:
         self._check_security()
         self.log_level = one_of(LOG_LEVELS).check("log_level", self.log_level.upper())
         check_device("", self.device)
+        one_of(QUANTIZE_MODES).check("quantize", self.quantize)
 
     def _check_security(self) -> None:
         """TLS files exist and come in pairs; the API key comes from one place and is read

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -142,6 +143,10 @@ class TorchRNNEngine:
         # DistributedDataParallel (training steps only; scoring uses the model itself).
         self.group: DataParallel | None = None
         self._trained: nn.Module = self.model
+        # What scoring and decoding run: the model, or its int8 copy (quantize()); the
+        # float model stays for checkpoints and training.
+        self._serving: RNNModel = self.model
+        self.quantized = False
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device, non_blocking=True)
@@ -150,21 +155,21 @@ class TorchRNNEngine:
         """Top-layer outputs at real positions only: the output layer is most of the work,
         and padding would only add to it. Returns states (N, H), targets (N,), mask (B, T)."""
         mask = self._tensor(batch.mask)
-        out, _ = self.model.hidden_states(self._tensor(batch.inputs))  # (B, T, H)
+        out, _ = self._serving.hidden_states(self._tensor(batch.inputs))  # (B, T, H)
         return out[mask], self._tensor(batch.targets)[mask], mask
 
     def _log_probs(self, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """(N,) ln p(targets[i] | states[i]) in float32 (normalising in float64 would cost
         more than the decoder product itself)."""
         at = torch.arange(len(targets), device=self.device)
-        return log_probs(self.model.decoder, self.model.classes, states, at, targets)
+        return log_probs(self._serving.decoder, self._serving.classes, states, at, targets)
 
     @torch.inference_mode()
     def token_log_probs(self, batch: Batch) -> np.ndarray:
         self.model.eval()
         states, targets, mask = self._token_states(batch)  # (N, H), (N,)
         logp = torch.empty(len(targets), dtype=torch.float64, device=self.device)
-        classes = self.model.classes
+        classes = self._serving.classes
         chunk = _TREE_CHUNK_ROWS if classes is None else _TREE_CHUNK_ROWS_CLASSES
         # In chunks of positions: the full softmax's (rows, V) logits stay bounded (and in
         # cache) however large the batch, so a large batch is as fast per token as a small one.
@@ -173,7 +178,7 @@ class TorchRNNEngine:
             if classes is not None:
                 logp[lo : lo + chunk] = self._log_probs(part, wanted).double()
                 continue
-            logits = self.model.decoder(part)  # (n, V)
+            logits = self._serving.decoder(part)  # (n, V)
             target = logits.gather(1, wanted[:, None])[:, 0]  # read before the overwrite
             logp[lo : lo + chunk] = (target - _logsumexp_(logits)).double()
         out = torch.zeros(mask.shape, dtype=torch.float64, device=self.device)
@@ -190,17 +195,17 @@ class TorchRNNEngine:
         if len(plan) == 0:
             return out.cpu().numpy()
         ids = self._tensor(plan.tokens)  # (N,)
-        classes = self.model.classes
+        classes, decoder = self._serving.classes, self._serving.decoder
         chunk = _TREE_CHUNK_ROWS if classes is None else _TREE_CHUNK_ROWS_CLASSES
         for rows, states in rechunk(self._tree_states(plan, ids), chunk, torch.cat):
             check(should_stop)
             children, parent_rows = plan.children_of(rows)  # (c,), (c,)
             kids, at = self._tensor(children), self._tensor(parent_rows)
             if classes is not None:
-                logp = log_probs(self.model.decoder, classes, states, at, ids[kids])
+                logp = log_probs(decoder, classes, states, at, ids[kids])
                 out[kids] = logp.double()
                 continue
-            logits = self.model.decoder(states)  # (n, V)
+            logits = decoder(states)  # (n, V)
             target = logits[at, ids[kids]]  # (c,), read before the logits are overwritten
             # As in token_log_probs: normalise in float32 and widen only the results.
             out[kids] = (target - _logsumexp_(logits)[at]).double()
@@ -214,9 +219,29 @@ class TorchRNNEngine:
         state = None  # the previous level's state: (layers, n, H), or (h, c) for an LSTM
         for level in plan.levels:
             before = None if state is None else self.select_state(state, plan.parent_slots(level))
-            out, state = self.model.hidden_states(ids[self._tensor(level)][:, None], before)
+            out, state = self._serving.hidden_states(ids[self._tensor(level)][:, None], before)
             keep = plan.has_children(level)  # (n,)
             yield level[keep], out[self._tensor(keep), 0]  # (k,), (k, H)
+
+    def quantize(self) -> None:
+        """Score and decode with int8 weights from now on (dynamic quantization, CPU only):
+        the recurrent layers and the output layers are quantized (with a class softmax the
+        word part stays float: it is used by class, in slices), activations are quantized
+        on the fly. Checkpoints keep the float weights; a quantized engine does not train."""
+        if self.device.type != "cpu":
+            raise ValueError(f"int8 quantization serves on the CPU; this model is on {self.device}")
+        names = ["rnn", "decoder"] if self.model.classes is None else ["rnn", "classes.layer"]
+        self.model.eval()
+        # torch.ao.quantization (still in torch 2.13) warns of its move to torchao, whose
+        # int8 API does not cover recurrent layers; the warnings would reach every caller.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
+            from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+            spec = dict.fromkeys(names, default_dynamic_qconfig)
+            self._serving = quantize_dynamic(self.model, spec, dtype=torch.qint8)
+        self.quantized = True
 
     def configure_training(
         self,
@@ -226,6 +251,8 @@ class TorchRNNEngine:
         bptt_truncate: int | None,
         weight_decay: float = 0.0,
     ) -> None:
+        if self.quantized:
+            raise ValueError("a quantized model serves only; train the float model it came from")
         params, lr, wd = self.model.parameters(), learning_rate, weight_decay
         # torch's weight_decay is an L2 term in the gradient, except in AdamW (decoupled).
         if optimizer == "sgd":
@@ -287,8 +314,9 @@ class TorchRNNEngine:
     @torch.inference_mode()
     def step(self, tokens: np.ndarray, state):
         self.model.eval()
-        out, state = self.model.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
-        return decoding_log_probs(self.model.decoder, self.model.classes, out[:, 0]), state
+        serving = self._serving
+        out, state = serving.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
+        return decoding_log_probs(serving.decoder, serving.classes, out[:, 0]), state
 
     def select_state(self, state, rows: np.ndarray):
         if state is None:
@@ -323,6 +351,8 @@ class TorchRNNEngine:
         )
         if self.model.classes is not None:
             self.model.classes.check_bounds()
+        if self.quantized:  # the int8 copy follows the new weights
+            self.quantize()
 
     def optimizer_state_dict(self) -> dict[str, np.ndarray]:
         """Flattened torch optimizer state, plus the RNG (dropout) state."""
