@@ -1,8 +1,8 @@
 """Data-parallel training throughput on the CPU: 1 process against 2 (``processes=N``).
 
-    python bench/bench_distributed.py                   # GRU, hidden 128 and 512 (~5 min, 2 cores)
+    python bench/bench_distributed.py                   # GRU 128 and 512: ~5 min on 2 idle cores
     python bench/bench_distributed.py --quick           # a tiny model, a few steps (CI smoke run)
-    python bench/bench_distributed.py --cells gru,lstm --sizes 128:200 --rounds 3
+    python bench/bench_distributed.py --cells gru,lstm --sizes 128:300 --rounds 5
 
 Each cell trains the same model on the same text for one epoch with ``TrainConfig(processes=N)``
 (``model/local_launch.py``): 1 process with every usable core's math threads (what a
@@ -39,9 +39,9 @@ from rnnlm.model import Corpus, ModelConfig, TrainConfig, train
 from rnnlm.model.engines import usable_cores
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared/data/wikitext-2/valid.txt"
-# Characters of WikiText-2 raw text per training sentence (300,000 characters gave 2,604
-# sentences): how much text a number of steps needs.
-CHARS_PER_SENTENCE = 115
+# Characters of WikiText-2 raw text per training sentence, roughly (its first 736,000 gave
+# 5,888 sentences): how much text a number of steps needs. The table shows the real steps.
+CHARS_PER_SENTENCE = 125
 COMPARED_STEPS = 10  # first step losses compared between cells
 
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a tiny model, 20 steps, 1 round")
     parser.add_argument("--cells", default="gru", help="gru, lstm or both (comma-separated)")
-    parser.add_argument("--sizes", help="hidden:steps pairs (default 128:200,512:60; quick 32:20)")
+    parser.add_argument("--sizes", help="hidden:steps pairs (default 128:150,512:50; quick 32:20)")
     parser.add_argument("--vocab", type=int, help="vocabulary size (default 8000; quick 2000)")
     parser.add_argument("--batch-size", type=int, default=32, help="the global batch")
     parser.add_argument("--processes", type=int, default=2, help="processes of the parallel run")
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--batch-size ({args.batch_size}), got {args.processes}"
         )
     try:
-        sizes = parse_sizes(args.sizes or ("32:20" if args.quick else "128:200,512:60"))
+        sizes = parse_sizes(args.sizes or ("32:20" if args.quick else "128:150,512:50"))
     except ValueError as err:
         parser.error(str(err))
     vocab = args.vocab or (2000 if args.quick else 8000)

@@ -1,9 +1,11 @@
 """Dynamic batching of concurrent scoring requests.
 
-Callers hand in their sentences (already tokenised and validated) and block; one worker
-thread per model takes the first waiting request, gathers more until ``max_batch``
+Callers hand in their sentences (already tokenised and validated) and block; a worker
+thread of the model takes the first waiting request, gathers more until ``max_batch``
 sentences or ``max_wait`` seconds, runs one length-sorted forward pass and hands each caller
-its own results. The scoring function pads and masks, so a sentence's score does not depend
+its own results. With ``workers`` > 1 (``--batch-workers``) the next batch gathers and runs
+while the last one's Python work (sorting, padding, splitting the results) is done: the
+forward passes release the interpreter lock, so a second core is kept busy. The scoring function pads and masks, so a sentence's score does not depend
 on what else shared its batch (up to float rounding, about 1e-6 relative).
 
 A caller may say when its result is no longer wanted (``should_stop``: the server passes
@@ -60,6 +62,7 @@ class DynamicBatcher(Generic[Item, Result]):
         max_wait: float,
         name: str = "batcher",
         on_batch: Callable[[int], None] = lambda size: None,
+        workers: int = 1,
     ) -> None:
         # Called as score_fn(items, should_stop=...): it checks should_stop between its
         # sub-batches and raises Stopped (LanguageModel.neural_scorer does).
@@ -70,13 +73,22 @@ class DynamicBatcher(Generic[Item, Result]):
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
         self.batches = 0  # forward passes run, for benchmarks and tests
         self.items = 0
         self.dropped = 0  # requests whose callers left before they were computed
         self.stopped = 0  # batches stopped part-way because all their callers left
-        self.computing = 0  # items in the forward pass under way (0: idle)
+        self._computing: dict[int, int] = {}  # items in each worker's forward pass
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def computing(self) -> int:
+        """Items in the forward passes under way (0: idle)."""
+        return sum(self._computing.values())
 
     def submit(self, items: Sequence[Item], should_stop: ShouldStop | None = None) -> Future:
         request = _Request(list(items), should_stop)
@@ -120,7 +132,8 @@ class DynamicBatcher(Generic[Item, Result]):
             request.future.cancel()
         if request.future.set_running_or_notify_cancel():
             return True
-        self.dropped += 1
+        with self._lock:
+            self.dropped += 1
         return False
 
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
@@ -134,6 +147,7 @@ class DynamicBatcher(Generic[Item, Result]):
             except queue.Empty:
                 break
             if nxt is _STOP:
+                self._queue.put(_STOP)  # for the other workers
                 return requests, True
             if self._claim(nxt):
                 requests.append(nxt)
@@ -142,19 +156,22 @@ class DynamicBatcher(Generic[Item, Result]):
 
     def _run(self) -> None:
         stopping = False
+        me = threading.get_ident()
         while not stopping:
             first = self._queue.get()
             if first is _STOP:
+                self._queue.put(_STOP)  # for the other workers
                 break
             if not self._claim(first):
                 continue
             requests, stopping = self._gather(first)
             items = [item for r in requests for item in r.items]
-            self.computing = len(items)
+            self._computing[me] = len(items)
             try:
                 results = self._score_fn(items, should_stop=_all_left(requests))
             except Stopped as err:
-                self.stopped += 1
+                with self._lock:
+                    self.stopped += 1
                 for r in requests:
                     r.future.set_exception(Stopped(str(err)))
                 continue
@@ -166,9 +183,10 @@ class DynamicBatcher(Generic[Item, Result]):
                     self._run_alone(r)
                 continue
             finally:
-                self.computing = 0
-            self.batches += 1
-            self.items += len(items)
+                self._computing[me] = 0
+            with self._lock:  # counters shared by the workers
+                self.batches += 1
+                self.items += len(items)
             self._on_batch(len(items))
             start = 0
             for r in requests:

@@ -175,6 +175,7 @@ class ModelCache:
                 self.config.batch_max_wait_ms / 1000,
                 name=f"batcher-{model_id}-v{version}",
                 on_batch=self.metrics.batch_size.observe,
+                workers=self.config.batch_workers,
             )
         return LoadedModel(model_id, version, record.sha256, lm, batcher)
 

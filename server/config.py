@@ -119,6 +119,12 @@ class ServerConfig:
     batch_max_wait_ms: float = setting(
         2.0, "how long a batch waits for more requests", most=10_000.0
     )
+    batch_workers: int = setting(
+        1,
+        "threads running batched forward passes of a model: 2 overlaps one batch's Python "
+        "work with the next one's forward pass (README: Benchmarks)",
+        least=1,
+    )
     cache_size: int = setting(4, "models kept loaded in memory", least=1)
     cache_refresh_s: float = setting(
         1.0, "how often a cached model checks the store for a new version", most=_DAY

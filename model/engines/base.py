@@ -60,7 +60,8 @@ class Engine(Protocol):
     def initial_state(self, batch_size: int) -> State: ...
 
     def step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        """Feed one token per row, (B,) int64; returns log-probs (B, V) float64, next state."""
+        """Feed one token per row, (B,) int64; returns log-probs (B, V) (float32 or float64:
+        the engine's), and the next state."""
 
     def select_state(self, state: State, rows: np.ndarray) -> State:
         """Rows of a decoding state (beam search reorders and duplicates hypotheses)."""

@@ -126,25 +126,28 @@ def log_probs(
 def decoding_log_probs(
     decoder: nn.Linear, classes: ClassSoftmax | None, states: torch.Tensor
 ) -> np.ndarray:
-    """``full_log_probs`` as decoding wants it: (n, V) float64 NumPy, normalised in NumPy
-    after the products. Per class, one vectorised pass: the exponentials of each row
-    shifted by its maximum, summed over each class's id range (``np.add.reduceat``; the
-    classes are contiguous ranges). In float64 no class's sum underflows unless its words
-    sit 700 nats below the row's best, which trained weights do not produce; a row where
-    one does falls back to the exact per-class pass. (torch's per-class loop cost 0.5-1 ms a
-    step in Python overhead; torch's own float64 casts of (n, V), run on two threads of a
-    busy 2-core machine, cost 20-60x a one-thread NumPy cast.)"""
-    logits = decoder(states).detach().cpu().numpy().astype(np.float64)  # (n, V)
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    """``full_log_probs`` as decoding wants it: (n, V) float32 NumPy, normalised in NumPy
+    after the products, in place. Per class, one vectorised pass: the exponentials of each
+    row shifted by its maximum, summed over each class's id range (``np.add.reduceat``; the
+    classes are contiguous ranges). No class's sum underflows unless all its words sit 87
+    nats below the row's best, which trained weights do not produce; a row where one does
+    falls back to the per-class pass. (torch's per-class loop cost 0.5-1 ms a step in
+    Python overhead; torch's own casts of (n, V), run on two threads of a busy 2-core
+    machine, cost 20-60x a one-thread NumPy pass.) float32 as in scoring, where the log-
+    softmax is float32 too: half the memory traffic of float64 in the decoding loop."""
+    logits = decoder(states).detach().cpu().numpy()  # (n, V) float32, ours to overwrite
+    logits -= logits.max(axis=1, keepdims=True)
     if classes is None:
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return logits
     class_lp = F.log_softmax(classes.layer(states), dim=-1).detach().cpu().numpy()  # (n, C)
     bounds = classes.bounds.cpu().numpy()
-    sums = np.add.reduceat(np.exp(shifted), bounds[:-1], axis=1)  # (n, C)
+    sums = np.add.reduceat(np.exp(logits), bounds[:-1], axis=1)  # (n, C)
     if not np.all(sums > 0):
-        return full_log_probs(decoder, classes, states).detach().cpu().double().numpy()
+        return full_log_probs(decoder, classes, states).detach().cpu().numpy()
     word_class = classes.word_class().cpu().numpy()  # (V,)
-    return shifted - (np.log(sums) - class_lp.astype(np.float64))[:, word_class]
+    logits -= (np.log(sums) - class_lp)[:, word_class]
+    return logits
 
 
 def full_log_probs(
