@@ -137,11 +137,6 @@ class ModelConfig(_DictConfig):
                     )
             if self.tie_weights:
                 raise ValueError(f"{owner}.tie_weights is only allowed for 'gru' and 'lstm'")
-            if self.output_classes:
-                raise ValueError(
-                    f"{owner}.output_classes needs cell 'gru' or 'lstm' "
-                    f"(the NumPy 'rnn' has a full softmax only), got {self.output_classes}"
-                )
         else:
             if self.activation != "tanh":
                 raise ValueError(

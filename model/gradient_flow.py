@@ -159,7 +159,7 @@ def numpy_pair_norms(
         NumpyRNNEngine,
         _activation_grad,
         forward_states,
-        output_log_probs,
+        output_grads,
     )
 
     assert isinstance(engine, NumpyRNNEngine), "cell 'rnn' runs on the NumPy engine"
@@ -168,11 +168,11 @@ def numpy_pair_norms(
     steps, rows, _ = Z.shape
     real = batch.mask.T  # (T, B)
     targets = batch.targets.T[real]  # (N,)
-    # dL_t/ds_t = V^T (softmax(o_t) - onehot(target_t)), at real positions. (T, B, H)
-    _, grad_logits = output_log_probs(params, S[1:][real], targets)  # (N, V)
-    grad_logits[np.arange(len(targets)), targets] -= 1
+    # dL_t/ds_t (= V^T (softmax(o_t) - onehot(target_t)) for a full softmax), at real
+    # positions. (T, B, H)
+    _, grad_states, _ = output_grads(params, engine.bounds, S[1:][real], targets, 1.0)
     grad = np.zeros_like(Z)
-    grad[real] = grad_logits @ params["V"]
+    grad[real] = grad_states
     slope = _activation_grad(Z, S[1:], engine.activation)  # f'(z_t), (T, B, H)
     W = params["W"]
     norms = np.zeros((max_distance + 1, steps, rows))

@@ -84,12 +84,12 @@ def create_engine(
 ) -> Engine:
     """A freshly initialised engine for ``config.cell`` with ``vocab_size`` outputs.
     ``word_counts`` (V,), each id's count as a training target, places the word classes
-    of ``config.output_classes`` (torch cells); a loaded checkpoint brings its own."""
+    of ``config.output_classes``; a loaded checkpoint brings its own."""
     check_device_available(config.cell, device)
     if config.cell == "rnn":
         from rnnlm.model.engines.numpy_rnn import NumpyRNNEngine
 
-        return NumpyRNNEngine(config, vocab_size, seed=seed)
+        return NumpyRNNEngine(config, vocab_size, seed=seed, word_counts=word_counts)
     from rnnlm.model.engines.torch_rnn import TorchRNNEngine
 
     return TorchRNNEngine(config, vocab_size, seed=seed, device=device, word_counts=word_counts)

@@ -27,28 +27,44 @@ from rnnlm.model.config import ModelConfig
 from rnnlm.model.engines.base import StepStats, check_state_dict
 from rnnlm.model.engines.numpy_optim import OPTIMIZER_CLASSES, NumpyOptimizer
 from rnnlm.model.engines.tree_plan import TreePlan, rechunk
+from rnnlm.model.engines.word_classes import (
+    check_bounds,
+    class_bounds,
+    class_output,
+    even_bounds,
+    factored_log_probs,
+)
 from rnnlm.model.stopping import ShouldStop, check
 
 Params = dict[str, np.ndarray]
+# The checkpoint name of a factored output layer's class ranges (not a trained parameter).
+CLASS_BOUNDS = "class_bounds"
 # Output-layer rows per chunk when scoring a prefix tree: bounds the (rows, V) buffer.
 _TREE_CHUNK_ROWS = 1024
 
 
-def init_params(hidden_size: int, vocab_size: int, seed: int, dtype: str = "float32") -> Params:
-    """The tutorial's initialisation: uniform in +-1/sqrt(fan-in), zero biases."""
+def init_params(
+    hidden_size: int, vocab_size: int, seed: int, dtype: str = "float32", classes: int = 0
+) -> Params:
+    """The tutorial's initialisation: uniform in +-1/sqrt(fan-in), zero biases; with
+    ``classes``, a class layer Wc (C, H), cc (C,) initialised the same way."""
     rng = np.random.default_rng(seed)
     h, v = hidden_size, vocab_size
 
     def uniform(bound: float, shape: tuple[int, ...]) -> np.ndarray:
         return rng.uniform(-bound, bound, shape).astype(dtype)
 
-    return {
+    params = {
         "U": uniform(1 / math.sqrt(v), (h, v)),
         "W": uniform(1 / math.sqrt(h), (h, h)),
         "b": np.zeros(h, dtype=dtype),
         "V": uniform(1 / math.sqrt(h), (v, h)),
         "c": np.zeros(v, dtype=dtype),
     }
+    if classes:
+        params["Wc"] = uniform(1 / math.sqrt(h), (min(classes, v), h))
+        params["cc"] = np.zeros(min(classes, v), dtype=dtype)
+    return params
 
 
 def _activate(z: np.ndarray, activation: str) -> np.ndarray:
@@ -133,26 +149,45 @@ def tree_output_log_probs(
     return target_logits - np.log(logits.sum(axis=1))[at]
 
 
+def output_grads(
+    params: Params, bounds: np.ndarray | None, states: np.ndarray, targets: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray, Params]:
+    """The output layer at N states (N, H): ln p(targets) (N,), and the gradients of
+    ``-scale * sum(ln p)`` with respect to the states (N, H) and the output parameters (the
+    full softmax's V, c; or the factored one's, ``word_classes.class_output``)."""
+    if bounds is not None:
+        logp, grad_states, grads = class_output(params, bounds, states, targets, scale)
+        assert grad_states is not None
+        return logp, grad_states, grads
+    logp, grad_logits = output_log_probs(params, states, targets)
+    # dL/do = softmax - onehot(target), scaled. (N, V)
+    grad_logits[np.arange(len(targets)), targets] -= 1
+    grad_logits *= scale
+    grads: Params = {"V": grad_logits.T @ states, "c": grad_logits.sum(axis=0)}
+    return logp, grad_logits @ params["V"], grads
+
+
 def loss_and_grads(
-    params: Params, batch: Batch, activation: str = "tanh", bptt_truncate: int | None = None
+    params: Params,
+    batch: Batch,
+    activation: str = "tanh",
+    bptt_truncate: int | None = None,
+    bounds: np.ndarray | None = None,
 ) -> tuple[float, Params]:
-    """Summed loss (nats) over the batch's real tokens and gradients of the *mean* loss."""
-    W, V = params["W"], params["V"]
+    """Summed loss (nats) over the batch's real tokens and gradients of the *mean* loss;
+    ``bounds``: the word classes of a factored output layer (None: the full softmax)."""
+    W = params["W"]
     Z, S = forward_states(params, batch.inputs, activation)
     steps, _, hidden = Z.shape
     real = batch.mask.T  # (T, B): positions in time-major order
     n_tokens = int(real.sum())
     states = S[1:][real]  # (N, H)
-    logp, grad_logits = output_log_probs(params, states, batch.targets.T[real])
-
-    # dL/do = softmax - onehot(target), scaled for the mean loss. (N, V)
-    grad_logits[np.arange(n_tokens), batch.targets.T[real]] -= 1
-    grad_logits *= 1.0 / n_tokens
-    grads: Params = {"V": grad_logits.T @ states, "c": grad_logits.sum(axis=0)}
+    targets = batch.targets.T[real]
+    logp, grad_states, grads = output_grads(params, bounds, states, targets, 1.0 / n_tokens)
 
     # dL_t/ds_t from the output layer; zero at padding. (T, B, H)
     E = np.zeros_like(Z)
-    E[real] = grad_logits @ V
+    E[real] = grad_states
     F = _activation_grad(Z, S[1:], activation)  # f'(z_t), (T, B, H)
 
     # D[t] = dL/dz_t summed over the losses that reach z_t. (T, B, H)
@@ -196,18 +231,40 @@ def clip_by_global_norm(grads: Params, max_norm: float | None) -> float:
 class NumpyRNNEngine:
     """The ``rnn`` cell: needs NumPy only."""
 
-    def __init__(self, config: ModelConfig, vocab_size: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        vocab_size: int,
+        seed: int = 0,
+        word_counts: np.ndarray | None = None,
+    ) -> None:
+        """``word_counts`` (V,) places the word classes of ``config.output_classes``."""
         self.vocab_size = vocab_size
         self.activation = config.activation
-        self.params = init_params(config.hidden_size, vocab_size, seed, config.dtype)
+        classes = config.output_classes or 0
+        self.params = init_params(config.hidden_size, vocab_size, seed, config.dtype, classes)
+        # The factored output layer's class ranges (word_classes.py); None: full softmax.
+        self.bounds: np.ndarray | None = None
+        if classes:
+            self.bounds = (
+                class_bounds(word_counts, classes)
+                if word_counts is not None
+                else even_bounds(vocab_size, classes)
+            )
         self.optimizer: NumpyOptimizer | None = None
         self.clip: float | None = None
         self.bptt_truncate: int | None = None
 
+    def _target_log_probs(self, states: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """ln p(targets[i] | states[i]), (N,)."""
+        if self.bounds is not None:
+            return class_output(self.params, self.bounds, states, targets)[0]
+        return output_log_probs(self.params, states, targets)[0]
+
     def token_log_probs(self, batch: Batch) -> np.ndarray:
         _, S = forward_states(self.params, batch.inputs, self.activation)
         real = batch.mask.T
-        logp, _ = output_log_probs(self.params, S[1:][real], batch.targets.T[real])
+        logp = self._target_log_probs(S[1:][real], batch.targets.T[real])
         out = np.zeros(batch.inputs.T.shape, dtype=np.float64)  # (T, B)
         out[real] = logp
         return out.T
@@ -221,6 +278,9 @@ class NumpyRNNEngine:
         for rows, states in rechunk(pieces, _TREE_CHUNK_ROWS, np.concatenate):
             check(should_stop)
             children, at = plan.children_of(rows)  # (c,), (c,)
+            if self.bounds is not None:  # the class softmax costs per token, not per state
+                out[children] = self._target_log_probs(states[at], plan.tokens[children])
+                continue
             out[children] = tree_output_log_probs(self.params, states, at, plan.tokens[children])
         return out
 
@@ -242,7 +302,9 @@ class NumpyRNNEngine:
 
     def train_step(self, batch: Batch) -> StepStats:
         assert self.optimizer is not None, "configure_training() first"
-        loss_sum, grads = loss_and_grads(self.params, batch, self.activation, self.bptt_truncate)
+        loss_sum, grads = loss_and_grads(
+            self.params, batch, self.activation, self.bptt_truncate, self.bounds
+        )
         norm = clip_by_global_norm(grads, self.clip)
         self.optimizer.update(grads)
         return StepStats(loss_sum, batch.num_tokens, norm)
@@ -250,11 +312,18 @@ class NumpyRNNEngine:
     def initial_state(self, batch_size: int) -> np.ndarray:
         return np.zeros((batch_size, self.params["W"].shape[0]), dtype=self.params["W"].dtype)
 
-    def step(self, tokens: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, tokens: np.ndarray, state: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         p = self.params
+        if state is None:  # as the torch engines: None is the initial state
+            state = self.initial_state(len(tokens))
         z = p["U"].T[tokens] + state @ p["W"].T + p["b"]  # (B, H)
         new_state = _activate(z, self.activation)
         logits = (new_state @ p["V"].T + p["c"]).astype(np.float64)  # (B, V)
+        if self.bounds is not None:
+            class_logits = (new_state @ p["Wc"].T + p["cc"]).astype(np.float64)  # (B, C)
+            class_logits -= class_logits.max(axis=1, keepdims=True)
+            class_logits -= np.log(np.exp(class_logits).sum(axis=1, keepdims=True))
+            return factored_log_probs(logits, class_logits, self.bounds), new_state
         logits -= logits.max(axis=1, keepdims=True)
         logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
         return logits, new_state
@@ -266,10 +335,20 @@ class NumpyRNNEngine:
         return np.concatenate(states)  # each (B_i, H)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: arr.copy() for name, arr in self.params.items()}
+        tensors = {name: arr.copy() for name, arr in self.params.items()}
+        if self.bounds is not None:
+            tensors[CLASS_BOUNDS] = self.bounds.copy()
+        return tensors
 
     def load_state_dict(self, tensors: dict[str, np.ndarray]) -> None:
-        check_state_dict({k: v.shape for k, v in self.params.items()}, tensors)
+        expected = {k: v.shape for k, v in self.params.items()}
+        if self.bounds is not None:
+            expected[CLASS_BOUNDS] = self.bounds.shape
+        check_state_dict(expected, tensors)
+        if self.bounds is not None:
+            bounds = np.asarray(tensors[CLASS_BOUNDS], dtype=np.int64)
+            check_bounds(bounds, self.vocab_size)
+            self.bounds = bounds.copy()
         for name, arr in self.params.items():
             arr[...] = tensors[name]  # in place: the optimizer holds references
 

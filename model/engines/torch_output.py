@@ -25,25 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def class_bounds(word_counts: np.ndarray, num_classes: int) -> np.ndarray:
-    """(C + 1,) int64 boundaries of C contiguous, non-empty id ranges covering V words:
-    class k holds ids bounds[k] <= id < bounds[k + 1]. Each range takes about 1/C of the
-    summed sqrt(count); ``num_classes`` is capped at V."""
-    counts = np.asarray(word_counts, dtype=np.float64)
-    size = len(counts)
-    classes = min(num_classes, size)
-    mass = np.sqrt(np.maximum(counts, 0.0))
-    total = mass.sum()
-    before = np.cumsum(mass) - mass  # (V,) mass of the ids before each id
-    share = before / total if total > 0 else np.arange(size) / size
-    # The first id of class k is the first id whose preceding mass reaches k / C.
-    starts = np.searchsorted(share, np.arange(classes) / classes, side="left")
-    # Every class non-empty even where one word carries more than 1/C of the mass:
-    # strictly increasing starts, each leaving room for the classes after it.
-    for k in range(1, classes):  # C is small (about sqrt(V))
-        starts[k] = min(max(starts[k], starts[k - 1] + 1), size - (classes - k))
-    return np.append(starts, size).astype(np.int64)
+from rnnlm.model.engines.word_classes import check_bounds, even_bounds, factored_log_probs
 
 
 class ClassSoftmax(nn.Module):
@@ -60,8 +42,7 @@ class ClassSoftmax(nn.Module):
         nn.init.uniform_(self.layer.weight, -0.1, 0.1)
         nn.init.zeros_(self.layer.bias)
         # Until set_bounds: equal ranges (a model loaded from a checkpoint gets its own).
-        even = np.linspace(0, vocab_size, num_classes + 1).round().astype(np.int64)
-        self.register_buffer("bounds", torch.from_numpy(even))
+        self.register_buffer("bounds", torch.from_numpy(even_bounds(vocab_size, num_classes)))
         self._vocab_size = vocab_size
         self._cache_key: tuple[int, ...] | None = None
         self._word_class: torch.Tensor | None = None
@@ -73,15 +54,8 @@ class ClassSoftmax(nn.Module):
         self.check_bounds()
 
     def check_bounds(self) -> None:
-        """Refuse bounds that are not C non-empty ranges from 0 to V (a damaged checkpoint
-        would otherwise score with the wrong words' rows)."""
-        bounds, size = self.bounds.tolist(), self._vocab_size
-        rising = all(a < b for a, b in itertools.pairwise(bounds))
-        if not rising or bounds[0] != 0 or bounds[-1] != size:
-            raise ValueError(
-                f"word class bounds must rise strictly from 0 to {size}, "
-                f"got {bounds[:4]}...{bounds[-2:]}"
-            )
+        """Refuse bounds that do not fit the vocabulary (``word_classes.check_bounds``)."""
+        check_bounds(self.bounds.cpu().numpy(), self._vocab_size)
 
     def word_class(self) -> torch.Tensor:
         """(V,) the class of every word id, rebuilt when the bounds change (loading)."""
@@ -127,27 +101,18 @@ def decoding_log_probs(
     decoder: nn.Linear, classes: ClassSoftmax | None, states: torch.Tensor
 ) -> np.ndarray:
     """``full_log_probs`` as decoding wants it: (n, V) float32 NumPy, normalised in NumPy
-    after the products, in place. Per class, one vectorised pass: the exponentials of each
-    row shifted by its maximum, summed over each class's id range (``np.add.reduceat``; the
-    classes are contiguous ranges). No class's sum underflows unless all its words sit 87
-    nats below the row's best, which trained weights do not produce; a row where one does
-    falls back to the per-class pass. (torch's per-class loop cost 0.5-1 ms a step in
-    Python overhead; torch's own casts of (n, V), run on two threads of a busy 2-core
-    machine, cost 20-60x a one-thread NumPy pass.) float32 as in scoring, where the log-
-    softmax is float32 too: half the memory traffic of float64 in the decoding loop."""
+    after the products, in place (``word_classes.factored_log_probs`` with classes: one
+    vectorised pass instead of torch's per-class loop, which cost 0.5-1 ms a step in Python
+    overhead; torch's own casts of (n, V), run on two threads of a busy 2-core machine,
+    cost 20-60x a one-thread NumPy pass). float32 as in scoring, where the log-softmax is
+    float32 too: half the memory traffic of float64 in the decoding loop."""
     logits = decoder(states).detach().cpu().numpy()  # (n, V) float32, ours to overwrite
-    logits -= logits.max(axis=1, keepdims=True)
     if classes is None:
+        logits -= logits.max(axis=1, keepdims=True)
         logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
         return logits
     class_lp = F.log_softmax(classes.layer(states), dim=-1).detach().cpu().numpy()  # (n, C)
-    bounds = classes.bounds.cpu().numpy()
-    sums = np.add.reduceat(np.exp(logits), bounds[:-1], axis=1)  # (n, C)
-    if not np.all(sums > 0):
-        return full_log_probs(decoder, classes, states).detach().cpu().numpy()
-    word_class = classes.word_class().cpu().numpy()  # (V,)
-    logits -= (np.log(sums) - class_lp)[:, word_class]
-    return logits
+    return factored_log_probs(logits, class_lp, classes.bounds.cpu().numpy())
 
 
 def full_log_probs(

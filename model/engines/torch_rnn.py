@@ -18,11 +18,11 @@ from rnnlm.model.engines.numpy_optim import ADAM_BETAS, EPS, RMSPROP_DECAY
 from rnnlm.model.engines.torch_dropout import embedded_dropout, locked_dropout
 from rnnlm.model.engines.torch_output import (
     ClassSoftmax,
-    class_bounds,
     decoding_log_probs,
     log_probs,
 )
 from rnnlm.model.engines.tree_plan import TreePlan, rechunk
+from rnnlm.model.engines.word_classes import class_bounds
 from rnnlm.model.stopping import ShouldStop, check
 
 _CELL_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}

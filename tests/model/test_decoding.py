@@ -80,7 +80,7 @@ def test_requests_decoded_together_produce_what_each_produces_alone(small_lm):
     for i, (got, want) in enumerate(zip(results, expected, strict=True)):
         assert [t[:3] for t in got] == [t[:3] for t in want], f"request {i}: {REQUESTS[i]}"
         np.testing.assert_allclose([t[3] for t in got], [t[3] for t in want], atol=1e-5)
-    assert max(counting.rows) >= 16  # steps carried many requests' rows at once
+    assert max(counting.rows) >= 8  # steps carried many requests' rows at once
 
 
 def test_a_request_that_leaves_does_not_disturb_the_others(small_lm):

@@ -7,7 +7,7 @@ import pytest
 from rnnlm.model import LanguageModel, ModelConfig, TrainConfig, train
 from rnnlm.model.batching import make_batch
 from rnnlm.model.engines import create_engine
-from rnnlm.model.engines.torch_output import class_bounds
+from rnnlm.model.engines.word_classes import class_bounds
 from rnnlm.model.vocab import START_ID
 from tests.conftest import needs_torch
 
@@ -42,7 +42,7 @@ def test_class_bounds_edge_cases(counts, classes, want):
 
 
 def class_engine(classes: int = 7, cell: str = "gru"):
-    needs_torch(cell)
+    needs_torch(cell)  # the NumPy rnn needs none
     config = ModelConfig(
         cell=cell, vocab_size=VOCAB, embed_size=16, hidden_size=16, output_classes=classes
     )
@@ -58,7 +58,7 @@ def class_engine(classes: int = 7, cell: str = "gru"):
     return engine
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_distributions_are_normalised_and_scoring_equals_decoding(cell):
     """``step`` builds the whole (B, V) distribution class by class; ``token_log_probs``
     runs one product per class present. They are separate code paths and must agree."""
@@ -99,8 +99,7 @@ def test_class_bounds_follow_training_counts_and_survive_a_checkpoint(tmp_path):
 def test_output_classes_is_validated():
     with pytest.raises(ValueError, match="output_classes must be an integer >= 2"):
         ModelConfig(output_classes=1)
-    with pytest.raises(ValueError, match="output_classes needs cell 'gru' or 'lstm'"):
-        ModelConfig(cell="rnn", output_classes=10)
+    assert ModelConfig(cell="rnn", output_classes=10).output_classes == 10  # Mikolov's RNNLM
 
 
 def test_default_output_layer_depends_on_the_vocabulary_size():
@@ -121,9 +120,54 @@ def test_configs_stored_before_a_field_existed_keep_what_they_were_trained_with(
     assert ModelConfig.from_stored(ModelConfig().to_dict()) == ModelConfig()
 
 
-def test_damaged_class_bounds_are_refused():
-    engine = class_engine()
+@pytest.mark.parametrize(("cell", "key"), [("rnn", "class_bounds"), ("gru", "classes.bounds")])
+def test_damaged_class_bounds_are_refused(cell, key):
+    engine = class_engine(cell=cell)
     weights = engine.state_dict()
-    weights["classes.bounds"] = weights["classes.bounds"][::-1].copy()
+    weights[key] = weights[key][::-1].copy()
     with pytest.raises(ValueError, match="must rise strictly from 0 to 60"):
         engine.load_state_dict(weights)
+
+
+def test_the_numpy_class_softmax_gradients_match_finite_differences():
+    """The hand-written backward of the factored output layer (word_classes.class_output)
+    through BPTT, against centred differences of the loss, every parameter entry, float64."""
+    from rnnlm.model.engines.numpy_rnn import init_params, loss_and_grads
+
+    rng = np.random.default_rng(0)
+    vocab, hidden = 30, 5
+    params = init_params(hidden, vocab, seed=1, dtype="float64", classes=6)
+    for name in params:
+        params[name] = params[name] + rng.normal(0.0, 0.3, params[name].shape)
+    bounds = class_bounds(np.arange(vocab, 0, -1) ** 2, 6)
+    batch = make_batch([rng.integers(0, vocab, size=n) for n in (9, 6, 3)])
+    _, grads = loss_and_grads(params, batch, "tanh", None, bounds)
+    for name, value in params.items():
+        numeric = np.zeros_like(value)
+        for index in np.ndindex(value.shape):
+            old = value[index]
+            value[index] = old + 1e-6
+            up, _ = loss_and_grads(params, batch, "tanh", None, bounds)
+            value[index] = old - 1e-6
+            down, _ = loss_and_grads(params, batch, "tanh", None, bounds)
+            value[index] = old
+            numeric[index] = (up - down) / 2e-6 / batch.num_tokens
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-9, err_msg=name)
+
+
+def test_a_numpy_class_model_trains_and_keeps_its_classes(tmp_path):
+    rare = [f"w{i} w{i + 1} ." for i in range(0, 40, 2)] * 2
+    text = " ".join(["the cat sat on the mat ."] * 40 + ["a dog ran to the park ."] * 10 + rare)
+    config = ModelConfig(cell="rnn", hidden_size=16, output_classes=4, ngram_order=0)
+    lm = train(text, config, TrainConfig(epochs=8, batch_size=8, optimizer="adam"))
+    bounds = lm.engine.bounds.tolist()
+    assert len(bounds) == 5 and bounds[-1] == len(lm.vocab)
+    assert np.diff(bounds)[0] < np.diff(bounds)[-1] / 2  # placed by the training counts
+    path = tmp_path / "rnn.st"
+    lm.save(path)
+    loaded = LanguageModel.load(path)
+    assert loaded.engine.bounds.tolist() == bounds
+    good, bad = loaded.score(
+        ["the cat sat on the mat .", ". mat the on sat cat the"], scorer="neural"
+    )
+    assert good.logprob > bad.logprob + 3
