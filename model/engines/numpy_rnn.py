@@ -156,9 +156,9 @@ def output_grads(
     ``-scale * sum(ln p)`` with respect to the states (N, H) and the output parameters (the
     full softmax's V, c; or the factored one's, ``word_classes.class_output``)."""
     if bounds is not None:
-        logp, grad_states, grads = class_output(params, bounds, states, targets, scale)
+        logp, grad_states, class_grads = class_output(params, bounds, states, targets, scale)
         assert grad_states is not None
-        return logp, grad_states, grads
+        return logp, grad_states, class_grads
     logp, grad_logits = output_log_probs(params, states, targets)
     # dL/do = softmax - onehot(target), scaled. (N, V)
     grad_logits[np.arange(len(targets)), targets] -= 1
