@@ -40,6 +40,9 @@ Params = dict[str, np.ndarray]
 # The checkpoint name of a factored output layer's class ranges (not a trained parameter).
 CLASS_BOUNDS = "class_bounds"
 # Output-layer rows per chunk when scoring a prefix tree: bounds the (rows, V) buffer.
+# Logits below this (by dtype size) cannot overflow exp: float32's exp overflows past 88.7,
+# float64's past 709.8 (and none so far below zero that every exp underflows).
+_SAFE_EXP = {4: 80.0, 8: 700.0}
 _TREE_CHUNK_ROWS = 1024
 
 
@@ -98,22 +101,36 @@ def forward_states(
     return Z, S
 
 
+def with_ones(states: np.ndarray) -> np.ndarray:
+    """States (N, H) with a column of ones (N, H + 1): a product with [V | c] then adds the
+    bias c inside the matrix product instead of in a pass over the (N, V) result."""
+    return np.hstack([states, np.ones((len(states), 1), dtype=states.dtype)])
+
+
 def output_log_probs(
-    params: Params, states: np.ndarray, targets: np.ndarray
+    params: Params, states: np.ndarray, targets: np.ndarray, normalise: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax output for N states (N, H) and their targets (N,).
 
-    Returns ln p(target) (N,) and the full softmax (N, V). The softmax is computed in place
-    in one (N, V) buffer: at V=8000 it is the largest array of a training step.
+    Returns ln p(target) (N,) and the full softmax times ``normalise`` (N, V) (a backward
+    pass wants it scaled for the mean loss: one pass over the buffer, not two). It is
+    computed in place in one (N, V) buffer, the largest array of a step, in as few passes
+    over it as the maths allows: the bias inside the product (``with_ones``), no shift by
+    the row maximum where no logit can be large enough to overflow ``exp`` (softmax does
+    not change with a shift; |logit| <= |s| max_j |V_j| + max |c|, and with tanh |s| <=
+    sqrt(H)), then exp, the row sums, one scaling.
     """
-    probs = states @ params["V"].T  # (N, V) logits
-    probs += params["c"]
-    probs -= probs.max(axis=1, keepdims=True)
+    V, c = params["V"], params["c"]
+    probs = with_ones(states) @ np.hstack([V, c[:, None]]).T  # (N, V) logits
+    bound = float(np.sqrt(np.einsum("nh,nh->n", states, states).max(initial=0.0)))
+    bound = bound * float(np.sqrt(np.einsum("vh,vh->v", V, V).max())) + float(np.abs(c).max())
+    if not bound < _SAFE_EXP[probs.dtype.itemsize]:
+        probs -= probs.max(axis=1, keepdims=True)
     rows = np.arange(len(targets))
     target_logits = probs[rows, targets].copy()
     np.exp(probs, out=probs)
     totals = probs.sum(axis=1)
-    probs /= totals[:, None]
+    probs *= (normalise / totals)[:, None].astype(probs.dtype)
     return target_logits - np.log(totals), probs
 
 
@@ -159,11 +176,11 @@ def output_grads(
         logp, grad_states, class_grads = class_output(params, bounds, states, targets, scale)
         assert grad_states is not None
         return logp, grad_states, class_grads
-    logp, grad_logits = output_log_probs(params, states, targets)
-    # dL/do = softmax - onehot(target), scaled. (N, V)
-    grad_logits[np.arange(len(targets)), targets] -= 1
-    grad_logits *= scale
-    grads: Params = {"V": grad_logits.T @ states, "c": grad_logits.sum(axis=0)}
+    logp, grad_logits = output_log_probs(params, states, targets, normalise=scale)
+    # dL/do = scale * (softmax - onehot(target)): the scale came with the normalisation.
+    grad_logits[np.arange(len(targets)), targets] -= scale
+    both = grad_logits.T @ with_ones(states)  # (V, H + 1): [dL/dV | dL/dc] in one product
+    grads: Params = {"V": both[:, :-1], "c": both[:, -1]}
     return logp, grad_logits @ params["V"], grads
 
 
@@ -210,11 +227,22 @@ def loss_and_grads(
     flat_D = D.reshape(-1, hidden)
     grads["W"] = flat_D.T @ S[:-1].reshape(-1, hidden)
     grads["b"] = flat_D.sum(axis=0)
-    grad_U = np.zeros_like(params["U"])
-    # Scatter-add into the columns of the words read; padding rows carry no gradient.
-    np.add.at(grad_U.T, batch.inputs.T[real], D[real])
-    grads["U"] = grad_U
+    grads["U"] = input_grad(params["U"], batch.inputs.T[real], D[real])
     return -float(logp.sum(dtype=np.float64)), grads
+
+
+def input_grad(U: np.ndarray, ids: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """dL/dU (H, V): the deltas (N, H) of the positions that read word ids[i], added into
+    its column. Summed per distinct word (sorted, ``np.add.reduceat``) and written once per
+    column: ``np.add.at``, its unbuffered per-element scatter, was most of a step's time
+    outside the products."""
+    grad = np.zeros_like(U)
+    if len(ids) == 0:
+        return grad
+    order = np.argsort(ids, kind="stable")
+    words, starts = np.unique(ids[order], return_index=True)
+    grad[:, words] = np.add.reduceat(deltas[order], starts, axis=0).T  # (H, u)
+    return grad
 
 
 def clip_by_global_norm(grads: Params, max_norm: float | None) -> float:
