@@ -571,10 +571,10 @@ class ModelConfig(_message.Message):
     embed_dropout: _builtins.float
     """"gru"/"lstm": probability of dropping a whole word's embedding in training (default 0)."""
     output_classes: _builtins.int
-    """"gru"/"lstm": 0 for a full softmax over the vocabulary; C >= 2 for a softmax factored
-    into C word classes by frequency, as the RNNLM toolkit's -class (scoring 3.4x faster
-    for about 2% more perplexity). Default: round(sqrt(vocab_size)) from a vocab_size of
-    1000 on, else 0 ("rnn": always 0).
+    """0 for a full softmax over the vocabulary; C >= 2 for a softmax factored into C word
+    classes by frequency, as the RNNLM toolkit's -class (scoring 3.4x faster for about 2%
+    more perplexity). Default: round(sqrt(vocab_size)) from a vocab_size of 1000 on, else
+    0 ("rnn": 0 unless given, the tutorial's full softmax).
     """
     def __init__(
         self,
