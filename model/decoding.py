@@ -78,6 +78,7 @@ class Decoder:
         # The batch (touched by the thread that runs the loop only): the requests in row
         # order with their row counts, the rows' next-token log-probs (R, V), their state.
         self._active: list[tuple[_Request, int]] = []
+        self._joining: list[_Request] = []  # taken from _pending, their prompts being read
         self._logp = np.zeros((0, len(vocab)))
         self._state: Any = None
 
@@ -155,16 +156,18 @@ class Decoder:
     def _fail_all(self, err: Exception) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
-        for request in [r for r, _ in self._active] + pending:
+        for request in [r for r, _ in self._active] + self._joining + pending:
             request.out.put(err)
         self._active, self._logp, self._state = [], self._logp[:0], None
+        self._joining = []
 
     def _step(self) -> None:
         with self._lock:
-            joining, self._pending = self._pending, []
-        self._read_prompts(joining)
-        for request in joining:
+            self._joining, self._pending = self._pending, []
+        self._read_prompts(self._joining)
+        for request in self._joining:
             self._join(request)
+        self._joining = []
         parents: list[int] = []  # rows of the batch that go on
         tokens: list[int] = []
         going_on: list[tuple[Any, int]] = []

@@ -129,3 +129,27 @@ def test_vectorised_choice_follows_each_rows_options():
         assert chosen[2] in nucleus
         assert chosen[3] not in (0, 1, 2)
         assert chosen[4] == np.argmax(allowed[4])  # near-zero temperature: the best
+
+
+def test_an_engine_failure_reaches_every_request_and_the_loop_goes_on(small_models):
+    """A step that raises ends every request in the batch (and those joining) with the
+    error; the next request decodes normally."""
+    lm = small_models["rnn"]
+
+    class Failing(CountingEngine):
+        fail = True
+
+        def step(self, tokens, state):
+            if self.fail:
+                raise RuntimeError("engine broke")
+            return self.engine.step(tokens, state)
+
+    engine = Failing(lm.engine)
+    decoder = Decoder(engine, lm.vocab)
+    ids = lm.vocab.encode(["the"])
+    streams = [decoder.submit(ids, GenerationConfig(seed=i)) for i in range(3)]
+    for stream in streams:
+        with pytest.raises(RuntimeError, match="engine broke"):
+            list(stream)
+    engine.fail = False
+    assert list(decoder.submit(ids, GenerationConfig(seed=1, max_length=3)))
