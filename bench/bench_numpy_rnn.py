@@ -27,9 +27,8 @@ import numpy as np
 from rnnlm.model import ModelConfig, TrainConfig
 from rnnlm.model.batching import length_sorted_batches
 from rnnlm.model.corpus import Corpus
-from rnnlm.model.dataset import prepare
+from rnnlm.model.dataset import prepare, target_counts
 from rnnlm.model.engines import create_engine
-from rnnlm.model.training import target_counts
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("RNNLM_SHARED_DATA") or ROOT / "shared/data")

@@ -22,8 +22,9 @@ import datetime
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from rnnlm.model.corpus import Corpus
 from rnnlm.model.state import WorkerLost
 
 log = logging.getLogger("rnnlm.model")
+T = TypeVar("T")
 
 # How long a collective waits for a rank that neither answers nor drops its connection (a
 # rank that dies drops it, and the others fail at once). It covers rank 0's checkpoint and
@@ -193,3 +195,15 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     """The dropout seed of a rank other than 0 from ``step`` on: its own stream, which a
     resumed run derives again (rank 0's stream is the one checkpoints keep)."""
     return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+
+
+def run_as_rank(run: Callable[[], T]) -> T:
+    """Run a rank's training; another rank's death (a collective that fails) is WorkerLost."""
+    try:
+        return run()
+    except WorkerLost:
+        raise
+    except RuntimeError as err:
+        if isinstance(err, dist.DistError):
+            raise lost(err) from err
+        raise

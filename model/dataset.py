@@ -127,3 +127,11 @@ def prepare(
     return Prepared(
         tokenizer, vocab, encode(train_sents), encode(valid_sents), warnings, valid_sents
     )
+
+
+def target_counts(sequences: list[np.ndarray], vocab_size: int) -> np.ndarray:
+    """(V,) how often each id is predicted in training (windows overlap by one id, which
+    is the input of the next window, so ``seq[1:]`` counts every target once)."""
+    targets = [seq[1:] for seq in sequences]
+    joined = np.concatenate(targets) if targets else np.zeros(0, dtype=np.int64)
+    return np.bincount(joined, minlength=vocab_size)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rnnlm.model.engines.base import StepStats
+
 
 @dataclass(frozen=True)
 class ProgressEvent:
@@ -35,3 +37,21 @@ class ProgressEvent:
     @property
     def eta_s(self) -> float:
         return self.eta_seconds
+
+
+@dataclass
+class Work:
+    """Training steps added up: their loss, tokens and seconds."""
+
+    loss_sum: float = 0.0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, stats: StepStats, seconds: float) -> None:
+        self.loss_sum += stats.loss_sum
+        self.tokens += stats.num_tokens
+        self.seconds += seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only
+    from rnnlm.model.config import ModelConfig, TrainConfig
 
 # TrainingState.status: the run's outcome so far (the server maps these to job states).
 STATUS_RUNNING, STATUS_COMPLETED = "running", "completed"
@@ -42,3 +45,58 @@ class TrainingState:
     def from_dict(cls, data: dict[str, Any]) -> TrainingState:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# Fields that decide which sentences are trained and validated on, and in which order:
+# changing them on resume would leak validation sentences into training.
+RESUME_FIXED_FIELDS = ("seed", "valid_fraction", "max_length", "batch_size", "optimizer")
+
+
+def check_resumable(
+    stored: tuple[ModelConfig, TrainConfig | None, TrainingState | None],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    corpus_sha256: str,
+) -> None:
+    """Refuse to resume a checkpoint (its model config, train config and state: ``stored``)
+    with another configuration or corpus."""
+    config, before, state = stored
+    if config != model_config:
+        raise ValueError(
+            "resume_from: model_config differs from the checkpoint's; "
+            "a run resumes with the configuration it started with"
+        )
+    changed = [
+        f for f in RESUME_FIXED_FIELDS if before and getattr(before, f) != getattr(train_config, f)
+    ]
+    if changed:
+        raise ValueError(
+            f"resume_from: train_config.{changed[0]} must stay "
+            f"{getattr(before, changed[0])!r} when resuming (fixed on resume: "
+            f"{', '.join(RESUME_FIXED_FIELDS)}); epochs, learning rate and the rest may change"
+        )
+    if state is not None and state.corpus_sha256 not in (None, corpus_sha256):
+        raise ValueError(
+            "resume_from: the corpus differs from the one this run started on; "
+            "resume with the same corpus, or start a new training"
+        )
+
+
+# For the learning-rate rule a loss counts as progress only when it beats the best so far by
+# this share: validation noise (a few 1e-4 relative) must not reset the plateau count.
+PLATEAU_THRESHOLD = 1e-3
+
+
+def plateau_reached(state: TrainingState, loss: float, config: TrainConfig) -> bool:
+    """Count an epoch's loss towards the learning-rate rule; True when the rate is due a
+    cut: ``lr_patience`` epochs in a row without beating the best loss by PLATEAU_THRESHOLD.
+    (Cutting it whenever the noisy validation loss rose, the tutorial's rule, starved
+    models with dropout of learning rate, and they under-fitted.)"""
+    if state.plateau_loss is None or loss < state.plateau_loss * (1 - PLATEAU_THRESHOLD):
+        state.plateau_loss, state.plateau_epochs = loss, 0
+        return False
+    state.plateau_epochs += 1
+    if state.plateau_epochs < config.lr_patience:
+        return False
+    state.plateau_epochs = 0  # the cut rate gets lr_patience epochs of its own
+    return True

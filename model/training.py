@@ -20,19 +20,20 @@ import numpy as np
 from rnnlm.model.batching import length_sorted_batches, num_batches
 from rnnlm.model.config import ModelConfig, TrainConfig
 from rnnlm.model.corpus import Corpus
-from rnnlm.model.dataset import prepare
-from rnnlm.model.engines import Engine, StepStats, create_engine
+from rnnlm.model.dataset import prepare, target_counts
+from rnnlm.model.engines import Engine, create_engine
 from rnnlm.model.interpolation import NgramPart, add_ngram_part, check_vocab_overlap, perplexity
 from rnnlm.model.lm import LanguageModel
 from rnnlm.model.ngram import NgramModel
-from rnnlm.model.progress import ProgressEvent
+from rnnlm.model.progress import ProgressEvent, Work
 from rnnlm.model.state import (
     STATUS_CANCELLED,
     STATUS_COMPLETED,
     STATUS_EARLY_STOPPED,
     STATUS_RUNNING,
     TrainingState,
-    WorkerLost,
+    check_resumable,
+    plateau_reached,
 )
 
 if TYPE_CHECKING:  # torch is imported only by runs that use it
@@ -40,9 +41,6 @@ if TYPE_CHECKING:  # torch is imported only by runs that use it
 
 log = logging.getLogger("rnnlm.model")
 
-# For the learning-rate rule a loss counts as progress only when it beats the best so far by
-# this share: validation noise (a few 1e-4 relative) must not reset the plateau count.
-PLATEAU_THRESHOLD = 1e-3
 # With log_every unset, a step event comes after the first step and then about this often,
 # so that a watcher sees progress (and an ETA) from the start whatever a step costs.
 PROGRESS_SECONDS = 2.0
@@ -75,39 +73,6 @@ def evaluate(
     return loss, tokens
 
 
-def plateau_reached(state: TrainingState, loss: float, config: TrainConfig) -> bool:
-    """Count an epoch's loss towards the learning-rate rule; True when the rate is due a
-    cut: ``lr_patience`` epochs in a row without beating the best loss by PLATEAU_THRESHOLD.
-    (Cutting it whenever the noisy validation loss rose, the tutorial's rule, starved
-    models with dropout of learning rate, and they under-fitted.)"""
-    if state.plateau_loss is None or loss < state.plateau_loss * (1 - PLATEAU_THRESHOLD):
-        state.plateau_loss, state.plateau_epochs = loss, 0
-        return False
-    state.plateau_epochs += 1
-    if state.plateau_epochs < config.lr_patience:
-        return False
-    state.plateau_epochs = 0  # the cut rate gets lr_patience epochs of its own
-    return True
-
-
-@dataclass
-class _Work:
-    """Training steps added up: their loss, tokens and seconds."""
-
-    loss_sum: float = 0.0
-    tokens: int = 0
-    seconds: float = 0.0
-
-    def add(self, stats: StepStats, seconds: float) -> None:
-        self.loss_sum += stats.loss_sum
-        self.tokens += stats.num_tokens
-        self.seconds += seconds
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-
 @dataclass
 class _Trainer:
     """One training run; holds what the epoch loop and the callbacks share."""
@@ -130,8 +95,8 @@ class _Trainer:
         self.steps_this_run = 0
         # Training steps since the last step event, and of this epoch (throughput leaves
         # validation time out).
-        self._window = _Work()
-        self._epoch_work = _Work()
+        self._window = Work()
+        self._epoch_work = Work()
         self._last_grad_norm = 0.0
         self._last_event = self.started  # when the last step event was sent
         self._rate: float | None = None  # tokens/s, smoothed over RATE_HORIZON_SECONDS
@@ -155,7 +120,7 @@ class _Trainer:
     def _run_epoch(self) -> None:
         cfg, state = self.config, self.state
         rng = np.random.default_rng([cfg.seed, state.epoch])
-        self._epoch_work = _Work()
+        self._epoch_work = Work()
         for i, (_, batch) in enumerate(length_sorted_batches(self.train_seqs, cfg.batch_size, rng)):
             if i < state.epoch_step:  # resuming: these batches were trained before the stop
                 continue
@@ -178,7 +143,7 @@ class _Trainer:
             self._window.add(stats, seconds)
             self._epoch_work.add(stats, seconds)
             if self._step_event_due():
-                window, self._window = self._window, _Work()
+                window, self._window = self._window, Work()
                 loss = window.loss_sum / window.tokens
                 self._emit("step", loss, self._smoothed_rate(window), stats.grad_norm)
             if (
@@ -206,7 +171,7 @@ class _Trainer:
         self._last_event = now
         return True
 
-    def _smoothed_rate(self, window: _Work) -> float:
+    def _smoothed_rate(self, window: Work) -> float:
         """Tokens/s, an average weighted towards the last RATE_HORIZON_SECONDS of steps."""
         rate = window.tokens_per_second
         if self._rate is None:
@@ -291,45 +256,6 @@ class _Trainer:
         self.on_progress(event)
 
 
-# Fields that decide which sentences are trained and validated on, and in which order:
-# changing them on resume would leak validation sentences into training.
-RESUME_FIXED_FIELDS = ("seed", "valid_fraction", "max_length", "batch_size", "optimizer")
-
-
-def _check_resumable(
-    lm: LanguageModel, model_config: ModelConfig, train_config: TrainConfig, corpus_sha256: str
-) -> None:
-    if lm.config != model_config:
-        raise ValueError(
-            "resume_from: model_config differs from the checkpoint's; "
-            "a run resumes with the configuration it started with"
-        )
-    before = lm.train_config
-    changed = [
-        f for f in RESUME_FIXED_FIELDS if before and getattr(before, f) != getattr(train_config, f)
-    ]
-    if changed:
-        raise ValueError(
-            f"resume_from: train_config.{changed[0]} must stay "
-            f"{getattr(before, changed[0])!r} when resuming (fixed on resume: "
-            f"{', '.join(RESUME_FIXED_FIELDS)}); epochs, learning rate and the rest may change"
-        )
-    state = lm.training_state
-    if state is not None and state.corpus_sha256 not in (None, corpus_sha256):
-        raise ValueError(
-            "resume_from: the corpus differs from the one this run started on; "
-            "resume with the same corpus, or start a new training"
-        )
-
-
-def target_counts(sequences: list[np.ndarray], vocab_size: int) -> np.ndarray:
-    """(V,) how often each id is predicted in training (windows overlap by one id, which
-    is the input of the next window, so ``seq[1:]`` counts every target once)."""
-    targets = [seq[1:] for seq in sequences]
-    joined = np.concatenate(targets) if targets else np.zeros(0, dtype=np.int64)
-    return np.bincount(joined, minlength=vocab_size)
-
-
 def train(
     corpus: Corpus | str,
     model_config: ModelConfig | None = None,
@@ -387,7 +313,8 @@ def train(
         )
     corpus_sha256 = hashlib.sha256(corpus.text.encode("utf-8")).hexdigest()
     if resume_from is not None:
-        _check_resumable(resume_from, model_config, train_config, corpus_sha256)
+        stored = (resume_from.config, resume_from.train_config, resume_from.training_state)
+        check_resumable(stored, model_config, train_config, corpus_sha256)
     prepared = prepare(corpus, model_config, train_config, resume_from)
     tokenizer, vocab, train_seqs, valid_seqs, warnings, valid_sentences = prepared
     if ngram is not None:  # a foreign ARPA model is refused now, not after training
@@ -430,7 +357,12 @@ def train(
     trainer = _Trainer(
         lm, train_seqs, valid_seqs, state, on_progress, on_checkpoint, should_stop, distributed
     )
-    lm = trainer.run() if distributed is None else _run_as_rank(trainer)
+    if distributed is None:
+        lm = trainer.run()
+    else:
+        from rnnlm.model.data_parallel import run_as_rank
+
+        lm = run_as_rank(trainer.run)
     leader = distributed is None or distributed.leader
     if add_ngram and leader and state.status in (STATUS_COMPLETED, STATUS_EARLY_STOPPED):
         add_ngram_part(lm, train_seqs, valid_sentences, ngram, ngram_source)
@@ -453,19 +385,3 @@ def _join(
     if group.leader:
         group.share_start(corpus, model_config, train_config, lm.to_bytes(resumable=True))
     lm.engine.data_parallel(group, lm.training_state.global_step)
-
-
-def _run_as_rank(trainer: _Trainer) -> LanguageModel:
-    """Run a rank's training; another rank's death (a collective that fails) is WorkerLost."""
-    from rnnlm.model.data_parallel import lost
-
-    try:
-        return trainer.run()
-    except WorkerLost:
-        raise
-    except RuntimeError as err:
-        import torch.distributed as dist
-
-        if isinstance(err, dist.DistError):
-            raise lost(err) from err
-        raise

@@ -5,8 +5,9 @@ thread of the model takes the first waiting request, gathers more until ``max_ba
 sentences or ``max_wait`` seconds, runs one length-sorted forward pass and hands each caller
 its own results. With ``workers`` > 1 (``--batch-workers``) the next batch gathers and runs
 while the last one's Python work (sorting, padding, splitting the results) is done: the
-forward passes release the interpreter lock, so a second core is kept busy. The scoring function pads and masks, so a sentence's score does not depend
-on what else shared its batch (up to float rounding, about 1e-6 relative).
+forward passes release the interpreter lock, so a second core is kept busy. The scoring
+function pads and masks, so a sentence's score does not depend on what else shared its
+batch (up to float rounding, about 1e-6 relative).
 
 A caller may say when its result is no longer wanted (``should_stop``: the server passes
 "the client's deadline passed or it cancelled"). Nobody else computes for it then: a request

@@ -111,19 +111,14 @@ class ServerConfig:
     max_message_bytes: int = setting(16 * 1024 * 1024, "size of one gRPC message", least=1)
     batching: bool = setting(True, "batch concurrent ScoreSentence calls")
     quantize: str = setting(
-        "none",
-        "int8: score and generate with int8 copies of gru/lstm models (CPU; dynamic "
-        "quantization: faster, scores differ slightly, see docs/model.md); none: float",
+        "none", "int8: serve gru/lstm models (CPU) with int8 weights (docs/model.md); none: float"
     )
     batch_max_size: int = setting(128, "sentences in one batched forward pass", least=1)
     batch_max_wait_ms: float = setting(
         2.0, "how long a batch waits for more requests", most=10_000.0
     )
     batch_workers: int = setting(
-        1,
-        "threads running batched forward passes of a model: 2 overlaps one batch's Python "
-        "work with the next one's forward pass (README: Benchmarks)",
-        least=1,
+        1, "threads running a model's batched forward passes (2: one overlaps the other)", least=1
     )
     cache_size: int = setting(4, "models kept loaded in memory", least=1)
     cache_refresh_s: float = setting(

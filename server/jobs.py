@@ -180,10 +180,7 @@ class JobManager:
                 f"{self.config.max_model_params:,} (--max-model-params): lower vocab_size, "
                 "embed_size, hidden_size or num_layers"
             )
-        try:
-            check_device_available(model_config.cell, train_config.device, train_config.processes)
-        except ValueError as err:  # a valid name this server cannot honour
-            raise FailedPrecondition(str(err)) from None
+        _check_devices(model_config.cell, train_config, "{err}")
         if train_config.checkpoint_every is None:
             train_config = dataclasses.replace(
                 train_config, checkpoint_every=self.config.checkpoint_every
@@ -287,14 +284,10 @@ class JobManager:
                     f"epochs must be >= the job's {config.epochs} (or 0 to keep it), got {epochs}"
                 )
             config = dataclasses.replace(config, epochs=epochs)
-        try:  # a data-parallel job may have run on more cores or GPUs than this server has
-            cell = ModelConfig.from_stored(job.model).cell
-            check_device_available(cell, config.device, config.processes)
-        except ValueError as err:
-            raise FailedPrecondition(
-                f"training job {job_id!r} cannot resume on this server: {err}; resume it on a "
-                "server that has them, or with torchrun (docs/deployment.md)"
-            ) from None
+        # A data-parallel job may have run on more cores or GPUs than this server has.
+        refusal = f"training job {job_id!r} cannot resume on this server: {{err}}; resume it "
+        refusal += "on a server that has them, or with torchrun (docs/deployment.md)"
+        _check_devices(ModelConfig.from_stored(job.model).cell, config, refusal)
         with self.runs.lock:
             # Marked interrupted by a replica while this server could not reach the store,
             # but its run is alive here (maybe holding a trained model that waits to
@@ -403,3 +396,12 @@ class JobManager:
                 f"this server already runs {running} training job(s), its limit "
                 f"(--max-concurrent-jobs {limit}); try again when one ends"
             )
+
+
+def _check_devices(cell: str, training: TrainConfig, refusal: str) -> None:
+    """FailedPrecondition (``refusal``, the reason in place of {err}) for a device, or a
+    number of processes, that is valid but that this server cannot honour."""
+    try:
+        check_device_available(cell, training.device, training.processes)
+    except ValueError as err:
+        raise FailedPrecondition(refusal.format(err=err)) from None

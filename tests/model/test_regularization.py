@@ -11,8 +11,7 @@ from rnnlm.model import Corpus, LanguageModel, ModelConfig, TrainConfig, evaluat
 from rnnlm.model.batching import make_batch
 from rnnlm.model.dataset import prepare
 from rnnlm.model.engines import create_engine, numpy_optim, torch_available
-from rnnlm.model.state import TrainingState
-from rnnlm.model.training import PLATEAU_THRESHOLD, plateau_reached
+from rnnlm.model.state import PLATEAU_THRESHOLD, TrainingState, plateau_reached
 
 needs_torch = pytest.mark.skipif(not torch_available(), reason="needs torch")
 VOCAB = 30

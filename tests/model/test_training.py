@@ -16,8 +16,7 @@ from rnnlm.model import (
 )
 from rnnlm.model.dataset import prepare
 from rnnlm.model.engines import create_engine
-from rnnlm.model.state import TrainingState
-from rnnlm.model.training import plateau_reached
+from rnnlm.model.state import TrainingState, plateau_reached
 from tests.conftest import ALL_CELLS, needs_torch, shared_file
 
 TINY = {"vocab_size": 300, "embed_size": 16, "hidden_size": 16}
