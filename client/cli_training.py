@@ -36,6 +36,7 @@ TRAIN_FLAGS = {
     "words": "nltk (default) or whitespace (pre-tokenised text, as MT pipelines write it)",
     "ngram_order": "order of the built-in Kneser-Ney n-gram part, 1-6 (default 4; 0: none)",
     "output_classes": "word classes of the softmax (default sqrt(vocab_size); 0: full softmax)",
+    "adaptive_cutoffs": "gru/lstm: adaptive softmax cut-offs by word rank, e.g. 2000,10000",
     "device": "auto, cpu, cuda or cuda:N",
     "checkpoint_every": "steps between checkpoints",
     "processes": "data-parallel training processes on the server's host (gru/lstm)",

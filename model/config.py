@@ -4,11 +4,21 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from rnnlm.model.checks import BOOLEAN, Rule, check_fields, integer, number, one_of, refuse_unknown
+from rnnlm.model.checks import (
+    BOOLEAN,
+    Rule,
+    check_fields,
+    integer,
+    number,
+    one_of,
+    quote,
+    refuse_unknown,
+)
 
 CELLS = ("gru", "lstm", "rnn")
 ACTIVATIONS = ("tanh", "relu")
@@ -88,6 +98,14 @@ _MODEL_RULES = {
     "min_count": integer(1),
     "ngram_order": integer(1, MAX_NGRAM_ORDER).passing(0).noting("0: none"),
     "output_classes": integer(2).passing(0, None),  # 0: the full softmax
+    "adaptive_cutoffs": Rule(
+        "a list of increasing integers >= 1 (word ranks; empty: no adaptive softmax)",
+        lambda v: (
+            isinstance(v, (list, tuple))
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in v)
+            and all(a < b for a, b in itertools.pairwise(v))
+        ),
+    ),
 }
 
 
@@ -118,10 +136,15 @@ class ModelConfig(_DictConfig):
     min_count: int = 2  # rarer training words are UNKNOWN_TOKEN, so that UNKNOWN_TOKEN is trained
     ngram_order: int = 4  # Kneser-Ney n-gram part trained with the network; 0: none
     output_classes: int | None = None  # 0: full softmax; C: C word classes; None: auto
+    # gru/lstm: an adaptive softmax with these cut-offs (word ranks by frequency); () none.
+    adaptive_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         owner = "model_config"
         check_fields(self, _MODEL_RULES, f"{owner}.")
+        # A list (JSON, the wire) and a tuple are the same configuration.
+        object.__setattr__(self, "adaptive_cutoffs", tuple(self.adaptive_cutoffs))
+        self._check_adaptive(owner)
         self._resolve_defaults()
         if self.cell == "rnn":
             if self.num_layers != 1:
@@ -149,6 +172,32 @@ class ModelConfig(_DictConfig):
                     f"got {self.embed_size} and {self.hidden_size}"
                 )
 
+    def _check_adaptive(self, owner: str) -> None:
+        """The adaptive softmax is a third output layer: not with word classes, not tied."""
+        cutoffs = self.adaptive_cutoffs
+        if not cutoffs:
+            return
+        if self.cell == "rnn":
+            raise ValueError(
+                f"{owner}.adaptive_cutoffs applies to 'gru' and 'lstm'; the NumPy rnn's "
+                "fast output layer is output_classes"
+            )
+        if self.output_classes:
+            raise ValueError(
+                f"{owner}.adaptive_cutoffs and output_classes are two output layers: "
+                f"give one (output_classes 0 with adaptive_cutoffs), got {self.output_classes}"
+            )
+        if self.tie_weights:
+            raise ValueError(
+                f"{owner}.tie_weights needs the full or class softmax: the adaptive "
+                "softmax's clusters have weights of their own (leave tie_weights unset)"
+            )
+        if cutoffs[-1] >= self.vocab_size:
+            raise ValueError(
+                f"{owner}.adaptive_cutoffs must all be below vocab_size ({self.vocab_size}), "
+                f"got {quote(list(cutoffs))}"
+            )
+
     def _resolve_defaults(self) -> None:
         """Defaults that depend on the cell and sizes (the NumPy rnn has neither dropout nor
         tying); object.__setattr__ because the dataclass is frozen."""
@@ -157,10 +206,11 @@ class ModelConfig(_DictConfig):
             object.__setattr__(self, "dropout", DEFAULT_DROPOUT if torch_cell else 0.0)
         if self.tie_weights is None:
             # Tying costs nothing and helps where the sizes allow it (Press & Wolf 2017).
-            tie = torch_cell and self.embed_size == self.hidden_size
+            tie = torch_cell and self.embed_size == self.hidden_size and not self.adaptive_cutoffs
             object.__setattr__(self, "tie_weights", tie)
         if self.output_classes is None:
-            object.__setattr__(self, "output_classes", auto_output_classes(self))
+            classes = 0 if self.adaptive_cutoffs else auto_output_classes(self)
+            object.__setattr__(self, "output_classes", classes)
 
     @classmethod
     def from_stored(cls, data: dict[str, Any]) -> ModelConfig:

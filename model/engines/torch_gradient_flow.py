@@ -78,7 +78,7 @@ def torch_pair_norms(
         with torch.enable_grad():
             states = _run(cells[-1], below)  # T x (B, H)
             losses = [  # L_t summed over the rows where t is a real position
-                -log_probs(model.decoder, model.classes, h, at, targets[:, t])[real[:, t]].sum()
+                -log_probs(model, h, at, targets[:, t])[real[:, t]].sum()
                 for t, h in enumerate(states)
             ]
             for t in range(steps):

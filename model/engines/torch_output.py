@@ -9,7 +9,15 @@ training frequency, most frequent first), with boundaries that give each class a
 share of the summed square-root frequencies, as the toolkit does: frequent words sit in
 small classes, rare ones share large classes that are seldom visited.
 
-Every function here takes states (n, H), and for the tokens to score, ``at`` (c,) (the row
+The third option is the adaptive softmax of Grave et al. 2017 ("Efficient softmax
+approximation for GPUs"; ``nn.AdaptiveLogSoftmaxWithLoss``): a head over the most frequent
+words plus one entry per tail cluster, and each cluster of rarer words behind a projection
+4x narrower than the last. Exact and normalised too; the head is one product for every
+position, a cluster's product runs only for the positions whose target falls in it.
+
+The functions take the output layers as ``OutputLayers`` (the model, or its int8 copy):
+``decoder`` (H -> V, None with an adaptive softmax), ``classes`` and ``adaptive`` (either
+may be None). Every function takes states (n, H), and for the tokens to score, ``at`` (c,) (the row
 of each token's state) and ``targets`` (c,) (its word id), so that one state may predict
 several children of a prefix tree. The word-in-class part of the class softmax runs one
 small product per class present; callers pass thousands of rows at a time so that the
@@ -19,6 +27,7 @@ Python loop over classes stays cheap next to the arithmetic.
 from __future__ import annotations
 
 import itertools
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,6 +35,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlm.model.engines.word_classes import check_bounds, even_bounds, factored_log_probs
+
+# Each tail cluster's projection is this many times narrower than the one before
+# (torch's default; Grave et al. use 4 too).
+ADAPTIVE_DIV_VALUE = 4.0
+
+
+def adaptive_softmax(hidden_size: int, vocab_size: int, cutoffs: tuple[int, ...]):
+    """The adaptive softmax of ``ModelConfig.adaptive_cutoffs`` for this vocabulary: the
+    cut-offs at or past its end are dropped (the vocabulary can be smaller than the
+    configured vocab_size), and when none is left the rarest word alone is the tail, so that
+    the same configuration builds the same layer for any corpus. A bias on the head (the
+    full softmax has one) carries the unigram prior."""
+    kept = [c for c in cutoffs if c < vocab_size] or [vocab_size - 1]
+    return nn.AdaptiveLogSoftmaxWithLoss(
+        hidden_size, vocab_size, kept, div_value=ADAPTIVE_DIV_VALUE, head_bias=True
+    )
+
+
+class OutputLayers(Protocol):
+    """What the functions below read of a model: its output layer, one of three kinds."""
+
+    decoder: nn.Linear | None
+    classes: ClassSoftmax | None
+    adaptive: nn.AdaptiveLogSoftmaxWithLoss | None
 
 
 class ClassSoftmax(nn.Module):
@@ -70,14 +103,14 @@ class ClassSoftmax(nn.Module):
 
 
 def log_probs(
-    decoder: nn.Linear,
-    classes: ClassSoftmax | None,
-    states: torch.Tensor,
-    at: torch.Tensor,
-    targets: torch.Tensor,
+    layers: OutputLayers, states: torch.Tensor, at: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
     """ln p(targets[i] | states[at[i]]), (c,), in the states' dtype. Differentiable: the
     training loss is minus its sum."""
+    if layers.adaptive is not None:  # the head for every row, a cluster for its rows only
+        return layers.adaptive(states[at], targets).output
+    decoder, classes = layers.decoder, layers.classes
+    assert decoder is not None
     if classes is None:
         logits = decoder(states)  # (n, V)
         return logits[at, targets] - torch.logsumexp(logits, dim=-1)[at]
@@ -97,15 +130,18 @@ def log_probs(
     return class_part + word_part
 
 
-def decoding_log_probs(
-    decoder: nn.Linear, classes: ClassSoftmax | None, states: torch.Tensor
-) -> np.ndarray:
+def decoding_log_probs(layers: OutputLayers, states: torch.Tensor) -> np.ndarray:
     """``full_log_probs`` as decoding wants it: (n, V) float32 NumPy, normalised in NumPy
     after the products, in place (``word_classes.factored_log_probs`` with classes: one
     vectorised pass instead of torch's per-class loop, which cost 0.5-1 ms a step in Python
     overhead; torch's own casts of (n, V), run on two threads of a busy 2-core machine,
     cost 20-60x a one-thread NumPy pass). float32 as in scoring, where the log-softmax is
-    float32 too: half the memory traffic of float64 in the decoding loop."""
+    float32 too: half the memory traffic of float64 in the decoding loop. An adaptive
+    softmax gives torch's own log_prob (every cluster for every row)."""
+    if layers.adaptive is not None:
+        return layers.adaptive.log_prob(states).detach().cpu().numpy()  # (n, V)
+    decoder, classes = layers.decoder, layers.classes
+    assert decoder is not None
     logits = decoder(states).detach().cpu().numpy()  # (n, V) float32, ours to overwrite
     if classes is None:
         logits -= logits.max(axis=1, keepdims=True)
@@ -115,11 +151,13 @@ def decoding_log_probs(
     return factored_log_probs(logits, class_lp, classes.bounds.cpu().numpy())
 
 
-def full_log_probs(
-    decoder: nn.Linear, classes: ClassSoftmax | None, states: torch.Tensor
-) -> torch.Tensor:
+def full_log_probs(layers: OutputLayers, states: torch.Tensor) -> torch.Tensor:
     """ln p(w | states[i]) for every word, (n, V): what decoding (sampling, beam search)
     needs. The class softmax costs as much as the full one here."""
+    if layers.adaptive is not None:
+        return layers.adaptive.log_prob(states)
+    decoder, classes = layers.decoder, layers.classes
+    assert decoder is not None
     logits = decoder(states)  # (n, V)
     if classes is None:
         return F.log_softmax(logits, dim=-1)

@@ -18,6 +18,7 @@ from rnnlm.model.engines.numpy_optim import ADAM_BETAS, EPS, RMSPROP_DECAY
 from rnnlm.model.engines.torch_dropout import embedded_dropout, locked_dropout
 from rnnlm.model.engines.torch_output import (
     ClassSoftmax,
+    adaptive_softmax,
     decoding_log_probs,
     log_probs,
 )
@@ -30,8 +31,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Output-layer rows per chunk when scoring (a batch, or a prefix tree): bounds the (rows, V) logits
 # (1024 x 8000 float32 = 33 MB); larger chunks were no faster on the CPU.
 _TREE_CHUNK_ROWS = 1024
-# With a class softmax there are no (rows, V) logits to bound, and larger chunks spread the
-# per-class loop of the word part over more rows.
+# With a class or adaptive softmax there are no (rows, V) logits to bound, and larger chunks
+# spread the per-class (per-cluster) loop over more rows.
 _TREE_CHUNK_ROWS_CLASSES = 8192
 
 
@@ -57,7 +58,8 @@ def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
 class RNNModel(nn.Module):
     """Embedding (word dropout) -> locked dropout -> GRU/LSTM stack -> locked dropout ->
     linear decoder (tied to the embedding by default where the sizes allow), factored by
-    word classes when ``output_classes`` is set (see torch_output)."""
+    word classes when ``output_classes`` is set, or an adaptive softmax in its place when
+    ``adaptive_cutoffs`` is (see torch_output)."""
 
     def __init__(self, config: ModelConfig, vocab_size: int) -> None:
         super().__init__()
@@ -76,15 +78,22 @@ class RNNModel(nn.Module):
             dropout=between,
             batch_first=True,
         )
-        self.decoder = nn.Linear(config.hidden_size, vocab_size)
-        if config.tie_weights:  # Press & Wolf 2017: one matrix for input and output words
-            self.decoder.weight = self.embedding.weight
         # Small uniform init, as in the PyTorch word-language-model example: the initial
         # output distribution is close to uniform, so the first loss is near ln(V).
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        nn.init.zeros_(self.decoder.bias)
-        if not config.tie_weights:
-            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+        self.adaptive = None
+        self.decoder: nn.Linear | None = None
+        if config.adaptive_cutoffs:  # its own head and clusters instead of the decoder
+            self.adaptive = adaptive_softmax(
+                config.hidden_size, vocab_size, config.adaptive_cutoffs
+            )
+        else:
+            self.decoder = nn.Linear(config.hidden_size, vocab_size)
+            nn.init.zeros_(self.decoder.bias)
+            if config.tie_weights:  # Press & Wolf 2017: one matrix for input and output words
+                self.decoder.weight = self.embedding.weight
+            else:
+                nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
         self.classes = (
             ClassSoftmax(config.hidden_size, min(config.output_classes, vocab_size), vocab_size)
             if config.output_classes
@@ -107,10 +116,11 @@ class RNNModel(nn.Module):
         DistributedDataParallel, which hooks forward(), can wrap the model."""
         out, _ = self.hidden_states(inputs)  # (B, T, H)
         states, targets = out[mask], targets[mask]  # (N, H), (N,): padding left out
-        if self.classes is None:  # cross_entropy's fused backward is the faster one
+        if self.decoder is not None and self.classes is None:
+            # cross_entropy's fused backward is the faster one
             return F.cross_entropy(self.decoder(states), targets, reduction="sum")
         at = torch.arange(len(targets), device=states.device)
-        return -log_probs(self.decoder, self.classes, states, at, targets).sum()
+        return -log_probs(self, states, at, targets).sum()
 
 
 class TorchRNNEngine:
@@ -162,23 +172,23 @@ class TorchRNNEngine:
         """(N,) ln p(targets[i] | states[i]) in float32 (normalising in float64 would cost
         more than the decoder product itself)."""
         at = torch.arange(len(targets), device=self.device)
-        return log_probs(self._serving.decoder, self._serving.classes, states, at, targets)
+        return log_probs(self._serving, states, at, targets)
 
     @torch.inference_mode()
     def token_log_probs(self, batch: Batch) -> np.ndarray:
         self.model.eval()
         states, targets, mask = self._token_states(batch)  # (N, H), (N,)
         logp = torch.empty(len(targets), dtype=torch.float64, device=self.device)
-        classes = self._serving.classes
-        chunk = _TREE_CHUNK_ROWS if classes is None else _TREE_CHUNK_ROWS_CLASSES
+        decoder = self._full_softmax()
+        chunk = _TREE_CHUNK_ROWS if decoder is not None else _TREE_CHUNK_ROWS_CLASSES
         # In chunks of positions: the full softmax's (rows, V) logits stay bounded (and in
         # cache) however large the batch, so a large batch is as fast per token as a small one.
         for lo in range(0, len(targets), chunk):
             part, wanted = states[lo : lo + chunk], targets[lo : lo + chunk]
-            if classes is not None:
+            if decoder is None:
                 logp[lo : lo + chunk] = self._log_probs(part, wanted).double()
                 continue
-            logits = self._serving.decoder(part)  # (n, V)
+            logits = decoder(part)  # (n, V)
             target = logits.gather(1, wanted[:, None])[:, 0]  # read before the overwrite
             logp[lo : lo + chunk] = (target - _logsumexp_(logits)).double()
         out = torch.zeros(mask.shape, dtype=torch.float64, device=self.device)
@@ -195,14 +205,14 @@ class TorchRNNEngine:
         if len(plan) == 0:
             return out.cpu().numpy()
         ids = self._tensor(plan.tokens)  # (N,)
-        classes, decoder = self._serving.classes, self._serving.decoder
-        chunk = _TREE_CHUNK_ROWS if classes is None else _TREE_CHUNK_ROWS_CLASSES
+        decoder = self._full_softmax()
+        chunk = _TREE_CHUNK_ROWS if decoder is not None else _TREE_CHUNK_ROWS_CLASSES
         for rows, states in rechunk(self._tree_states(plan, ids), chunk, torch.cat):
             check(should_stop)
             children, parent_rows = plan.children_of(rows)  # (c,), (c,)
             kids, at = self._tensor(children), self._tensor(parent_rows)
-            if classes is not None:
-                logp = log_probs(decoder, classes, states, at, ids[kids])
+            if decoder is None:
+                logp = log_probs(self._serving, states, at, ids[kids])
                 out[kids] = logp.double()
                 continue
             logits = decoder(states)  # (n, V)
@@ -210,6 +220,12 @@ class TorchRNNEngine:
             # As in token_log_probs: normalise in float32 and widen only the results.
             out[kids] = (target - _logsumexp_(logits)[at]).double()
         return out.cpu().numpy()
+
+    def _full_softmax(self) -> nn.Module | None:
+        """The serving decoder when the output layer is a plain softmax over it (scored
+        here with a fused logsumexp), else None (torch_output.log_probs)."""
+        serving = self._serving
+        return serving.decoder if serving.classes is None else None
 
     def _tree_states(
         self, plan: TreePlan, ids: torch.Tensor
@@ -230,7 +246,10 @@ class TorchRNNEngine:
         on the fly. Checkpoints keep the float weights; a quantized engine does not train."""
         if self.device.type != "cpu":
             raise ValueError(f"int8 quantization serves on the CPU; this model is on {self.device}")
-        names = ["rnn", "decoder"] if self.model.classes is None else ["rnn", "classes.layer"]
+        if self.model.adaptive is not None:  # head and cluster projections: Linear layers
+            names = ["rnn", "adaptive"]
+        else:
+            names = ["rnn", "decoder" if self.model.classes is None else "classes.layer"]
         self.model.eval()
         # torch.ao.quantization (still in torch 2.13) warns of its move to torchao, whose
         # int8 API does not cover recurrent layers; the warnings would reach every caller.
@@ -316,7 +335,7 @@ class TorchRNNEngine:
         self.model.eval()
         serving = self._serving
         out, state = serving.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
-        return decoding_log_probs(serving.decoder, serving.classes, out[:, 0]), state
+        return decoding_log_probs(serving, out[:, 0]), state
 
     def select_state(self, state, rows: np.ndarray):
         if state is None:

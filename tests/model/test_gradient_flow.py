@@ -168,7 +168,7 @@ def _fused_reference(engine, seq: np.ndarray, distance: int) -> list[float]:
         out, state = model.rnn(emb[:, t : t + 1], state)
         outs.append(out[:, 0])  # (1, H): what the output layer reads
         tops.append(state[0] if isinstance(state, tuple) else state)  # (L, 1, H)
-        logp = full_log_probs(model.decoder, model.classes, outs[-1])[0, int(seq[t + 1])]
+        logp = full_log_probs(model, outs[-1])[0, int(seq[t + 1])]
         losses.append(-logp)
     sums = np.zeros(distance + 1)
     counts = np.zeros(distance + 1)

@@ -528,6 +528,7 @@ class ModelConfig(_message.Message):
     NGRAM_ORDER_FIELD_NUMBER: _builtins.int
     EMBED_DROPOUT_FIELD_NUMBER: _builtins.int
     OUTPUT_CLASSES_FIELD_NUMBER: _builtins.int
+    ADAPTIVE_CUTOFFS_FIELD_NUMBER: _builtins.int
     cell: _builtins.str
     """"gru" (default), "lstm" (PyTorch) or "rnn" (NumPy, hand-written BPTT)."""
     vocab_size: _builtins.int
@@ -576,6 +577,17 @@ class ModelConfig(_message.Message):
     more perplexity). Default: round(sqrt(vocab_size)) from a vocab_size of 1000 on, else
     0 ("rnn": 0 unless given, the tutorial's full softmax).
     """
+    @_builtins.property
+    def adaptive_cutoffs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """"gru"/"lstm": an adaptive softmax (Grave et al. 2017, torch.nn.AdaptiveLogSoftmaxWithLoss)
+        with these cut-offs, increasing word ranks by training frequency: the head holds the
+        cutoffs[0] most frequent words and one entry per tail cluster; cluster i holds the words
+        ranked cutoffs[i]..cutoffs[i+1] (the last one: up to the vocabulary's end) behind a
+        projection 4^(i+1) times narrower than the hidden state. Exact, normalised probabilities
+        for far fewer FLOPs per token than the full softmax. Empty (default): no adaptive softmax.
+        Excludes output_classes > 0 and tie_weights.
+        """
+
     def __init__(
         self,
         *,
@@ -595,10 +607,11 @@ class ModelConfig(_message.Message):
         ngram_order: _builtins.int | None = ...,
         embed_dropout: _builtins.float | None = ...,
         output_classes: _builtins.int | None = ...,
+        adaptive_cutoffs: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_activation", b"_activation", "_cell", b"_cell", "_dropout", b"_dropout", "_dtype", b"_dtype", "_embed_dropout", b"_embed_dropout", "_embed_size", b"_embed_size", "_hidden_size", b"_hidden_size", "_lowercase", b"_lowercase", "_min_count", b"_min_count", "_ngram_order", b"_ngram_order", "_num_layers", b"_num_layers", "_output_classes", b"_output_classes", "_sentences", b"_sentences", "_tie_weights", b"_tie_weights", "_vocab_size", b"_vocab_size", "_words", b"_words", "activation", b"activation", "cell", b"cell", "dropout", b"dropout", "dtype", b"dtype", "embed_dropout", b"embed_dropout", "embed_size", b"embed_size", "hidden_size", b"hidden_size", "lowercase", b"lowercase", "min_count", b"min_count", "ngram_order", b"ngram_order", "num_layers", b"num_layers", "output_classes", b"output_classes", "sentences", b"sentences", "tie_weights", b"tie_weights", "vocab_size", b"vocab_size", "words", b"words"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_activation", b"_activation", "_cell", b"_cell", "_dropout", b"_dropout", "_dtype", b"_dtype", "_embed_dropout", b"_embed_dropout", "_embed_size", b"_embed_size", "_hidden_size", b"_hidden_size", "_lowercase", b"_lowercase", "_min_count", b"_min_count", "_ngram_order", b"_ngram_order", "_num_layers", b"_num_layers", "_output_classes", b"_output_classes", "_sentences", b"_sentences", "_tie_weights", b"_tie_weights", "_vocab_size", b"_vocab_size", "_words", b"_words", "activation", b"activation", "cell", b"cell", "dropout", b"dropout", "dtype", b"dtype", "embed_dropout", b"embed_dropout", "embed_size", b"embed_size", "hidden_size", b"hidden_size", "lowercase", b"lowercase", "min_count", b"min_count", "ngram_order", b"ngram_order", "num_layers", b"num_layers", "output_classes", b"output_classes", "sentences", b"sentences", "tie_weights", b"tie_weights", "vocab_size", b"vocab_size", "words", b"words"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_activation", b"_activation", "_cell", b"_cell", "_dropout", b"_dropout", "_dtype", b"_dtype", "_embed_dropout", b"_embed_dropout", "_embed_size", b"_embed_size", "_hidden_size", b"_hidden_size", "_lowercase", b"_lowercase", "_min_count", b"_min_count", "_ngram_order", b"_ngram_order", "_num_layers", b"_num_layers", "_output_classes", b"_output_classes", "_sentences", b"_sentences", "_tie_weights", b"_tie_weights", "_vocab_size", b"_vocab_size", "_words", b"_words", "activation", b"activation", "adaptive_cutoffs", b"adaptive_cutoffs", "cell", b"cell", "dropout", b"dropout", "dtype", b"dtype", "embed_dropout", b"embed_dropout", "embed_size", b"embed_size", "hidden_size", b"hidden_size", "lowercase", b"lowercase", "min_count", b"min_count", "ngram_order", b"ngram_order", "num_layers", b"num_layers", "output_classes", b"output_classes", "sentences", b"sentences", "tie_weights", b"tie_weights", "vocab_size", b"vocab_size", "words", b"words"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__activation: _TypeAlias = _typing.Literal["activation"]  # noqa: Y015
     _WhichOneofArgType__activation: _TypeAlias = _typing.Literal["_activation", b"_activation"]  # noqa: Y015
@@ -1606,6 +1619,7 @@ class GenerateRequest(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
     BEAM_WIDTH_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_PER_MESSAGE_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     """The model to generate with (its current version)."""
     prompt_text: _builtins.str
@@ -1632,6 +1646,13 @@ class GenerateRequest(_message.Message):
     """How to pick tokens (default: SAMPLE, or BEAM when beam_width > 1)."""
     beam_width: _builtins.int
     """BEAM: hypotheses kept, at least num_sentences (default: max(4, num_sentences))."""
+    max_tokens_per_message: _builtins.int
+    """Tokens one GenerateResponse may carry, 1-256 (0 or 1, the default: one token per
+    message). With more, each message carries every token this stream has decoded and not
+    yet sent, up to this many: the first in the message's own fields, the rest in
+    `following`. Streams keep up with the model when many run at once (one message per
+    token costs the server more than a batched decoding step); the client library asks for it.
+    """
     @_builtins.property
     def prompt_words(self) -> Global___Words:
         """Words already tokenised."""
@@ -1651,10 +1672,11 @@ class GenerateRequest(_message.Message):
         seed: _builtins.int | None = ...,
         method: Global___DecodingMethod.ValueType = ...,
         beam_width: _builtins.int = ...,
+        max_tokens_per_message: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "prompt", b"prompt", "prompt_text", b"prompt_text", "prompt_words", b"prompt_words", "seed", b"seed", "temperature", b"temperature", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "beam_width", b"beam_width", "max_tokens", b"max_tokens", "method", b"method", "min_tokens", b"min_tokens", "model_id", b"model_id", "num_sentences", b"num_sentences", "prompt", b"prompt", "prompt_text", b"prompt_text", "prompt_words", b"prompt_words", "seed", b"seed", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "beam_width", b"beam_width", "max_tokens", b"max_tokens", "max_tokens_per_message", b"max_tokens_per_message", "method", b"method", "min_tokens", b"min_tokens", "model_id", b"model_id", "num_sentences", b"num_sentences", "prompt", b"prompt", "prompt_text", b"prompt_text", "prompt_words", b"prompt_words", "seed", b"seed", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
@@ -1685,6 +1707,7 @@ class GenerateResponse(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    FOLLOWING_FIELD_NUMBER: _builtins.int
     sentence: _builtins.int
     """Which sentence (0-based) the token belongs to."""
     token: _builtins.str
@@ -1697,6 +1720,13 @@ class GenerateResponse(_message.Message):
     """On each sentence's last token: the prompt and generated words, detokenised."""
     model_version: _builtins.int
     """The model version generating."""
+    @_builtins.property
+    def following(self) -> _containers.RepeatedCompositeFieldContainer[Global___GenerateResponse]:
+        """Only when the request's max_tokens_per_message > 1: the tokens decoded after this one
+        that were ready when it was sent, in order (sentence, token, logprob, finish_reason and
+        text set as in this message; model_version and following left unset).
+        """
+
     def __init__(
         self,
         *,
@@ -1706,10 +1736,11 @@ class GenerateResponse(_message.Message):
         finish_reason: Global___FinishReason.ValueType = ...,
         text: _builtins.str = ...,
         model_version: _builtins.int = ...,
+        following: _abc.Iterable[Global___GenerateResponse] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "logprob", b"logprob", "model_version", b"model_version", "sentence", b"sentence", "text", b"text", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "following", b"following", "logprob", b"logprob", "model_version", b"model_version", "sentence", b"sentence", "text", b"text", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
