@@ -1,19 +1,25 @@
 """Generate through gRPC under concurrency: continuous batching at work.
 
-    python bench/bench_generate.py            # GRU 128, vocabulary 8,000 (~3 minutes)
-    python bench/bench_generate.py --quick    # small model, short cells (< 1 minute)
+    python bench/bench_generate.py            # GRU 128, vocabulary 8,000 (~4 minutes)
+    python bench/bench_generate.py --quick    # small model, short cells (~1 minute)
+    python bench/bench_generate.py --torch-threads 1   # the server's math on one thread
 
 A server in its own process (``python -m rnnlm.server``, local store in a temp dir) serves
 a GRU trained through the service on WikiText-2 (bench_service.py's helpers). For 1, 4 and
 16 concurrent streams (each its own LMClient and TCP connection), every stream loops
 ``generate_stream`` of one sentence of exactly ``--tokens`` words (min_length = max_length,
 so that every call decodes the same amount whatever the model prefers) for ``--seconds``:
-tokens/s summed over the streams, time to first token (p50, p90) and the server's CPU.
+tokens/s summed over the streams, time to first token (p50, p90), the server's CPU and
+threads, and the load average at the end of the cell. Each stream count runs twice, back to
+back: with the library's default packing (the tokens a stream has ready go in one message,
+up to ``max_tokens_per_message`` = 64) and with one token a message (the server's old way).
 
 The model's decoding loop (model/decoding.py) advances every stream's sentence in one
 batched step, so the summed rate grows with streams instead of falling (before: 1,397
-tokens/s with one stream, 886 summed over 16). Target (issue 13): 16 streams at least 4x
-one stream's rate. Never part of the tests: figures depend on the machine and its load.
+tokens/s with one stream, 886 summed over 16). One message a token then capped 16 streams at
+~2x: ~0.3 ms of the server's Python a message, under one GIL, cost more than a batched step.
+Target (issue 13): 16 streams at least 4x one stream's rate. Never part of the tests:
+figures depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -30,17 +36,26 @@ import numpy as np
 import pyspy
 from bench_service import FULL, MODEL_ID, OWN_CONNECTION, QUICK, Server, corpora, table, train
 
+from rnnlm.client._common import TOKENS_PER_MESSAGE
 from rnnlm.client.errors import ResourceExhausted
 from rnnlm.client.sync import LMClient
 
 STREAMS = (1, 4, 16)
+# How the streams ask for their tokens: the library's default packing, one a message.
+MODES = {f"packed {TOKENS_PER_MESSAGE}": {}, "1 a message": {"max_tokens_per_message": 1}}
 
 
 def cell(
-    server: Server, streams: int, seconds: float, tokens: int, profile: str | None = None
+    server: Server,
+    streams: int,
+    seconds: float,
+    tokens: int,
+    options: dict,
+    profile: str | None = None,
 ) -> dict:
-    """``streams`` threads generating back to back; summed tokens/s and first-token times;
-    with ``profile``, a py-spy profile of the server during the cell."""
+    """``streams`` threads generating back to back (``options`` for generate_stream);
+    summed tokens/s and first-token times; with ``profile``, a py-spy profile of the server
+    during the cell."""
     counts, firsts, refused = [0] * streams, [], [0]
     spy = pyspy.start(server.proc.pid, seconds - 1, profile) if profile else None
     cpu_before = server.ps.cpu_times()
@@ -55,7 +70,7 @@ def cell(
                 try:
                     for n, _ in enumerate(
                         lm.generate_stream(
-                            MODEL_ID, max_tokens=tokens, min_tokens=tokens, seed=seed
+                            MODEL_ID, max_tokens=tokens, min_tokens=tokens, seed=seed, **options
                         )
                     ):
                         if n == 0:
@@ -68,6 +83,7 @@ def cell(
     with ThreadPoolExecutor(streams) as pool:
         list(pool.map(stream, range(streams)))
     wall = time.perf_counter() - start
+    threads = server.ps.num_threads()
     cpu = server.ps.cpu_times()
     busy = (cpu.user + cpu.system) - (cpu_before.user + cpu_before.system)
     first = np.array(firsts) * 1000
@@ -79,6 +95,8 @@ def cell(
         "ttft_p50": float(np.percentile(first, 50)) if len(first) else float("nan"),
         "ttft_p90": float(np.percentile(first, 90)) if len(first) else float("nan"),
         "server_cpu": 100 * busy / wall,
+        "server_threads": threads,
+        "load": os.getloadavg()[0],
         "refused": refused[0],
     }
 
@@ -110,23 +128,31 @@ def main(argv: list[str] | None = None) -> int:
                 corpus = lm.upload_corpus(text, filename="train.txt")
                 train(lm, MODEL_ID, corpus, {**model, "batch_size": 64})
                 list(lm.generate_stream(MODEL_ID, max_tokens=5, seed=0))  # load it
-            results = []
-            for streams in STREAMS:
-                profile = args.profile if streams == max(STREAMS) else None
-                results.append(cell(server, streams, seconds, args.tokens, profile))
-                print(f"# {streams} streams done, load {os.getloadavg()[0]:.2f}", flush=True)
+            results: dict[str, list[dict]] = {mode: [] for mode in MODES}
+            for streams in STREAMS:  # both modes back to back: under the same load
+                for mode, options in MODES.items():
+                    profile = args.profile if streams == max(STREAMS) and not options else None
+                    done = cell(server, streams, seconds, args.tokens, options, profile)
+                    results[mode].append(done)
+                    print(f"# {mode}, {streams} streams done, load {done['load']:.2f}", flush=True)
         finally:
             server.stop()
     rows = [
-        f"{r['streams']:>8} {r['tok_s']:>10,.0f} {r['tok_s'] / results[0]['tok_s']:>7.2f}x "
-        f"{r['ttft_p50']:>9.1f} {r['ttft_p90']:>9.1f} {r['server_cpu']:>8.0f}% {r['refused']:>7}"
-        for r in results
+        f"{mode:>13} {r['streams']:>7} {r['tok_s']:>9,.0f} {r['tok_s'] / cells[0]['tok_s']:>6.2f}x "
+        f"{r['ttft_p50']:>9.1f} {r['ttft_p90']:>9.1f} {r['server_cpu']:>7.0f}% "
+        f"{r['server_threads']:>7} {threads:>8} {r['load']:>5.2f} {r['refused']:>7}"
+        for mode, cells in results.items()
+        for r in cells
     ]
-    header = f"{'streams':>8} {'tokens/s':>10} {'vs 1':>8} {'TTFT p50':>9} {'TTFT p90':>9} "
-    table(header + f"{'srv CPU':>9} {'refused':>7}", rows, "Generate (TTFT in ms)")
-    ratio = results[-1]["tok_s"] / results[0]["tok_s"]
-    verdict = "PASS" if ratio >= 4 else "MISS"
-    print(f"16 streams / 1 stream: {ratio:.2f}x (goal >= 4x): {verdict}")
+    header = f"{'messages':>13} {'streams':>7} {'tokens/s':>9} {'vs 1':>7} {'TTFT p50':>9} "
+    header += f"{'TTFT p90':>9} {'srv CPU':>8} {'threads':>7} {'math thr':>8} {'load':>5}"
+    table(
+        header + f" {'refused':>7}", rows, "Generate (TTFT in ms; vs 1: the same mode's 1 stream)"
+    )
+    for mode, cells in results.items():
+        ratio = cells[-1]["tok_s"] / cells[0]["tok_s"]
+        verdict = "PASS" if ratio >= 4 else "MISS"
+        print(f"{mode}: {max(STREAMS)} streams / 1 stream: {ratio:.2f}x (goal >= 4x): {verdict}")
     print(f"# load average after: {os.getloadavg()[0]:.2f}")
     return 0
 

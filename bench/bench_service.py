@@ -3,6 +3,8 @@
     python bench/bench_service.py                  # full run, 5-minute memory soak (~12 min)
     python bench/bench_service.py --quick          # small model, short cells (CI smoke, < 2 min)
     python bench/bench_service.py --torch-threads 1 --server-flags "--batch-max-wait-ms 0"
+    python bench/bench_service.py --only scoring --clients 32 --batching true \
+        --store /tmp/bench-store --profile /tmp/score.txt   # the scoring cell and a profile
 
 * The server runs in its own process (``python -m rnnlm.server``, local store in a temp dir)
   so that its RSS can be read with psutil and the load generator does not share its GIL. A
@@ -24,6 +26,10 @@
   how many stay loaded.
 
 1 against 2 server processes (``--processes``): bench_processes.py, reusing these helpers.
+``--only scoring`` runs the in-process reference and the scoring cells alone (``--batching``
+picks the servers; ``--store`` keeps the trained model for the next run); ``--profile`` adds
+one more run of the largest cell under py-spy (bench/pyspy.py: its sampling costs CPU, so
+the measured cells run without it) and prints where the server's time went.
 Targets (from the issue) are printed with PASS/MISS. Never part of the tests: figures depend
 on the machine and on what else runs on it.
 """
@@ -47,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import pyspy
 
 from rnnlm.client.errors import ResourceExhausted
 from rnnlm.client.sync import LMClient
@@ -183,6 +190,7 @@ def load(args, pool, server: Server, sentences, clients: int, seconds: float) ->
         "server_cpu": 100 * srv / wall,  # % of one core, connection set-up included
         "client_cpu": 100 * cli / wall,
         "other_cpu": 100 * (busy - srv - cli) / wall,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -251,16 +259,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell", default="gru")
     parser.add_argument("--vocab", type=int, help="vocabulary (default 8000; quick 2000)")
     parser.add_argument("--hidden", type=int, help="hidden and embedding size (128; quick 64)")
+    parser.add_argument("--output-classes", type=int, help="0: full softmax (default: auto)")
     parser.add_argument("--train-bytes", type=int, help="training text (default 600k; quick 150k)")
     parser.add_argument("--client-procs", type=int, default=1, help="processes of client threads")
     parser.add_argument("--omit-tokens", action="store_true", help="ask for no per-token scores")
     parser.add_argument("--torch-threads", type=int, help="OMP_NUM_THREADS of the servers")
     parser.add_argument("--server-flags", default="", help="more flags for the load servers")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--only", choices=("all", "scoring"), default="all",
+                        help="scoring: in-process reference and scoring cells")  # fmt: skip
+    parser.add_argument("--batching", default="false,true", help="servers of the scoring cells")
+    parser.add_argument("--store", help="store directory, kept: a model trained there is reused")
+    parser.add_argument("--profile", help="py-spy profile of one more largest cell, to this file")
     args = parser.parse_args(argv)
     model = dict(QUICK if args.quick else FULL, cell=args.cell)
     sizes = {"vocab_size": args.vocab, "embed_size": args.hidden, "hidden_size": args.hidden}
     model.update({k: v for k, v in sizes.items() if v})
+    if args.output_classes is not None:
+        model["output_classes"] = args.output_classes
     if args.torch_threads:  # inherited by the servers; torch reads it when imported
         os.environ["OMP_NUM_THREADS"] = str(args.torch_threads)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
@@ -275,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     res: dict = {"model": model, "cpus": os.cpu_count(), "seconds": seconds, "soak_s": soak}
     tmp = tempfile.TemporaryDirectory(prefix="rnnlm-bench-")
-    store = str(Path(tmp.name) / "store")
+    store = args.store or str(Path(tmp.name) / "store")
     pool = None
     if args.client_procs > 1:  # spawn: forking a process that has used gRPC is unsafe
         pool = ProcessPoolExecutor(args.client_procs, mp_context=get_context("spawn"))
@@ -284,18 +300,22 @@ def main(argv: list[str] | None = None) -> int:
         server = Server(store, [], "train")
         try:
             with LMClient(server.target) as lm:
-                corpus = lm.upload_corpus(text, filename="train.txt")
-                res["train_s"] = train(lm, MODEL_ID, corpus, {**model, "batch_size": 64})
-                tiny = lm.upload_corpus(text[:30_000], filename="tiny.txt")
-                for model_id in CACHE_IDS:
-                    train(lm, model_id, tiny, TINY)
+                ready = {m.model_id for m in lm.models() if m.current_version}
+                if not ready >= {MODEL_ID, *CACHE_IDS}:  # else trained in an earlier run
+                    corpus = lm.upload_corpus(text, filename="train.txt")
+                    res["train_s"] = train(lm, MODEL_ID, corpus, {**model, "batch_size": 64})
+                    tiny = lm.upload_corpus(text[:30_000], filename="tiny.txt")
+                    for model_id in CACHE_IDS:
+                        train(lm, model_id, tiny, TINY)
         finally:
             server.stop()  # a fresh server for the load: training leaves its memory behind
-        print(f"# trained {MODEL_ID} through the service in {res['train_s']:.1f}s", flush=True)
+        print(f"# trained {MODEL_ID} through the service in {res.get('train_s', 0):.1f}s "
+              f"(0: reused from {store})", flush=True)  # fmt: skip
         res["in_process"] = in_process(store, sentences, seconds / 2)
 
         res["scoring"] = []
-        for batching in ("false", "true"):
+        modes = args.batching.split(",")
+        for batching in modes:
             server = Server(store, ["--batching", batching, *args.server_flags.split()], batching)
             try:
                 with LMClient(server.target) as lm:
@@ -305,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"batching": batching, **load(args, pool, server, sentences, n, seconds)}
                     res["scoring"].append(row)
                     print(f"# {row}", flush=True)
-                if batching == "false":
+                if args.profile and batching == modes[-1]:
+                    spy = pyspy.start(server.proc.pid, seconds, args.profile)
+                    load(args, pool, server, sentences, max(clients), seconds)
+                    print("\n".join(pyspy.summary(pyspy.finish(spy), top=15)), flush=True)
+                if batching == "false" or args.only == "scoring":
                     continue
                 res["generate"] = [
                     generate(server.target, n, seconds, 15 if args.quick else 30) for n in (1, 16)
@@ -321,17 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
 
-        server = Server(store, ["--cache-size", "2"], "cache")  # 3 models, room for 2
-        res["cache"] = []
-        try:
-            with LMClient(server.target) as lm:
-                for model_id in (MODEL_ID, *CACHE_IDS, MODEL_ID):
-                    lm.score(model_id, [sentences[0]])
-                    log = server.log_path.read_text()
-                    loads, unloads = log.count(" loaded in "), log.count(" unloaded")
-                    res["cache"].append((model_id, server.rss_mb(), loads, unloads))
-        finally:
-            server.stop()
+        if args.only == "all":
+            cache(store, sentences, res)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -343,6 +358,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cache(store: str, sentences: list[str], res: dict) -> None:
+    server = Server(store, ["--cache-size", "2"], "cache")  # 3 models, room for 2
+    res["cache"] = []
+    try:
+        with LMClient(server.target) as lm:
+            for model_id in (MODEL_ID, *CACHE_IDS, MODEL_ID):
+                lm.score(model_id, [sentences[0]])
+                log = server.log_path.read_text()
+                loads, unloads = log.count(" loaded in "), log.count(" unloaded")
+                res["cache"].append((model_id, server.rss_mb(), loads, unloads))
+    finally:
+        server.stop()
+
+
 def report(res: dict) -> None:
     verdict = {True: "PASS", False: "MISS"}
     rows = [f"{r['threads']:>13} {r['batch']:>10} {r['sent_s']:>12,.0f}" for r in res["in_process"]]
@@ -351,24 +380,37 @@ def report(res: dict) -> None:
     rows = [
         f"{r['clients']:>7} {('on' if r['batching'] == 'true' else 'off'):>8} "
         f"{r['sent_s']:>12,.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['calls']:>8,} "
-        f"{r['server_cpu']:>6.0f}% {r['client_cpu']:>6.0f}% {r['other_cpu']:>6.0f}%"
+        f"{r['server_cpu']:>6.0f}% {r['client_cpu']:>6.0f}% {r['other_cpu']:>6.0f}% "
+        f"{r['load']:>5.2f}"
         for r in res["scoring"]
     ]
     table(f"{'clients':>7} {'batching':>8} {'sentences/s':>12} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'calls':>8} {'server':>7} {'client':>7} {'other':>7}", rows,
+          f"{'calls':>8} {'server':>7} {'client':>7} {'other':>7} {'load':>5}", rows,
           "ScoreSentence, one sentence a call; CPU in % of one core:")  # fmt: skip
     top = max(r["clients"] for r in res["scoring"])
-    on, off = (
-        next(r["sent_s"] for r in res["scoring"] if r["clients"] == top and r["batching"] == b)
-        for b in ("true", "false")
-    )
+    cell = {r["batching"]: r for r in res["scoring"] if r["clients"] == top}
     best = max(r["sent_s"] for r in res["in_process"] if r["batch"] == 128)
-    table(f"{'target':46} {'measured':>9} {'goal':>6}  result", [
-        f"{f'batching on / off, {top} clients':46} {on / off:>8.1f}x {'5x':>6}  "
-        f"{verdict[on / off >= 5]}",
-        f"{f'on, {top} clients / best in-process batch 128':46} {on / best:>9.2f} {'0.50':>6}  "
-        f"{verdict[on / best >= 0.5]}",
-    ])  # fmt: skip
+    goals = []
+    if "false" in cell and "true" in cell:
+        on_off = cell["true"]["sent_s"] / cell["false"]["sent_s"]
+        goals.append(f"{f'batching on / off, {top} clients':46} {on_off:>8.1f}x {'5x':>6}  "
+                     f"{verdict[on_off >= 5]}")  # fmt: skip
+    if "true" in cell:  # issue 13: 0.85 of the in-process rate, the server on 1.7 cores
+        ratio, cpu = cell["true"]["sent_s"] / best, cell["true"]["server_cpu"]
+        goals += [
+            f"{f'on, {top} clients / best in-process batch 128':46} {ratio:>9.2f} {'0.85':>6}  "
+            f"{verdict[ratio >= 0.85]}",
+            f"{f'on, {top} clients: server CPU, % of one core':46} {cpu:>8.0f}% {'170%':>6}  "
+            f"{verdict[cpu > 170]}",
+        ]
+    table(f"{'target':46} {'measured':>9} {'goal':>6}  result", goals)
+    if "generate" in res:
+        report_rest(res)
+
+
+def report_rest(res: dict) -> None:
+    """Generate, memory and the model cache (``--only all``)."""
+    verdict = {True: "PASS", False: "MISS"}
     rows = [f"{g['streams']:>16} {g['tok_s']:>10,.0f} {g['tokens']:>8,} {g['refused']:>8}"
             for g in res["generate"]]  # fmt: skip
     table(f"{'Generate streams':>16} {'tokens/s':>10} {'tokens':>8} {'refused':>8}", rows)

@@ -13,7 +13,14 @@ a ``Shell[Blocking]`` (LMClient), a coroutine of ``T`` on a ``Shell[Awaiting]``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Sequence,
+)
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -72,12 +79,13 @@ class Source(Generic[T_co]):
 @dataclass(frozen=True)
 class ServerStream(Source[T]):
     """A server-streaming call: ``request(last)`` builds the request from the last message
-    received (None at first); ``convert`` makes each message what the caller sees. Only a
-    ``resumable`` stream is reopened by the client itself (``_retry.Resumption``)."""
+    received (None at first); ``convert`` makes each message the items the caller sees, in
+    order (most messages carry one; a GenerateResponse its ``following`` tokens too). Only
+    a ``resumable`` stream is reopened by the client itself (``_retry.Resumption``)."""
 
     method: str
     request: Callable[[Any], Message]
-    convert: Callable[[Any], T]
+    convert: Callable[[Any], Sequence[T]]
     timeout: float | None = None
     resumable: bool = False
 

@@ -109,7 +109,10 @@ def split_options(options: Mapping[str, Any]) -> tuple[pb.ModelConfig, pb.Traini
                 continue
             value = 0
         try:
-            setattr(target, name, value)
+            if _FIELDS[name].is_repeated:  # adaptive_cutoffs=[2000, 10000]
+                getattr(target, name).extend(value)
+            else:
+                setattr(target, name, value)
         except (TypeError, ValueError) as err:
             raise TypeError(f"training option {name}={value!r}: {err}") from None
     return model, training
@@ -127,7 +130,8 @@ def parse_option(text: str) -> tuple[str, Any]:
     try:
         return name, convert(value)
     except ValueError:
-        kind = {int: "a whole number", float: "a number"}.get(convert, "true or false")
+        kinds = {int: "a whole number", float: "a number", _int_list: "comma-separated integers"}
+        kind = kinds.get(convert, "true or false")
         raise ValueError(f"option {name} must be {kind}, got {value[:20]!r}") from None
 
 
@@ -139,7 +143,10 @@ def _unknown_option(name: str) -> TypeError:
 
 
 def option_type(name: str) -> Any:
-    """A converter from a command-line string to the type of option ``name``'s field."""
+    """A converter from a command-line string to the type of option ``name``'s field (a
+    repeated field: a comma-separated list, "2000,10000")."""
+    if _FIELDS[name].is_repeated:
+        return _int_list
     cpp = _FIELDS[name].cpp_type
     if cpp in (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT):
         return float
@@ -148,6 +155,11 @@ def option_type(name: str) -> Any:
     if cpp == FieldDescriptor.CPPTYPE_STRING:
         return str
     return int
+
+
+def _int_list(text: str) -> list[int]:
+    """ "2000,10000" -> [2000, 10000]; ValueError for anything else."""
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
 def _parse_bool(text: str) -> bool:
@@ -301,6 +313,11 @@ def score_request(
         else:
             request.sentences.add(words=_words(sentence, f"sentences[{i}]"))
     return request
+
+
+#: Tokens a GenerateResponse may carry (``max_tokens_per_message``): the server packs those
+#: it has ready into one message, so that many streams at once keep up with the model.
+TOKENS_PER_MESSAGE = 64
 
 
 def generate_request(

@@ -211,9 +211,10 @@ class ClientCore(Shell[Mode]):
             after = last.event_id if last is not None else (after_event_id or "")
             return pb.WatchTrainingJobRequest(job_id=job_id, after_event_id=after)
 
-        return ServerStream(
-            "WatchTrainingJob", request, TrainingEvent.from_pb, timeout, resumable=True
-        )
+        def convert(msg: pb.TrainingEvent) -> tuple[TrainingEvent]:
+            return (TrainingEvent.from_pb(msg),)
+
+        return ServerStream("WatchTrainingJob", request, convert, timeout, resumable=True)
 
     @operation
     def job(self, job_id: str) -> Flow[TrainingJob]:
@@ -350,13 +351,16 @@ class ClientCore(Shell[Mode]):
         seed: int | None = None,
         method: str | None = None,
         beam_width: int = 0,
+        max_tokens_per_message: int = common.TOKENS_PER_MESSAGE,
         timeout: float | None = None,
     ) -> ServerStream[GeneratedToken]:
         """Tokens as the server produces them. ``prompt`` is text or a list of words;
         ``method`` is "sample", "greedy" or "beam" (default: sample, or beam when
         ``beam_width`` > 1); 0 and None mean the server's defaults. Closing the iterator
         early (``contextlib.closing``, or ``aclosing`` for the asyncio client) cancels the
-        call, so the server stops generating."""
+        call, so the server stops generating. The server sends the tokens it has ready
+        together, up to ``max_tokens_per_message`` (1-256; 1: a message each) a message,
+        and never waits to fill one; they are yielded one by one all the same."""
         request = common.generate_request(
             model_id,
             prompt,
@@ -369,9 +373,10 @@ class ClientCore(Shell[Mode]):
             top_p=top_p,
             seed=seed,
             beam_width=beam_width,
+            max_tokens_per_message=max_tokens_per_message,
         )
         # Not resumable: a restarted generation would repeat tokens already yielded.
-        return ServerStream("Generate", lambda _: request, GeneratedToken.from_pb, timeout)
+        return ServerStream("Generate", lambda _: request, GeneratedToken.all_from_pb, timeout)
 
     @operation
     def gradient_flow(
@@ -439,7 +444,7 @@ class ClientCore(Shell[Mode]):
         """Write a version's n-gram part (0: the current one) as an ARPA file to ``out``,
         a path (complete or absent, never half written) or a binary file; returns bytes."""
         request = pb.ExportArpaRequest(model_id=model_id, version=version)
-        chunks = ServerStream("ExportArpa", lambda _: request, lambda m: bytes(m.data), timeout)
+        chunks = ServerStream("ExportArpa", lambda _: request, lambda m: (bytes(m.data),), timeout)
         with DownloadSink(out) as sink:
             yield Drain(chunks, sink.write, blocking_io=True)
         return sink.size

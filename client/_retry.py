@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -142,7 +142,8 @@ class Resumption(Generic[T]):
         finally:
             call.cancel()
 
-    def received(self, msg: Any) -> T:
+    def received(self, msg: Any) -> Sequence[T]:
+        """The items ``msg`` carries, in order."""
         self._last, self._failures = msg, 0
         return self.source.convert(msg)
 

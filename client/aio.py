@@ -86,4 +86,5 @@ class AsyncLMClient(ClientCore[Awaiting]):
             await asyncio.sleep(resume.delay)
             with resume.attempt(self._rpc(source.method), self._metadata) as call:
                 async for msg in call:
-                    yield resume.received(msg)
+                    for item in resume.received(msg):
+                        yield item

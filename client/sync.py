@@ -72,4 +72,4 @@ class LMClient(ClientCore[Blocking]):
             time.sleep(resume.delay)
             with resume.attempt(self._rpc(source.method), self._metadata) as call:
                 for msg in call:
-                    yield resume.received(msg)
+                    yield from resume.received(msg)

@@ -50,7 +50,7 @@ def _time(ts: Timestamp) -> datetime | None:
 
 def _set_fields(msg: Message) -> dict[str, Any]:
     """Only the fields the sender set (every field of ModelConfig/TrainingOptions is optional)."""
-    return {fd.name: value for fd, value in msg.ListFields()}
+    return {fd.name: tuple(value) if fd.is_repeated else value for fd, value in msg.ListFields()}
 
 
 def _value(msg: Message, name: str) -> Any:
@@ -305,10 +305,18 @@ class GeneratedToken:
     model_version: int
 
     @classmethod
-    def from_pb(cls, msg: pb.GenerateResponse) -> GeneratedToken:
+    def from_pb(cls, msg: pb.GenerateResponse, model_version: int | None = None) -> GeneratedToken:
+        """One token; ``model_version`` stands in for a ``following`` token's, left unset."""
         # 0 (unspecified): not the sentence's last token
         reason = _value(msg, "finish_reason") if msg.finish_reason else None
-        return _same_names(cls, msg, finish_reason=reason)
+        version = msg.model_version if model_version is None else model_version
+        return _same_names(cls, msg, finish_reason=reason, model_version=version)
+
+    @classmethod
+    def all_from_pb(cls, msg: pb.GenerateResponse) -> list[GeneratedToken]:
+        """The tokens one message carries, in order: its own, then its ``following``."""
+        first = cls.from_pb(msg)
+        return [first, *(cls.from_pb(m, first.model_version) for m in msg.following)]
 
 
 @dataclass(frozen=True)

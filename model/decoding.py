@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,32 @@ class _Request:
         return self.abandoned or (self.should_stop is not None and self.should_stop())
 
 
+class EventStream(Iterator[GenerationEvent]):
+    """One request's events as the loop produces them: ``next`` waits for the next one,
+    ``ready()`` counts those already there (the end or an error counting as one), which
+    ``next`` hands over without waiting: a front end paying per message can send them
+    together. Closing the stream, or dropping it, drops the request at the loop's next step."""
+
+    def __init__(self, request: _Request, events: Iterator[GenerationEvent]) -> None:
+        self._request, self._events = request, events
+
+    def __next__(self) -> GenerationEvent:
+        return next(self._events)
+
+    def ready(self) -> int:
+        return self._request.out.qsize()
+
+    def through(
+        self, transform: Callable[[Iterator[GenerationEvent]], Iterator[GenerationEvent]]
+    ) -> EventStream:
+        """This stream's events passed through ``transform``, a generator that gives one
+        event for each it takes, as it takes it (``with_text``): ``ready`` still holds."""
+        return EventStream(self._request, transform(self._events))
+
+    def close(self) -> None:
+        self._request.abandoned = True
+
+
 class Decoder:
     """The decoding loop of one engine (a loaded model); thread-safe ``submit``."""
 
@@ -89,9 +115,9 @@ class Decoder:
         prompt_ids: np.ndarray,
         config: GenerationConfig,
         should_stop: ShouldStop | None = None,
-    ) -> Iterator[GenerationEvent]:
+    ) -> EventStream:
         """Decode in the shared loop; the events as they come (``Stopped`` when
-        ``should_stop`` says so; closing the iterator drops the request)."""
+        ``should_stop`` says so; closing the stream drops the request)."""
         request = self._request(prompt_ids, config, should_stop)
         with self._lock:
             self._pending.append(request)
@@ -99,7 +125,7 @@ class Decoder:
                 self._thread = threading.Thread(target=self._run, name="decoding", daemon=True)
                 self._thread.start()
             self._lock.notify()
-        return self._events(request)
+        return EventStream(request, self._events(request))
 
     def _request(
         self, prompt_ids: np.ndarray, config: GenerationConfig, should_stop: ShouldStop | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,12 +15,11 @@ import numpy as np
 from rnnlm.model import checkpoint
 from rnnlm.model.checks import integer, one_of, read_file
 from rnnlm.model.config import ModelConfig, TrainConfig, check_device
-from rnnlm.model.decoding import Decoder
+from rnnlm.model.decoding import Decoder, EventStream
 from rnnlm.model.engines import Engine, create_engine
 from rnnlm.model.generation import (
     GeneratedSentence,
     GenerationConfig,
-    GenerationEvent,
     with_text,
 )
 from rnnlm.model.interpolation import (
@@ -35,12 +34,14 @@ from rnnlm.model.interpolation import (
 )
 from rnnlm.model.ngram import NgramModel
 from rnnlm.model.scoring import (
-    NeuralScorer,
     SentenceInput,
     SentenceScore,
+    SequenceScorer,
+    SequenceScores,
     Words,
     neural_token_log_probs,
     rank_scores,
+    score_sequences,
     sentence_score,
 )
 from rnnlm.model.state import TrainingState
@@ -49,6 +50,8 @@ from rnnlm.model.text import Tokenizer
 from rnnlm.model.vocab import Vocabulary
 
 _DECODER_LOCK = threading.Lock()  # creates each model's decoding loop once
+# The rules checked on every score call, made once.
+_SCORER, _BATCH_SIZE = one_of(SCORERS), integer(1)
 
 
 @dataclass(eq=False)
@@ -108,7 +111,7 @@ class LanguageModel:
         scorer: str | None = None,
         neural_weight: float | None = None,
         batch_size: int = 64,
-        neural_scorer: NeuralScorer | None = None,
+        sequence_scorer: SequenceScorer | None = None,
         should_stop: ShouldStop | None = None,
     ) -> list[SentenceScore]:
         """Score sentences given as raw text, as lists of words (tokenised elsewhere) or as
@@ -117,9 +120,10 @@ class LanguageModel:
 
         ``scorer``: 'neural', 'ngram' or 'interpolated' (default: interpolated when the
         model has an n-gram part); ``neural_weight`` overrides the tuned λ.
-        ``neural_scorer`` computes the network's per-token scores of framed sequences (the
-        server passes its batcher). ``should_stop`` is checked between the parts of the
-        work: ``stopping.Stopped`` once it returns True.
+        ``sequence_scorer`` computes the per-token scores of framed sequences, the network's
+        and where it can the n-gram part's (``sequence_scorer``; the server passes its
+        batcher). ``should_stop`` is checked between the parts of the work:
+        ``stopping.Stopped`` once it returns True.
         """
         if isinstance(sentences, str):
             raise ValueError("sentences must be a list of sentences, not one string")
@@ -127,7 +131,7 @@ class LanguageModel:
             raise ValueError(
                 f"sentences must be a list of sentences, got {type(sentences).__name__}"
             )
-        integer(1).check("batch_size", batch_size)
+        _BATCH_SIZE.check("batch_size", batch_size)
         scorer, weight = self.scoring_setup(scorer, neural_weight)
         words = []
         for i, sentence in enumerate(sentences):
@@ -137,10 +141,18 @@ class LanguageModel:
         neural: list[np.ndarray] = []
         ngram_logps: list[np.ndarray] = []
         orders: list[np.ndarray | None] = [None] * len(framed)
+        ngram_done = scorer == "neural"
         if scorer != "ngram":
-            neural_scorer = neural_scorer or self.neural_scorer(batch_size)
-            neural = neural_scorer(framed, should_stop=should_stop)
-        if scorer != "neural":
+            if sequence_scorer is None:
+                sequence_scorer = self.sequence_scorer(batch_size, scorer == "interpolated")
+            parts = sequence_scorer(framed, should_stop=should_stop)
+            neural = [part.neural for part in parts]
+            if not ngram_done and all(part.ngram is not None for part in parts):
+                # The n-gram part scored with the network's ids, in the same call.
+                ngram_logps = [part.ngram for part in parts if part.ngram is not None]
+                orders = [part.orders for part in parts]
+                ngram_done = True
+        if not ngram_done:
             ngram = self.ngram
             assert ngram is not None  # scoring_setup refused it
             check(should_stop)
@@ -168,7 +180,7 @@ class LanguageModel:
         its weight."""
         if scorer in (None, ""):
             scorer = "interpolated" if self.ngram is not None else "neural"
-        one_of(SCORERS).check("scorer", scorer)
+        _SCORER.check("scorer", scorer)
         if scorer != "neural" and self.ngram is None:
             raise NoNgramPart(
                 f"scorer {scorer!r} needs an n-gram part, and this model has none (it was trained "
@@ -178,10 +190,23 @@ class LanguageModel:
             return scorer, check_neural_weight(neural_weight)
         return scorer, 1.0 if self.ngram is None else self.ngram.neural_weight
 
-    def neural_scorer(self, batch_size: int = 64) -> NeuralScorer:
-        """The network's per-token scores of framed sequences (what a batcher calls), as
-        ``scorer(sequences, should_stop=None)``."""
-        return functools.partial(neural_token_log_probs, self.engine, batch_size=batch_size)
+    def sequence_scorer(self, batch_size: int = 64, ngram: bool = True) -> SequenceScorer:
+        """The per-token scores of framed sequences (what a batcher calls), as
+        ``scorer(sequences, should_stop=None)`` -> ``scoring.SequenceScores`` each: the
+        network's, and with ``ngram`` the n-gram part's too where it numbers words as the
+        network does (an ARPA part with a vocabulary of its own is scored in ``score``)."""
+        return functools.partial(self._score_sequences, batch_size=batch_size, ngram=ngram)
+
+    def _score_sequences(
+        self,
+        sequences: Sequence[np.ndarray],
+        batch_size: int,
+        ngram: bool,
+        should_stop: ShouldStop | None = None,
+    ) -> list[SequenceScores]:
+        part = self.ngram  # read at each call: the part attached now, if any
+        shared = part.model if ngram and part is not None and part.shares_vocab else None
+        return score_sequences(self.engine, shared, sequences, batch_size, should_stop)
 
     def rank(
         self,
@@ -213,14 +238,15 @@ class LanguageModel:
         prompt: SentenceInput | None = None,
         should_stop: ShouldStop | None = None,
         **options: Any,
-    ) -> Iterator[GenerationEvent]:
+    ) -> EventStream:
         """Generated tokens one by one (see ``GenerationConfig`` for the options); each
         sentence's last event carries its text (prompt and words, detokenised).
-        ``should_stop`` is checked before every decoding step: ``stopping.Stopped``."""
+        ``should_stop`` is checked before every decoding step: ``stopping.Stopped``.
+        ``ready()`` on the stream: how many can be taken without waiting."""
         config = GenerationConfig.from_options(options)
         prompt_words = self._prompt_words(prompt)
         events = self.decoder.submit(self.vocab.encode(prompt_words), config, should_stop)
-        return with_text(events, prompt_words)
+        return events.through(lambda inner: with_text(inner, prompt_words))
 
     def quantize(self) -> LanguageModel:
         """Serve this model with int8 weights (gru/lstm on the CPU; dynamic quantization):

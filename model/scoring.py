@@ -9,14 +9,16 @@ probability of ``SENTENCE_END`` after the last word counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple, overload
 
 import numpy as np
 
 from rnnlm.model.batching import length_sorted_batches
 from rnnlm.model.checks import number, one_of
 from rnnlm.model.engines import Engine
+from rnnlm.model.ngram import NgramModel
 from rnnlm.model.prefix_tree import build_prefix_tree, score_prefix_tree
 from rnnlm.model.stopping import ShouldStop, check
 from rnnlm.model.vocab import SENTENCE_END, UNK_ID, Vocabulary
@@ -42,10 +44,64 @@ class TokenScore:
     ngram_order: int = 0  # longest n-gram that matched (KenLM's ngram_length); 0: none used
 
 
+class TokenScores(Sequence[TokenScore]):
+    """A sentence's scored tokens as a read-only list of ``TokenScore``, kept as arrays: the
+    objects are made only when read, so that a caller that wants the totals alone (or a
+    reply built from the arrays, ``columns``) never makes one per token."""
+
+    __slots__ = ("_first_word", "_logprobs", "_orders", "_unknown", "_words")
+
+    def __init__(
+        self,
+        words: Sequence[str],
+        first_word: int,
+        logprobs: np.ndarray,
+        unknown: np.ndarray,
+        orders: np.ndarray | None,
+    ) -> None:
+        self._words = words  # token k is words[k + first_word], SENTENCE_END past the end
+        self._first_word = first_word
+        self._logprobs = logprobs  # (n,) float64
+        self._unknown = unknown  # (n,) bool
+        self._orders = orders  # (n,) int, or None: no n-gram part used
+
+    def columns(self) -> tuple[list[str], list[float], list[bool], list[int]]:
+        """The fields of every token, column by column (token, logprob, unknown,
+        ngram_order), as Python values."""
+        n = len(self._logprobs)
+        words = list(self._words[self._first_word : self._first_word + n])
+        tokens = words + [SENTENCE_END] * (n - len(words))
+        orders = [0] * n if self._orders is None else self._orders.tolist()
+        return tokens, self._logprobs.tolist(), self._unknown.tolist(), orders
+
+    def __len__(self) -> int:
+        return len(self._logprobs)
+
+    def __iter__(self) -> Iterator[TokenScore]:
+        return map(TokenScore, *self.columns())
+
+    @overload
+    def __getitem__(self, index: int) -> TokenScore: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[TokenScore]: ...
+    def __getitem__(self, index: int | slice) -> TokenScore | list[TokenScore]:
+        return list(self)[index]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # a list: compared by value, unhashable
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
 @dataclass(frozen=True)
 class SentenceScore:
     words: list[str]  # the sentence's words after tokenisation and case folding
-    tokens: list[TokenScore]  # one per scored token
+    tokens: Sequence[TokenScore]  # one per scored token (``TokenScores``, a list to read)
     logprob: float  # natural log of the sentence probability
     perplexity: float  # exp(-logprob / len(tokens)); nan when nothing was scored
     unknown_words: list[str]  # words outside the vocabulary, in order of first occurrence
@@ -55,9 +111,20 @@ class SentenceScore:
         return self.logprob / LN10
 
 
-# (framed sequences, should_stop=None) -> per-token ln p of each; a batcher is one too.
-NeuralScorer = Callable[..., list[np.ndarray]]
+class SequenceScores(NamedTuple):
+    """What ``score_sequences`` gives for one framed sequence: ln p of each target ``s[1:]``
+    by the network, and by the n-gram part with the order of the longest n-gram matched
+    (None: not computed)."""
+
+    neural: np.ndarray
+    ngram: np.ndarray | None = None
+    orders: np.ndarray | None = None
+
+
+# (framed sequences, should_stop=None) -> ``SequenceScores`` of each; a batcher is one too.
+SequenceScorer = Callable[..., list[SequenceScores]]
 LENGTH_NORMS = ("none", "average", "gnmt")
+_LENGTH_NORM, _GNMT_ALPHA = one_of(LENGTH_NORMS), number("[0, 10]")  # made once, not per score
 # Sequences per prefix tree: bounds the tree's index arrays and the widest level's states
 # (the engines run the output layer in fixed-size chunks as they walk the tree).
 TREE_MAX_SEQUENCES = 2048
@@ -92,6 +159,27 @@ def neural_token_log_probs(
     return logps
 
 
+def score_sequences(
+    engine: Engine,
+    ngram: NgramModel | None,
+    sequences: Sequence[np.ndarray],
+    batch_size: int = 64,
+    should_stop: ShouldStop | None = None,
+) -> list[SequenceScores]:
+    """The network's scores of each framed sequence (``neural_token_log_probs``) and, with
+    ``ngram`` (in the network's ids), the n-gram model's: in one call for every sequence, so
+    that a batcher scores both parts of all its requests at once (one n-gram lookup for a
+    batch costs about what one for a single sentence does). Each score is what scoring the
+    sequence alone gives: the n-gram part's to the bit, the network's up to float32 rounding.
+    """
+    neural = neural_token_log_probs(engine, sequences, batch_size, should_stop)
+    if ngram is None:
+        return [SequenceScores(logp) for logp in neural]
+    check(should_stop)
+    logps, orders = ngram.token_log_probs(sequences)
+    return list(map(SequenceScores, neural, logps, orders))
+
+
 def batched_token_log_probs(
     engine: Engine,
     sequences: Sequence[np.ndarray],
@@ -114,13 +202,13 @@ def length_normalized(
 ) -> float:
     """The value to rank by: the sum (none), the mean per token (average), or GNMT's
     ``logprob / ((5 + n)^alpha / 6^alpha)`` (Wu et al. 2016), n the scored tokens."""
-    one_of(LENGTH_NORMS).check("length_norm", length_norm)
+    _LENGTH_NORM.check("length_norm", length_norm)
     n = len(score.tokens)
     if length_norm == "none" or n == 0:
         return score.logprob
     if length_norm == "average":
         return score.logprob / n
-    alpha = number("[0, 10]").check("length_alpha", DEFAULT_GNMT_ALPHA if alpha is None else alpha)
+    alpha = _GNMT_ALPHA.check("length_alpha", DEFAULT_GNMT_ALPHA if alpha is None else alpha)
     return score.logprob / (((5 + n) / 6) ** alpha)
 
 
@@ -155,22 +243,21 @@ def sentence_score(
     bos: bool,
     orders: np.ndarray | None,
 ) -> SentenceScore:
-    # Target k is ids[k + 1]: word k after SENTENCE_START, word k + 1 without it, and
-    # SENTENCE_END past the last word.
+    # ids: vocab.frame(words, bos=bos, eos=...). Target k is ids[k + 1]: word k after
+    # SENTENCE_START, word k + 1 without it, and SENTENCE_END past the last word.
     first_word = 0 if bos else 1
-    tokens = []
-    for k, (target, lp) in enumerate(zip(ids[1:], logp)):
-        w = k + first_word
-        is_word = w < len(words)
-        tokens.append(
-            TokenScore(
-                words[w] if is_word else SENTENCE_END,
-                float(lp),
-                bool(is_word and target == UNK_ID),
-                int(orders[k]) if orders is not None else 0,
-            )
-        )
+    n = min(len(logp), max(len(ids) - 1, 0))
+    logprobs = np.asarray(logp[:n], dtype=np.float64)  # float32 widens exactly, as float()
+    unknown = ids[1 : n + 1] == UNK_ID
+    unknown[max(len(words) - first_word, 0) :] = False  # SENTENCE_END is no unknown word
+    tokens = TokenScores(
+        words, first_word, logprobs, unknown, None if orders is None else orders[:n]
+    )
     total = float(np.sum(logp))
-    perplexity = math.exp(-total / len(tokens)) if tokens else math.nan
-    unknown = list(dict.fromkeys(w for w in words if w not in vocab))
-    return SentenceScore(words, tokens, total, perplexity, unknown)
+    perplexity = math.exp(-total / n) if n else math.nan
+    # ids are vocab.frame(words): a word outside the vocabulary has UNK_ID there, so only
+    # those few are looked at, not every word.
+    start = 1 if bos else 0
+    unk_at = np.flatnonzero(ids[start : start + len(words)] == UNK_ID).tolist()
+    unknown_words = list(dict.fromkeys(words[i] for i in unk_at if words[i] not in vocab))
+    return SentenceScore(words, tokens, total, perplexity, unknown_words)

@@ -39,19 +39,44 @@ _ANGLE_TOKEN = re.compile(r"<[^\s<>]+>")
 PUNKT_UNUSED = "unused"  # punkt_source of a line-mode tokenizer
 # Text NLTK's word tokenizer gives back as it is, split at whitespace (the fast path of
 # ``_nltk_words``): words of ASCII letters and digits, and the marks and clitics it leaves
-# whole when they stand alone, as MT and ASR pipelines write their (tokenised) output.
-# NLTK's own contraction patterns ("cannot" -> "can not", "gonna") send text the long way.
-# Checked against NLTK on every line of the shared corpora and on generated text
-# (tests/model/test_text.py).
+# whole when they stand alone, as MT and ASR pipelines write their (tokenised) output;
+# ``<unk>``-like tokens, which it cuts and ``_rejoin_angle_tokens`` glues back; and the few
+# tokens it rewrites the same way wherever they stand alone (``_REWRITTEN``: a lone ``"``
+# that starts the text or follows a space, not a tab or a newline, is an opening quote to
+# NLTK; WikiText's ``@-@`` joiners have their "@"s padded). NLTK's own contraction patterns
+# ("cannot" -> "can not", "gonna") send text the long way. Checked against NLTK on every
+# line of the shared corpora and on generated text (tests/model/test_text.py).
 _PLAIN_MARKS = ["n't", "'s", "'re", "'ll", "'ve", "'m", "'d", "'", "--", "...", "-"]
+_REWRITTEN = {
+    '"': ["``"],
+    "@-@": ["@", "-", "@"],
+    "@,@": ["@", ",", "@"],
+    "@.@": ["@", ".", "@"],
+}
 _PLAIN_WORD = (
-    rf"(?:[A-Za-z0-9]+|{'|'.join(map(re.escape, _PLAIN_MARKS))}|[,.?!;:()\[\]{{}}$%&#*+=/])"
+    rf"(?:[A-Za-z0-9]+|{'|'.join(map(re.escape, _PLAIN_MARKS))}|[,.?!;:()\[\]{{}}$%&#*+=/]"
+    rf"|<[A-Za-z0-9]+>|{'|'.join(map(re.escape, _REWRITTEN))})"
 )
 _PLAIN_TEXT = re.compile(rf"\s*{_PLAIN_WORD}(?:\s+{_PLAIN_WORD})*\s*", re.ASCII)
 _CONTRACTIONS = [*NLTKWordTokenizer.CONTRACTIONS2, *NLTKWordTokenizer.CONTRACTIONS3]
+# Where the fast path would go wrong: NLTK's contractions, and a quote after a tab or a
+# newline (NLTK reads that one as a closing quote).
 _NLTK_SPLITS_WORDS = re.compile(
-    "|".join(f"(?:{p.pattern.removeprefix('(?i)')})" for p in _CONTRACTIONS), re.IGNORECASE
+    "|".join([*(f"(?:{p.pattern.removeprefix('(?i)')})" for p in _CONTRACTIONS), '[^ ]"']),
+    re.IGNORECASE,
 )
+
+
+def _literal(pattern: str) -> str:
+    """The text a contraction pattern matches ("cannot", " 'tis"); "" (found in any text)
+    for one that is more than a word with markers around it."""
+    text = re.sub(r"\(\?i\)|\\b|\(\?#X\)|\(\?=\\s\)|[()]", "", pattern)
+    return text if re.fullmatch(r"[a-z' ]+", text) else ""
+
+
+# What the text must hold (lowercased) for ``_NLTK_SPLITS_WORDS`` to match: on the fast
+# path's ASCII text, a substring test is exact and 10x cheaper than the search itself.
+_SPLIT_HINTS = (*sorted({_literal(p.pattern) for p in _CONTRACTIONS}), '"')
 
 
 def _pretrained_punkt() -> PunktParameters | None:
@@ -90,9 +115,23 @@ def _angle_runs(tokens: list[str], wanted: set[str]) -> list[tuple[int, int]]:
     return out
 
 
+def _plain(sentence: str) -> bool:
+    """Does NLTK give ``sentence.split()`` back (``_REWRITTEN`` tokens rewritten)?"""
+    if not _PLAIN_TEXT.fullmatch(sentence):
+        return False
+    # Spaced at both ends as NLTK spaces it before its contraction patterns: "I wanna" ends
+    # in "wan na" (a "wanna" at the very end once took the fast path, whole).
+    spaced = f" {sentence} "
+    lowered = spaced.lower()  # ASCII here: the pattern above allows nothing else
+    return not any(h in lowered for h in _SPLIT_HINTS) or not _NLTK_SPLITS_WORDS.search(spaced)
+
+
 def _nltk_words(sentence: str) -> list[str]:
-    if _PLAIN_TEXT.fullmatch(sentence) and not _NLTK_SPLITS_WORDS.search(sentence):
-        return sentence.split()  # what NLTK would return, 10-30x sooner
+    if _plain(sentence):
+        words = sentence.split()  # what NLTK would return, 10-30x sooner
+        if not any(w in _REWRITTEN for w in words):
+            return words
+        return [piece for w in words for piece in _REWRITTEN.get(w, (w,))]
     tokens = _WORD_TOKENIZER.tokenize(sentence)
     wanted = set(_ANGLE_TOKEN.findall(sentence))
     return _rejoin_angle_tokens(tokens, wanted) if wanted else tokens

@@ -66,7 +66,7 @@ class DynamicBatcher(Generic[Item, Result]):
         workers: int = 1,
     ) -> None:
         # Called as score_fn(items, should_stop=...): it checks should_stop between its
-        # sub-batches and raises Stopped (LanguageModel.neural_scorer does).
+        # sub-batches and raises Stopped (LanguageModel.sequence_scorer does).
         self._score_fn = score_fn
         self._on_batch = on_batch  # told each forward pass' size (metrics)
         self.max_batch = max_batch

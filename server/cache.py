@@ -21,7 +21,7 @@ import numpy as np
 
 from rnnlm.model import LanguageModel, SentenceScore
 from rnnlm.model.checkpoint import CheckpointError
-from rnnlm.model.scoring import SentenceInput
+from rnnlm.model.scoring import SentenceInput, SequenceScores
 from rnnlm.model.stopping import ShouldStop
 from rnnlm.server.batcher import DynamicBatcher
 from rnnlm.server.config import ServerConfig
@@ -41,8 +41,8 @@ class LoadedModel:
     version: int
     identity: str  # the checkpoint's sha256: a deleted and retrained model reuses numbers
     lm: LanguageModel
-    # Gathers the network's work (framed id sequences -> per-token ln p) across requests.
-    batcher: DynamicBatcher[np.ndarray, np.ndarray] | None = None
+    # Gathers the per-token scoring (framed id sequences -> SequenceScores) across requests.
+    batcher: DynamicBatcher[np.ndarray, SequenceScores] | None = None
     checked_at: float = field(default_factory=time.monotonic)
     bad_identity: str = ""  # a newer version that failed to load; not retried until it changes
 
@@ -55,7 +55,7 @@ class LoadedModel:
         """``LanguageModel.score`` with the network's part through the batcher; ``Stopped``
         once ``should_stop`` says the caller left (checked between batches)."""
         return self.lm.score(
-            sentences, neural_scorer=self.batcher, should_stop=should_stop, **options
+            sentences, sequence_scorer=self.batcher, should_stop=should_stop, **options
         )
 
     def close(self) -> None:
@@ -167,10 +167,10 @@ class ModelCache:
         self._quantize(model_id, lm)
         elapsed = time.perf_counter() - started
         log.info("model %s version %d loaded in %.2fs (%s)", model_id, version, elapsed, lm)
-        batcher: DynamicBatcher[np.ndarray, np.ndarray] | None = None
+        batcher: DynamicBatcher[np.ndarray, SequenceScores] | None = None
         if self.config.batching:
             batcher = DynamicBatcher(
-                lm.neural_scorer(self.config.batch_max_size),
+                lm.sequence_scorer(self.config.batch_max_size),
                 self.config.batch_max_size,
                 self.config.batch_max_wait_ms / 1000,
                 name=f"batcher-{model_id}-v{version}",

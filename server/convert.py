@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from rnnlm.model import ModelConfig, RankedScore, TrainConfig
-from rnnlm.model.scoring import SentenceInput
+from rnnlm.model.scoring import SentenceInput, TokenScores
 from rnnlm.server.errors import InvalidArgument
 from rnnlm.server.job_states import JobState
 from rnnlm.server.records import Corpus, Model, TrainingEvent, TrainingJob, TrainingProgress
@@ -79,12 +79,25 @@ def _sent(msg: Message, names: Iterable[str]) -> dict[str, Any]:
 def _options(cls: type[_O], request: Message, **given: Any) -> _O:
     """``cls`` (options named as the request's fields) of the ``given`` values and the
     request's fields of the other names; an unset ``optional`` one leaves the default."""
-    names = {f.name for f in dataclasses.fields(cls)} - given.keys()
+    names = _field_names(cls) - given.keys()
     return cls(**_sent(request, names), **given)
 
 
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    """A dataclass' field names, read once (``_options`` runs on every scoring call)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def model_config_from_pb(msg: pb.ModelConfig) -> ModelConfig:
-    return ModelConfig(**_sent(msg, msg.DESCRIPTOR.fields_by_name))  # each one optional
+    fields = _sent(msg, msg.DESCRIPTOR.fields_by_name)  # each one optional
+    fields["adaptive_cutoffs"] = list(msg.adaptive_cutoffs)  # repeated: empty is "none"
+    return ModelConfig(**fields)
 
 
 def train_config_from_pb(msg: pb.TrainingOptions, default_device: str) -> TrainConfig:
@@ -237,13 +250,19 @@ def score_to_pb(ranked: RankedScore, omit_tokens: bool) -> pb.SentenceScore:
         unknown_words=score.unknown_words,
         rank_score=ranked.rank_score,
     )
-    if not omit_tokens:
-        msg.tokens.extend(
-            pb.TokenScore(
-                token=t.token, logprob=t.logprob, unknown=t.unknown, ngram_order=t.ngram_order
-            )
-            for t in score.tokens
-        )
+    if omit_tokens:
+        return msg
+    # Straight from the score's arrays (``TokenScores``), no TokenScore objects in between:
+    # ``add`` with the values is half the cost of building each message and extending.
+    tokens = score.tokens
+    columns: Iterable[tuple[str, float, bool, int]]
+    if isinstance(tokens, TokenScores):
+        columns = zip(*tokens.columns())
+    else:
+        columns = ((t.token, t.logprob, t.unknown, t.ngram_order) for t in tokens)
+    add = msg.tokens.add
+    for token, logprob, unknown, order in columns:
+        add(token=token, logprob=logprob, unknown=unknown, ngram_order=order)
     return msg
 
 
@@ -260,17 +279,26 @@ def generate_options_from_pb(request: pb.GenerateRequest) -> GenerateOptions:
     return _options(GenerateOptions, request, method=METHODS.get(request.method))
 
 
-def generation_to_pb(token: GeneratedToken) -> pb.GenerateResponse:
+def generation_to_pb(tokens: Sequence[GeneratedToken]) -> pb.GenerateResponse:
+    """One message of ``tokens`` (``Serving.generate_batches``' lists): the first in its
+    own fields and with the model version, the others in ``following``."""
+    first, *rest = tokens
+    message = pb.GenerateResponse(model_version=first.model_version, **_token_fields(first))
+    for token in rest:
+        message.following.add(**_token_fields(token))
+    return message
+
+
+def _token_fields(token: GeneratedToken) -> dict[str, Any]:
     event = token.event
     finish = FINISH_REASONS[event.finish_reason] if event.finish_reason else None
-    return pb.GenerateResponse(
-        sentence=event.sentence,
-        token=event.token,
-        logprob=event.logprob,
-        finish_reason=finish or pb.FINISH_REASON_UNSPECIFIED,
-        text=event.text,
-        model_version=token.model_version,
-    )
+    return {
+        "sentence": event.sentence,
+        "token": event.token,
+        "logprob": event.logprob,
+        "finish_reason": finish or pb.FINISH_REASON_UNSPECIFIED,
+        "text": event.text,
+    }
 
 
 def gradient_flow_request_from_pb(

@@ -128,6 +128,9 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         self._in_flight = 0
         self._idle = threading.Condition()
         self._overloaded: Callable[[], bool] = lambda: False
+        # method -> (gRPC's handler, ours): wrapped once, not on every call. Only methods
+        # that have a handler get here, so the names of unknown ones never pile up.
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def watch_overload(self, overloaded: Callable[[], bool]) -> None:
         """``overloaded()``, asked as a call is intercepted, says whether gRPC will refuse
@@ -230,9 +233,15 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             log.debug("%s refused: the server's concurrent call limit is reached", name)
             self.metrics.observe_call(name, "RESOURCE_EXHAUSTED", 0.0)
             return handler  # never runs
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        ours = handler
         if handler.request_deserializer is not None:
-            handler = handler._replace(request_deserializer=_lenient(handler.request_deserializer))
-        return self._wrap(name, handler)
+            ours = handler._replace(request_deserializer=_lenient(handler.request_deserializer))
+        ours = self._wrap(name, ours)
+        self._wrapped[method] = (handler, ours)
+        return ours
 
 
 def _code_name(err: BaseException, context: grpc.ServicerContext) -> str:

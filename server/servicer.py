@@ -143,11 +143,12 @@ class LanguageModelServicer(rnnlm_pb2_grpc.LanguageModelServiceServicer):
         prompt = convert.prompt_from_pb(request)
         options = convert.generate_options_from_pb(request)
         watch = CallWatch(context)  # checked before every decoding step, beam search's too
-        tokens = self.serving.generate(request.model_id, prompt, options, watch)
+        # Lists of the tokens ready, one message each (max_tokens_per_message at most).
+        batches = self.serving.generate_batches(request.model_id, prompt, options, watch)
         # Closed on the way out, so that a call gRPC ends at a yield frees its stream slot.
-        with contextlib.closing(tokens), abandoning(self.metrics, "Generate", watch):
-            for token in tokens:
-                yield convert.generation_to_pb(token)
+        with contextlib.closing(batches), abandoning(self.metrics, "Generate", watch):
+            for tokens in batches:
+                yield convert.generation_to_pb(tokens)
 
     # -- models --------------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ from rnnlm.server.metrics import Metrics
 # before it is tokenised, so that one request cannot buy seconds of tokenising only to be
 # refused (a 15 MB sentence took 6.6 s). 64 is far above any language's mean word length.
 MAX_CHARS_PER_WORD = 64
+# The most generated tokens one message may carry (GenerateRequest.max_tokens_per_message).
+MAX_TOKENS_PER_MESSAGE = 256
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -87,6 +89,8 @@ class GenerateOptions:
     seed: int | None = None
     method: str | None = None  # 'sample', 'greedy' or 'beam'
     beam_width: int = 0
+    # ``generate_batches``: tokens handed over at once, at most (0 or 1: one at a time).
+    max_tokens_per_message: int = 0
 
 
 @dataclass(frozen=True)
@@ -188,15 +192,45 @@ class Serving:
         """Generated tokens as they come, holding a stream slot until the last (or until
         the iterator is closed). ``should_stop`` is checked before every decoding step and
         before each token is handed on."""
+        with contextlib.closing(
+            self.generate_batches(model_id, prompt, options, should_stop)
+        ) as batches:
+            for batch in batches:
+                yield from batch
+
+    def generate_batches(
+        self,
+        model_id: str,
+        prompt: SentenceInput | None = None,
+        options: GenerateOptions = GenerateOptions(),
+        should_stop: ShouldStop | None = None,
+    ) -> Generator[list[GeneratedToken], None, None]:
+        """``generate``'s tokens in lists, for a front end that pays per message: each list
+        is the next token (waited for) and the tokens decoded after it that are there
+        already, up to ``options.max_tokens_per_message`` in all. Never waits for more: a
+        token goes out as soon as it exists."""
         decoding = self._decoding(options)  # the limits first: no slot for a refused call
+        most = max(options.max_tokens_per_message, 1)
         with self.stream_slot():
             model = self.cache.get(check_model_id(model_id))
             where = "prompt_text" if isinstance(prompt, str) else "prompt_words"
             words = None if prompt is None else self._words(model.lm, prompt, where)
-            for event in model.lm.stream(words, should_stop=should_stop, **decoding):
-                check(should_stop)  # the caller went away: stop decoding
-                self.metrics.generated.inc()
-                yield GeneratedToken(model.version, event)
+            events = model.lm.stream(words, should_stop=should_stop, **decoding)
+            with contextlib.closing(events):
+                for event in events:
+                    batch, failed = [event], None
+                    try:
+                        while len(batch) < most and events.ready():
+                            if (more := next(events, None)) is None:
+                                break  # the end: the loop's next ``next`` ends too
+                            batch.append(more)
+                    except Exception as err:  # the tokens before it still go out first
+                        failed = err
+                    check(should_stop)  # the caller went away: stop decoding
+                    self.metrics.generated.inc(len(batch))
+                    yield [GeneratedToken(model.version, e) for e in batch]
+                    if failed is not None:
+                        raise failed
 
     @contextlib.contextmanager
     def stream_slot(self) -> Iterator[None]:
@@ -256,6 +290,12 @@ class Serving:
             )
         if options.top_k < 0:
             raise InvalidArgument(f"top_k must be >= 0 (0: no top-k filter), got {options.top_k}")
+        per_message = options.max_tokens_per_message
+        if not 0 <= per_message <= MAX_TOKENS_PER_MESSAGE:
+            raise InvalidArgument(
+                f"max_tokens_per_message must be in [0, {MAX_TOKENS_PER_MESSAGE}] (0 or 1: one "
+                f"token per message), got {per_message}"
+            )
         return _given(
             method=options.method or ("beam" if options.beam_width > 1 else None),
             num_sentences=options.num_sentences or None,

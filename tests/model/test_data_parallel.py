@@ -141,8 +141,11 @@ def test_a_cancelled_run_stops_every_process_and_resumes(pydoc_corpus):
     resumed = train(pydoc_corpus, model, two, resume_from=LanguageModel.from_bytes(checkpoints[-1]))
     assert resumed.training_state.status == "completed"
     assert resumed.training_state.global_step == whole.training_state.global_step
+    # Within 1e-3, as the losses above: two processes sum their gradients in another order
+    # than one does, and Adam's per-weight scaling carries that rounding on (an uninterrupted
+    # two-process run ends up to 1.5e-4 from the one-process weights here).
     for name, value in whole.engine.state_dict().items():
-        np.testing.assert_allclose(resumed.engine.state_dict()[name], value, atol=1e-4)
+        np.testing.assert_allclose(resumed.engine.state_dict()[name], value, atol=1e-3)
     assert resumed.ngram is not None  # rank 0 added it, as one process does
     assert launched() == []
 
