@@ -85,7 +85,19 @@ class TokenScores(Sequence[TokenScore]):
     @overload
     def __getitem__(self, index: slice) -> list[TokenScore]: ...
     def __getitem__(self, index: int | slice) -> TokenScore | list[TokenScore]:
-        return list(self)[index]
+        if isinstance(index, slice):
+            return list(self)[index]
+        n = len(self)
+        at = index + n if index < 0 else index
+        if not 0 <= at < n:
+            raise IndexError(f"token index {index} out of range for {n} tokens")
+        word = at + self._first_word  # one object, not the whole list
+        return TokenScore(
+            self._words[word] if word < len(self._words) else SENTENCE_END,
+            float(self._logprobs[at]),
+            bool(self._unknown[at]),
+            0 if self._orders is None else int(self._orders[at]),
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence) or isinstance(other, str):

@@ -37,6 +37,24 @@ def test_unknown_words_are_flagged(small_lm):
     assert flagged == ["zyzzyva", "quux", "frobnicates"]
 
 
+def test_the_tokens_read_as_a_list(small_lm):
+    """A score's tokens are kept as arrays (``TokenScores``); read by index, by slice or in
+    a loop they are the same ``TokenScore`` values, with SENTENCE_END and the unknown flags
+    where a list would have them."""
+    for bos, eos in [(True, True), (False, True), (True, False)]:
+        (score,) = small_lm.score([SENTENCES[2]], bos=bos, eos=eos)
+        listed = list(score.tokens)
+        n = len(listed)
+        assert [score.tokens[i] for i in range(n)] == listed
+        assert [score.tokens[i] for i in range(-n, 0)] == listed
+        assert score.tokens[1:3] == listed[1:3] and score.tokens == listed
+        with pytest.raises(IndexError, match="out of range"):
+            score.tokens[n]
+        with pytest.raises(IndexError, match="out of range"):
+            score.tokens[-n - 1]
+    assert score.tokens[-1].token == "." and listed[1].unknown
+
+
 def test_pretokenised_input_is_not_retokenised(small_lm):
     raw, words = small_lm.score(
         [SENTENCES[0], ["The", "function", "returns", "a", "new", "list", "."]]
