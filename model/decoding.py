@@ -20,10 +20,12 @@ one request.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +51,9 @@ log = logging.getLogger("rnnlm.model")
 
 # How long an idle loop thread waits for new requests before it ends (a new one starts it).
 IDLE_SECONDS = 5.0
+CLOSE_SECONDS = 5.0  # how long the exit waits for a loop's step to end
+# The decoders whose loop has run: closed at exit (``Decoder.close``).
+_RUNNING: weakref.WeakSet[Decoder] = weakref.WeakSet()
 _END = object()  # the last item of a request's queue
 
 
@@ -99,6 +104,7 @@ class Decoder:
     def __init__(self, engine: Engine, vocab: Vocabulary) -> None:
         self.engine, self.vocab = engine, vocab
         self._lock = threading.Condition()
+        self._closed = False  # the interpreter is exiting: the loop ends at its next step
         self._pending: list[_Request] = []  # submitted, not yet in the batch
         self._thread: threading.Thread | None = None
         # The batch (touched by the thread that runs the loop only): the requests in row
@@ -124,6 +130,7 @@ class Decoder:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="decoding", daemon=True)
                 self._thread.start()
+                _RUNNING.add(self)
             self._lock.notify()
         return EventStream(request, self._events(request))
 
@@ -165,9 +172,24 @@ class Decoder:
 
     # -- the loop ------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """End the loop and wait for its thread (at most ``timeout``): called at exit, so
+        that no daemon thread is inside a torch operation while the interpreter finalises
+        (its return there aborts the process: "terminate called without an active
+        exception")."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            self._lock.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(CLOSE_SECONDS)
+
     def _run(self) -> None:
         while True:
             with self._lock:
+                if self._closed:
+                    self._thread = None
+                    return
                 if not self._active and not self._pending:
                     self._lock.wait(IDLE_SECONDS)
                     if not self._pending:
@@ -316,3 +338,9 @@ def beam_search(
     _, request = Decoder(engine, vocab).run_alone(prompt_ids, beam, should_stop)
     assert isinstance(request.decoding, BeamDecoding)
     return request.decoding.found
+
+
+@atexit.register
+def _close_running() -> None:
+    for decoder in list(_RUNNING):
+        decoder.close()

@@ -153,3 +153,19 @@ def test_an_engine_failure_reaches_every_request_and_the_loop_goes_on(small_mode
             list(stream)
     engine.fail = False
     assert list(decoder.submit(ids, GenerationConfig(seed=1, max_length=3)))
+
+
+def test_a_closed_loop_ends_its_thread_at_its_next_step(small_lm):
+    """What the interpreter's exit does (``atexit``): the loop's thread ends at its next
+    step and is joined, so that no daemon thread is inside a torch operation while the
+    interpreter finalises (that aborted ``python -m rnnlm.model demo`` in ~40% of runs)."""
+    from rnnlm.model import decoding
+
+    decoder = Decoder(small_lm.engine, small_lm.vocab)
+    config = GenerationConfig(seed=1, num_sentences=50, max_length=30)
+    events = decoder.submit(small_lm.vocab.encode(["the"]), config)
+    next(events)  # the loop runs, and has more to do
+    thread = decoder._thread
+    assert thread is not None and thread.is_alive() and decoder in decoding._RUNNING
+    decoder.close()
+    assert not thread.is_alive() and decoder._thread is None
