@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,6 +21,7 @@ from rnnlm.model.engines.torch_output import (
     decoding_log_probs,
     log_probs,
 )
+from rnnlm.model.engines.torch_quantize import quantized_for_serving
 from rnnlm.model.engines.tree_plan import TreePlan, rechunk
 from rnnlm.model.engines.word_classes import class_bounds
 from rnnlm.model.stopping import ShouldStop, check
@@ -240,26 +240,12 @@ class TorchRNNEngine:
             yield level[keep], out[self._tensor(keep), 0]  # (k,), (k, H)
 
     def quantize(self) -> None:
-        """Score and decode with int8 weights from now on (dynamic quantization, CPU only):
-        the recurrent layers and the output layers are quantized (with a class softmax the
-        word part stays float: it is used by class, in slices), activations are quantized
-        on the fly. Checkpoints keep the float weights; a quantized engine does not train."""
+        """Score and decode with int8 weights from now on (dynamic quantization, CPU only;
+        ``torch_quantize``). Checkpoints keep the float weights; a quantized engine does not
+        train."""
         if self.device.type != "cpu":
             raise ValueError(f"int8 quantization serves on the CPU; this model is on {self.device}")
-        if self.model.adaptive is not None:  # head and cluster projections: Linear layers
-            names = ["rnn", "adaptive"]
-        else:
-            names = ["rnn", "decoder" if self.model.classes is None else "classes.layer"]
-        self.model.eval()
-        # torch.ao.quantization (still in torch 2.13) warns of its move to torchao, whose
-        # int8 API does not cover recurrent layers; the warnings would reach every caller.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
-            from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
-
-            spec = dict.fromkeys(names, default_dynamic_qconfig)
-            self._serving = quantize_dynamic(self.model, spec, dtype=torch.qint8)
+        self._serving = quantized_for_serving(self.model)
         self.quantized = True
 
     def configure_training(
