@@ -59,6 +59,7 @@ def cell(
     counts, firsts, refused = [0] * streams, [], [0]
     spy = pyspy.start(server.proc.pid, seconds - 1, profile) if profile else None
     cpu_before = server.ps.cpu_times()
+    client_before = time.process_time()  # this process: the streams' clients
     start = time.perf_counter()
 
     def stream(i: int) -> None:
@@ -86,6 +87,7 @@ def cell(
     threads = server.ps.num_threads()
     cpu = server.ps.cpu_times()
     busy = (cpu.user + cpu.system) - (cpu_before.user + cpu_before.system)
+    client_busy = time.process_time() - client_before
     first = np.array(firsts) * 1000
     if spy is not None:
         print("\n".join(pyspy.summary(pyspy.finish(spy))), flush=True)
@@ -95,6 +97,7 @@ def cell(
         "ttft_p50": float(np.percentile(first, 50)) if len(first) else float("nan"),
         "ttft_p90": float(np.percentile(first, 90)) if len(first) else float("nan"),
         "server_cpu": 100 * busy / wall,
+        "client_cpu": 100 * client_busy / wall,
         "server_threads": threads,
         "load": os.getloadavg()[0],
         "refused": refused[0],
@@ -140,12 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         f"{mode:>13} {r['streams']:>7} {r['tok_s']:>9,.0f} {r['tok_s'] / cells[0]['tok_s']:>6.2f}x "
         f"{r['ttft_p50']:>9.1f} {r['ttft_p90']:>9.1f} {r['server_cpu']:>7.0f}% "
+        f"{r['client_cpu']:>7.0f}% "
         f"{r['server_threads']:>7} {threads:>8} {r['load']:>5.2f} {r['refused']:>7}"
         for mode, cells in results.items()
         for r in cells
     ]
     header = f"{'messages':>13} {'streams':>7} {'tokens/s':>9} {'vs 1':>7} {'TTFT p50':>9} "
-    header += f"{'TTFT p90':>9} {'srv CPU':>8} {'threads':>7} {'math thr':>8} {'load':>5}"
+    header += f"{'TTFT p90':>9} {'srv CPU':>8} {'cli CPU':>8} {'threads':>7} {'math thr':>8} "
+    header += f"{'load':>5}"
     table(
         header + f" {'refused':>7}", rows, "Generate (TTFT in ms; vs 1: the same mode's 1 stream)"
     )

@@ -359,8 +359,9 @@ class ClientCore(Shell[Mode]):
         ``beam_width`` > 1); 0 and None mean the server's defaults. Closing the iterator
         early (``contextlib.closing``, or ``aclosing`` for the asyncio client) cancels the
         call, so the server stops generating. The server sends the tokens it has ready
-        together, up to ``max_tokens_per_message`` (1-256; 1: a message each) a message,
-        and never waits to fill one; they are yielded one by one all the same."""
+        together, up to ``max_tokens_per_message`` (1-256; 1: a message each) a message:
+        the first at once, a later one after at most 5 ms for more; they are yielded one
+        by one all the same."""
         request = common.generate_request(
             model_id,
             prompt,

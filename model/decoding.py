@@ -7,8 +7,9 @@ of the loop (``Decoder._step``):
 
 1. new requests join: their prompts are read (one row each) and appended to the batch;
 2. requests whose caller went away (``should_stop``, or the event iterator closed) leave;
-3. every sampling row picks its token in one vectorised pass (``choose_tokens``, each
-   request drawing from its own generator), every beam picks its hypotheses;
+3. every sampling row picks its token in one vectorised pass (the engine's
+   ``choose_tokens``, in torch for the torch engines, each request drawing from its own
+   generator), every beam picks its hypotheses;
 4. the rows that go on are gathered (``select_state``) and fed in one ``engine.step``;
    a request starting its next sampled sentence rejoins from its prompt's state.
 
@@ -42,7 +43,6 @@ from rnnlm.model.generation import (
     Hypotheses,
     SampleDecoding,
     beam_events,
-    choose_tokens,
 )
 from rnnlm.model.stopping import ShouldStop, Stopped
 from rnnlm.model.vocab import START_ID, Vocabulary
@@ -68,8 +68,22 @@ class _Request:
     abandoned: bool = False  # the caller closed its iterator
     prompt: tuple[np.ndarray, Any] | None = None  # the prompt's (1, V) log-probs and state
 
+    ended: bool = False  # its last item (the end, or an error) is in ``out``
+    # A reader waiting for ``count`` items in ``out`` (``EventStream.wait_ready``).
+    waiting: tuple[threading.Event, int] | None = None
+
     def stopped(self) -> bool:
         return self.abandoned or (self.should_stop is not None and self.should_stop())
+
+    def put(self, item: Any) -> None:
+        """Hand ``item`` (an event, the end, an error) to the reader; wake a waiting one
+        once it has what it waits for."""
+        self.out.put(item)
+        if item is _END or isinstance(item, BaseException):
+            self.ended = True
+        waiting = self.waiting
+        if waiting is not None and (self.ended or self.out.qsize() >= waiting[1]):
+            waiting[0].set()
 
 
 class EventStream(Iterator[GenerationEvent]):
@@ -86,6 +100,20 @@ class EventStream(Iterator[GenerationEvent]):
 
     def ready(self) -> int:
         return self._request.out.qsize()
+
+    def wait_ready(self, count: int, timeout: float) -> None:
+        """Wait until ``count`` events are ready, the request has ended (its last event is
+        there) or ``timeout`` seconds have passed, whichever comes first."""
+        request = self._request
+        if request.ended or request.out.qsize() >= count:
+            return
+        woken = threading.Event()
+        request.waiting = (woken, count)
+        try:  # asked again: the loop may have put what was waited for in between
+            if not (request.ended or request.out.qsize() >= count):
+                woken.wait(timeout)
+        finally:
+            request.waiting = None
 
     def through(
         self, transform: Callable[[Iterator[GenerationEvent]], Iterator[GenerationEvent]]
@@ -108,10 +136,11 @@ class Decoder:
         self._pending: list[_Request] = []  # submitted, not yet in the batch
         self._thread: threading.Thread | None = None
         # The batch (touched by the thread that runs the loop only): the requests in row
-        # order with their row counts, the rows' next-token log-probs (R, V), their state.
+        # order with their row counts, the rows' next-token log-probs (R, V) in the engine's
+        # own array (``Engine.decoding_step``), their state.
         self._active: list[tuple[_Request, int]] = []
         self._joining: list[_Request] = []  # taken from _pending, their prompts being read
-        self._logp = np.zeros((0, len(vocab)))
+        self._logp: Any = None
         self._state: Any = None
 
     # -- the callers' side ---------------------------------------------------------------
@@ -205,8 +234,8 @@ class Decoder:
         with self._lock:
             pending, self._pending = self._pending, []
         for request in [r for r, _ in self._active] + self._joining + pending:
-            request.out.put(err)
-        self._active, self._logp, self._state = [], self._logp[:0], None
+            request.put(err)
+        self._active, self._logp, self._state = [], None, None
         self._joining = []
 
     def _step(self) -> None:
@@ -222,19 +251,19 @@ class Decoder:
         restarting: list[_Request] = []
         # Asked once a step, before the step's tokens are chosen.
         stopped = {id(request) for request, _ in self._active if request.stopped()}
-        chosen = self._sample_all(stopped)
+        chosen, chosen_logp = self._sample_all(stopped)
         start = 0
         for request, rows in self._active:
             here = slice(start, start + rows)
             start += rows
             if id(request) in stopped:
-                request.out.put(Stopped("stopped early: the caller no longer wants the result"))
+                request.put(Stopped("stopped early: the caller no longer wants the result"))
                 continue
             decoding = request.decoding
             if isinstance(decoding, SampleDecoding):
                 token = int(chosen[here.start])
-                event, then = decoding.take(token, float(self._logp[here.start, token]))
-                request.out.put(event)
+                event, then = decoding.take(token, float(chosen_logp[here.start]))
+                request.put(event)
                 if then == CONTINUE:
                     parents.append(here.start)
                     tokens.append(token)
@@ -242,13 +271,13 @@ class Decoder:
                 elif then == RESTART:
                     restarting.append(request)
                 else:
-                    request.out.put(_END)
+                    request.put(_END)
                 continue
-            step = decoding.advance(self._logp[here])
+            step = decoding.advance(self.engine.numpy_log_probs(self._logp[here]))
             if step is None:
                 for event in beam_events(decoding.found, self.vocab):
-                    request.out.put(event)
-                request.out.put(_END)
+                    request.put(event)
+                request.put(_END)
                 continue
             parents.extend(here.start + parent for parent in step[0])
             tokens.extend(step[1])
@@ -256,9 +285,10 @@ class Decoder:
         self._active = going_on
         if parents:
             state = self.engine.select_state(self._state, np.array(parents, dtype=np.int64))
-            self._logp, self._state = self.engine.step(np.array(tokens, dtype=np.int64), state)
+            tokens_in = np.array(tokens, dtype=np.int64)
+            self._logp, self._state = self.engine.decoding_step(tokens_in, state)
         else:
-            self._logp, self._state = self._logp[:0], None
+            self._logp, self._state = None, None
         for request in restarting:
             self._join(request)
 
@@ -274,14 +304,14 @@ class Decoder:
                 columns[row, 1:] = request.prompt_ids
             state = self.engine.initial_state(len(group))
             for column in columns.T:  # one step per position, every prompt of the group
-                logp, state = self.engine.step(column, state)
+                logp, state = self.engine.decoding_step(column, state)
             for row, request in enumerate(group):
                 rows = np.array([row], dtype=np.int64)
                 request.prompt = logp[row : row + 1], self.engine.select_state(state, rows)
 
-    def _sample_all(self, stopped: set[int]) -> np.ndarray:
-        """The sampling rows' tokens, all at once (beam rows get -1: beams choose their own;
-        the requests in ``stopped`` draw nothing)."""
+    def _sample_all(self, stopped: set[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The sampling rows' tokens and their log-probs, all at once (beam rows get -1:
+        beams choose their own; the requests in ``stopped`` draw nothing)."""
         rows, produced, configs, uniforms = [], [], [], []
         start = 0
         for request, count in self._active:
@@ -293,10 +323,13 @@ class Decoder:
                 uniforms.append(decoding.draw())
             start += count
         chosen = np.full(start, -1, dtype=np.int64)
+        chosen_logp = np.zeros(start)
         if rows:
-            logp = self._logp[rows]  # (n, V)
-            chosen[rows] = choose_tokens(logp, np.array(produced), configs, np.array(uniforms))
-        return chosen
+            logp = self._logp[rows] if len(rows) < start else self._logp  # (n, V)
+            chosen[rows], chosen_logp[rows] = self.engine.choose_tokens(
+                logp, np.array(produced), configs, np.array(uniforms)
+            )
+        return chosen, chosen_logp
 
     def _join(self, request: _Request) -> None:
         """Append a request's prompt rows to the batch (a new request, or the next sampled
@@ -306,7 +339,7 @@ class Decoder:
         if not self._active:
             self._logp, self._state = logp, state
         else:
-            self._logp = np.concatenate([self._logp, logp])
+            self._logp = self.engine.concat_log_probs([self._logp, logp])
             self._state = self.engine.concat_states([self._state, state])
         self._active.append((request, 1))
 

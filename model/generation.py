@@ -145,12 +145,14 @@ def choose_tokens(
     produced: np.ndarray,
     configs: Sequence[GenerationConfig],
     uniforms: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """The next token of each row of log-probs (n, V), all rows at once: row i has made
     ``produced[i]`` words under ``configs[i]`` and draws with ``uniforms[i]`` in [0, 1)
     (its stream's own generator: a stream samples the same whatever else is decoded beside
     it). Greedy rows take the best allowed token; sampling rows apply temperature, top-k and
-    top-p, then invert the cumulative distribution at their uniform. (n,) int64."""
+    top-p, then invert the cumulative distribution at their uniform. Returns the tokens
+    (n,) int64 and their log-probs (n,). The NumPy engine's; the torch engines choose in
+    torch (engines/torch_sampling.py), by the same rules."""
     n, vocab_size = logp.shape
     scores = logp.copy()
     scores[:, [UNK_ID, START_ID]] = -np.inf  # never produced (see the module doc)
@@ -161,7 +163,7 @@ def choose_tokens(
     if greedy.any():
         chosen[greedy] = np.argmax(scores[greedy], axis=1)
     if greedy.all():
-        return chosen
+        return chosen, logp[np.arange(n), chosen]
     rows = np.flatnonzero(~greedy)
     picked = [configs[int(i)] for i in rows]
     scores = scores[rows]
@@ -194,7 +196,7 @@ def choose_tokens(
     targets = uniforms[rows] * cdf[:, -1]
     index = [np.searchsorted(row, x, side="right") for row, x in zip(cdf, targets)]
     chosen[rows] = np.minimum(index, vocab_size - 1)
-    return chosen
+    return chosen, logp[np.arange(n), chosen]
 
 
 class SampleDecoding:

@@ -1,16 +1,20 @@
 """The interface every engine implements, so that callers never ask which one they have.
 
 Arrays cross this boundary as NumPy (ids in, float64 log-probabilities out); an engine
-keeps its own parameters and optimizer state in whatever form it computes with.
+keeps its own parameters and optimizer state in whatever form it computes with. The one
+exception is the decoding loop's log-probs (``decoding_step``), which stay in the engine's
+own array between its steps and are read through the engine's methods.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from rnnlm.model import generation
 from rnnlm.model.batching import Batch
 from rnnlm.model.stopping import ShouldStop
 
@@ -63,6 +67,28 @@ class Engine(Protocol):
         """Feed one token per row, (B,) int64; returns log-probs (B, V) (float32 or float64:
         the engine's), and the next state."""
 
+    def decoding_step(self, tokens: np.ndarray, state: State) -> tuple[Any, State]:
+        """``step`` for the decoding loop (decoding.py): the log-probs (B, V) in the
+        engine's own array (NumPy; a torch tensor on the model's device for the torch
+        engines), handed to the methods below, so that the loop's passes over them run
+        where the model does."""
+
+    def choose_tokens(
+        self,
+        logp: Any,
+        produced: np.ndarray,
+        configs: Sequence[generation.GenerationConfig],
+        uniforms: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``generation.choose_tokens`` on ``decoding_step``'s log-probs (rows of them):
+        the tokens (n,) int64 and their log-probs (n,), NumPy."""
+
+    def concat_log_probs(self, parts: list[Any]) -> Any:
+        """``decoding_step`` log-probs stacked, rows in order."""
+
+    def numpy_log_probs(self, logp: Any) -> np.ndarray:
+        """``decoding_step`` log-probs as NumPy (beam search ranks hypotheses in NumPy)."""
+
     def select_state(self, state: State, rows: np.ndarray) -> State:
         """Rows of a decoding state (beam search reorders and duplicates hypotheses)."""
 
@@ -94,3 +120,30 @@ def check_state_dict(expected: dict[str, tuple[int, ...]], tensors: dict[str, np
                 f"checkpoint weight {name!r} has shape {tuple(tensors[name].shape)}, "
                 f"the model needs {tuple(shape)}"
             )
+
+
+class NumpyDecoding:
+    """The decoding loop's methods for an engine whose ``step`` gives NumPy log-probs (the
+    NumPy rnn, stand-ins in tests): the log-probs stay NumPy, tokens are chosen by
+    ``generation.choose_tokens``."""
+
+    def step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        raise NotImplementedError
+
+    def decoding_step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        return self.step(tokens, state)
+
+    def choose_tokens(
+        self,
+        logp: np.ndarray,
+        produced: np.ndarray,
+        configs: Sequence[generation.GenerationConfig],
+        uniforms: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return generation.choose_tokens(logp, produced, configs, uniforms)
+
+    def concat_log_probs(self, parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts)  # each (B_i, V)
+
+    def numpy_log_probs(self, logp: np.ndarray) -> np.ndarray:
+        return logp

@@ -24,7 +24,7 @@ import numpy as np
 
 from rnnlm.model.batching import Batch
 from rnnlm.model.config import ModelConfig
-from rnnlm.model.engines.base import StepStats, check_state_dict
+from rnnlm.model.engines.base import NumpyDecoding, StepStats, check_state_dict
 from rnnlm.model.engines.numpy_optim import OPTIMIZER_CLASSES, NumpyOptimizer
 from rnnlm.model.engines.tree_plan import TreePlan, rechunk
 from rnnlm.model.engines.word_classes import (
@@ -256,7 +256,7 @@ def clip_by_global_norm(grads: Params, max_norm: float | None) -> float:
     return norm
 
 
-class NumpyRNNEngine:
+class NumpyRNNEngine(NumpyDecoding):
     """The ``rnn`` cell: needs NumPy only."""
 
     def __init__(

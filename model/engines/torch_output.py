@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnlm.model.engines.word_classes import check_bounds, even_bounds, factored_log_probs
+from rnnlm.model.engines.word_classes import check_bounds, even_bounds
 
 # Each tail cluster's projection is this many times narrower than the one before
 # (torch's default; Grave et al. use 4 too).
@@ -130,25 +130,29 @@ def log_probs(
     return class_part + word_part
 
 
-def decoding_log_probs(layers: OutputLayers, states: torch.Tensor) -> np.ndarray:
-    """``full_log_probs`` as decoding wants it: (n, V) float32 NumPy, normalised in NumPy
-    after the products, in place (``word_classes.factored_log_probs`` with classes: one
-    vectorised pass instead of torch's per-class loop, which cost 0.5-1 ms a step in Python
-    overhead; torch's own casts of (n, V), run on two threads of a busy 2-core machine,
-    cost 20-60x a one-thread NumPy pass). float32 as in scoring, where the log-softmax is
-    float32 too: half the memory traffic of float64 in the decoding loop. An adaptive
-    softmax gives torch's own log_prob (every cluster for every row)."""
-    if layers.adaptive is not None:
-        return layers.adaptive.log_prob(states).detach().cpu().numpy()  # (n, V)
-    decoder, classes = layers.decoder, layers.classes
-    assert decoder is not None
-    logits = decoder(states).detach().cpu().numpy()  # (n, V) float32, ours to overwrite
-    if classes is None:
-        logits -= logits.max(axis=1, keepdims=True)
-        logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
+def decoding_log_probs(layers: OutputLayers, states: torch.Tensor) -> torch.Tensor:
+    """``full_log_probs`` as the decoding loop wants it: (n, V) float32 on the states'
+    device, in torch (which releases the interpreter lock for each pass, so the server's
+    other threads run beside it). Word classes in a few vectorised passes instead of one
+    per class: each class shifted by its own maximum (``scatter_reduce``), so no class sum
+    underflows; an adaptive softmax gives torch's own log_prob."""
+    with torch.no_grad():
+        if layers.adaptive is not None:
+            return layers.adaptive.log_prob(states).float()
+        decoder, classes = layers.decoder, layers.classes
+        assert decoder is not None
+        logits = decoder(states).float()  # (n, V)
+        if classes is None:
+            return torch.log_softmax(logits, dim=-1)
+        word_class = classes.word_class().expand_as(logits)  # (n, V)
+        class_lp = torch.log_softmax(classes.layer(states).float(), dim=-1)  # (n, C)
+        peaks = torch.empty_like(class_lp).scatter_reduce_(
+            1, word_class, logits, "amax", include_self=False
+        )  # (n, C): each class's best logit
+        logits -= peaks.gather(1, word_class)  # <= 0, 0 at each class's best
+        sums = torch.zeros_like(class_lp).scatter_add_(1, word_class, logits.exp())  # (n, C)
+        logits += (class_lp - sums.log()).gather(1, word_class)
         return logits
-    class_lp = F.log_softmax(classes.layer(states), dim=-1).detach().cpu().numpy()  # (n, C)
-    return factored_log_probs(logits, class_lp, classes.bounds.cpu().numpy())
 
 
 def full_log_probs(layers: OutputLayers, states: torch.Tensor) -> torch.Tensor:

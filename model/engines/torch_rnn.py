@@ -18,10 +18,10 @@ from rnnlm.model.engines.torch_dropout import embedded_dropout, locked_dropout
 from rnnlm.model.engines.torch_output import (
     ClassSoftmax,
     adaptive_softmax,
-    decoding_log_probs,
     log_probs,
 )
 from rnnlm.model.engines.torch_quantize import quantized_for_serving
+from rnnlm.model.engines.torch_sampling import StepOutputs, choose_tokens
 from rnnlm.model.engines.tree_plan import TreePlan, rechunk
 from rnnlm.model.engines.word_classes import class_bounds
 from rnnlm.model.stopping import ShouldStop, check
@@ -323,10 +323,22 @@ class TorchRNNEngine:
 
     @torch.inference_mode()
     def step(self, tokens: np.ndarray, state):
-        self.model.eval()
+        outputs, state = self.decoding_step(tokens, state)
+        return self.numpy_log_probs(outputs), state
+
+    def decoding_step(self, tokens: np.ndarray, state) -> tuple[StepOutputs, object]:
+        if self.model.training:  # (train() walks every module: not once a token)
+            self.model.eval()
         serving = self._serving
-        out, state = serving.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
-        return decoding_log_probs(serving, out[:, 0]), state
+        with torch.no_grad():
+            out, state = serving.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
+        return StepOutputs(serving, out[:, 0]), state
+
+    choose_tokens = staticmethod(choose_tokens)
+    concat_log_probs = staticmethod(StepOutputs.cat)
+
+    def numpy_log_probs(self, outputs: StepOutputs) -> np.ndarray:
+        return outputs.log_probs().cpu().numpy()  # (B, V) float32
 
     def select_state(self, state, rows: np.ndarray):
         if state is None:

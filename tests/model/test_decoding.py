@@ -4,13 +4,39 @@ it produces alone, in batched steps; a request that leaves does not disturb the 
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 
+from rnnlm.model import ModelConfig, TrainConfig, train
 from rnnlm.model.decoding import Decoder, beam_search, sample_events
 from rnnlm.model.generation import GenerationConfig, beam_events, choose_tokens
 from rnnlm.model.stopping import Stopped
+from tests.conftest import ALL_CELLS, SMALL_MODEL, needs_torch
+
+# The small models of every cell, and a GRU with a class-factored output layer, whose plain
+# sampling draws the class, then the word (engines/torch_sampling.py).
+DECODING_MODELS = [*ALL_CELLS, "gru-classes"]
+
+
+@pytest.fixture(scope="module")
+def class_lm(pydoc_corpus):
+    needs_torch("gru")
+    return train(
+        pydoc_corpus,
+        ModelConfig(cell="gru", output_classes=12, **SMALL_MODEL),
+        TrainConfig(epochs=1, batch_size=32, seed=3, device="cpu"),
+    )
+
+
+@pytest.fixture(params=DECODING_MODELS)
+def decoding_lm(request, small_models):
+    if request.param == "gru-classes":
+        return request.getfixturevalue("class_lm")
+    needs_torch(request.param)
+    return small_models[request.param]
+
 
 # Sixteen requests of every kind: plain, tempered, top-k, top-p and combined sampling,
 # several sentences each, greedy, and beams of several widths.
@@ -50,15 +76,16 @@ class CountingEngine:
     def __init__(self, engine) -> None:
         self.engine, self.rows = engine, []
 
-    def step(self, tokens, state):
+    def decoding_step(self, tokens, state):
         self.rows.append(len(tokens))
-        return self.engine.step(tokens, state)
+        return self.engine.decoding_step(tokens, state)
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
 
 
-def test_requests_decoded_together_produce_what_each_produces_alone(small_lm):
+def test_requests_decoded_together_produce_what_each_produces_alone(decoding_lm):
+    small_lm = decoding_lm
     expected = [alone(small_lm, options, prompt) for options, prompt in REQUESTS]
     counting = CountingEngine(small_lm.engine)
     decoder = Decoder(counting, small_lm.vocab)
@@ -83,7 +110,8 @@ def test_requests_decoded_together_produce_what_each_produces_alone(small_lm):
     assert max(counting.rows) >= 8  # steps carried many requests' rows at once
 
 
-def test_a_request_that_leaves_does_not_disturb_the_others(small_lm):
+def test_a_request_that_leaves_does_not_disturb_the_others(decoding_lm):
+    small_lm = decoding_lm
     decoder = Decoder(small_lm.engine, small_lm.vocab)
     config = GenerationConfig(seed=3, min_length=20, max_length=20, num_sentences=2)
     ids = small_lm.vocab.encode(["the"])
@@ -103,12 +131,26 @@ def test_a_request_that_leaves_does_not_disturb_the_others(small_lm):
         list(decoder.submit(ids, config, lambda: True))
 
 
-def test_vectorised_choice_follows_each_rows_options():
+def numpy_choice(logp, produced, configs, uniforms):
+    return choose_tokens(logp, produced, configs, uniforms)
+
+
+def torch_choice(logp, produced, configs, uniforms):
+    torch = pytest.importorskip("torch")
+    from rnnlm.model.engines.torch_sampling import _choose_from_log_probs
+
+    short = produced < np.array([c.min_length for c in configs])
+    return _choose_from_log_probs(torch.from_numpy(logp).float(), short, configs, uniforms)
+
+
+@pytest.mark.parametrize("choose", [numpy_choice, torch_choice], ids=["numpy", "torch"])
+def test_vectorised_choice_follows_each_rows_options(choose):
     """Rows with different options in one call: greedy takes the best allowed token, top-k
-    keeps k, top-p the nucleus, min_length holds SENTENCE_END back."""
+    keeps k, top-p the nucleus, min_length holds SENTENCE_END back; each token comes with
+    its own log-prob. The NumPy engine's choice and the torch engines' alike."""
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(5, 40)) * 3
-    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    logp = (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(np.float32)
     configs = [
         GenerationConfig(method="greedy"),
         GenerationConfig(top_k=3),
@@ -118,7 +160,8 @@ def test_vectorised_choice_follows_each_rows_options():
     ]
     for draw in range(50):
         uniforms = np.random.default_rng(draw).random(5)
-        chosen = choose_tokens(logp, np.zeros(5, dtype=np.int64), configs, uniforms)
+        chosen, chosen_logp = choose(logp, np.zeros(5, dtype=np.int64), configs, uniforms)
+        np.testing.assert_allclose(chosen_logp, logp[np.arange(5), chosen], atol=1e-6)
         allowed = logp.copy()
         allowed[:, [0, 1, 2]] = -np.inf  # UNK, START; END before min_length (1 here)
         assert chosen[0] == np.argmax(allowed[0])
@@ -131,6 +174,39 @@ def test_vectorised_choice_follows_each_rows_options():
         assert chosen[4] == np.argmax(allowed[4])  # near-zero temperature: the best
 
 
+def test_sampling_class_then_word_is_the_whole_distributions_inversion(class_lm):
+    """Plain sampling from a class-factored model draws the class, then the word: for the
+    same uniform, the token that inverting the whole distribution gives (ids run class by
+    class), but where rounding puts a uniform on the other side of a boundary; its
+    log-prob the model's own; never UNKNOWN or SENTENCE_START, nor SENTENCE_END while the
+    sentence is short."""
+    torch = pytest.importorskip("torch")
+    from rnnlm.model.engines.torch_sampling import _choose_from_log_probs, _sample_by_class
+
+    engine = class_lm.engine
+    ids = class_lm.vocab.encode(["the", "value", "of", "the"])
+    outputs, state = engine.decoding_step(np.array([1, 1, 1, 1]), None)
+    for token in ids[:2]:
+        outputs, state = engine.decoding_step(np.full(4, token), state)
+    # Four rows of different contexts: rows 0 and 2 still short (no SENTENCE_END).
+    outputs, _ = engine.decoding_step(np.array(ids[:4]), state)
+    logp = outputs.log_probs()  # (4, V)
+    short = np.array([True, False, True, False])
+    plain = [GenerationConfig(min_length=1 if s else 0) for s in short]
+    uniforms = np.linspace(0.0, 1.0, 2001, endpoint=False)
+    mismatches = 0
+    for u in uniforms:
+        draws = np.full(4, u)
+        by_class, by_class_logp = _sample_by_class(engine._serving, outputs.states, short, draws)
+        whole, _ = _choose_from_log_probs(logp, short, plain, draws)
+        mismatches += int((by_class != whole).sum())
+        assert not np.isin(by_class, [0, 1]).any()
+        assert not (by_class[short] == 2).any()
+        np.testing.assert_allclose(by_class_logp, logp[np.arange(4), by_class].numpy(), atol=1e-5)
+    assert mismatches <= 4  # of 8,004 draws: only at a boundary, from rounding
+    assert torch.isfinite(logp).all()
+
+
 def test_an_engine_failure_reaches_every_request_and_the_loop_goes_on(small_models):
     """A step that raises ends every request in the batch (and those joining) with the
     error; the next request decodes normally."""
@@ -139,10 +215,10 @@ def test_an_engine_failure_reaches_every_request_and_the_loop_goes_on(small_mode
     class Failing(CountingEngine):
         fail = True
 
-        def step(self, tokens, state):
+        def decoding_step(self, tokens, state):
             if self.fail:
                 raise RuntimeError("engine broke")
-            return self.engine.step(tokens, state)
+            return self.engine.decoding_step(tokens, state)
 
     engine = Failing(lm.engine)
     decoder = Decoder(engine, lm.vocab)
@@ -169,3 +245,24 @@ def test_a_closed_loop_ends_its_thread_at_its_next_step(small_lm):
     assert thread is not None and thread.is_alive() and decoder in decoding._RUNNING
     decoder.close()
     assert not thread.is_alive() and decoder._thread is None
+
+
+def test_a_reader_waits_for_events_until_it_has_enough_the_end_or_the_timeout(small_models):
+    """``EventStream.wait_ready`` (a Generate message waiting to fill): it returns once the
+    count is ready, at once when the request has ended whatever the count, and after the
+    timeout when nothing comes."""
+    from rnnlm.model.decoding import EventStream
+
+    lm = small_models["rnn"]
+    decoder = Decoder(lm.engine, lm.vocab)
+    ids = lm.vocab.encode(["the"])
+    events = decoder.submit(ids, GenerationConfig(seed=1, min_length=6, max_length=6))
+    started = time.monotonic()
+    events.wait_ready(3, 30.0)
+    assert events.ready() >= 3 and time.monotonic() - started < 20
+    events.wait_ready(100, 30.0)  # more than it will make: the end wakes the reader
+    assert time.monotonic() - started < 20 and len(list(events)) == 6
+    idle = decoder._request(ids, GenerationConfig(seed=2), None)  # never submitted
+    started = time.monotonic()
+    EventStream(idle, iter(())).wait_ready(1, 0.2)
+    assert 0.15 < time.monotonic() - started < 20

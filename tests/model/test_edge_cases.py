@@ -18,13 +18,14 @@ from rnnlm.model import (
     train,
 )
 from rnnlm.model.decoding import beam_search, sample_events
+from rnnlm.model.engines.base import NumpyDecoding
 from rnnlm.model.generation import GenerationConfig
 from rnnlm.model.vocab import END_ID
 
 TINY = ModelConfig(cell="rnn", vocab_size=300, hidden_size=16)
 
 
-class FixedEngine:
+class FixedEngine(NumpyDecoding):
     """A stand-in engine with a known distribution over [UNK, START, END, 'a']: after
     SENTENCE_START, 'a' 0.6 and END 0.4; after 'a', 'a' 0.55 and END 0.45."""
 

@@ -1,0 +1,231 @@
+"""The decoding loop's token choice in torch (``generation.choose_tokens`` for the torch
+engines): every row of a step at once, on the model's device, with the interpreter lock
+released for each pass, so that the server's other threads (sending the tokens already
+made) run beside it instead of waiting.
+
+A step's output is kept as the top layer's states (``StepOutputs``); the (n, V) log-probs
+are computed only for the rows that need them all: greedy and beam rows, and sampling with
+temperature, top-k or top-p. Plain sampling from a class-factored model (the default output
+layer for vocabularies of 1,000 words or more) draws the class, then the word within it
+(``_sample_by_class``): exactly the same distribution, for a few hundred words' products
+per row instead of V.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnnlm.model.engines.torch_output import OutputLayers, decoding_log_probs
+from rnnlm.model.generation import GenerationConfig
+from rnnlm.model.vocab import END_ID, START_ID, UNK_ID
+
+# Words never produced (generation's module doc); END_ID too while a sentence is short.
+_NEVER = (UNK_ID, START_ID)
+
+
+class StepOutputs:
+    """One decoding step's rows: their top-layer states (n, H), and their log-probs over
+    the vocabulary (n, V), computed the first time they are read."""
+
+    def __init__(
+        self, layers: OutputLayers, states: torch.Tensor, logp: torch.Tensor | None = None
+    ) -> None:
+        self.layers, self.states, self._logp = layers, states, logp
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def __getitem__(self, rows) -> StepOutputs:
+        """Some rows (a slice or a list of indices), in the given order."""
+        logp = None if self._logp is None else self._logp[rows]
+        return StepOutputs(self.layers, self.states[rows], logp)
+
+    def log_probs(self) -> torch.Tensor:
+        """ln p(w | row) for every word, (n, V) float32."""
+        if self._logp is None:
+            self._logp = decoding_log_probs(self.layers, self.states)
+        return self._logp
+
+    @staticmethod
+    def cat(parts: Sequence[StepOutputs]) -> StepOutputs:
+        states = torch.cat([p.states for p in parts])
+        known = all(p._logp is not None for p in parts)
+        logp = torch.cat([p._logp for p in parts]) if known else None  # type: ignore[misc]
+        return StepOutputs(parts[0].layers, states, logp)
+
+
+def choose_tokens(
+    outputs: StepOutputs,
+    produced: np.ndarray,
+    configs: Sequence[GenerationConfig],
+    uniforms: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The next token of each row and its log-prob, as ``generation.choose_tokens`` (same
+    rules): ((n,) int64, (n,) float) NumPy."""
+    n = len(outputs)
+    chosen, token_logp = np.empty(n, dtype=np.int64), np.empty(n)
+    short = produced < np.array([c.min_length for c in configs])
+    by_class = [i for i, c in enumerate(configs) if _plain(c)] if _factored(outputs) else []
+    if by_class:
+        tokens, logps = _sample_by_class(
+            outputs.layers, outputs.states[by_class], short[by_class], uniforms[by_class]
+        )
+        chosen[by_class], token_logp[by_class] = tokens, logps
+    rest = sorted(set(range(n)).difference(by_class))
+    if rest:
+        part = outputs if len(rest) == n else outputs[rest]
+        tokens_t, logps_t = _choose_from_log_probs(
+            part.log_probs(), short[rest], [configs[i] for i in rest], uniforms[rest]
+        )
+        chosen[rest], token_logp[rest] = tokens_t, logps_t
+    return chosen, token_logp
+
+
+def _plain(config: GenerationConfig) -> bool:
+    """Sampling from the model's own distribution: no temperature, top-k or top-p."""
+    return (
+        config.method == "sample"
+        and config.temperature == 1.0
+        and not config.top_k
+        and config.top_p >= 1.0
+    )
+
+
+def _factored(outputs: StepOutputs) -> bool:
+    """A class softmax whose word rows can be read (not an int8 copy)."""
+    layers = outputs.layers
+    decoder = layers.decoder
+    return layers.classes is not None and isinstance(getattr(decoder, "weight", None), torch.Tensor)
+
+
+def _sample_by_class(
+    layers: OutputLayers, states: torch.Tensor, short: np.ndarray, uniforms: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plain sampling of (m,) rows of a class-factored model, states (m, H): each row's
+    class drawn from p(c) times the share of c it may produce, then its word from p(w | c)
+    over the words it may produce, with one uniform (the part of it left in the class
+    chosen): the same token as inverting the whole distribution, whose ids run class by
+    class."""
+    classes, decoder = layers.classes, layers.decoder
+    assert classes is not None and decoder is not None
+    device = states.device
+    weight, bias = decoder.weight, decoder.bias  # (V, H), (V,)
+    bounds = classes.bounds  # (C + 1,)
+    edges = bounds.tolist()
+    banned_end = torch.from_numpy(short).to(device)  # (m,)
+    with torch.no_grad():
+        class_lp = torch.log_softmax(classes.layer(states).float(), dim=-1)  # (m, C)
+        class_p = class_lp.exp()
+        # The classes holding the words never produced: only the part of them a row may
+        # produce counts (p(w | c) of the others taken off).
+        for k in sorted({bisect.bisect_right(edges, i) - 1 for i in (*_NEVER, END_ID)}):
+            lo, hi = edges[k], edges[k + 1]
+            within = torch.softmax(F.linear(states, weight[lo:hi], bias[lo:hi]).float(), -1)
+            barred = within[:, [i - lo for i in _NEVER if lo <= i < hi]].sum(dim=1)  # (m,)
+            if lo <= END_ID < hi:
+                barred += within[:, END_ID - lo] * banned_end
+            class_p[:, k] *= (1.0 - barred).clamp_(min=0.0)
+        cdf = class_p.cumsum(dim=1)  # (m, C)
+        u = torch.from_numpy(np.asarray(uniforms, dtype=np.float32)).to(device)
+        target = u[:, None] * cdf[:, -1:]  # (m, 1)
+        drawn = torch.searchsorted(cdf, target, right=True).clamp_(max=len(edges) - 2)  # (m, 1)
+        # What is left of the uniform inside the class drawn, in [0, 1).
+        before = F.pad(cdf, (1, 0)).gather(1, drawn)  # (m, 1): the mass of the classes before
+        rest = (target - before) / class_p.gather(1, drawn)
+        rest = rest.clamp_(0.0, 1.0 - 1e-6)  # (m, 1)
+        first = bounds[drawn]  # (m, 1): the class's first id
+        size = bounds[drawn + 1] - first  # (m, 1)
+        offsets = torch.arange(int(size.max()), device=device)[None, :]  # (1, M)
+        valid = offsets < size  # (m, M)
+        ids = torch.where(valid, first + offsets, first)  # (m, M)
+        # Each row's class words: a product with a slice of the decoder's rows (no copy of
+        # them), padded to the largest class drawn.
+        logits = nn.utils.rnn.pad_sequence(
+            [
+                F.linear(states[i], weight[lo:hi], bias[lo:hi])
+                for i, (lo, hi) in enumerate((edges[k], edges[k + 1]) for k in drawn[:, 0].tolist())
+            ],
+            batch_first=True,
+            padding_value=-torch.inf,
+        ).float()  # (m, M)
+        within_lp = torch.log_softmax(logits, dim=-1)  # (m, M): ln p(w | c)
+        allowed = valid & (ids != UNK_ID) & (ids != START_ID)
+        allowed &= ~((ids == END_ID) & banned_end[:, None])
+        word_cdf = (within_lp.exp() * allowed).cumsum(dim=1)  # (m, M)
+        j = torch.searchsorted(word_cdf, rest * word_cdf[:, -1:], right=True)
+        j = j.clamp_(max=offsets.shape[1] - 1)  # (m, 1)
+        tokens = ids.gather(1, j)[:, 0]
+        logp = (class_lp.gather(1, drawn) + within_lp.gather(1, j))[:, 0]
+    return tokens.cpu().numpy(), logp.cpu().numpy()
+
+
+def _choose_from_log_probs(
+    logp: torch.Tensor,
+    short: np.ndarray,
+    configs: Sequence[GenerationConfig],
+    uniforms: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every rule on the rows' whole distributions, logp (n, V): greedy rows take the best
+    allowed token, sampling rows apply temperature, top-k and top-p, then invert the
+    cumulative distribution at their uniform."""
+    n = len(logp)
+    device = logp.device
+    scores = logp.clone()
+    scores[:, list(_NEVER)] = -torch.inf
+    if short.any():
+        scores[torch.from_numpy(short).to(device), END_ID] = -torch.inf
+    greedy = [c.method == "greedy" for c in configs]
+    chosen = torch.empty(n, dtype=torch.int64, device=device)
+    if any(greedy):
+        rows = torch.tensor(greedy, device=device)
+        chosen[rows] = scores[rows].argmax(dim=1)
+    sampled = [i for i, g in enumerate(greedy) if not g]
+    if sampled:
+        chosen[sampled] = _sample(scores[sampled], [configs[i] for i in sampled], uniforms[sampled])
+    token_logp = logp.gather(1, chosen[:, None])[:, 0]
+    return chosen.cpu().numpy(), token_logp.cpu().numpy()
+
+
+def _sample(
+    scores: torch.Tensor, configs: Sequence[GenerationConfig], uniforms: np.ndarray
+) -> torch.Tensor:
+    """Temperature, top-k and top-p, then the inverse CDF at each row's uniform; (m,)."""
+    vocab_size = scores.shape[1]
+    device = scores.device
+    temperature = [c.temperature for c in configs]
+    if any(t != 1.0 for t in temperature):
+        scores /= torch.tensor(temperature, dtype=scores.dtype, device=device)[:, None]
+    top_ks = {c.top_k for c in configs if c.top_k}
+    if top_ks:
+        allowed_count = torch.isfinite(scores).sum(dim=1).tolist()
+        for k in top_ks:  # one pass per distinct top_k
+            these = [i for i, c in enumerate(configs) if c.top_k == k and k < allowed_count[i]]
+            if these:
+                part = scores[these]
+                kth = part.topk(k, dim=1).values[:, -1:]  # (r, 1): the k-th best
+                scores[these] = part.masked_fill(part < kth, -torch.inf)
+    # Unnormalised probabilities: the draw below scales by each row's total anyway.
+    probs = torch.exp(scores - scores.amax(dim=1, keepdim=True))
+    nucleus = [i for i, c in enumerate(configs) if c.top_p < 1.0]
+    if nucleus:
+        top_p = torch.tensor([configs[i].top_p for i in nucleus], device=device)
+        part = probs[nucleus]
+        part /= part.sum(dim=1, keepdim=True)
+        ordered, order = part.sort(dim=1, descending=True, stable=True)
+        keep = (ordered.cumsum(dim=1) < top_p[:, None].to(part.dtype)).sum(dim=1) + 1
+        ranks = torch.empty_like(order).scatter_(
+            1, order, torch.arange(vocab_size, device=device).expand(len(nucleus), -1)
+        )
+        part = torch.where(ranks < keep[:, None], part, 0.0)
+        probs[nucleus] = part / part.sum(dim=1, keepdim=True)
+    cdf = probs.cumsum(dim=1)  # (m, V)
+    targets = torch.from_numpy(np.asarray(uniforms, dtype=np.float64)).to(device, cdf.dtype)
+    targets = targets * cdf[:, -1]
+    index = torch.searchsorted(cdf, targets[:, None], right=True)[:, 0]
+    return index.clamp_(max=vocab_size - 1)
