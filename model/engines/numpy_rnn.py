@@ -108,17 +108,18 @@ def with_ones(states: np.ndarray) -> np.ndarray:
 
 
 def output_log_probs(
-    params: Params, states: np.ndarray, targets: np.ndarray, normalise: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
+    params: Params, states: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Softmax output for N states (N, H) and their targets (N,).
 
-    Returns ln p(target) (N,) and the full softmax times ``normalise`` (N, V) (a backward
-    pass wants it scaled for the mean loss: one pass over the buffer, not two). It is
-    computed in place in one (N, V) buffer, the largest array of a step, in as few passes
-    over it as the maths allows: the bias inside the product (``with_ones``), no shift by
-    the row maximum where no logit can be large enough to overflow ``exp`` (softmax does
-    not change with a shift; |logit| <= |s| max_j |V_j| + max |c|, and with tanh |s| <=
-    sqrt(H)), then exp, the row sums, one scaling.
+    Returns ln p(target) (N,), the unnormalised probabilities (N, V) and their row totals
+    (N,): softmax row i is probs[i] / totals[i], which a backward pass folds into its
+    products rather than paying a pass over the (N, V) buffer, the largest array of a
+    step. It is computed in place in as few passes as the maths allows: the bias inside
+    the product (``with_ones``), no shift by the row maximum where no logit can be large
+    enough to overflow ``exp`` (softmax does not change with a shift; |logit| <= |s|
+    max_j |V_j| + max |c|, and with tanh |s| <= sqrt(H)), then exp, and the row totals as
+    a matrix-vector product (the math library's threads, not one NumPy pass).
     """
     V, c = params["V"], params["c"]
     probs = with_ones(states) @ np.hstack([V, c[:, None]]).T  # (N, V) logits
@@ -129,9 +130,8 @@ def output_log_probs(
     rows = np.arange(len(targets))
     target_logits = probs[rows, targets].copy()
     np.exp(probs, out=probs)
-    totals = probs.sum(axis=1)
-    probs *= (normalise / totals)[:, None].astype(probs.dtype)
-    return target_logits - np.log(totals), probs
+    totals = probs @ np.ones(probs.shape[1], dtype=probs.dtype)  # (N,)
+    return target_logits - np.log(totals), probs, totals
 
 
 def tree_forward_states(
@@ -176,12 +176,18 @@ def output_grads(
         logp, grad_states, class_grads = class_output(params, bounds, states, targets, scale)
         assert grad_states is not None
         return logp, grad_states, class_grads
-    logp, grad_logits = output_log_probs(params, states, targets, normalise=scale)
-    # dL/do = scale * (softmax - onehot(target)): the scale came with the normalisation.
-    grad_logits[np.arange(len(targets)), targets] -= scale
-    both = grad_logits.T @ with_ones(states)  # (V, H + 1): [dL/dV | dL/dc] in one product
+    logp, probs, totals = output_log_probs(params, states, targets)
+    # dL/do = weight_i probs_i - scale onehot(target_i), weight_i = scale / totals_i: the
+    # weights scale the (N, H + 1) side of each product, the one-hot part is a row update.
+    weights = (scale / totals).astype(states.dtype)[:, None]  # (N, 1)
+    inputs = with_ones(states)  # (N, H + 1)
+    both = probs.T @ (inputs * weights)  # (V, H + 1): [dL/dV | dL/dc] in one product
+    words, sums = sum_rows_by_id(targets, inputs)
+    both[words] -= scale * sums
     grads: Params = {"V": both[:, :-1], "c": both[:, -1]}
-    return logp, grad_logits @ params["V"], grads
+    V = params["V"]
+    grad_states = (probs @ V) * weights - scale * V[targets]  # (N, H)
+    return logp, grad_states, grads
 
 
 def loss_and_grads(
@@ -233,16 +239,22 @@ def loss_and_grads(
 
 def input_grad(U: np.ndarray, ids: np.ndarray, deltas: np.ndarray) -> np.ndarray:
     """dL/dU (H, V): the deltas (N, H) of the positions that read word ids[i], added into
-    its column. Summed per distinct word (sorted, ``np.add.reduceat``) and written once per
-    column: ``np.add.at``, its unbuffered per-element scatter, was most of a step's time
-    outside the products."""
+    its column, written once per distinct word (``sum_rows_by_id``)."""
     grad = np.zeros_like(U)
+    words, sums = sum_rows_by_id(ids, deltas)
+    grad[:, words] = sums.T  # (H, u)
+    return grad
+
+
+def sum_rows_by_id(ids: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ids (u,) and, for each, the sum of the rows (N, D) with that id (u, D):
+    sorted and summed with ``np.add.reduceat``. ``np.add.at``, its unbuffered per-element
+    scatter, was most of a step's time outside the products."""
     if len(ids) == 0:
-        return grad
+        return ids[:0], rows[:0]
     order = np.argsort(ids, kind="stable")
     words, starts = np.unique(ids[order], return_index=True)
-    grad[:, words] = np.add.reduceat(deltas[order], starts, axis=0).T  # (H, u)
-    return grad
+    return words, np.add.reduceat(rows[order], starts, axis=0)
 
 
 def clip_by_global_norm(grads: Params, max_norm: float | None) -> float:
