@@ -360,7 +360,7 @@ class ClientCore(Shell[Mode]):
         early (``contextlib.closing``, or ``aclosing`` for the asyncio client) cancels the
         call, so the server stops generating. The server sends the tokens it has ready
         together, up to ``max_tokens_per_message`` (1-256; 1: a message each) a message:
-        the first at once, a later one after at most 5 ms for more; they are yielded one
+        the first at once, a later one after at most 20 ms for more; they are yielded one
         by one all the same."""
         request = common.generate_request(
             model_id,

@@ -40,9 +40,10 @@ MAX_CHARS_PER_WORD = 64
 MAX_TOKENS_PER_MESSAGE = 256
 # How long a Generate message after the first waits for more tokens (up to the request's
 # max_tokens_per_message, or the end of the stream). Each message costs the server ~0.25 ms
-# of Python under the one interpreter lock; without the wait, 16 streams woke a thread a
-# token and got ~2.7x one stream's tokens/s; with 5 ms, 3.6-4.4x (bench_generate.py).
-MESSAGE_LINGER_SECONDS = 0.005
+# of Python under the one interpreter lock and a thread's wake-up; 16 streams sending a
+# message a token got 2.4-3.0x one stream's tokens/s, with a 5 ms wait 2.6-3.0x, with
+# 20 ms 3.5-4.8x (bench_generate.py, three runs each). 20 ms: 50 updates a second still.
+MESSAGE_LINGER_SECONDS = 0.02
 
 
 def _given(**options: Any) -> dict[str, Any]:

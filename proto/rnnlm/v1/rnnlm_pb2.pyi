@@ -1650,9 +1650,10 @@ class GenerateRequest(_message.Message):
     """Tokens one GenerateResponse may carry, 1-256 (0 or 1, the default: one token per
     message). With more, each message carries every token this stream has decoded and not
     yet sent, up to this many: the first in the message's own fields, the rest in
-    `following`. The first message goes out at once; a later one waits at most a few
-    milliseconds (5) for more tokens of its stream. Streams keep up with the model when many run at once (one message per
-    token costs the server more than a batched decoding step); the client library asks for it.
+    `following`. The first message goes out at once; a later one waits at most 20 ms
+    for more tokens of its stream. Streams keep up with the model when many run at once
+    (one message per token costs the server more than a batched decoding step); the
+    client library asks for it.
     """
     @_builtins.property
     def prompt_words(self) -> Global___Words:
