@@ -66,7 +66,7 @@ class _Request:
     should_stop: ShouldStop | None
     out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     abandoned: bool = False  # the caller closed its iterator
-    prompt: tuple[np.ndarray, Any] | None = None  # the prompt's (1, V) log-probs and state
+    prompt: tuple[Any, Any] | None = None  # the prompt's (1, V) log-probs (the engine's) and state
 
     ended: bool = False  # its last item (the end, or an error) is in ``out``
     # A reader waiting for ``count`` items in ``out`` (``EventStream.wait_ready``).
