@@ -121,23 +121,25 @@ def _sample_by_class(
     banned_end = torch.from_numpy(short).to(device)  # (m,)
     with torch.no_grad():
         class_lp = torch.log_softmax(classes.layer(states).float(), dim=-1)  # (m, C)
-        class_p = class_lp.exp()
-        # The classes holding the words never produced: only the part of them a row may
-        # produce counts (p(w | c) of the others taken off).
+        # float64 for the class draw ((m, C) is small): a uniform just below 1 stays so.
+        class_p = class_lp.double().exp()
+        # The classes holding the words never produced count with the part of them a row
+        # may produce (exactly 0 where that is none of their words).
         for k in sorted({bisect.bisect_right(edges, i) - 1 for i in (*_NEVER, END_ID)}):
             lo, hi = edges[k], edges[k + 1]
-            within = torch.softmax(F.linear(states, weight[lo:hi], bias[lo:hi]).float(), -1)
-            barred = within[:, [i - lo for i in _NEVER if lo <= i < hi]].sum(dim=1)  # (m,)
+            within = torch.softmax(F.linear(states, weight[lo:hi], bias[lo:hi]).double(), -1)
+            may = torch.ones_like(within)  # (m, hi - lo)
+            may[:, [i - lo for i in _NEVER if lo <= i < hi]] = 0.0
             if lo <= END_ID < hi:
-                barred += within[:, END_ID - lo] * banned_end
-            class_p[:, k] *= (1.0 - barred).clamp_(min=0.0)
+                may[:, END_ID - lo] = (~banned_end).double()
+            class_p[:, k] *= (within * may).sum(dim=1)
         cdf = class_p.cumsum(dim=1)  # (m, C)
-        u = torch.from_numpy(np.asarray(uniforms, dtype=np.float32)).to(device)
+        u = torch.from_numpy(np.asarray(uniforms, dtype=np.float64)).to(device)
         target = u[:, None] * cdf[:, -1:]  # (m, 1)
         drawn = torch.searchsorted(cdf, target, right=True).clamp_(max=len(edges) - 2)  # (m, 1)
         # What is left of the uniform inside the class drawn, in [0, 1).
         before = F.pad(cdf, (1, 0)).gather(1, drawn)  # (m, 1): the mass of the classes before
-        rest = (target - before) / class_p.gather(1, drawn)
+        rest = ((target - before) / class_p.gather(1, drawn)).float()
         rest = rest.clamp_(0.0, 1.0 - 1e-6)  # (m, 1)
         first = bounds[drawn]  # (m, 1): the class's first id
         size = bounds[drawn + 1] - first  # (m, 1)

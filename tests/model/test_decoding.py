@@ -266,3 +266,25 @@ def test_a_reader_waits_for_events_until_it_has_enough_the_end_or_the_timeout(sm
     started = time.monotonic()
     EventStream(idle, iter(())).wait_ready(1, 0.2)
     assert 0.15 < time.monotonic() - started < 20
+
+
+def test_a_class_of_words_never_produced_is_never_drawn(class_lm):
+    """A class holding only UNKNOWN, SENTENCE_START and SENTENCE_END counts for nothing
+    while a sentence is short, whatever the uniform (0 and next to 1 included): the class
+    draw weighs each class by the words a row may produce."""
+    import copy
+
+    pytest.importorskip("torch")
+    from rnnlm.model.engines.torch_sampling import _sample_by_class
+
+    engine = copy.deepcopy(class_lm.engine)
+    classes = engine.model.classes
+    size = engine.vocab_size
+    bounds = np.concatenate([[0, 3], np.linspace(3, size, len(classes.bounds) - 1)[1:]])
+    classes.set_bounds(bounds.round().astype(np.int64))
+    outputs, _ = engine.decoding_step(np.array([1, 1]), None)
+    short = np.array([True, False])
+    for u in [0.0, 1e-12, 1e-6, 0.5, 1 - 1e-12]:
+        tokens, logps = _sample_by_class(engine._serving, outputs.states, short, np.full(2, u))
+        assert tokens[0] > 2 and tokens[1] > 1  # row 1 may end: SENTENCE_END allowed
+        np.testing.assert_allclose(logps, outputs.log_probs()[[0, 1], tokens].numpy(), atol=1e-5)
