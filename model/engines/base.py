@@ -8,7 +8,7 @@ own array between its steps and are read through the engine's methods.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -127,8 +127,7 @@ class NumpyDecoding:
     NumPy rnn, stand-ins in tests): the log-probs stay NumPy, tokens are chosen by
     ``generation.choose_tokens``."""
 
-    def step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        raise NotImplementedError
+    step: Callable[[np.ndarray, State], tuple[np.ndarray, State]]  # the engine's own
 
     def decoding_step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         return self.step(tokens, state)

@@ -130,28 +130,33 @@ def log_probs(
     return class_part + word_part
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or float64 where it is (a float64 model keeps its precision)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def decoding_log_probs(layers: OutputLayers, states: torch.Tensor) -> torch.Tensor:
-    """``full_log_probs`` as the decoding loop wants it: (n, V) float32 on the states'
-    device, in torch (which releases the interpreter lock for each pass, so the server's
-    other threads run beside it). Word classes in a few vectorised passes instead of one
-    per class: each class shifted by its own maximum (``scatter_reduce``), so no class sum
-    underflows; an adaptive softmax gives torch's own log_prob."""
+    """``full_log_probs`` as the decoding loop wants it: (n, V), float32 (float64 for a
+    float64 model), on the states' device, in torch (which releases the interpreter lock
+    for each pass, so the server's other threads run beside it). Word classes in a few
+    vectorised passes instead of one per class: each class shifted by its own maximum, so
+    no class sum underflows (``torch.segment_reduce``: the same sums every run, on a GPU
+    too); an adaptive softmax gives torch's own log_prob."""
     with torch.no_grad():
         if layers.adaptive is not None:
-            return layers.adaptive.log_prob(states).float()
+            return at_least_float32(layers.adaptive.log_prob(states))
         decoder, classes = layers.decoder, layers.classes
         assert decoder is not None
-        logits = decoder(states).float()  # (n, V)
+        logits = at_least_float32(decoder(states))  # (n, V)
         if classes is None:
             return torch.log_softmax(logits, dim=-1)
-        word_class = classes.word_class().expand_as(logits)  # (n, V)
-        class_lp = torch.log_softmax(classes.layer(states).float(), dim=-1)  # (n, C)
-        peaks = torch.empty_like(class_lp).scatter_reduce_(
-            1, word_class, logits, "amax", include_self=False
-        )  # (n, C): each class's best logit
-        logits -= peaks.gather(1, word_class)  # <= 0, 0 at each class's best
-        sums = torch.zeros_like(class_lp).scatter_add_(1, word_class, logits.exp())  # (n, C)
-        logits += (class_lp - sums.log()).gather(1, word_class)
+        word_class = classes.word_class()  # (V,)
+        class_lp = torch.log_softmax(at_least_float32(classes.layer(states)), dim=-1)  # (n, C)
+        sizes = (classes.bounds[1:] - classes.bounds[:-1]).expand_as(class_lp).contiguous()
+        peaks = torch.segment_reduce(logits, "max", lengths=sizes, axis=1)  # (n, C)
+        logits -= peaks[:, word_class]  # <= 0, 0 at each class's best
+        sums = torch.segment_reduce(logits.exp(), "sum", lengths=sizes, axis=1)  # (n, C)
+        logits += (class_lp - sums.log())[:, word_class]
         return logits
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnlm.model.engines.torch_output import OutputLayers, decoding_log_probs
+from rnnlm.model.engines.torch_output import OutputLayers, at_least_float32, decoding_log_probs
 from rnnlm.model.generation import GenerationConfig
 from rnnlm.model.vocab import END_ID, START_ID, UNK_ID
 
@@ -120,7 +120,7 @@ def _sample_by_class(
     edges = bounds.tolist()
     banned_end = torch.from_numpy(short).to(device)  # (m,)
     with torch.no_grad():
-        class_lp = torch.log_softmax(classes.layer(states).float(), dim=-1)  # (m, C)
+        class_lp = torch.log_softmax(at_least_float32(classes.layer(states)), dim=-1)  # (m, C)
         # float64 for the class draw ((m, C) is small): a uniform just below 1 stays so.
         class_p = class_lp.double().exp()
         # The classes holding the words never produced count with the part of them a row
@@ -139,32 +139,49 @@ def _sample_by_class(
         drawn = torch.searchsorted(cdf, target, right=True).clamp_(max=len(edges) - 2)  # (m, 1)
         # What is left of the uniform inside the class drawn, in [0, 1).
         before = F.pad(cdf, (1, 0)).gather(1, drawn)  # (m, 1): the mass of the classes before
-        rest = ((target - before) / class_p.gather(1, drawn)).float()
-        rest = rest.clamp_(0.0, 1.0 - 1e-6)  # (m, 1)
+        rest = ((target - before) / class_p.gather(1, drawn)).clamp_(min=0.0)  # (m, 1)
         first = bounds[drawn]  # (m, 1): the class's first id
         size = bounds[drawn + 1] - first  # (m, 1)
         offsets = torch.arange(int(size.max()), device=device)[None, :]  # (1, M)
         valid = offsets < size  # (m, M)
         ids = torch.where(valid, first + offsets, first)  # (m, M)
-        # Each row's class words: a product with a slice of the decoder's rows (no copy of
-        # them), padded to the largest class drawn.
-        logits = nn.utils.rnn.pad_sequence(
-            [
-                F.linear(states[i], weight[lo:hi], bias[lo:hi])
-                for i, (lo, hi) in enumerate((edges[k], edges[k + 1]) for k in drawn[:, 0].tolist())
-            ],
-            batch_first=True,
-            padding_value=-torch.inf,
-        ).float()  # (m, M)
-        within_lp = torch.log_softmax(logits, dim=-1)  # (m, M): ln p(w | c)
+        logits = _class_word_logits(decoder, states, ids, valid, drawn, edges)  # (m, M)
+        within_lp = torch.log_softmax(logits.double(), dim=-1)  # (m, M): ln p(w | c)
         allowed = valid & (ids != UNK_ID) & (ids != START_ID)
         allowed &= ~((ids == END_ID) & banned_end[:, None])
-        word_cdf = (within_lp.exp() * allowed).cumsum(dim=1)  # (m, M)
+        weights = within_lp.exp() * allowed
+        word_cdf = weights.cumsum(dim=1)  # (m, M)
         j = torch.searchsorted(word_cdf, rest * word_cdf[:, -1:], right=True)
-        j = j.clamp_(max=offsets.shape[1] - 1)  # (m, 1)
+        j = torch.minimum(j, _last_positive(weights))  # (m, 1)
         tokens = ids.gather(1, j)[:, 0]
         logp = (class_lp.gather(1, drawn) + within_lp.gather(1, j))[:, 0]
     return tokens.cpu().numpy(), logp.cpu().numpy()
+
+
+def _class_word_logits(
+    decoder: nn.Linear,
+    states: torch.Tensor,
+    ids: torch.Tensor,
+    valid: torch.Tensor,
+    drawn: torch.Tensor,
+    edges: list[int],
+    gather: bool | None = None,
+) -> torch.Tensor:
+    """The logits of each row's class words ids (m, M), -inf where not ``valid`` (padding
+    to the largest class drawn). On a CPU one product a row with a slice of the decoder's
+    rows (no copy of them; a few rows a step); on a GPU (or ``gather``) the rows gathered
+    (m, M, H) and one batched product, instead of a kernel launch a row."""
+    weight, bias = decoder.weight, decoder.bias  # (V, H), (V,)
+    if gather if gather is not None else states.device.type != "cpu":
+        rows = weight[ids]  # (m, M, H)
+        logits = torch.bmm(rows, states[:, :, None])[:, :, 0] + bias[ids]
+        return logits.masked_fill(~valid, -torch.inf)
+    classes = drawn[:, 0].tolist()
+    parts = [
+        F.linear(states[i], weight[edges[k] : edges[k + 1]], bias[edges[k] : edges[k + 1]])
+        for i, k in enumerate(classes)
+    ]
+    return nn.utils.rnn.pad_sequence(parts, batch_first=True, padding_value=-torch.inf)
 
 
 def _choose_from_log_probs(
@@ -201,8 +218,9 @@ def _sample(
     vocab_size = scores.shape[1]
     device = scores.device
     temperature = [c.temperature for c in configs]
-    if any(t != 1.0 for t in temperature):
-        scores /= torch.tensor(temperature, dtype=scores.dtype, device=device)[:, None]
+    if any(t != 1.0 for t in temperature):  # divided in float64, as NumPy's rows are
+        t = torch.tensor(temperature, dtype=torch.float64, device=device)[:, None]
+        scores = (scores.double() / t).to(scores.dtype)
     top_ks = {c.top_k for c in configs if c.top_k}
     if top_ks:
         allowed_count = torch.isfinite(scores).sum(dim=1).tolist()
@@ -216,18 +234,26 @@ def _sample(
     probs = torch.exp(scores - scores.amax(dim=1, keepdim=True))
     nucleus = [i for i, c in enumerate(configs) if c.top_p < 1.0]
     if nucleus:
-        top_p = torch.tensor([configs[i].top_p for i in nucleus], device=device)
+        top_p = torch.tensor([configs[i].top_p for i in nucleus], dtype=torch.float64)
         part = probs[nucleus]
         part /= part.sum(dim=1, keepdim=True)
         ordered, order = part.sort(dim=1, descending=True, stable=True)
-        keep = (ordered.cumsum(dim=1) < top_p[:, None].to(part.dtype)).sum(dim=1) + 1
+        below = ordered.cumsum(dim=1).double() < top_p.to(device)[:, None]
+        keep = below.sum(dim=1) + 1
         ranks = torch.empty_like(order).scatter_(
             1, order, torch.arange(vocab_size, device=device).expand(len(nucleus), -1)
         )
         part = torch.where(ranks < keep[:, None], part, 0.0)
         probs[nucleus] = part / part.sum(dim=1, keepdim=True)
-    cdf = probs.cumsum(dim=1)  # (m, V)
-    targets = torch.from_numpy(np.asarray(uniforms, dtype=np.float64)).to(device, cdf.dtype)
-    targets = targets * cdf[:, -1]
-    index = torch.searchsorted(cdf, targets[:, None], right=True)[:, 0]
-    return index.clamp_(max=vocab_size - 1)
+    # float64: a uniform just below 1 must not reach the total (past every kept token).
+    cdf = probs.double().cumsum(dim=1)  # (m, V)
+    targets = torch.from_numpy(np.asarray(uniforms, dtype=np.float64)).to(device)
+    index = torch.searchsorted(cdf, (targets * cdf[:, -1])[:, None], right=True)
+    return torch.minimum(index, _last_positive(probs))[:, 0]
+
+
+def _last_positive(weights: torch.Tensor) -> torch.Tensor:
+    """(m, 1) the last position of each row (m, n) with a weight above 0: where a draw
+    that rounding took past the total belongs."""
+    positions = torch.arange(weights.shape[1], device=weights.device)
+    return torch.where(weights > 0, positions, -1).amax(dim=1, keepdim=True)

@@ -288,3 +288,48 @@ def test_a_class_of_words_never_produced_is_never_drawn(class_lm):
         tokens, logps = _sample_by_class(engine._serving, outputs.states, short, np.full(2, u))
         assert tokens[0] > 2 and tokens[1] > 1  # row 1 may end: SENTENCE_END allowed
         np.testing.assert_allclose(logps, outputs.log_probs()[[0, 1], tokens].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("choose", [numpy_choice, torch_choice], ids=["numpy", "torch"])
+def test_a_uniform_next_to_one_stays_among_the_tokens_kept(choose):
+    """A draw just below 1 must not round past the last token kept by top-k, top-p or
+    min_length (the inverse CDF would otherwise land on the vocabulary's last id)."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 100)) * 2
+    logp = (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(np.float32)
+    configs = [
+        GenerationConfig(top_k=1),
+        GenerationConfig(top_p=0.5),
+        GenerationConfig(temperature=0.5, top_k=5),
+    ]
+    for u in (1 - 1e-8, 1 - 1e-12, np.nextafter(1.0, 0.0)):
+        chosen, _ = choose(logp, np.ones(3, dtype=np.int64), configs, np.full(3, u))
+        allowed = logp.copy()
+        allowed[:, [0, 1]] = -np.inf
+        assert chosen[0] == np.argmax(allowed[0])
+        assert chosen[2] in np.argsort(-allowed[2])[:5]
+        probs = np.exp(allowed[1]) / np.exp(allowed[1]).sum()
+        order = np.argsort(-probs)
+        assert chosen[1] in order[: np.searchsorted(np.cumsum(probs[order]), 0.5) + 1]
+
+
+def test_class_words_by_a_product_a_row_or_gathered_are_the_same(class_lm):
+    """The two ways of computing each row's class words' logits (CPU: a product a row;
+    GPU: the rows gathered, one batched product) agree."""
+    torch = pytest.importorskip("torch")
+    from rnnlm.model.engines.torch_sampling import _class_word_logits
+
+    engine = class_lm.engine
+    outputs, _ = engine.decoding_step(np.array([1, 1, 1]), None)
+    bounds = engine.model.classes.bounds
+    drawn = torch.tensor([[0], [5], [len(bounds) - 2]])
+    first, size = bounds[drawn], bounds[drawn + 1] - bounds[drawn]
+    offsets = torch.arange(int(size.max()))[None, :]
+    valid = offsets < size
+    ids = torch.where(valid, first + offsets, first)
+    decoder, edges = engine._serving.decoder, bounds.tolist()
+    with torch.no_grad():
+        one = _class_word_logits(decoder, outputs.states, ids, valid, drawn, edges, gather=False)
+        two = _class_word_logits(decoder, outputs.states, ids, valid, drawn, edges, gather=True)
+    assert torch.equal(torch.isinf(one), ~valid) and torch.equal(torch.isinf(two), ~valid)
+    torch.testing.assert_close(one[valid], two[valid], atol=1e-5, rtol=1e-5)
