@@ -47,7 +47,7 @@ class StepOutputs:
         return StepOutputs(self.layers, self.states[rows], logp)
 
     def log_probs(self) -> torch.Tensor:
-        """ln p(w | row) for every word, (n, V) float32."""
+        """ln p(w | row) for every word, (n, V) float32 (float64 for a float64 model)."""
         if self._logp is None:
             self._logp = decoding_log_probs(self.layers, self.states)
         return self._logp
