@@ -42,7 +42,7 @@ MAX_TOKENS_PER_MESSAGE = 256
 # max_tokens_per_message, or the end of the stream). Each message costs the server ~0.25 ms
 # of Python under the one interpreter lock and a thread's wake-up; 16 streams sending a
 # message a token got 2.4-3.0x one stream's tokens/s, with a 5 ms wait 2.6-3.0x, with
-# 20 ms 3.5-4.8x (bench_generate.py, three runs each). 20 ms: 50 updates a second still.
+# 20 ms 3.2-4.8x (bench_generate.py, 3 and 7 runs). 20 ms: 50 updates a second still.
 MESSAGE_LINGER_SECONDS = 0.02
 
 
