@@ -21,7 +21,7 @@ from rnnlm.model.engines.torch_output import (
     log_probs,
 )
 from rnnlm.model.engines.torch_quantize import quantized_for_serving
-from rnnlm.model.engines.torch_sampling import StepOutputs, choose_tokens
+from rnnlm.model.engines.torch_sampling import TorchDecoding
 from rnnlm.model.engines.tree_plan import TreePlan, rechunk
 from rnnlm.model.engines.word_classes import class_bounds
 from rnnlm.model.stopping import ShouldStop, check
@@ -123,8 +123,8 @@ class RNNModel(nn.Module):
         return -log_probs(self, states, at, targets).sum()
 
 
-class TorchRNNEngine:
-    """The ``gru`` and ``lstm`` cells."""
+class TorchRNNEngine(TorchDecoding):
+    """The ``gru`` and ``lstm`` cells (their decoding side: ``TorchDecoding``)."""
 
     def __init__(
         self,
@@ -145,7 +145,7 @@ class TorchRNNEngine:
             model = RNNModel(config, vocab_size)
         if model.classes is not None and word_counts is not None:
             model.classes.set_bounds(class_bounds(word_counts, len(model.classes.bounds) - 1))
-        self.model = model.to(device=self.device, dtype=_DTYPES[config.dtype])
+        self.model: RNNModel = model.to(device=self.device, dtype=_DTYPES[config.dtype])
         self.model.eval()
         self.optimizer: torch.optim.Optimizer | None = None
         self.clip: float | None = None
@@ -320,38 +320,6 @@ class TorchRNNEngine:
 
     def initial_state(self, batch_size: int):
         return None  # nn.GRU / nn.LSTM start from zeros when given no state
-
-    @torch.inference_mode()
-    def step(self, tokens: np.ndarray, state):
-        outputs, state = self.decoding_step(tokens, state)
-        return self.numpy_log_probs(outputs), state
-
-    def decoding_step(self, tokens: np.ndarray, state) -> tuple[StepOutputs, object]:
-        if self.model.training:  # (train() walks every module: not once a token)
-            self.model.eval()
-        serving = self._serving
-        with torch.no_grad():
-            out, state = serving.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
-        return StepOutputs(serving, out[:, 0]), state
-
-    choose_tokens = staticmethod(choose_tokens)
-    concat_log_probs = staticmethod(StepOutputs.cat)
-
-    def numpy_log_probs(self, outputs: StepOutputs) -> np.ndarray:
-        return outputs.log_probs().cpu().numpy()  # (B, V) float32
-
-    def select_state(self, state, rows: np.ndarray):
-        if state is None:
-            return None
-        index = self._tensor(np.asarray(rows, dtype=np.int64))
-        if isinstance(state, tuple):  # LSTM: (h, c), each (layers, B, H)
-            return tuple(s.index_select(1, index) for s in state)
-        return state.index_select(1, index)
-
-    def concat_states(self, states: list):
-        if isinstance(states[0], tuple):  # LSTM: (h, c), each (layers, B_i, H)
-            return tuple(torch.cat(parts, dim=1) for parts in zip(*states, strict=True))
-        return torch.cat(states, dim=1)  # (layers, B_i, H)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         # Tied weights appear once in state_dict() under both names; keep both so the

@@ -14,7 +14,8 @@ per row instead of V.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -257,3 +258,45 @@ def _last_positive(weights: torch.Tensor) -> torch.Tensor:
     that rounding took past the total belongs."""
     positions = torch.arange(weights.shape[1], device=weights.device)
     return torch.where(weights > 0, positions, -1).amax(dim=1, keepdim=True)
+
+
+class TorchDecoding:
+    """The decoding loop's side of the torch engines (``Engine.decoding_step`` and the
+    methods that read its output, the decoding state's rows); ``TorchRNNEngine`` holds
+    the network."""
+
+    model: Any  # the engine's RNNModel
+    _serving: Any  # the network that serves: the model, or its int8 copy
+    _tensor: Callable[[np.ndarray], torch.Tensor]  # NumPy to the model's device
+
+    @torch.inference_mode()
+    def step(self, tokens: np.ndarray, state):
+        outputs, state = self.decoding_step(tokens, state)
+        return self.numpy_log_probs(outputs), state
+
+    def decoding_step(self, tokens: np.ndarray, state) -> tuple[StepOutputs, object]:
+        if self.model.training:  # (train() walks every module: not once a token)
+            self.model.eval()
+        serving = self._serving
+        with torch.no_grad():
+            out, state = serving.hidden_states(self._tensor(tokens)[:, None], state)  # (B, 1, H)
+        return StepOutputs(serving, out[:, 0]), state
+
+    choose_tokens = staticmethod(choose_tokens)
+    concat_log_probs = staticmethod(StepOutputs.cat)
+
+    def numpy_log_probs(self, outputs: StepOutputs) -> np.ndarray:
+        return outputs.log_probs().cpu().numpy()  # (B, V) float32
+
+    def select_state(self, state, rows: np.ndarray):
+        if state is None:
+            return None
+        index = self._tensor(np.asarray(rows, dtype=np.int64))
+        if isinstance(state, tuple):  # LSTM: (h, c), each (layers, B, H)
+            return tuple(s.index_select(1, index) for s in state)
+        return state.index_select(1, index)
+
+    def concat_states(self, states: list):
+        if isinstance(states[0], tuple):  # LSTM: (h, c), each (layers, B_i, H)
+            return tuple(torch.cat(parts, dim=1) for parts in zip(*states, strict=True))
+        return torch.cat(states, dim=1)  # (layers, B_i, H)
