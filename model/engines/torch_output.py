@@ -26,7 +26,6 @@ Python loop over classes stays cheap next to the arithmetic.
 
 from __future__ import annotations
 
-import itertools
 from typing import Protocol
 
 import numpy as np
@@ -135,45 +134,25 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def decoding_log_probs(layers: OutputLayers, states: torch.Tensor) -> torch.Tensor:
-    """``full_log_probs`` as the decoding loop wants it: (n, V), float32 (float64 for a
-    float64 model), on the states' device, in torch (which releases the interpreter lock
-    for each pass, so the server's other threads run beside it). Word classes in a few
-    vectorised passes instead of one per class: each class shifted by its own maximum, so
-    no class sum underflows (``torch.segment_reduce``: the same sums every run, on a GPU
-    too); an adaptive softmax gives torch's own log_prob."""
-    with torch.no_grad():
-        if layers.adaptive is not None:
-            return at_least_float32(layers.adaptive.log_prob(states))
-        decoder, classes = layers.decoder, layers.classes
-        assert decoder is not None
-        logits = at_least_float32(decoder(states))  # (n, V)
-        if classes is None:
-            return torch.log_softmax(logits, dim=-1)
-        word_class = classes.word_class()  # (V,)
-        class_lp = torch.log_softmax(at_least_float32(classes.layer(states)), dim=-1)  # (n, C)
-        sizes = (classes.bounds[1:] - classes.bounds[:-1]).expand_as(class_lp).contiguous()
-        peaks = torch.segment_reduce(logits, "max", lengths=sizes, axis=1)  # (n, C)
-        logits -= peaks[:, word_class]  # <= 0, 0 at each class's best
-        sums = torch.segment_reduce(logits.exp(), "sum", lengths=sizes, axis=1)  # (n, C)
-        logits += (class_lp - sums.log())[:, word_class]
-        return logits
-
-
 def full_log_probs(layers: OutputLayers, states: torch.Tensor) -> torch.Tensor:
-    """ln p(w | states[i]) for every word, (n, V): what decoding (sampling, beam search)
-    needs. The class softmax costs as much as the full one here."""
+    """ln p(w | states[i]) for every word, (n, V), float32 (float64 for a float64 model),
+    on the states' device: what decoding needs where it reads every word (greedy, beam
+    search, filtered sampling; under ``torch.no_grad`` there). Differentiable. Word classes
+    in a few vectorised passes instead of one per class: each class shifted by its own
+    maximum, so no class sum underflows (``torch.segment_reduce``: the same sums every run,
+    on a GPU too); an adaptive softmax gives torch's own log_prob."""
     if layers.adaptive is not None:
-        return layers.adaptive.log_prob(states)
+        return at_least_float32(layers.adaptive.log_prob(states))
     decoder, classes = layers.decoder, layers.classes
     assert decoder is not None
-    logits = decoder(states)  # (n, V)
+    logits = at_least_float32(decoder(states))  # (n, V)
     if classes is None:
-        return F.log_softmax(logits, dim=-1)
-    class_lp = F.log_softmax(classes.layer(states), dim=-1)  # (n, C)
-    bounds = classes.bounds.tolist()
-    pieces = [
-        F.log_softmax(logits[:, lo:hi], dim=-1) + class_lp[:, k : k + 1]
-        for k, (lo, hi) in enumerate(itertools.pairwise(bounds))
-    ]
-    return torch.cat(pieces, dim=-1)
+        return torch.log_softmax(logits, dim=-1)
+    word_class = classes.word_class()  # (V,)
+    class_lp = torch.log_softmax(at_least_float32(classes.layer(states)), dim=-1)  # (n, C)
+    sizes = (classes.bounds[1:] - classes.bounds[:-1]).expand_as(class_lp).contiguous()
+    # A shift, which changes no probability: no gradient through it.
+    peaks = torch.segment_reduce(logits.detach(), "max", lengths=sizes, axis=1)  # (n, C)
+    shifted = logits - peaks[:, word_class]  # <= 0, 0 at each class's best
+    sums = torch.segment_reduce(shifted.exp(), "sum", lengths=sizes, axis=1)  # (n, C)
+    return shifted + (class_lp - sums.log())[:, word_class]

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnlm.model.engines.torch_output import OutputLayers, at_least_float32, decoding_log_probs
+from rnnlm.model.engines.torch_output import OutputLayers, at_least_float32, full_log_probs
 from rnnlm.model.generation import GenerationConfig
 from rnnlm.model.vocab import END_ID, START_ID, UNK_ID
 
@@ -50,7 +50,8 @@ class StepOutputs:
     def log_probs(self) -> torch.Tensor:
         """ln p(w | row) for every word, (n, V) float32 (float64 for a float64 model)."""
         if self._logp is None:
-            self._logp = decoding_log_probs(self.layers, self.states)
+            with torch.no_grad():
+                self._logp = full_log_probs(self.layers, self.states)
         return self._logp
 
     @staticmethod
