@@ -18,8 +18,13 @@ The model's decoding loop (model/decoding.py) advances every stream's sentence i
 batched step, so the summed rate grows with streams instead of falling (before: 1,397
 tokens/s with one stream, 886 summed over 16). One message a token then capped 16 streams at
 ~2x: ~0.3 ms of the server's Python a message, under one GIL, cost more than a batched step.
-Target (issue 13): 16 streams at least 4x one stream's rate. Never part of the tests:
-figures depend on the machine and its load.
+Target (issue 13): 16 streams at least 4x one stream's rate. One server process is held
+at about one core by the interpreter lock (the decoding loop, gRPC's sending threads);
+``--processes 2`` (one math thread each) serves the streams of each connection in one of two
+processes, each with its own decoding loop: after the one-process cells the benchmark runs
+1 and 16 streams (the default packing) against such a server too (``--processes 1`` leaves
+it out). Server CPU is the server's processes' together. Never part of the tests: figures
+depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ def cell(
     during the cell."""
     counts, firsts, refused = [0] * streams, [], [0]
     spy = pyspy.start(server.proc.pid, seconds - 1, profile) if profile else None
-    cpu_before = server.ps.cpu_times()
+    cpu_before = _cpu_seconds(server)
     client_before = time.process_time()  # this process: the streams' clients
     start = time.perf_counter()
 
@@ -84,9 +89,8 @@ def cell(
     with ThreadPoolExecutor(streams) as pool:
         list(pool.map(stream, range(streams)))
     wall = time.perf_counter() - start
-    threads = server.ps.num_threads()
-    cpu = server.ps.cpu_times()
-    busy = (cpu.user + cpu.system) - (cpu_before.user + cpu_before.system)
+    threads = sum(p.num_threads() for p in _processes(server))
+    busy = _cpu_seconds(server) - cpu_before
     client_busy = time.process_time() - client_before
     first = np.array(firsts) * 1000
     if spy is not None:
@@ -104,6 +108,27 @@ def cell(
     }
 
 
+def _processes(server: Server) -> list:
+    """The server's process and its children (``--processes 2``: the serving ones)."""
+    return [server.ps, *server.ps.children(recursive=True)]
+
+
+def _cpu_seconds(server: Server) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in _processes(server))
+
+
+def warm_up(server: Server, connections: int) -> None:
+    """A short call on each of ``connections`` connections, so that every server process
+    has loaded the model before a cell is timed."""
+
+    def one(_: int) -> None:
+        with LMClient(server.target, options=OWN_CONNECTION, retries=3) as lm:
+            list(lm.generate_stream(MODEL_ID, max_tokens=5, seed=0))
+
+    with ThreadPoolExecutor(connections) as pool:
+        list(pool.map(one, range(connections)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small model, short cells")
@@ -111,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=30, help="words per generated sentence")
     parser.add_argument("--torch-threads", type=int, help="OMP_NUM_THREADS of the server")
     parser.add_argument("--profile", help="py-spy profile of the 16-stream cell to this file")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="server processes of the last cells (1: none)"
+    )
     args = parser.parse_args(argv)
     model = QUICK if args.quick else FULL
     seconds = args.seconds or (4.0 if args.quick else 15.0)
@@ -140,15 +168,32 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"# {mode}, {streams} streams done, load {done['load']:.2f}", flush=True)
         finally:
             server.stop()
+        if args.processes > 1:
+            flags = ["--max-streams", str(max(STREAMS) + 4), "--processes", str(args.processes)]
+            server = Server(store, flags, "generate-processes")
+            try:
+                warm_up(server, max(STREAMS))
+                mode = f"{next(iter(MODES))}, {args.processes} processes"
+                results[mode] = [
+                    cell(server, streams, seconds, args.tokens, {})
+                    for streams in (min(STREAMS), max(STREAMS))
+                ]
+                print(f"# {mode} done, load {results[mode][-1]['load']:.2f}", flush=True)
+            finally:
+                server.stop()
+    # --processes: each process gets the cores' share (server/cores.py), whatever the variable
+    each = f"{max(1, (os.cpu_count() or 1) // args.processes)} each"
+    math_threads = {mode: each for mode in results if "processes" in mode}
     rows = [
-        f"{mode:>13} {r['streams']:>7} {r['tok_s']:>9,.0f} {r['tok_s'] / cells[0]['tok_s']:>6.2f}x "
+        f"{mode:>24} {r['streams']:>7} {r['tok_s']:>9,.0f} {r['tok_s'] / cells[0]['tok_s']:>6.2f}x "
         f"{r['ttft_p50']:>9.1f} {r['ttft_p90']:>9.1f} {r['server_cpu']:>7.0f}% "
         f"{r['client_cpu']:>7.0f}% "
-        f"{r['server_threads']:>7} {threads:>8} {r['load']:>5.2f} {r['refused']:>7}"
+        f"{r['server_threads']:>7} {math_threads.get(mode, threads):>8} {r['load']:>5.2f} "
+        f"{r['refused']:>7}"
         for mode, cells in results.items()
         for r in cells
     ]
-    header = f"{'messages':>13} {'streams':>7} {'tokens/s':>9} {'vs 1':>7} {'TTFT p50':>9} "
+    header = f"{'messages':>24} {'streams':>7} {'tokens/s':>9} {'vs 1':>7} {'TTFT p50':>9} "
     header += f"{'TTFT p90':>9} {'srv CPU':>8} {'cli CPU':>8} {'threads':>7} {'math thr':>8} "
     header += f"{'load':>5}"
     table(

@@ -71,6 +71,7 @@ class _Request:
     ended: bool = False  # its last item (the end, or an error) is in ``out``
     # A reader waiting for ``count`` items in ``out`` (``EventStream.wait_ready``).
     waiting: tuple[threading.Event, int] | None = None
+    woken: threading.Event = field(default_factory=threading.Event)  # what ``waiting`` holds
 
     def stopped(self) -> bool:
         return self.abandoned or (self.should_stop is not None and self.should_stop())
@@ -107,7 +108,10 @@ class EventStream(Iterator[GenerationEvent]):
         request = self._request
         if request.ended or request.out.qsize() >= count:
             return
-        woken = threading.Event()
+        # One event a request, not a message (a loop that read ``waiting`` just before it
+        # was cleared may still set it: this wait then ends early, the message smaller).
+        woken = request.woken
+        woken.clear()
         request.waiting = (woken, count)
         try:  # asked again: the loop may have put what was waited for in between
             if not (request.ended or request.out.qsize() >= count):
@@ -284,7 +288,9 @@ class Decoder:
             going_on.append((request, len(step[0])))
         self._active = going_on
         if parents:
-            state = self.engine.select_state(self._state, np.array(parents, dtype=np.int64))
+            state = self._state  # every row goes on, in order: no rows to gather
+            if parents != list(range(start)):
+                state = self.engine.select_state(state, np.array(parents, dtype=np.int64))
             tokens_in = np.array(tokens, dtype=np.int64)
             self._logp, self._state = self.engine.decoding_step(tokens_in, state)
         else:

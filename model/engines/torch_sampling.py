@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,12 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnlm.model.engines.torch_output import OutputLayers, at_least_float32, full_log_probs
+from rnnlm.model.engines.torch_output import OutputLayers, full_log_probs
 from rnnlm.model.generation import GenerationConfig
 from rnnlm.model.vocab import END_ID, START_ID, UNK_ID
 
 # Words never produced (generation's module doc); END_ID too while a sentence is short.
 _NEVER = (UNK_ID, START_ID)
+_BELOW_ONE = float(np.nextafter(1.0, 0.0))  # the largest float64 below 1
 
 
 class StepOutputs:
@@ -106,6 +108,65 @@ def _factored(outputs: StepOutputs) -> bool:
     return layers.classes is not None and isinstance(getattr(decoder, "weight", None), torch.Tensor)
 
 
+@dataclass(frozen=True)
+class _ClassPlan:
+    """What the class sampler needs of a model's class ranges, worked out once per bounds.
+
+    The words never produced (and SENTENCE_END, while a sentence is short) sit in the
+    first classes (their ids are the vocabulary's first): ``classes`` k0:k1, ids lo:hi. Their
+    logits are grouped (K, M) by class, padded with -inf, so that one logsumexp gives every
+    class's total and one more the part a row may produce."""
+
+    edges: list[int]  # (C + 1,) class k holds ids edges[k]:edges[k + 1]
+    shape_classes: int  # C
+    classes: slice  # k0:k1, the classes holding a word that may not be produced
+    ids: slice  # lo:hi, their words
+    group: torch.Tensor  # (K * M,) into the range's logits; hi - lo: the -inf padding
+    padded: bool  # more than one class: the group is needed
+    shape: tuple[int, int]  # (K, M)
+    masks: torch.Tensor  # (2, K, M) float64: -inf where a word may not be produced, else 0;
+    # [0] for a row that may end its sentence, [1] for one that may not yet
+    bans: dict[int, tuple[list[int], int | None]]  # class -> (never's places in it, END's)
+
+
+def _class_plan(classes: nn.Module) -> _ClassPlan:
+    """``classes``' plan, rebuilt when its bounds change (loading, training)."""
+    key = (classes.bounds.data_ptr(), classes.bounds._version)
+    cached = classes.__dict__.get("_sampling_plan")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    edges = classes.bounds.tolist()
+    of = [bisect.bisect_right(edges, i) - 1 for i in (*_NEVER, END_ID)]
+    k0, k1 = min(of), max(of) + 1
+    lo, hi = edges[k0], edges[k1]
+    width = max(edges[k + 1] - edges[k] for k in range(k0, k1))
+    group, masks = [], np.zeros((2, k1 - k0, width))
+    bans: dict[int, tuple[list[int], int | None]] = {}
+    for row, k in enumerate(range(k0, k1)):
+        start, size = edges[k], edges[k + 1] - edges[k]
+        group += [start - lo + j if j < size else hi - lo for j in range(width)]
+        never = [i - start for i in _NEVER if start <= i < start + size]
+        end = END_ID - start if start <= END_ID < start + size else None
+        masks[:, row, never] = -np.inf
+        if end is not None:
+            masks[1, row, end] = -np.inf
+        bans[k] = (never, end)
+    device = classes.bounds.device
+    plan = _ClassPlan(
+        edges,
+        len(edges) - 1,
+        slice(k0, k1),
+        slice(lo, hi),
+        torch.tensor(group, device=device),
+        k1 - k0 > 1,
+        (k1 - k0, width),
+        torch.from_numpy(masks).to(device),
+        bans,
+    )
+    classes.__dict__["_sampling_plan"] = (key, plan)
+    return plan
+
+
 def _sample_by_class(
     layers: OutputLayers, states: torch.Tensor, short: np.ndarray, uniforms: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -113,49 +174,50 @@ def _sample_by_class(
     class drawn from p(c) times the share of c it may produce, then its word from p(w | c)
     over the words it may produce, with one uniform (the part of it left in the class
     chosen): the same token as inverting the whole distribution, whose ids run class by
-    class."""
+    class. About 40 torch operations whatever m: on a CPU each costs more than its
+    arithmetic at these sizes, so their number is what the step's time is."""
     classes, decoder = layers.classes, layers.decoder
     assert classes is not None and decoder is not None
+    plan = _class_plan(classes)
     device = states.device
-    weight, bias = decoder.weight, decoder.bias  # (V, H), (V,)
-    bounds = classes.bounds  # (C + 1,)
-    edges = bounds.tolist()
-    banned_end = torch.from_numpy(short).to(device)  # (m,)
+    m = len(states)
     with torch.no_grad():
-        class_lp = torch.log_softmax(at_least_float32(classes.layer(states)), dim=-1)  # (m, C)
-        # float64 for the class draw ((m, C) is small): a uniform just below 1 stays so.
-        class_p = class_lp.double().exp()
-        # The classes holding the words never produced count with the part of them a row
-        # may produce (exactly 0 where that is none of their words).
-        for k in sorted({bisect.bisect_right(edges, i) - 1 for i in (*_NEVER, END_ID)}):
-            lo, hi = edges[k], edges[k + 1]
-            within = torch.softmax(F.linear(states, weight[lo:hi], bias[lo:hi]).double(), -1)
-            may = torch.ones_like(within)  # (m, hi - lo)
-            may[:, [i - lo for i in _NEVER if lo <= i < hi]] = 0.0
-            if lo <= END_ID < hi:
-                may[:, END_ID - lo] = (~banned_end).double()
-            class_p[:, k] *= (within * may).sum(dim=1)
+        class_logits = F.linear(states, classes.layer.weight, classes.layer.bias)  # (m, C)
+        class_lp = torch.log_softmax(class_logits.double(), dim=-1)
+        # The classes holding words never produced count with the part of them a row may
+        # produce (nothing, where that is none of their words): their ln share is added.
+        special = F.linear(states, decoder.weight[plan.ids], decoder.bias[plan.ids]).double()
+        if plan.padded:  # more than one such class: each its own group, -inf padded
+            special = F.pad(special, (0, 1), value=-torch.inf)[:, plan.group]
+        grouped = special.view(m, *plan.shape)  # (m, K, M)
+        masks = plan.masks[torch.from_numpy(short).to(device, torch.int64)]  # (m, K, M)
+        share = (grouped + masks).logsumexp(-1) - grouped.logsumexp(-1)  # (m, K)
+        draw_lp = class_lp.clone()
+        draw_lp[:, plan.classes] += share
+        # float64 for the class draw ((m, C) is small): a uniform below 1 stays so, and a
+        # uniform u < 1 times the total stays below it: the first class whose cumulative
+        # mass passes it has mass of its own.
+        class_p = draw_lp.exp()
         cdf = class_p.cumsum(dim=1)  # (m, C)
         u = torch.from_numpy(np.asarray(uniforms, dtype=np.float64)).to(device)
         target = u[:, None] * cdf[:, -1:]  # (m, 1)
-        drawn = torch.searchsorted(cdf, target, right=True).clamp_(max=len(edges) - 2)  # (m, 1)
-        # What is left of the uniform inside the class drawn, in [0, 1).
+        drawn = torch.searchsorted(cdf, target, right=True).clamp_(max=plan.shape_classes - 1)
+        # What is left of the uniform inside the class drawn: in [0, 1) but for rounding,
+        # which the clamp takes back below 1 (so that it stays among the words allowed).
         before = F.pad(cdf, (1, 0)).gather(1, drawn)  # (m, 1): the mass of the classes before
-        rest = ((target - before) / class_p.gather(1, drawn)).clamp_(min=0.0)  # (m, 1)
-        first = bounds[drawn]  # (m, 1): the class's first id
-        size = bounds[drawn + 1] - first  # (m, 1)
-        offsets = torch.arange(int(size.max()), device=device)[None, :]  # (1, M)
-        valid = offsets < size  # (m, M)
-        ids = torch.where(valid, first + offsets, first)  # (m, M)
-        logits = _class_word_logits(decoder, states, ids, valid, drawn, edges)  # (m, M)
+        rest = ((target - before) / class_p.gather(1, drawn)).clamp_(0.0, _BELOW_ONE)  # (m, 1)
+        chosen = drawn[:, 0].tolist()
+        logits = _class_word_logits(decoder, states, chosen, plan.edges)  # (m, M), -inf pads
         within_lp = torch.log_softmax(logits.double(), dim=-1)  # (m, M): ln p(w | c)
-        allowed = valid & (ids != UNK_ID) & (ids != START_ID)
-        allowed &= ~((ids == END_ID) & banned_end[:, None])
-        weights = within_lp.exp() * allowed
+        weights = within_lp.exp()
+        for row, k in enumerate(chosen):  # rows in a class holding a word not to produce
+            if k in plan.bans:
+                never, end = plan.bans[k]
+                weights[row, [*never, end] if short[row] and end is not None else never] = 0.0
         word_cdf = weights.cumsum(dim=1)  # (m, M)
-        j = torch.searchsorted(word_cdf, rest * word_cdf[:, -1:], right=True)
-        j = torch.minimum(j, _last_positive(weights))  # (m, 1)
-        tokens = ids.gather(1, j)[:, 0]
+        j = torch.searchsorted(word_cdf, rest * word_cdf[:, -1:], right=True)  # (m, 1)
+        first = torch.tensor([plan.edges[k] for k in chosen], device=device)
+        tokens = first + j[:, 0]
         logp = (class_lp.gather(1, drawn) + within_lp.gather(1, j))[:, 0]
     return tokens.cpu().numpy(), logp.cpu().numpy()
 
@@ -163,27 +225,26 @@ def _sample_by_class(
 def _class_word_logits(
     decoder: nn.Linear,
     states: torch.Tensor,
-    ids: torch.Tensor,
-    valid: torch.Tensor,
-    drawn: torch.Tensor,
+    chosen: list[int],
     edges: list[int],
-    gather: bool | None = None,
 ) -> torch.Tensor:
-    """The logits of each row's class words ids (m, M), -inf where not ``valid`` (padding
-    to the largest class drawn). On a CPU one product a row with a slice of the decoder's
-    rows (no copy of them; a few rows a step); on a GPU (or ``gather``) the rows gathered
-    (m, M, H) and one batched product, instead of a kernel launch a row."""
+    """The logits of the words of each row's class ``chosen`` (m, M), padded with -inf to
+    the largest class chosen. One row: a product with a slice of the decoder's rows (no
+    copy of them). More: the rows gathered (m, M, H), a fixed few operations instead of a
+    product a row (each operation costs more than its arithmetic at these sizes)."""
     weight, bias = decoder.weight, decoder.bias  # (V, H), (V,)
-    if gather if gather is not None else states.device.type != "cpu":
-        rows = weight[ids]  # (m, M, H)
-        logits = torch.bmm(rows, states[:, :, None])[:, :, 0] + bias[ids]
-        return logits.masked_fill(~valid, -torch.inf)
-    classes = drawn[:, 0].tolist()
-    parts = [
-        F.linear(states[i], weight[edges[k] : edges[k + 1]], bias[edges[k] : edges[k + 1]])
-        for i, k in enumerate(classes)
-    ]
-    return nn.utils.rnn.pad_sequence(parts, batch_first=True, padding_value=-torch.inf)
+    if len(chosen) == 1:
+        lo, hi = edges[chosen[0]], edges[chosen[0] + 1]
+        return F.linear(states, weight[lo:hi], bias[lo:hi])  # (1, M)
+    starts = np.array([edges[k] for k in chosen])[:, None]  # (m, 1)
+    sizes = np.array([edges[k + 1] - edges[k] for k in chosen])[:, None]
+    offsets = np.arange(sizes.max())[None, :]  # (1, M)
+    valid = offsets < sizes  # (m, M)
+    ids = torch.from_numpy(np.where(valid, starts + offsets, starts)).to(states.device)
+    rows = weight.index_select(0, ids.view(-1)).view(*ids.shape, -1)  # (m, M, H)
+    # A product and a sum, not bmm: a batch of matrix-vector products is ~4x slower on CPUs.
+    logits = (rows * states[:, None, :]).sum(dim=-1) + bias.take(ids)  # (m, M)
+    return logits.masked_fill_(torch.from_numpy(~valid).to(states.device), -torch.inf)
 
 
 def _choose_from_log_probs(

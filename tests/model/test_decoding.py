@@ -314,22 +314,23 @@ def test_a_uniform_next_to_one_stays_among_the_tokens_kept(choose):
 
 
 def test_class_words_by_a_product_a_row_or_gathered_are_the_same(class_lm):
-    """The two ways of computing each row's class words' logits (CPU: a product a row;
-    GPU: the rows gathered, one batched product) agree."""
+    """The two ways of computing each row's class words' logits (one row: a product with
+    the class's slice of the decoder; several: the rows gathered) agree, and pad with -inf
+    to the largest class chosen."""
     torch = pytest.importorskip("torch")
     from rnnlm.model.engines.torch_sampling import _class_word_logits
 
     engine = class_lm.engine
     outputs, _ = engine.decoding_step(np.array([1, 1, 1]), None)
-    bounds = engine.model.classes.bounds
-    drawn = torch.tensor([[0], [5], [len(bounds) - 2]])
-    first, size = bounds[drawn], bounds[drawn + 1] - bounds[drawn]
-    offsets = torch.arange(int(size.max()))[None, :]
-    valid = offsets < size
-    ids = torch.where(valid, first + offsets, first)
-    decoder, edges = engine._serving.decoder, bounds.tolist()
+    edges = engine.model.classes.bounds.tolist()
+    chosen = [0, 5, len(edges) - 2]
+    sizes = [edges[k + 1] - edges[k] for k in chosen]
+    decoder = engine._serving.decoder
     with torch.no_grad():
-        one = _class_word_logits(decoder, outputs.states, ids, valid, drawn, edges, gather=False)
-        two = _class_word_logits(decoder, outputs.states, ids, valid, drawn, edges, gather=True)
-    assert torch.equal(torch.isinf(one), ~valid) and torch.equal(torch.isinf(two), ~valid)
-    torch.testing.assert_close(one[valid], two[valid], atol=1e-5, rtol=1e-5)
+        gathered = _class_word_logits(decoder, outputs.states, chosen, edges)
+        assert gathered.shape == (3, max(sizes))
+        for row, (k, size) in enumerate(zip(chosen, sizes, strict=True)):
+            alone = _class_word_logits(decoder, outputs.states[row : row + 1], [k], edges)
+            assert alone.shape == (1, size)
+            torch.testing.assert_close(gathered[row, :size], alone[0], atol=1e-5, rtol=1e-5)
+            assert torch.isinf(gathered[row, size:]).all()

@@ -109,6 +109,32 @@ def test_the_fast_path_gives_what_nltk_gives_on_every_shared_line():
         assert _nltk_words(line) == _slow_path(line), line
 
 
+def test_detokenize_gives_what_nltk_gives_on_every_shared_line():
+    """``detokenize`` skips the rules of NLTK's detokenizer that cannot match; its text is
+    NLTK's own for the words of every line of the shared corpora as tokenised, and of
+    every tenth split at spaces (tabs, non-ASCII text and NLTK's own padding included)."""
+    from rnnlm.model.text import _DETOKENIZER, _nltk_words, detokenize
+
+    for i, line in enumerate(shared_lines()):
+        for words in (_nltk_words(line), line.split(" ")) if i % 10 == 0 else [_nltk_words(line)]:
+            assert detokenize(words) == _DETOKENIZER.detokenize(words), line
+
+
+def test_detokenize_on_the_words_nltks_rules_look_at():
+    import random
+
+    from rnnlm.model.text import _DETOKENIZER, _PLAIN_MARKS, detokenize
+
+    pieces = [*_PLAIN_MARKS, *",.?!;:()[]{}<>$%&#*+=/@", "``", "''", '"', "'", "...", "--"]
+    pieces += ["a", "The", "x1", "42", "can", "not", "CAN", "Not", "'t", "is", "WAS", "d", "'ye"]
+    pieces += ["gim", "me", "gon", "na", "got", "ta", "lem", "more", "'n", "wan", "N'T", "'S"]
+    pieces += ["ſ", "iſ", "Ｋ", "naïve", "\t", "a\tb", "", " ", "-LRB-", "@-@", "<unk>"]
+    rng = random.Random(0)
+    for _ in range(20_000):
+        words = [rng.choice(pieces) for _ in range(rng.randint(1, 9))]
+        assert detokenize(words) == _DETOKENIZER.detokenize(words), words
+
+
 def _slow_path(text: str) -> list[str]:
     """NLTK's words, ``<unk>``-like tokens glued back: what ``_nltk_words`` must give."""
     from rnnlm.model.text import _ANGLE_TOKEN, _WORD_TOKENIZER, _rejoin_angle_tokens
