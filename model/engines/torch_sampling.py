@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnlm.model.engines.torch_output import OutputLayers, full_log_probs
+from rnnlm.model.engines.torch_output import ClassSoftmax, OutputLayers, full_log_probs
 from rnnlm.model.generation import GenerationConfig
 from rnnlm.model.vocab import END_ID, START_ID, UNK_ID
 
@@ -118,7 +118,7 @@ class _ClassPlan:
     class's total and one more the part a row may produce."""
 
     edges: list[int]  # (C + 1,) class k holds ids edges[k]:edges[k + 1]
-    shape_classes: int  # C
+    num_classes: int  # C
     classes: slice  # k0:k1, the classes holding a word that may not be produced
     ids: slice  # lo:hi, their words
     group: torch.Tensor  # (K * M,) into the range's logits; hi - lo: the -inf padding
@@ -129,10 +129,10 @@ class _ClassPlan:
     bans: dict[int, tuple[list[int], int | None]]  # class -> (never's places in it, END's)
 
 
-def _class_plan(classes: nn.Module) -> _ClassPlan:
+def _class_plan(classes: ClassSoftmax) -> _ClassPlan:
     """``classes``' plan, rebuilt when its bounds change (loading, training)."""
     key = (classes.bounds.data_ptr(), classes.bounds._version)
-    cached = classes.__dict__.get("_sampling_plan")
+    cached = classes.__dict__.get("_sampling_plan")  # (not a module's attribute lookup)
     if cached is not None and cached[0] == key:
         return cached[1]
     edges = classes.bounds.tolist()
@@ -201,7 +201,7 @@ def _sample_by_class(
         cdf = class_p.cumsum(dim=1)  # (m, C)
         u = torch.from_numpy(np.asarray(uniforms, dtype=np.float64)).to(device)
         target = u[:, None] * cdf[:, -1:]  # (m, 1)
-        drawn = torch.searchsorted(cdf, target, right=True).clamp_(max=plan.shape_classes - 1)
+        drawn = torch.searchsorted(cdf, target, right=True).clamp_(max=plan.num_classes - 1)
         # What is left of the uniform inside the class drawn: in [0, 1) but for rounding,
         # which the clamp takes back below 1 (so that it stays among the words allowed).
         before = F.pad(cdf, (1, 0)).gather(1, drawn)  # (m, 1): the mass of the classes before

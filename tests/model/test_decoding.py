@@ -268,26 +268,35 @@ def test_a_reader_waits_for_events_until_it_has_enough_the_end_or_the_timeout(sm
     assert 0.15 < time.monotonic() - started < 20
 
 
-def test_a_class_of_words_never_produced_is_never_drawn(class_lm):
-    """A class holding only UNKNOWN, SENTENCE_START and SENTENCE_END counts for nothing
-    while a sentence is short, whatever the uniform (0 and next to 1 included): the class
-    draw weighs each class by the words a row may produce."""
+@pytest.mark.parametrize("first_bounds", [[3], [1, 2, 3], [2, 5]], ids=["one", "each", "split"])
+def test_a_class_of_words_never_produced_is_never_drawn(class_lm, first_bounds):
+    """Classes holding UNKNOWN, SENTENCE_START and SENTENCE_END (ids 0-2: in one class, one
+    each, or two classes with other words) count only with the words a row may produce:
+    nothing for a class of those alone while a sentence is short, whatever the uniform (0
+    and next to 1 included); the class-then-word draw still inverts the whole
+    distribution over the words allowed."""
     import copy
 
     pytest.importorskip("torch")
-    from rnnlm.model.engines.torch_sampling import _sample_by_class
+    from rnnlm.model.engines.torch_sampling import _choose_from_log_probs, _sample_by_class
 
     engine = copy.deepcopy(class_lm.engine)
     classes = engine.model.classes
     size = engine.vocab_size
-    bounds = np.concatenate([[0, 3], np.linspace(3, size, len(classes.bounds) - 1)[1:]])
-    classes.set_bounds(bounds.round().astype(np.int64))
+    rest = np.linspace(first_bounds[-1], size, len(classes.bounds) - len(first_bounds))[1:]
+    classes.set_bounds(np.concatenate([[0, *first_bounds], rest]).round().astype(np.int64))
     outputs, _ = engine.decoding_step(np.array([1, 1]), None)
+    logp = outputs.log_probs()
     short = np.array([True, False])
-    for u in [0.0, 1e-12, 1e-6, 0.5, 1 - 1e-12]:
+    plain = [GenerationConfig(min_length=1), GenerationConfig()]
+    mismatches = 0
+    for u in [0.0, 1e-12, 1e-6, *np.linspace(0, 1, 200, endpoint=False), 1 - 1e-12]:
         tokens, logps = _sample_by_class(engine._serving, outputs.states, short, np.full(2, u))
         assert tokens[0] > 2 and tokens[1] > 1  # row 1 may end: SENTENCE_END allowed
-        np.testing.assert_allclose(logps, outputs.log_probs()[[0, 1], tokens].numpy(), atol=1e-5)
+        np.testing.assert_allclose(logps, logp[[0, 1], tokens].numpy(), atol=1e-5)
+        whole, _ = _choose_from_log_probs(logp, short, plain, np.full(2, u))
+        mismatches += int((tokens != whole).sum())
+    assert mismatches <= 2
 
 
 @pytest.mark.parametrize("choose", [numpy_choice, torch_choice], ids=["numpy", "torch"])
