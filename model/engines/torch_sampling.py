@@ -30,6 +30,9 @@ from rnnlm.model.vocab import END_ID, START_ID, UNK_ID
 # Words never produced (generation's module doc); END_ID too while a sentence is short.
 _NEVER = (UNK_ID, START_ID)
 _BELOW_ONE = float(np.nextafter(1.0, 0.0))  # the largest float64 below 1
+# The most values (rows x largest class x H) the class sampler gathers at once: 4 MB of
+# float32, a few hundred microseconds of copying at most.
+GATHER_LIMIT = 1 << 20
 
 
 class StepOutputs:
@@ -229,15 +232,20 @@ def _class_word_logits(
     edges: list[int],
 ) -> torch.Tensor:
     """The logits of the words of each row's class ``chosen`` (m, M), padded with -inf to
-    the largest class chosen. One row: a product with a slice of the decoder's rows (no
-    copy of them). More: the rows gathered (m, M, H), a fixed few operations instead of a
-    product a row (each operation costs more than its arithmetic at these sizes)."""
+    the largest class chosen. Several rows: their classes' decoder rows gathered (m, M, H),
+    a fixed few operations instead of a product a row (each operation costs more than its
+    arithmetic at these sizes), unless that copy would exceed ``GATHER_LIMIT`` values (a
+    large vocabulary's rarest classes hold thousands of words): then, as for one row, a
+    product a row with a slice of the decoder's rows (no copy of them)."""
     weight, bias = decoder.weight, decoder.bias  # (V, H), (V,)
-    if len(chosen) == 1:
-        lo, hi = edges[chosen[0]], edges[chosen[0] + 1]
-        return F.linear(states, weight[lo:hi], bias[lo:hi])  # (1, M)
+    sizes = np.array([edges[k + 1] - edges[k] for k in chosen])[:, None]  # (m, 1)
+    if len(chosen) == 1 or len(chosen) * int(sizes.max()) * weight.shape[1] > GATHER_LIMIT:
+        parts = [
+            F.linear(states[i], weight[edges[k] : edges[k + 1]], bias[edges[k] : edges[k + 1]])
+            for i, k in enumerate(chosen)
+        ]
+        return nn.utils.rnn.pad_sequence(parts, batch_first=True, padding_value=-torch.inf)
     starts = np.array([edges[k] for k in chosen])[:, None]  # (m, 1)
-    sizes = np.array([edges[k + 1] - edges[k] for k in chosen])[:, None]
     offsets = np.arange(sizes.max())[None, :]  # (1, M)
     valid = offsets < sizes  # (m, M)
     ids = torch.from_numpy(np.where(valid, starts + offsets, starts)).to(states.device)

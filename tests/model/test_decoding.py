@@ -322,12 +322,18 @@ def test_a_uniform_next_to_one_stays_among_the_tokens_kept(choose):
         assert chosen[1] in order[: np.searchsorted(np.cumsum(probs[order]), 0.5) + 1]
 
 
-def test_class_words_by_a_product_a_row_or_gathered_are_the_same(class_lm):
-    """The two ways of computing each row's class words' logits (one row: a product with
-    the class's slice of the decoder; several: the rows gathered) agree, and pad with -inf
-    to the largest class chosen."""
+@pytest.mark.parametrize("gather_limit", [1 << 20, 1], ids=["gathered", "a product a row"])
+def test_class_words_by_a_product_a_row_or_gathered_are_the_same(
+    class_lm, gather_limit, monkeypatch
+):
+    """The two ways of computing each row's class words' logits (one row, or rows whose
+    classes are too large to gather: a product a row with the class's slice of the
+    decoder; several: the rows gathered) agree, and pad with -inf to the largest class."""
     torch = pytest.importorskip("torch")
+    from rnnlm.model.engines import torch_sampling
     from rnnlm.model.engines.torch_sampling import _class_word_logits
+
+    monkeypatch.setattr(torch_sampling, "GATHER_LIMIT", gather_limit)
 
     engine = class_lm.engine
     outputs, _ = engine.decoding_step(np.array([1, 1, 1]), None)
