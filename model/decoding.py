@@ -104,7 +104,9 @@ class EventStream(Iterator[GenerationEvent]):
 
     def wait_ready(self, count: int, timeout: float) -> None:
         """Wait until ``count`` events are ready, the request has ended (its last event is
-        there) or ``timeout`` seconds have passed, whichever comes first."""
+        there) or ``timeout`` seconds have passed, whichever comes first; now and then
+        sooner (a wake-up meant for the previous wait): a hint for how many to send
+        together, never a guarantee of ``count``."""
         request = self._request
         if request.ended or request.out.qsize() >= count:
             return

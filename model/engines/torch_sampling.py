@@ -134,11 +134,11 @@ class _ClassPlan:
 
 def _class_plan(classes: ClassSoftmax) -> _ClassPlan:
     """``classes``' plan, rebuilt when its bounds change (loading, training)."""
-    key = (classes.bounds.data_ptr(), classes.bounds._version)
+    edges = classes.bounds.tolist()  # the values, however they were written (C + 1 ints)
+    key = (classes.bounds.device, edges)
     cached = classes.__dict__.get("_sampling_plan")  # (not a module's attribute lookup)
     if cached is not None and cached[0] == key:
         return cached[1]
-    edges = classes.bounds.tolist()
     of = [bisect.bisect_right(edges, i) - 1 for i in (*_NEVER, END_ID)]
     k0, k1 = min(of), max(of) + 1
     lo, hi = edges[k0], edges[k1]
@@ -199,8 +199,9 @@ def _sample_by_class(
         draw_lp[:, plan.classes] += share
         # float64 for the class draw ((m, C) is small): a uniform below 1 stays so, and a
         # uniform u < 1 times the total stays below it: the first class whose cumulative
-        # mass passes it has mass of its own.
-        class_p = draw_lp.exp()
+        # mass passes it has mass of its own. Shifted by each row's largest, so that the
+        # total is at least 1 even where what may be produced is e^-800 of the row.
+        class_p = (draw_lp - draw_lp.amax(dim=1, keepdim=True)).exp()
         cdf = class_p.cumsum(dim=1)  # (m, C)
         u = torch.from_numpy(np.asarray(uniforms, dtype=np.float64)).to(device)
         target = u[:, None] * cdf[:, -1:]  # (m, 1)
@@ -210,15 +211,20 @@ def _sample_by_class(
         before = F.pad(cdf, (1, 0)).gather(1, drawn)  # (m, 1): the mass of the classes before
         rest = ((target - before) / class_p.gather(1, drawn)).clamp_(0.0, _BELOW_ONE)  # (m, 1)
         chosen = drawn[:, 0].tolist()
-        logits = _class_word_logits(decoder, states, chosen, plan.edges)  # (m, M), -inf pads
-        within_lp = torch.log_softmax(logits.double(), dim=-1)  # (m, M): ln p(w | c)
-        weights = within_lp.exp()
+        logits = _class_word_logits(decoder, states, chosen, plan.edges).double()  # (m, M)
+        within_lp = torch.log_softmax(logits, dim=-1)  # (m, M): ln p(w | c); -inf pads
         for row, k in enumerate(chosen):  # rows in a class holding a word not to produce
             if k in plan.bans:
                 never, end = plan.bans[k]
-                weights[row, [*never, end] if short[row] and end is not None else never] = 0.0
+                logits[row, [*never, end] if short[row] and end is not None else never] = -torch.inf
+        # The words a row may produce, its largest at 1 (as the classes above).
+        weights = (logits - logits.amax(dim=1, keepdim=True)).exp()
         word_cdf = weights.cumsum(dim=1)  # (m, M)
         j = torch.searchsorted(word_cdf, rest * word_cdf[:, -1:], right=True)  # (m, 1)
+        # Within the class whatever the numbers (a network gone to NaN must not stop the
+        # loop's other requests with an index error).
+        sizes = [plan.edges[k + 1] - plan.edges[k] for k in chosen]
+        j = torch.minimum(j, torch.tensor(sizes, device=device)[:, None] - 1)
         first = torch.tensor([plan.edges[k] for k in chosen], device=device)
         tokens = first + j[:, 0]
         logp = (class_lp.gather(1, drawn) + within_lp.gather(1, j))[:, 0]

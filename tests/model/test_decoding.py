@@ -299,6 +299,34 @@ def test_a_class_of_words_never_produced_is_never_drawn(class_lm, first_bounds):
     assert mismatches <= 2
 
 
+def test_words_allowed_far_below_a_banned_one_are_still_drawn_by_class(class_lm):
+    """Where UNKNOWN holds all but e^-800 of a row (below float64's range), the class
+    draw still picks among the words allowed, as inverting the whole distribution does,
+    instead of dividing 0 by 0 (an index error that ended every stream of the model); a
+    network gone to NaN still gives a word of the vocabulary."""
+    import copy
+
+    torch = pytest.importorskip("torch")
+    from rnnlm.model.engines.torch_sampling import _choose_from_log_probs, _sample_by_class
+
+    engine = copy.deepcopy(class_lm.engine)
+    with torch.no_grad():
+        engine.model.classes.layer.bias[0] += 800.0  # class 0, which holds UNKNOWN
+        engine.model.decoder.bias[0] += 800.0  # UNKNOWN within it
+    outputs, _ = engine.decoding_step(np.array([5, 5]), None)
+    short = np.array([True, False])
+    plain = [GenerationConfig(min_length=1), GenerationConfig()]
+    for u in (0.0, 0.3, 0.5, 1 - 1e-12):
+        draws = np.full(2, u)
+        tokens, logps = _sample_by_class(engine._serving, outputs.states, short, draws)
+        whole, _ = _choose_from_log_probs(outputs.log_probs(), short, plain, draws)
+        np.testing.assert_array_equal(tokens, whole)
+        assert tokens[0] > 2 and tokens[1] > 1 and np.isfinite(logps).all()
+    broken = torch.full_like(outputs.states, float("nan"))
+    tokens, _ = _sample_by_class(engine._serving, broken, short, np.full(2, 0.5))
+    assert ((tokens >= 0) & (tokens < engine.vocab_size)).all()
+
+
 @pytest.mark.parametrize("choose", [numpy_choice, torch_choice], ids=["numpy", "torch"])
 def test_a_uniform_next_to_one_stays_among_the_tokens_kept(choose):
     """A draw just below 1 must not round past the last token kept by top-k, top-p or
