@@ -185,7 +185,7 @@ def _sample_by_class(
     device = states.device
     m = len(states)
     with torch.no_grad():
-        class_logits = F.linear(states, classes.layer.weight, classes.layer.bias)  # (m, C)
+        class_logits = classes.layer(states)  # (m, C); an int8 layer where quantized
         class_lp = torch.log_softmax(class_logits.double(), dim=-1)
         # The classes holding words never produced count with the part of them a row may
         # produce (nothing, where that is none of their words): their ln share is added.
