@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from rnnlm.model.checks import check_fields, integer, number, one_of, refuse_unknown
-from rnnlm.model.text import detokenize
+from rnnlm.model.detokenize import detokenize
 from rnnlm.model.vocab import END_ID, SENTENCE_END, START_ID, UNK_ID, Vocabulary
 
 METHODS = ("sample", "greedy", "beam")

@@ -22,17 +22,16 @@ from typing import Any, NamedTuple
 
 from nltk.tokenize import NLTKWordTokenizer
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTrainer
-from nltk.tokenize.treebank import TreebankWordDetokenizer
 
 from rnnlm.model.checks import one_of
 from rnnlm.model.config import WORD_MODES
+from rnnlm.model.detokenize import detokenize
 
 # Punkt learns abbreviations and sentence starters from word statistics: a few MB of text
 # is plenty, and the cost grows linearly, so larger corpora train it on their start only.
 PUNKT_TRAINING_CHARS = 4_000_000
 
 _WORD_TOKENIZER = NLTKWordTokenizer()
-_DETOKENIZER = TreebankWordDetokenizer()
 TOKENIZER_SENTENCE_MODES = ("split", "line")  # what "auto" resolves to; see corpus.py
 # Markup tokens such as <unk>, <s>, </s> (no spaces inside), which NLTK cuts into "<" "unk" ">".
 _ANGLE_TOKEN = re.compile(r"<[^\s<>]+>")
@@ -258,95 +257,6 @@ class Tokenizer:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"tokenizer parameters are malformed: {err!r}") from err
-
-
-def detokenize(words: list[str]) -> str:
-    """Words back to readable text ("do n't" -> "don't", no space before punctuation):
-    NLTK's Treebank detokenizer, step for step, skipping the rules that cannot match
-    (``_RULE_NEEDS``): most generated sentences need 3 of its 27 substitutions."""
-    text = f" {' '.join(words)} "
-    folded = _folded(text)
-    for pattern, pair in _CONTRACTION_STEPS:
-        if folded is None or pair is None or pair in folded:
-            undone = pattern.sub(r"\1\2", text)
-            if undone != text:
-                text, folded = undone, _folded(undone)
-    text = _substitute(_ENDING_QUOTE_STEPS, text).strip()
-    text = _substitute(_PUNCTUATION_STEPS, text)
-    return _substitute(_STARTING_QUOTE_STEPS, text).strip()
-
-
-# NLTK's detokenizer undoes CONTRACTIONS3, then CONTRACTIONS2 ("can not" -> "cannot").
-_CONTRACTIONS_UNDONE = [
-    *TreebankWordDetokenizer.CONTRACTIONS3,
-    *TreebankWordDetokenizer.CONTRACTIONS2,
-]
-
-
-def _word_pair(pattern: str) -> str | None:
-    """The two words a contraction pattern joins, as they stand in the text ("can not"
-    for "(can)\\s(not)"), which every match holds where the only whitespace is spaces
-    (lowercased: the patterns ignore case); None for a pattern not of that shape."""
-    found = re.fullmatch(
-        r"\(\?i\)(?: |\\b)\(([a-z']+)\)\\s\(([a-z']+)\)(?:\\b|\(\?=\\s\))", pattern
-    )
-    return f"{found[1]} {found[2]}" if found else None
-
-
-def _folded(text: str) -> str | None:
-    """``text`` lowercased, to look for a contraction's words in; None where a pattern
-    ignoring case, or whitespace other than spaces, could match what a substring cannot
-    (non-ASCII text, tabs): then every contraction pattern runs."""
-    return text.lower() if text.isascii() and not _OTHER_SPACE.search(text) else None
-
-
-_OTHER_SPACE = re.compile(r"[^\S ]")  # whitespace but the space
-# What every match of NLTK's other detokenizer rules holds: one of these strings. A rule
-# whose text holds none of them is skipped; a rule not listed (another NLTK) always runs.
-_RULE_NEEDS: dict[str, tuple[str, ...]] = {
-    r"([^' ])\s('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) ": ("'",),
-    r"([^' ])\s('[sS]|'[mM]|'[dD]|') ": ("'",),
-    r"([^'\s])\s(\'\')": ("''",),
-    r"([,.;:!?'])\s+(\"|\'\')": ('"', "''"),
-    r"(\'\')\s([.,:)\]>};%])": ("''",),
-    r"''": ("''",),
-    r'([,.;:!?])"(\')': ('"',),
-    r" -- ": (" -- ",),
-    r"([\[\(\{\<])\s": ("[", "(", "{", "<"),
-    r"\s([\]\)\}\>])": ("]", ")", "}", ">"),
-    r"([\]\)\}\>])\s([:;,.])": ("]", ")", "}", ">"),
-    r"([^'])\s'\s": ("'",),
-    r"\s([?!])": ("?", "!"),
-    r'([^\.])\s(\.)(?!\.)([\]\)}>"\']*)': (".",),
-    r"([#$])\s": ("#", "$"),
-    r"\s([;%])": (";", "%"),
-    r"\s\.\.\.\s": ("...",),
-    r"\s([:,])": (":", ","),
-    r"([ (\[{<])\s``": ("``",),
-    r"(``)\s": ("``",),
-    r"``": ("``",),
-}
-
-
-def _steps(rules: Iterable[tuple[Any, str]]) -> list[tuple[Any, str, tuple[str, ...] | None]]:
-    """NLTK's (pattern, replacement) ``rules``, each with what its matches need."""
-    return [(p, replacement, _RULE_NEEDS.get(p.pattern)) for p, replacement in rules]
-
-
-_CONTRACTION_STEPS = [(p, _word_pair(p.pattern)) for p in _CONTRACTIONS_UNDONE]
-_ENDING_QUOTE_STEPS = _steps(_DETOKENIZER.ENDING_QUOTES)
-_PUNCTUATION_STEPS = _steps(
-    [_DETOKENIZER.DOUBLE_DASHES, *_DETOKENIZER.PARENS_BRACKETS, *_DETOKENIZER.PUNCTUATION]
-)
-_STARTING_QUOTE_STEPS = _steps(_DETOKENIZER.STARTING_QUOTES)
-
-
-def _substitute(steps: list[tuple[Any, str, tuple[str, ...] | None]], text: str) -> str:
-    """``_steps`` in order on ``text``, but those that cannot match it."""
-    for pattern, replacement, needs in steps:
-        if needs is None or any(needle in text for needle in needs):
-            text = pattern.sub(replacement, text)
-    return text
 
 
 class WordSpan(NamedTuple):

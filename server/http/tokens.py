@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rnnlm.model.detokenize import detokenize
 from rnnlm.model.scoring import Words
-from rnnlm.model.text import detokenize, detokenize_with_offsets
+from rnnlm.model.text import detokenize_with_offsets
 from rnnlm.model.vocab import (
     END_ID,
     SENTENCE_END,

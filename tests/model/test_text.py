@@ -113,7 +113,8 @@ def test_detokenize_gives_what_nltk_gives_on_every_shared_line():
     """``detokenize`` skips the rules of NLTK's detokenizer that cannot match; its text is
     NLTK's own for the words of every line of the shared corpora as tokenised, and of
     every tenth split at spaces (tabs, non-ASCII text and NLTK's own padding included)."""
-    from rnnlm.model.text import _DETOKENIZER, _nltk_words, detokenize
+    from rnnlm.model.detokenize import _DETOKENIZER, detokenize
+    from rnnlm.model.text import _nltk_words
 
     for i, line in enumerate(shared_lines()):
         for words in (_nltk_words(line), line.split(" ")) if i % 10 == 0 else [_nltk_words(line)]:
@@ -123,7 +124,8 @@ def test_detokenize_gives_what_nltk_gives_on_every_shared_line():
 def test_detokenize_on_the_words_nltks_rules_look_at():
     import random
 
-    from rnnlm.model.text import _DETOKENIZER, _PLAIN_MARKS, detokenize
+    from rnnlm.model.detokenize import _DETOKENIZER, detokenize
+    from rnnlm.model.text import _PLAIN_MARKS
 
     pieces = [*_PLAIN_MARKS, *",.?!;:()[]{}<>$%&#*+=/@", "``", "''", '"', "'", "...", "--"]
     pieces += ["a", "The", "x1", "42", "can", "not", "CAN", "Not", "'t", "is", "WAS", "d", "'ye"]
