@@ -177,7 +177,7 @@ def _sample_by_class(
     class drawn from p(c) times the share of c it may produce, then its word from p(w | c)
     over the words it may produce, with one uniform (the part of it left in the class
     chosen): the same token as inverting the whole distribution, whose ids run class by
-    class. About 40 torch operations whatever m: on a CPU each costs more than its
+    class. About 45 torch operations whatever m: on a CPU each costs more than its
     arithmetic at these sizes, so their number is what the step's time is."""
     classes, decoder = layers.classes, layers.decoder
     assert classes is not None and decoder is not None
@@ -244,8 +244,11 @@ def _class_word_logits(
     large vocabulary's rarest classes hold thousands of words): then, as for one row, a
     product a row with a slice of the decoder's rows (no copy of them)."""
     weight, bias = decoder.weight, decoder.bias  # (V, H), (V,)
+    if len(chosen) == 1:
+        lo, hi = edges[chosen[0]], edges[chosen[0] + 1]
+        return F.linear(states, weight[lo:hi], bias[lo:hi])  # (1, M)
     sizes = np.array([edges[k + 1] - edges[k] for k in chosen])[:, None]  # (m, 1)
-    if len(chosen) == 1 or len(chosen) * int(sizes.max()) * weight.shape[1] > GATHER_LIMIT:
+    if len(chosen) * int(sizes.max()) * weight.shape[1] > GATHER_LIMIT:
         parts = [
             F.linear(states[i], weight[edges[k] : edges[k + 1]], bias[edges[k] : edges[k + 1]])
             for i, k in enumerate(chosen)
