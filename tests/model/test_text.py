@@ -124,8 +124,14 @@ def test_detokenize_gives_what_nltk_gives_on_every_shared_line():
 def test_detokenize_on_the_words_nltks_rules_look_at():
     import random
 
+    from rnnlm.model import detokenize as module
     from rnnlm.model.detokenize import _DETOKENIZER, detokenize
     from rnnlm.model.text import _PLAIN_MARKS
+
+    # Every rule of this NLTK is known (one it does not know always runs: slower, not wrong).
+    steps = module._ENDING_QUOTE_STEPS + module._PUNCTUATION_STEPS + module._STARTING_QUOTE_STEPS
+    assert all(needs for _, _, needs in steps) and len(steps) == 21
+    assert all(pair for _, pair in module._CONTRACTION_STEPS)
 
     pieces = [*_PLAIN_MARKS, *",.?!;:()[]{}<>$%&#*+=/@", "``", "''", '"', "'", "...", "--"]
     pieces += ["a", "The", "x1", "42", "can", "not", "CAN", "Not", "'t", "is", "WAS", "d", "'ye"]
