@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     for mode, cells in results.items():
         ratio = cells[-1]["tok_s"] / cells[0]["tok_s"]
         verdict = "PASS" if ratio >= 4 else "MISS"
-        print(f"{mode}: {max(STREAMS)} streams / 1 stream: {ratio:.2f}x (goal >= 4x): {verdict}")
+        print(f"{mode}: {max(STREAMS)} streams / 1 stream: {ratio:.3f}x (goal >= 4x): {verdict}")
     print(f"# load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
