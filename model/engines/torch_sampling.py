@@ -121,11 +121,9 @@ class _ClassPlan:
     class's total and one more the part a row may produce."""
 
     edges: list[int]  # (C + 1,) class k holds ids edges[k]:edges[k + 1]
-    num_classes: int  # C
     classes: slice  # k0:k1, the classes holding a word that may not be produced
     ids: slice  # lo:hi, their words
     group: torch.Tensor  # (K * M,) into the range's logits; hi - lo: the -inf padding
-    padded: bool  # more than one class: the group is needed
     shape: tuple[int, int]  # (K, M)
     masks: torch.Tensor  # (2, K, M) float64: -inf where a word may not be produced, else 0;
     # [0] for a row that may end its sentence, [1] for one that may not yet
@@ -157,11 +155,9 @@ def _class_plan(classes: ClassSoftmax) -> _ClassPlan:
     device = classes.bounds.device
     plan = _ClassPlan(
         edges,
-        len(edges) - 1,
         slice(k0, k1),
         slice(lo, hi),
         torch.tensor(group, device=device),
-        k1 - k0 > 1,
         (k1 - k0, width),
         torch.from_numpy(masks).to(device),
         bans,
@@ -190,7 +186,7 @@ def _sample_by_class(
         # The classes holding words never produced count with the part of them a row may
         # produce (nothing, where that is none of their words): their ln share is added.
         special = F.linear(states, decoder.weight[plan.ids], decoder.bias[plan.ids]).double()
-        if plan.padded:  # more than one such class: each its own group, -inf padded
+        if plan.shape[0] > 1:  # more than one such class: each its own group, -inf padded
             special = F.pad(special, (0, 1), value=-torch.inf)[:, plan.group]
         grouped = special.view(m, *plan.shape)  # (m, K, M)
         masks = plan.masks[torch.from_numpy(short).to(device, torch.int64)]  # (m, K, M)
@@ -205,7 +201,7 @@ def _sample_by_class(
         cdf = class_p.cumsum(dim=1)  # (m, C)
         u = torch.from_numpy(np.asarray(uniforms, dtype=np.float64)).to(device)
         target = u[:, None] * cdf[:, -1:]  # (m, 1)
-        drawn = torch.searchsorted(cdf, target, right=True).clamp_(max=plan.num_classes - 1)
+        drawn = torch.searchsorted(cdf, target, right=True).clamp_(max=len(plan.edges) - 2)
         # What is left of the uniform inside the class drawn: in [0, 1) but for rounding,
         # which the clamp takes back below 1 (so that it stays among the words allowed).
         before = F.pad(cdf, (1, 0)).gather(1, drawn)  # (m, 1): the mass of the classes before
