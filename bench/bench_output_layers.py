@@ -1,9 +1,11 @@
 """The output layers at WikiText-2's full vocabulary: full softmax, class-factored softmax
-(``output_classes``) and adaptive softmax (``adaptive_cutoffs``), for a gru/lstm.
+(``output_classes``) and adaptive softmax (``adaptive_cutoffs``), for a gru/lstm; the full
+and class-factored softmax for the NumPy rnn (it has no adaptive softmax).
 
     python bench/bench_output_layers.py                 # LSTM 2x200, 3 epochs each (~15 min)
     python bench/bench_output_layers.py --quick         # small model and text (< 1 minute)
     python bench/bench_output_layers.py --cell gru --epochs 2 --cutoffs 2000,6000
+    OMP_NUM_THREADS=1 python bench/bench_output_layers.py --cell rnn   # hidden 200 (~10 min)
 
 Every word of ``wikitext-2/valid.txt`` is in the vocabulary (``min_count`` 1, no size cap:
 13,768 words here, against which the full softmax's output layer is ~80% of the training
@@ -40,17 +42,21 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("RNNLM_SHARED_DATA") or ROOT / "shared/data")
 FULL = {"embed_size": 200, "hidden_size": 200, "num_layers": 2}
 QUICK = {"embed_size": 32, "hidden_size": 32, "num_layers": 1}
+# The NumPy rnn: one layer, its input matrix maps a word straight to the state (no embedding).
+RNN_FULL, RNN_QUICK = {"hidden_size": 200}, {"hidden_size": 32}
 SPEED_TARGET, PERPLEXITY_TOLERANCE = 2.5, 0.05
 
 
-def layer_options(cutoffs: tuple[int, ...], vocab: int) -> dict[str, dict]:
+def layer_options(cell: str, cutoffs: tuple[int, ...], vocab: int) -> dict[str, dict]:
     """Each output layer's ModelConfig fields: the full softmax, about sqrt(V) word classes
-    (the default from a vocabulary of 1,000 on), and the adaptive softmax."""
-    return {
+    (the default from a vocabulary of 1,000 on), and for a gru/lstm the adaptive softmax."""
+    layers = {
         "full": {"output_classes": 0},
         "classes": {"output_classes": round(math.sqrt(vocab))},
-        "adaptive": {"output_classes": 0, "adaptive_cutoffs": cutoffs},
     }
+    if cell != "rnn":
+        layers["adaptive"] = {"output_classes": 0, "adaptive_cutoffs": cutoffs}
+    return layers
 
 
 def config(args, sizes: dict, layer: dict) -> ModelConfig:
@@ -102,6 +108,14 @@ def perplexity(lm: LanguageModel, sentences: list[list[str]]) -> float:
     return math.exp(-sum(s.logprob for s in scores) / sum(len(s.tokens) for s in scores))
 
 
+def threads(cell: str) -> str:
+    """The thread count that applies: torch's for a gru/lstm, the BLAS's for the NumPy rnn
+    (OMP_NUM_THREADS; unset: one per core)."""
+    if cell == "rnn":
+        return f"BLAS threads {os.environ.get('OMP_NUM_THREADS', f'{os.cpu_count()} (unset)')}"
+    return f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
 def load() -> str:
     return f"load {os.getloadavg()[0]:.2f}"
 
@@ -109,7 +123,7 @@ def load() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small model and text")
-    parser.add_argument("--cell", default="lstm", choices=["gru", "lstm"])
+    parser.add_argument("--cell", default="lstm", choices=["gru", "lstm", "rnn"])
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the quality runs")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the speed runs")
     parser.add_argument(
@@ -122,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sizes = QUICK if args.quick else FULL
+    if args.cell == "rnn":
+        sizes = RNN_QUICK if args.quick else RNN_FULL
+    else:
+        sizes = QUICK if args.quick else FULL
     train_text = (DATA / "wikitext-2/valid.txt").read_text(encoding="utf-8")
     test_text = (DATA / "wikitext-2/test.txt").read_text(encoding="utf-8")
     speed_chars, test_chars = (60_000, 40_000) if args.quick else (250_000, 300_000)
@@ -132,11 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     vocab = vocabulary_size(train_text, config(args, sizes, {"output_classes": 0}))
     if args.quick:
         cutoffs = tuple(c * 1000 // 13768 for c in cutoffs)  # the same shares of a small V
-    layers = layer_options(cutoffs, vocab)
+    layers = layer_options(args.cell, cutoffs, vocab)
     print(
-        f"# {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} "
-        f"threads; {args.cell} {sizes}; vocabulary {vocab:,} words (all of wiki.valid); "
-        f"layers {layers}; {load()}",
+        f"# {os.cpu_count()} CPUs, {threads(args.cell)}; {args.cell} {sizes}; vocabulary "
+        f"{vocab:,} words (all of wiki.valid); layers {layers}; {load()}",
         flush=True,
     )
 
@@ -191,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{quality[name]:>9.2f} {100 * change:>+6.1f}%  {verdict}"
         )
     print(
-        f"\nOutput layers, {args.cell} {sizes['num_layers']}x{sizes['hidden_size']}, "
-        f"vocabulary {vocab:,}, {torch.get_num_threads()} threads "
+        f"\nOutput layers, {args.cell} {sizes.get('num_layers', 1)}x{sizes['hidden_size']}, "
+        f"vocabulary {vocab:,}, {threads(args.cell)} "
         f"(speed: best of {args.rounds} interleaved rounds; ppl after {args.epochs} epochs)"
     )
     print("\n".join([header, "-" * len(header), *rows]))

@@ -20,8 +20,9 @@ The functions take the output layers as ``OutputLayers`` (the model, or its int8
 may be None). Every function takes states (n, H), and for the tokens to score, ``at`` (c,) (the row
 of each token's state) and ``targets`` (c,) (its word id), so that one state may predict
 several children of a prefix tree. The word-in-class part of the class softmax runs one
-small product per class present; callers pass thousands of rows at a time so that the
-Python loop over classes stays cheap next to the arithmetic.
+small product per class present (and three in the backward pass, ``_WordInClass``);
+callers pass thousands of rows at a time so that the Python loop over classes stays cheap
+next to the arithmetic.
 """
 
 from __future__ import annotations
@@ -116,17 +117,82 @@ def log_probs(
     target_class = classes.word_class()[targets]  # (c,)
     class_logits = classes.layer(states)  # (n, C)
     class_part = class_logits[at, target_class] - torch.logsumexp(class_logits, dim=-1)[at]
-    word_part = torch.zeros_like(class_part)
-    bounds = classes.bounds.tolist()
-    order = torch.argsort(target_class)
-    present, counts = torch.unique_consecutive(target_class[order], return_counts=True)
-    for k, rows in zip(present.tolist(), torch.split(order, counts.tolist()), strict=True):
-        lo, hi = bounds[k], bounds[k + 1]
-        h = states[at[rows]]  # (r, H)
-        logits = F.linear(h, decoder.weight[lo:hi], decoder.bias[lo:hi])  # (r, hi - lo)
-        target = logits.gather(1, (targets[rows] - lo)[:, None])[:, 0]  # (r,)
-        word_part = word_part.index_put((rows,), target - torch.logsumexp(logits, dim=-1))
-    return class_part + word_part
+    # The word part with the tokens sorted by class, so that each class's tokens are one
+    # slice of the rows.
+    order = torch.argsort(target_class)  # (c,)
+    sorted_classes, sorted_targets = target_class[order], targets[order]  # (c,), (c,)
+    present, counts = torch.unique_consecutive(sorted_classes, return_counts=True)
+    word_part = _WordInClass.apply(
+        states[at[order]],  # (c, H)
+        decoder.weight,
+        decoder.bias,
+        sorted_targets,
+        sorted_targets - classes.bounds[sorted_classes],  # their places in their classes
+        present.tolist(),
+        counts.tolist(),
+        torch.diff(classes.bounds).tolist(),  # (C,) words per class
+    )
+    return class_part + torch.empty_like(class_part).index_put((order,), word_part)
+
+
+class _WordInClass(torch.autograd.Function):
+    """ln p(t[i] | class(t[i]), h[i]), (c,): the log-softmax of h[i] . weight[w] + bias[w]
+    over the words w of t[i]'s class, at t[i]; for tokens sorted by class: ``present`` the
+    classes in the batch in order, ``counts`` their tokens, ``sizes`` every class's words
+    (the split of the weight's rows).
+
+    Written out with its backward because autograd's graph of a per-class loop costs more
+    than the loop's arithmetic (several nodes a class, ~100 classes a step): here a class is
+    a product, a log-softmax and a gather forward, an exp and three products backward, each
+    reading and writing views made by one ``split`` per tensor; the target words' part of
+    the backward is one vectorised pass, accumulated into the same gradient buffers."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, in_class, present, counts, sizes):
+        # h (c, H), weight (V, H), bias (V,), targets and in_class (c,): word ids, and
+        # their places within their classes.
+        log_probs = h.new_empty(h.shape[0], 1)  # (c, 1)
+        weights, biases = weight.split(sizes), bias.split(sizes)
+        log_softmaxes = []
+        for k, h_k, at_k, out_k in zip(
+            present, h.split(counts), in_class[:, None].split(counts), log_probs.split(counts),
+            strict=True,
+        ):  # fmt: skip
+            logits = F.linear(h_k, weights[k], biases[k])  # (r, |k|)
+            log_softmax = torch.log_softmax(logits, dim=1)
+            torch.gather(log_softmax, 1, at_k, out=out_k)
+            log_softmaxes.append(log_softmax)
+        ctx.save_for_backward(h, weight, targets)
+        ctx.classes, ctx.log_softmaxes = (present, counts, sizes), log_softmaxes
+        return log_probs[:, 0]
+
+    @staticmethod
+    def backward(ctx, grad):  # grad (c,)
+        h, weight, targets = ctx.saved_tensors
+        present, counts, sizes = ctx.classes
+        # With p the class softmax of token i and g its gradient: dh = g (W[t] - p W_k),
+        # dW = onehot(t)^T (g h) - p^T (g h), db = onehot(t)^T g - p^T g; rows of words in
+        # no present class get 0.
+        grad = grad.contiguous()
+        scaled_h = h * grad[:, None]  # (c, H)
+        dh = torch.empty_like(h)  # every row is in a present class
+        dweight = torch.zeros_like(weight)
+        dbias = weight.new_zeros(weight.shape[0])
+        weights, dweights, dbiases = weight.split(sizes), dweight.split(sizes), dbias.split(sizes)
+        minus_h, minus_grad = scaled_h.neg(), grad.neg()
+        for k, log_softmax, g_k, gh_k, dh_k in zip(
+            present, ctx.log_softmaxes, minus_grad.split(counts), minus_h.split(counts),
+            dh.split(counts), strict=True,
+        ):  # fmt: skip
+            p = log_softmax.exp()  # (r, |k|)
+            torch.mm(p, weights[k], out=dh_k)
+            p_t = p.t()
+            torch.mm(p_t, gh_k, out=dweights[k])
+            torch.mv(p_t, g_k, out=dbiases[k])
+        dh = torch.sub(weight[targets], dh).mul_(grad[:, None])
+        dweight.index_add_(0, targets, scaled_h)
+        dbias.index_add_(0, targets, grad)
+        return dh, dweight, dbias, None, None, None, None, None
 
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:

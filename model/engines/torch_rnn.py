@@ -310,13 +310,24 @@ class TorchRNNEngine(TorchDecoding):
         inputs, targets = self._tensor(part.inputs), self._tensor(part.targets)
         loss_sum = self._trained(inputs, targets, self._tensor(part.mask))  # scalar
         (loss_sum * (weight / batch.num_tokens)).backward()
-        max_norm = self.clip if self.clip is not None else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        norm = self._clip_gradients()
         self.optimizer.step()
         loss = loss_sum.item() if weight else 0.0
         if self.group is not None:
             loss = self.group.sum(loss)[0]
         return StepStats(loss, batch.num_tokens, norm.item())
+
+    def _clip_gradients(self) -> torch.Tensor:
+        """The gradients' global norm, after scaling them down to ``clip`` where it is
+        exceeded. Unlike ``clip_grad_norm_``, which multiplies every gradient by a factor
+        clamped at 1 so that a GPU need not wait for the norm, nothing is multiplied when
+        the norm is within bounds (most steps): on a CPU that pass over every weight was
+        ~8% of a class-softmax step."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+        if self.clip is not None and (self.device.type != "cpu" or norm > self.clip):
+            torch.nn.utils.clip_grads_with_norm_(params, self.clip, norm, foreach=True)
+        return norm
 
     def initial_state(self, batch_size: int):
         return None  # nn.GRU / nn.LSTM start from zeros when given no state

@@ -171,3 +171,34 @@ def test_a_numpy_class_model_trains_and_keeps_its_classes(tmp_path):
         ["the cat sat on the mat .", ". mat the on sat cat the"], scorer="neural"
     )
     assert good.logprob > bad.logprob + 3
+
+
+@pytest.mark.parametrize("repeat_states", [False, True])
+def test_the_torch_class_softmax_gradients_match_finite_differences(repeat_states):
+    """The written-out backward of the word-in-class part (torch_output._ClassLogSumExp),
+    through the whole class softmax, against torch.autograd.gradcheck in float64; with
+    ``repeat_states`` several targets share a state (a prefix tree's children)."""
+    needs_torch("gru")
+    import torch
+
+    from rnnlm.model.engines.torch_output import ClassSoftmax, log_probs
+
+    torch.manual_seed(0)
+    vocab, hidden, classes = 30, 5, 6
+    layers = torch.nn.Module()
+    layers.decoder = torch.nn.Linear(hidden, vocab).double()
+    layers.classes = ClassSoftmax(hidden, classes, vocab).double()
+    layers.classes.set_bounds(class_bounds(np.arange(vocab, 0, -1) ** 2, classes))
+    layers.adaptive = None
+    states = torch.randn(7, hidden, dtype=torch.float64, requires_grad=True)
+    at = torch.tensor([0, 1, 1, 1, 4, 6, 6] if repeat_states else range(7))
+    targets = torch.tensor([0, 29, 3, 3, 12, 25, 1])  # first and last class, a repeat
+
+    def loss(states, weight, bias):
+        layers.decoder.weight, layers.decoder.bias = weight, bias
+        return log_probs(layers, states, at, targets)
+
+    weight = layers.decoder.weight.detach().clone().requires_grad_()
+    bias = layers.decoder.bias.detach().clone().requires_grad_()
+    del layers.decoder.weight, layers.decoder.bias  # plain tensors from here on
+    assert torch.autograd.gradcheck(loss, (states, weight, bias))
