@@ -323,10 +323,11 @@ class TorchRNNEngine(TorchDecoding):
         clamped at 1 so that a GPU need not wait for the norm, nothing is multiplied when
         the norm is within bounds (most steps): on a CPU that pass over every weight was
         ~8% of a class-softmax step."""
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads, foreach=True)
         if self.clip is not None and (self.device.type != "cpu" or norm > self.clip):
-            torch.nn.utils.clip_grads_with_norm_(params, self.clip, norm, foreach=True)
+            parameters = self.model.parameters()  # those without a gradient are skipped
+            torch.nn.utils.clip_grads_with_norm_(parameters, self.clip, norm, foreach=True)
         return norm
 
     def initial_state(self, batch_size: int):
