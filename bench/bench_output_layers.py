@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     cutoffs = tuple(int(c) for c in args.cutoffs.split(","))
     vocab = vocabulary_size(train_text, config(args, sizes, {"output_classes": 0}))
     if args.quick:
-        cutoffs = tuple(c * 1000 // 13768 for c in cutoffs)  # the same shares of a small V
+        cutoffs = tuple(c * vocab // 11651 for c in cutoffs)  # the same shares of a small V
     layers = layer_options(args.cell, cutoffs, vocab)
     print(
         f"# {os.cpu_count()} CPUs, {threads(args.cell)}; {args.cell} {sizes}, {args.optimizer}; "

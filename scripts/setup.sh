@@ -30,7 +30,7 @@ fi
 py="$venv/bin/python"
 pip=("$py" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" --upgrade pip
-# torch first and pinned: left to resolve "torch>=2.2" on a clean machine, pip would pick
+# torch first and pinned: left to resolve "torch>=2.6" on a clean machine, pip would pick
 # the newest release with several GB of CUDA packages. On this project's machines the pin
 # is a CPU build kept locally; once it is installed the extra's range is satisfied and
 # nothing more is fetched.

@@ -325,7 +325,8 @@ class TorchRNNEngine(TorchDecoding):
         ~8% of a class-softmax step."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads, foreach=True)
-        if self.clip is not None and (self.device.type != "cpu" or norm > self.clip):
+        # "not <=": a NaN norm is clipped too (it poisons every gradient, as before).
+        if self.clip is not None and (self.device.type != "cpu" or not norm <= self.clip):
             parameters = self.model.parameters()  # those without a gradient are skipped
             torch.nn.utils.clip_grads_with_norm_(parameters, self.clip, norm, foreach=True)
         return norm

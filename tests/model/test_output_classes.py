@@ -175,7 +175,7 @@ def test_a_numpy_class_model_trains_and_keeps_its_classes(tmp_path):
 
 @pytest.mark.parametrize("repeat_states", [False, True])
 def test_the_torch_class_softmax_gradients_match_finite_differences(repeat_states):
-    """The written-out backward of the word-in-class part (torch_output._ClassLogSumExp),
+    """The written-out backward of the word-in-class part (torch_output._WordInClass),
     through the whole class softmax, against torch.autograd.gradcheck in float64; with
     ``repeat_states`` several targets share a state (a prefix tree's children)."""
     needs_torch("gru")
@@ -202,3 +202,7 @@ def test_the_torch_class_softmax_gradients_match_finite_differences(repeat_state
     bias = layers.decoder.bias.detach().clone().requires_grad_()
     del layers.decoder.weight, layers.decoder.bias  # plain tensors from here on
     assert torch.autograd.gradcheck(loss, (states, weight, bias))
+    # Asked for the states' gradient alone (the gradient-flow diagnostic), the same values.
+    (both,) = torch.autograd.grad(loss(states, weight, bias).sum(), states)
+    (alone,) = torch.autograd.grad(loss(states, weight.detach(), bias.detach()).sum(), states)
+    torch.testing.assert_close(alone, both)
