@@ -186,16 +186,19 @@ class _WordInClass(torch.autograd.Function):
         weights = weight.split(sizes)
         dweights = dweight.split(sizes) if dweight is not None else None
         dbiases = dbias.split(sizes) if dbias is not None else None
-        minus_h, minus_grad = scaled_h.neg().split(counts), grad.neg().split(counts)
-        rows = dh.split(counts) if dh is not None else [None] * len(present)
-        for i, (k, log_softmax, dh_k) in enumerate(zip(present, log_softmaxes, rows, strict=True)):
+        # Per class, the rows of -g h and -g (for the p^T terms), and of dh.
+        minus_h = scaled_h.neg().split(counts) if dweights is not None else None
+        minus_grad = grad.neg().split(counts) if dbiases is not None else None
+        rows = dh.split(counts) if dh is not None else None
+        for i, (k, log_softmax) in enumerate(zip(present, log_softmaxes, strict=True)):
             p = log_softmax.exp()  # (r, |k|)
-            if dh_k is not None:
-                torch.mm(p, weights[k], out=dh_k)
-            if dweights is not None:
-                torch.mm(p.t(), minus_h[i], out=dweights[k])
-            if dbiases is not None:
-                torch.mv(p.t(), minus_grad[i], out=dbiases[k])
+            if rows is not None:
+                torch.mm(p, weights[k], out=rows[i])
+            p_t = p.t()  # (|k|, r)
+            if dweights is not None and minus_h is not None:
+                torch.mm(p_t, minus_h[i], out=dweights[k])
+            if dbiases is not None and minus_grad is not None:
+                torch.mv(p_t, minus_grad[i], out=dbiases[k])
         # The target words' part; index_put_ accumulates deterministically on a GPU too.
         if dh is not None:
             dh = torch.sub(weight[targets], dh).mul_(grad[:, None])
