@@ -156,6 +156,13 @@ def init_from_env(train_device: str = "auto") -> DataParallel:
     return DataParallel(dist.get_rank(), dist.get_world_size(), device)
 
 
+def leave_group() -> None:
+    """Destroy the process group, if one was joined, before the process exits (the local
+    launch and torchrun alike) rather than leave it to the interpreter's exit."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def pack_start(
     corpus: Corpus,
     model_config: ModelConfig,

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import IO, Any
 
-from rnnlm.model.data_parallel import DataParallel, init_from_env, unpack_start
+from rnnlm.model.data_parallel import DataParallel, init_from_env, leave_group, unpack_start
 from rnnlm.model.lm import LanguageModel
 from rnnlm.model.local_launch import REPORT_FD, STOP_LINE
 from rnnlm.model.state import WorkerLost
@@ -108,7 +108,6 @@ def main() -> None:
         format=f"%(asctime)s rank {rank} %(levelname)s %(name)s: %(message)s",
     )
     import torch
-    import torch.distributed as dist
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     code = 0
@@ -129,8 +128,7 @@ def main() -> None:
         log.exception("training process %d failed", rank)
         code = 1
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        leave_group()
     # os._exit: the thread reading stdin must not hold up (or abort) the interpreter's exit.
     logging.shutdown()
     os._exit(code)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rnnlm.model import ModelConfig, TrainConfig
-from rnnlm.model.data_parallel import DataParallel, init_from_env
+from rnnlm.model.data_parallel import DataParallel, init_from_env, leave_group
 from rnnlm.model.distributed import follow
 from rnnlm.server.config import ServerConfig
 from rnnlm.server.corpora import CorpusRegistry
@@ -161,14 +161,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     group = init_from_env(device if isinstance(device, str) else "auto")
     log.info("rank %d of %d joined in %.1f s", group.rank, group.world, time.monotonic() - started)
-    if group.leader:
-        return lead(group, args, config)
-    # Rank 0 decides when to stop (a cancel, a SIGTERM it received); a signal here would
-    # only cut the run short of its checkpoint.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)
-    follow(group)
-    return 0
+    try:
+        if group.leader:
+            return lead(group, args, config)
+        # Rank 0 decides when to stop (a cancel, a SIGTERM it received); a signal here would
+        # only cut the run short of its checkpoint.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        follow(group)
+        return 0
+    finally:
+        leave_group()
 
 
 if __name__ == "__main__":
