@@ -111,7 +111,7 @@ class ServerConfig:
     max_message_bytes: int = setting(16 * 1024 * 1024, "size of one gRPC message", least=1)
     batching: bool = setting(True, "batch concurrent ScoreSentence calls")
     quantize: str = setting(
-        "none", "int8: serve gru/lstm models (CPU) with int8 weights (docs/model.md); none: float"
+        "none", "int8: serve float32 gru/lstm (CPU) with int8 weights (docs/model.md); none: float"
     )
     batch_max_size: int = setting(128, "sentences in one batched forward pass", least=1)
     batch_max_wait_ms: float = setting(

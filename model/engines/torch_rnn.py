@@ -245,6 +245,12 @@ class TorchRNNEngine(TorchDecoding):
         train."""
         if self.device.type != "cpu":
             raise ValueError(f"int8 quantization serves on the CPU; this model is on {self.device}")
+        dtype = next(self.model.parameters()).dtype
+        if dtype != torch.float32:  # torch's int8 layers take float32 activations only
+            raise ValueError(
+                f"int8 quantization serves float32 models; this one is {str(dtype)[6:]}: "
+                "serve it unquantized"
+            )
         self._serving = quantized_for_serving(self.model)
         self.quantized = True
 

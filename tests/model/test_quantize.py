@@ -56,3 +56,14 @@ def test_a_quantized_model_saves_float_weights_and_does_not_train(float_lm, pydo
 def test_the_numpy_rnn_is_not_quantized(small_models):
     with pytest.raises(ValueError, match="int8 quantization needs a 'gru' or 'lstm' model"):
         small_models["rnn"].quantize()
+
+
+def test_a_float64_model_is_not_quantized(pydoc_corpus):
+    # torch's int8 layers take float32 activations: quantized, a float64 model failed at its
+    # first score instead of at quantize().
+    needs_torch("gru")
+    config = ModelConfig(cell="gru", vocab_size=400, embed_size=8, hidden_size=8, dtype="float64")
+    lm = train(pydoc_corpus, config, TrainConfig(epochs=1, device="cpu"))
+    with pytest.raises(ValueError, match="serves float32 models; this one is float64"):
+        lm.quantize()
+    assert np.isfinite(lm.score(SENTENCES, scorer="neural")[0].logprob)  # still serves
