@@ -15,7 +15,7 @@ threads are shown; set OMP_NUM_THREADS to compare.
 
 Each training cell is paired with a product-rate cell run just before it, and its share is
 of that rate: on a shared machine the rate moves by a third from one minute to the next
-(129-161 GFLOP/s in three runs on 2 threads), and a share of the best rate of the whole run
+(120-171 GFLOP/s within one run on 2 threads), and a share of the best rate of the whole run
 compares the training with a quieter moment than its own. The table gives the median over
 the rounds, the range of the shares beside it.
 """

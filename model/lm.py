@@ -249,7 +249,7 @@ class LanguageModel:
         return events.through(lambda inner: with_text(inner, prompt_words))
 
     def quantize(self) -> LanguageModel:
-        """Serve this model with int8 weights (gru/lstm on the CPU; dynamic quantization):
+        """Serve this model with int8 weights (float32 gru/lstm on the CPU; dynamic quantization):
         faster scoring and decoding for slightly different scores (bench/bench_quantize.py
         measures both). Saving keeps the float weights. Returns the model."""
         quantize = getattr(self.engine, "quantize", None)

@@ -180,7 +180,7 @@ class ModelCache:
         return LoadedModel(model_id, version, record.sha256, lm, batcher)
 
     def _quantize(self, model_id: str, lm: LanguageModel) -> None:
-        """--quantize int8: the models it applies to (gru/lstm on the CPU) serve int8."""
+        """--quantize int8: the models it applies to (float32 gru/lstm on the CPU) serve int8."""
         if self.config.quantize != "int8":
             return
         if lm.config.cell == "rnn" or lm.device != "cpu" or lm.config.dtype != "float32":

@@ -240,16 +240,16 @@ class TorchRNNEngine(TorchDecoding):
             yield level[keep], out[self._tensor(keep), 0]  # (k,), (k, H)
 
     def quantize(self) -> None:
-        """Score and decode with int8 weights from now on (dynamic quantization, CPU only;
+        """Score and decode with int8 weights from now on (dynamic quantization, float32 on the CPU;
         ``torch_quantize``). Checkpoints keep the float weights; a quantized engine does not
         train."""
         if self.device.type != "cpu":
             raise ValueError(f"int8 quantization serves on the CPU; this model is on {self.device}")
         dtype = next(self.model.parameters()).dtype
         if dtype != torch.float32:  # torch's int8 layers take float32 activations only
+            name = str(dtype).removeprefix("torch.")
             raise ValueError(
-                f"int8 quantization serves float32 models; this one is {str(dtype)[6:]}: "
-                "serve it unquantized"
+                f"int8 quantization serves float32 models; this one is {name}: serve it unquantized"
             )
         self._serving = quantized_for_serving(self.model)
         self.quantized = True
