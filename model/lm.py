@@ -252,13 +252,21 @@ class LanguageModel:
         """Serve this model with int8 weights (float32 gru/lstm on the CPU; dynamic quantization):
         faster scoring and decoding for slightly different scores (bench/bench_quantize.py
         measures both). Saving keeps the float weights. Returns the model."""
-        quantize = getattr(self.engine, "quantize", None)
-        if quantize is None:
-            raise ValueError(
+        refusal = self.int8_refusal()
+        if refusal is not None:
+            raise ValueError(refusal)
+        self.engine.quantize()  # type: ignore[attr-defined]  # a torch engine: int8_refusal
+        return self
+
+    def int8_refusal(self) -> str | None:
+        """Why ``quantize`` would refuse this model (a NumPy ``rnn``, a GPU or float64
+        model), or None."""
+        refusal = getattr(self.engine, "int8_refusal", None)
+        if refusal is None:
+            return (
                 f"int8 quantization needs a 'gru' or 'lstm' model; this one is {self.config.cell!r}"
             )
-        quantize()
-        return self
+        return refusal()
 
     @property
     def decoder(self) -> Decoder:

@@ -183,8 +183,9 @@ class ModelCache:
         """--quantize int8: the models it applies to (float32 gru/lstm on the CPU) serve int8."""
         if self.config.quantize != "int8":
             return
-        if lm.config.cell == "rnn" or lm.device != "cpu" or lm.config.dtype != "float32":
-            log.info("model %s stays float: int8 applies to float32 gru/lstm on the CPU", model_id)
+        refusal = lm.int8_refusal()
+        if refusal is not None:
+            log.info("model %s stays float: %s", model_id, refusal)
             return
         lm.quantize()
 

@@ -239,18 +239,23 @@ class TorchRNNEngine(TorchDecoding):
             keep = plan.has_children(level)  # (n,)
             yield level[keep], out[self._tensor(keep), 0]  # (k,), (k, H)
 
+    def int8_refusal(self) -> str | None:
+        """Why ``quantize`` would refuse this model, or None."""
+        if self.device.type != "cpu":
+            return f"int8 quantization serves on the CPU; this model is on {self.device}"
+        dtype = next(self.model.parameters()).dtype
+        if dtype != torch.float32:  # torch's int8 layers take float32 activations only
+            name = str(dtype).removeprefix("torch.")
+            return f"int8 quantization serves float32 models; this one is {name}"
+        return None
+
     def quantize(self) -> None:
         """Score and decode with int8 weights from now on (dynamic quantization, float32 on the CPU;
         ``torch_quantize``). Checkpoints keep the float weights; a quantized engine does not
         train."""
-        if self.device.type != "cpu":
-            raise ValueError(f"int8 quantization serves on the CPU; this model is on {self.device}")
-        dtype = next(self.model.parameters()).dtype
-        if dtype != torch.float32:  # torch's int8 layers take float32 activations only
-            name = str(dtype).removeprefix("torch.")
-            raise ValueError(
-                f"int8 quantization serves float32 models; this one is {name}: serve it unquantized"
-            )
+        refusal = self.int8_refusal()
+        if refusal is not None:
+            raise ValueError(refusal)
         self._serving = quantized_for_serving(self.model)
         self.quantized = True
 
