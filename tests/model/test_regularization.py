@@ -168,6 +168,34 @@ def test_numpy_optimizers_decay_as_torch_does(optimizer):
     np.testing.assert_allclose(param["w"], theirs_param.detach().numpy(), rtol=1e-10)
 
 
+@needs_torch
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop", "adam", "adamw"])
+def test_numpy_optimizers_update_parameters_of_several_shapes_as_torch_does(optimizer):
+    # The updates share two scratch arrays, sized for the largest parameter: a smaller one
+    # updated after it must not read what the larger one left there.
+    import torch
+
+    rng = np.random.default_rng(1)
+    shapes = {"big": (5, 6), "small": (3,), "middle": (4, 2)}
+    start = {name: rng.normal(size=shape) for name, shape in shapes.items()}
+    params = {name: value.copy() for name, value in start.items()}
+    ours = numpy_optim.OPTIMIZER_CLASSES[optimizer](params, 0.01)
+    theirs = {
+        name: torch.nn.Parameter(torch.from_numpy(value.copy())) for name, value in start.items()
+    }
+    engine = create_engine(ModelConfig(embed_size=4, hidden_size=4), VOCAB, device="cpu")
+    engine.model = torch.nn.ParameterList(theirs.values())
+    engine.configure_training(optimizer, 0.01, None, None, weight_decay=0.0)
+    for _ in range(3):
+        grads = {name: rng.normal(size=shape) for name, shape in shapes.items()}
+        ours.update(grads)
+        for name, grad in grads.items():
+            theirs[name].grad = torch.from_numpy(grad.copy())
+        engine.optimizer.step()
+    for name in shapes:
+        np.testing.assert_allclose(params[name], theirs[name].detach().numpy(), rtol=1e-10)
+
+
 def test_weight_decay_defaults_per_optimizer():
     assert TrainConfig(optimizer="adamw").effective_weight_decay == 0.1
     assert TrainConfig(optimizer="adam").effective_weight_decay == 0.0
