@@ -12,6 +12,18 @@ from torch import nn
 M = TypeVar("M", bound=nn.Module)
 
 
+def int8_refusal(model: nn.Module) -> str | None:
+    """Why ``model`` cannot be served int8, or None: the int8 layers run on the CPU and take
+    float32 activations only (a float64 model failed at its first score)."""
+    weight = next(model.parameters())
+    if weight.device.type != "cpu":
+        return f"int8 quantization serves on the CPU; this model is on {weight.device}"
+    if weight.dtype != torch.float32:
+        name = str(weight.dtype).removeprefix("torch.")
+        return f"int8 quantization serves float32 models; this one is {name}"
+    return None
+
+
 def quantized_for_serving(model: M) -> M:
     """A copy of ``model`` (an ``RNNModel``) with int8 weights in its recurrent layers and
     output layers, activations quantized on the fly: with a class softmax the word part

@@ -20,7 +20,7 @@ from rnnlm.model.engines.torch_output import (
     adaptive_softmax,
     log_probs,
 )
-from rnnlm.model.engines.torch_quantize import quantized_for_serving
+from rnnlm.model.engines.torch_quantize import int8_refusal, quantized_for_serving
 from rnnlm.model.engines.torch_sampling import TorchDecoding
 from rnnlm.model.engines.tree_plan import TreePlan, rechunk
 from rnnlm.model.engines.word_classes import class_bounds
@@ -241,20 +241,13 @@ class TorchRNNEngine(TorchDecoding):
 
     def int8_refusal(self) -> str | None:
         """Why ``quantize`` would refuse this model, or None."""
-        if self.device.type != "cpu":
-            return f"int8 quantization serves on the CPU; this model is on {self.device}"
-        dtype = next(self.model.parameters()).dtype
-        if dtype != torch.float32:  # torch's int8 layers take float32 activations only
-            name = str(dtype).removeprefix("torch.")
-            return f"int8 quantization serves float32 models; this one is {name}"
-        return None
+        return int8_refusal(self.model)
 
     def quantize(self) -> None:
         """Score and decode with int8 weights from now on (dynamic quantization, float32 on the CPU;
         ``torch_quantize``). Checkpoints keep the float weights; a quantized engine does not
         train."""
-        refusal = self.int8_refusal()
-        if refusal is not None:
+        if (refusal := self.int8_refusal()) is not None:
             raise ValueError(refusal)
         self._serving = quantized_for_serving(self.model)
         self.quantized = True
